@@ -1,0 +1,47 @@
+# llmco2 — two commands on a fresh clone: `make run` and `make test`.
+# Both create .venv, install the pinned dependencies (torch first: the CPU wheel `torch==2.13.0`,
+# which pip takes from this machine's wheel cache; elsewhere set TORCH_INDEX to a CPU wheel index,
+# e.g. make test TORCH_INDEX=https://download.pytorch.org/whl/cpu), then run.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# pip warns about every missing local index folder of this machine's config: keep logs readable.
+QUIET := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
+.PHONY: run test lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade "pip>=24" $(QUIET)
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)" $(QUIET)
+	$(PIP) install -q -e ".[dev]" $(QUIET)
+	$(BIN)/python -c "import torch, torch_geometric, featurize, orchestrator"
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/llmco2 featurize llama3.1-8b --gpu H100-SXM --tp 1 --batch 1 --prompt 1024 --gen 128
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	$(BIN)/python experiments/benchmarks/featurize_throughput.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,232 @@
+"""The shape of a decoder-only LLM, as far as compute, memory and network traffic depend on it."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmco2.errors import InfeasibleConfigError, UnsupportedArchitectureError
+
+MlpKind = Literal["gated", "plain"]
+Activation = Literal["silu", "gelu_tanh", "gelu"]
+Position = Literal["rope", "alibi"]
+
+#: Families whose kernels the featurizer models (Hugging Face ``model_type`` values).
+SUPPORTED_FAMILIES: tuple[str, ...] = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "gemma",
+    "gemma2",
+    "bloom",
+    "mixtral",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Architecture:
+    """A decoder-only transformer, described by what drives its kernels' cost.
+
+    Attributes:
+        name: Catalog id, path or a label for a perturbed architecture.
+        family: Hugging Face ``model_type`` (one of :data:`SUPPORTED_FAMILIES`).
+        hidden_size: Model width ``size_h``.
+        intermediate_size: MLP width (per expert for MoE).
+        num_layers: Transformer layers.
+        num_heads: Query heads ``n_h``.
+        num_kv_heads: Key/value heads ``n_kv`` (< ``num_heads`` under GQA/MQA).
+        head_dim: Width of one head ``d_h`` (not always ``hidden_size / num_heads``: Gemma).
+        vocab_size: Rows of the embedding and of the LM head.
+        mlp: ``gated`` (gate and up projections, SiLU/GELU-GLU) or ``plain`` (up, GELU, down).
+        activation: The MLP activation function.
+        tied_embeddings: Whether the LM head reuses the embedding matrix (no extra weights).
+        num_experts: MoE experts per layer (1 for dense models).
+        experts_per_token: Experts each token is routed to (top-k).
+        sliding_window: Attention window of the windowed layers, None for global attention only.
+        sliding_window_layer_fraction: Share of layers that use the window (Gemma 2: half).
+        norms_per_sublayer: Normalisations around each attention/MLP block (Gemma 2: pre and post).
+        qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM).
+        dense_bias: Whether the output and MLP projections have biases (BLOOM).
+        position: ``rope`` or ``alibi`` (no extra weights either way).
+    """
+
+    name: str
+    family: str
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    mlp: MlpKind = "gated"
+    activation: Activation = "silu"
+    tied_embeddings: bool = False
+    num_experts: int = 1
+    experts_per_token: int = 1
+    sliding_window: int | None = None
+    sliding_window_layer_fraction: float = 0.0
+    norms_per_sublayer: int = 1
+    qkv_bias: bool = False
+    dense_bias: bool = False
+    position: Position = "rope"
+
+    def __post_init__(self) -> None:
+        if self.family not in SUPPORTED_FAMILIES:
+            raise UnsupportedArchitectureError(
+                f"model family {self.family!r} is not supported "
+                f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+            )
+        positive = {
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "num_kv_heads": self.num_kv_heads,
+            "head_dim": self.head_dim,
+            "vocab_size": self.vocab_size,
+            "num_experts": self.num_experts,
+            "experts_per_token": self.experts_per_token,
+            "norms_per_sublayer": self.norms_per_sublayer,
+        }
+        for key, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UnsupportedArchitectureError(
+                    f"{self.name}: {key} must be a positive integer, got {value!r}"
+                )
+        if self.num_heads % self.num_kv_heads:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: {self.num_heads} attention heads are not a multiple of "
+                f"{self.num_kv_heads} KV heads"
+            )
+        if self.experts_per_token > self.num_experts:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: top-{self.experts_per_token} routing needs at least that many "
+                f"experts, got {self.num_experts}"
+            )
+        if self.sliding_window is not None and self.sliding_window < 1:
+            raise UnsupportedArchitectureError(f"{self.name}: sliding_window must be positive")
+        if not 0.0 <= self.sliding_window_layer_fraction <= 1.0:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: sliding_window_layer_fraction must lie in [0, 1]"
+            )
+
+    # Derived sizes ---------------------------------------------------------------------------
+    @property
+    def q_size(self) -> int:
+        """Output width of the Q projection (``n_h · d_h``)."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_size(self) -> int:
+        """Output width of the K (and of the V) projection (``n_kv · d_h``)."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether the MLP is a mixture of experts."""
+        return self.num_experts > 1
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        """Q, K, V and output projection weights (and biases) of one layer."""
+        h = self.hidden_size
+        params = h * self.q_size + 2 * h * self.kv_size + self.q_size * h
+        if self.qkv_bias:
+            params += self.q_size + 2 * self.kv_size
+        if self.dense_bias:
+            params += h
+        return params
+
+    @property
+    def mlp_params_per_expert(self) -> int:
+        """Weights of one expert's MLP (the whole MLP for dense models)."""
+        h, i = self.hidden_size, self.intermediate_size
+        matrices = 3 if self.mlp == "gated" else 2
+        params = matrices * h * i
+        if self.dense_bias:
+            params += (matrices - 1) * i + h
+        return params
+
+    @property
+    def router_params_per_layer(self) -> int:
+        """MoE router weights of one layer (0 for dense models)."""
+        return self.hidden_size * self.num_experts if self.is_moe else 0
+
+    @property
+    def norm_params_per_layer(self) -> int:
+        """Normalisation weights of one layer (BLOOM's LayerNorm has a bias too)."""
+        per_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
+        return 2 * self.norms_per_sublayer * per_norm
+
+    @property
+    def params_per_layer(self) -> int:
+        """All weights of one transformer layer."""
+        return (
+            self.attention_params_per_layer
+            + self.num_experts * self.mlp_params_per_expert
+            + self.router_params_per_layer
+            + self.norm_params_per_layer
+        )
+
+    @property
+    def active_params_per_layer(self) -> int:
+        """Weights one token multiplies with in one layer (top-k experts only)."""
+        return (
+            self.attention_params_per_layer
+            + self.experts_per_token * self.mlp_params_per_expert
+            + self.router_params_per_layer
+            + self.norm_params_per_layer
+        )
+
+    @property
+    def embedding_params(self) -> int:
+        """Token embedding (plus the untied LM head)."""
+        per_matrix = self.vocab_size * self.hidden_size
+        return per_matrix if self.tied_embeddings else 2 * per_matrix
+
+    @property
+    def non_embedding_params(self) -> int:
+        """Transformer-layer weights plus the final norm: the usual 'non-embedding' count."""
+        final_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
+        return self.num_layers * self.params_per_layer + final_norm
+
+    @property
+    def total_params(self) -> int:
+        """All weights the engine loads."""
+        return self.non_embedding_params + self.embedding_params
+
+    # Parallelism -----------------------------------------------------------------------------
+    def check_tensor_parallel(self, tp: int) -> None:
+        """Raise unless tensor parallelism of degree ``tp`` can shard this model.
+
+        Query heads must split evenly; KV heads must split evenly or be replicated whole (vLLM's
+        rule: ``n_kv % tp == 0`` or ``tp % n_kv == 0``).
+
+        Raises:
+            InfeasibleConfigError: When ``tp`` does not fit the head counts.
+        """
+        if tp < 1:
+            raise InfeasibleConfigError(f"tensor parallelism must be ≥ 1, got {tp}")
+        if self.num_heads % tp:
+            raise InfeasibleConfigError(
+                f"{self.name}: TP {tp} does not divide its {self.num_heads} attention heads"
+            )
+        if self.num_kv_heads % tp and tp % self.num_kv_heads:
+            raise InfeasibleConfigError(
+                f"{self.name}: TP {tp} neither divides nor is a multiple of its "
+                f"{self.num_kv_heads} KV heads"
+            )
+
+    def kv_heads_per_gpu(self, tp: int) -> int:
+        """KV heads each GPU holds under TP (replicated when ``tp > num_kv_heads``)."""
+        return max(1, self.num_kv_heads // tp)
+
+    def replace(self, **changes: Any) -> Architecture:
+        """A copy with some fields changed (validated like a new instance)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)

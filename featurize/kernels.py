@@ -1,0 +1,675 @@
+"""Per-kernel operation counts, memory traffic and network traffic, for prefill and decode.
+
+This module implements the kernel model of the LLMCO2 paper (Section 4.1, Appendix A, Figure 12,
+Tables 6 and 7), vectorised with NumPy over any number of inference points, and corrected where
+the paper's equations are physically wrong. Every quantity is **per GPU** of the tensor-parallel
+group (the GPUs run the same kernels in lock-step) and **for the whole request** in that phase:
+a layer kernel's numbers are summed over all layers, so the sum over kernels is the request total.
+
+Notation (the paper's): ``B`` batch size, ``L`` prompt length, ``G`` generated tokens (``N_gT``),
+``l`` TP degree (``N_GPU``), ``h`` hidden size, ``i`` intermediate size, ``n_h``/``n_kv`` query/KV
+heads, ``d_h`` head width, ``V`` vocabulary, ``D_W``/``D_A``/``D_KV`` bytes per weight, activation
+and KV element. The prefill processes ``T_pre = B·L`` tokens in one forward pass and yields the
+first token; the decode runs ``G - 1`` passes of ``B`` tokens, so ``T_dec = B·(G - 1)``.
+
+Deviations from the paper, each also noted where it is computed:
+
+* Linear kernels: weights are read once per forward pass — once in the prefill (Eq. 16) and
+  ``G - 1`` times in the decode (Eq. 10). Under TP a column-parallel kernel (Q, K, V, gate, up)
+  reads the whole input and writes ``1/l`` of the output, a row-parallel one (out, down) reads
+  ``1/l`` of the input and writes a whole partial sum; the paper divides everything by ``l``.
+* KV-cache stores belong to the K and V projections (Eq. 13/19 give them to every *other* linear
+  kernel and none to K/V, which is backwards).
+* Prefill attention grows with ``L²``: ``QKᵀ`` and ``SV`` take ``2·d_h`` operations per
+  (query, key) pair, softmax about 5 per score. With flash attention only the causal half is
+  computed (``L(L+1)/2`` pairs, or fewer inside a sliding window); without it the whole ``L×L``
+  score matrix is materialised. Eq. 32/33 have no quadratic term at all.
+* Decode attention reads the KV cache of the context so far at every step: step ``t`` attends to
+  ``L + t`` keys, summed exactly over ``t = 1..G-1`` (Eq. 21-24 use ``(2L + G)·G/2``, which also
+  counts the prefill token). Eq. 31/42 add the KV load twice and drop the activation store; here
+  each byte is counted once.
+* Norms, residual adds and activations are replicated on every GPU under TP (Eq. 43-58 divide them
+  by ``l``); the residual add reads two operands (Eq. 49 counts one); the MLP activation works on
+  the intermediate width, not the hidden width (Eq. 45/47).
+* All-reduce (ring): each GPU sends ``2·(l-1)/l·S`` bytes of an ``S``-byte tensor (reduce-scatter
+  plus all-gather; Eq. 6/7 count the reduce-scatter half), adds ``(l-1)/l`` of its elements
+  (Eq. 2/3 give ``1/l``, right only for ``l = 2``), and reads what it sends and writes what it
+  receives in device memory.
+* Added beyond the paper: token embedding (vocab-parallel, with its own all-reduce under TP),
+  final norm, LM head (prefill computes logits for the last position only) and the gather of the
+  logits; MoE router and the top-k experts (weights read only for experts some token is routed
+  to); GQA/MQA (KV heads replicated when ``l > n_kv``); Gemma 2's sliding-window layers and
+  post-norms; biases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from featurize.point import InferencePoint
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+#: Query rows per FlashAttention tile: K/V are streamed from memory once per tile (the paper's
+#: ``s_block``). 128 is the tile height of FlashAttention-2/3 kernels for head dims ≤ 128.
+FLASH_QUERY_TILE = 128
+#: Operations per softmax score: max, subtract, exp, sum, divide (the paper's constant in Eq. 22).
+SOFTMAX_OPS = 5.0
+#: Operations per element of an RMSNorm/LayerNorm (the paper's constant in Eq. 43).
+NORM_OPS = 7.0
+#: Operations per element of the MLP activation; a gated MLP multiplies by the up branch (+1).
+ACTIVATION_OPS = {"silu": 4.0, "gelu_tanh": 8.0, "gelu": 8.0}
+
+
+class Phase(StrEnum):
+    """The two phases of an autoregressive inference."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class KernelType(StrEnum):
+    """Kernels of a decoder-only transformer (Figure 12, plus what the paper leaves out)."""
+
+    EMBEDDING = "embedding"
+    EMBED_ALLREDUCE = "embed_allreduce"
+    NORM_ATTN = "norm_attn"
+    Q_PROJ = "q_proj"
+    K_PROJ = "k_proj"
+    V_PROJ = "v_proj"
+    FUSED_ATTN = "fuse_attn"
+    MATMUL_QK = "matmul_qk"
+    SOFTMAX = "softmax"
+    MATMUL_SV = "matmul_sv"
+    OUT_PROJ = "out_proj"
+    ALLREDUCE_ATTN = "allreduce_attn"
+    ADD_ATTN = "add_attn"
+    NORM_MLP = "norm_mlp"
+    ROUTER = "router"
+    GATE_PROJ = "gate_proj"
+    UP_PROJ = "up_proj"
+    ACT_MLP = "act_mlp"
+    DOWN_PROJ = "down_proj"
+    ALLREDUCE_MLP = "allreduce_mlp"
+    ADD_MLP = "add_mlp"
+    FINAL_NORM = "final_norm"
+    LM_HEAD = "lm_head"
+    LOGITS_GATHER = "logits_gather"
+
+
+KERNEL_TYPES: tuple[KernelType, ...] = tuple(KernelType)
+KERNEL_INDEX: dict[KernelType, int] = {k: n for n, k in enumerate(KERNEL_TYPES)}
+PHASES: tuple[Phase, ...] = (Phase.PREFILL, Phase.DECODE)
+
+#: Kernels that run once per model rather than once per layer.
+MODEL_LEVEL_KERNELS = frozenset(
+    {
+        KernelType.EMBEDDING,
+        KernelType.EMBED_ALLREDUCE,
+        KernelType.FINAL_NORM,
+        KernelType.LM_HEAD,
+        KernelType.LOGITS_GATHER,
+    }
+)
+#: Kernels that run on tensor cores (matrix multiplications).
+TENSOR_CORE_KERNELS = frozenset(
+    {
+        KernelType.Q_PROJ,
+        KernelType.K_PROJ,
+        KernelType.V_PROJ,
+        KernelType.FUSED_ATTN,
+        KernelType.MATMUL_QK,
+        KernelType.MATMUL_SV,
+        KernelType.OUT_PROJ,
+        KernelType.ROUTER,
+        KernelType.GATE_PROJ,
+        KernelType.UP_PROJ,
+        KernelType.DOWN_PROJ,
+        KernelType.LM_HEAD,
+    }
+)
+#: Collective-communication kernels (bound by the GPU-to-GPU link).
+NETWORK_KERNELS = frozenset(
+    {
+        KernelType.EMBED_ALLREDUCE,
+        KernelType.ALLREDUCE_ATTN,
+        KernelType.ALLREDUCE_MLP,
+        KernelType.LOGITS_GATHER,
+    }
+)
+
+#: Names of the per-kernel quantities, in the order of the last axis of :attr:`KernelCounts.values`.
+QUANTITIES: tuple[str, ...] = (
+    "flops",
+    "weight_bytes",
+    "act_read_bytes",
+    "act_write_bytes",
+    "kv_read_bytes",
+    "kv_write_bytes",
+    "network_bytes",
+)
+Q = {name: n for n, name in enumerate(QUANTITIES)}
+
+
+@dataclass(frozen=True)
+class PointArrays:
+    """The inputs of the kernel model as float arrays of shape ``(N,)``, one entry per point."""
+
+    hidden: FloatArray
+    intermediate: FloatArray
+    layers: FloatArray
+    heads: FloatArray
+    kv_heads: FloatArray
+    head_dim: FloatArray
+    vocab: FloatArray
+    gated: BoolArray
+    experts: FloatArray
+    top_k: FloatArray
+    window: FloatArray  # inf where there is no sliding window
+    window_fraction: FloatArray
+    norms_per_sublayer: FloatArray
+    qkv_bias: BoolArray
+    dense_bias: BoolArray
+    activation_ops: FloatArray
+    weight_bytes: FloatArray
+    act_bytes: FloatArray
+    kv_bytes: FloatArray
+    batch: FloatArray
+    prompt: FloatArray
+    generated: FloatArray
+    tp: FloatArray
+    flash: BoolArray
+    tensor_flops: FloatArray
+    vector_flops: FloatArray
+    memory_bandwidth: FloatArray
+    link_bandwidth: FloatArray
+    memory_capacity: FloatArray
+    tdp: FloatArray
+    die_area: FloatArray
+    process_nm: FloatArray
+
+    @property
+    def size(self) -> int:
+        """Number of points."""
+        return int(self.batch.shape[0])
+
+    @classmethod
+    def from_points(cls, points: Sequence[InferencePoint]) -> PointArrays:
+        """Gather the arrays from point objects (architectures and GPUs are looked up once)."""
+        arch_rows: dict[int, int] = {}
+        arch_table: list[list[float]] = []
+        arch_index = np.empty(len(points), dtype=np.int64)
+        gpu_rows: dict[tuple[int, str], int] = {}
+        gpu_table: list[list[float]] = []
+        gpu_index = np.empty(len(points), dtype=np.int64)
+        per_point = np.empty((len(points), 8), dtype=np.float64)
+        for n, point in enumerate(points):
+            a = point.architecture
+            row = arch_rows.get(id(a))
+            if row is None:
+                row = arch_rows[id(a)] = len(arch_table)
+                arch_table.append(
+                    [
+                        a.hidden_size,
+                        a.intermediate_size,
+                        a.num_layers,
+                        a.num_heads,
+                        a.num_kv_heads,
+                        a.head_dim,
+                        a.vocab_size,
+                        a.mlp == "gated",
+                        a.num_experts,
+                        a.experts_per_token,
+                        np.inf if a.sliding_window is None else a.sliding_window,
+                        a.sliding_window_layer_fraction,
+                        a.norms_per_sublayer,
+                        a.qkv_bias,
+                        a.dense_bias,
+                        ACTIVATION_OPS[a.activation],
+                    ]
+                )
+            arch_index[n] = row
+            p = point.precision
+            gkey = (id(point.setup.gpu), p.label)
+            grow = gpu_rows.get(gkey)
+            if grow is None:
+                grow = gpu_rows[gkey] = len(gpu_table)
+                gpu = point.setup.gpu
+                gpu_table.append(
+                    [
+                        gpu.tensor_flops(p),
+                        gpu.vector_flops,
+                        gpu.memory_bandwidth,
+                        gpu.link_bandwidth,
+                        gpu.memory_bytes,
+                        gpu.entry.tdp_w,
+                        gpu.entry.die_area_mm2,
+                        gpu.entry.process_nm,
+                    ]
+                )
+            gpu_index[n] = grow
+            r = point.request
+            per_point[n] = (
+                p.weight_bytes,
+                p.activation_bytes,
+                p.kv_bytes,
+                r.batch_size,
+                r.prompt_tokens,
+                r.generated_tokens,
+                point.setup.count,
+                point.flash_attention,
+            )
+        arch = np.asarray(arch_table, dtype=np.float64).reshape(-1, 16)[arch_index]
+        hw = np.asarray(gpu_table, dtype=np.float64).reshape(-1, 8)[gpu_index]
+        return cls(
+            hidden=arch[:, 0],
+            intermediate=arch[:, 1],
+            layers=arch[:, 2],
+            heads=arch[:, 3],
+            kv_heads=arch[:, 4],
+            head_dim=arch[:, 5],
+            vocab=arch[:, 6],
+            gated=arch[:, 7] > 0,
+            experts=arch[:, 8],
+            top_k=arch[:, 9],
+            window=arch[:, 10],
+            window_fraction=arch[:, 11],
+            norms_per_sublayer=arch[:, 12],
+            qkv_bias=arch[:, 13] > 0,
+            dense_bias=arch[:, 14] > 0,
+            activation_ops=arch[:, 15],
+            weight_bytes=per_point[:, 0],
+            act_bytes=per_point[:, 1],
+            kv_bytes=per_point[:, 2],
+            batch=per_point[:, 3],
+            prompt=per_point[:, 4],
+            generated=per_point[:, 5],
+            tp=per_point[:, 6],
+            flash=per_point[:, 7] > 0,
+            tensor_flops=hw[:, 0],
+            vector_flops=hw[:, 1],
+            memory_bandwidth=hw[:, 2],
+            link_bandwidth=hw[:, 3],
+            memory_capacity=hw[:, 4],
+            tdp=hw[:, 5],
+            die_area=hw[:, 6],
+            process_nm=hw[:, 7],
+        )
+
+
+@dataclass(frozen=True)
+class KernelCounts:
+    """Per-kernel quantities of ``N`` points.
+
+    Attributes:
+        values: Array ``(N, 2, K, len(QUANTITIES))``: point, phase (prefill, decode), kernel type
+            (:data:`KERNEL_TYPES`), quantity (:data:`QUANTITIES`), per GPU, whole request.
+        present: ``(N, K)`` whether the kernel exists for the point (e.g. no gate for BLOOM).
+        calls: ``(N, K)`` how many times the kernel runs per forward pass (layers or 1).
+        shapes: ``(N, K, 2)`` input and output width of the kernel on one GPU (``S``).
+        inputs: The arrays the counts were computed from.
+    """
+
+    values: FloatArray
+    present: BoolArray
+    calls: FloatArray
+    shapes: FloatArray
+    inputs: PointArrays
+
+    def quantity(self, name: str) -> FloatArray:
+        """One quantity for every point, phase and kernel, shape ``(N, 2, K)``."""
+        return self.values[..., Q[name]]
+
+    @property
+    def memory_bytes(self) -> FloatArray:
+        """Device-memory traffic ``M`` (weights + activations + KV cache), shape ``(N, 2, K)``."""
+        traffic = self.values[..., Q["weight_bytes"] : Q["kv_write_bytes"] + 1]
+        return np.asarray(traffic.sum(axis=-1), dtype=np.float64)
+
+    def peak_flops(self) -> FloatArray:
+        """The compute ceiling of each kernel, shape ``(N, K)``: tensor cores or vector units."""
+        tensor = np.array([k in TENSOR_CORE_KERNELS for k in KERNEL_TYPES])
+        return np.where(
+            tensor[None, :], self.inputs.tensor_flops[:, None], self.inputs.vector_flops[:, None]
+        )
+
+    def roofline(self) -> Roofline:
+        """Roofline performance and time of every kernel (Eq. 8, generalised)."""
+        return Roofline.of(self)
+
+    def totals(self) -> FloatArray:
+        """Per-phase totals of every quantity, shape ``(N, 2, len(QUANTITIES))``."""
+        return np.asarray((self.values * self.present[:, None, :, None]).sum(axis=2))
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """Roofline analysis of every kernel (all arrays ``(N, 2, K)``).
+
+    The paper's Eq. 8 takes the memory roofline for ordinary kernels and the network roofline for
+    all-reduce kernels. Here every kernel is bounded by all three ceilings at once:
+    ``time = max(O / Th, M / BW, I / NET)`` and ``P = O / time``, which reduces to Eq. 8 when a
+    kernel has no network traffic (``P = min(Th, BW · O/M)``) and additionally charges a
+    collective for the device-memory traffic it causes. Kernels without operations (embedding
+    lookups, gathers) get ``P = 0`` and a time set by their traffic alone.
+
+    Attributes:
+        memory_intensity: ``O / M`` (MAI), operations per byte of device memory.
+        network_intensity: ``O / I`` (NAI), operations per network byte (inf without traffic).
+        performance: Attainable operations per second ``P``.
+        time: Roofline time in seconds.
+        compute_time: ``O / Th``.
+        memory_time: ``M / BW``.
+        network_time: ``I / NET``.
+    """
+
+    memory_intensity: FloatArray
+    network_intensity: FloatArray
+    performance: FloatArray
+    time: FloatArray
+    compute_time: FloatArray
+    memory_time: FloatArray
+    network_time: FloatArray
+
+    @classmethod
+    def of(cls, counts: KernelCounts) -> Roofline:
+        """Compute the roofline of ``counts``."""
+        flops = counts.quantity("flops")
+        memory = counts.memory_bytes
+        network = counts.quantity("network_bytes")
+        peak = counts.peak_flops()[:, None, :]
+        bw = counts.inputs.memory_bandwidth[:, None, None]
+        link = counts.inputs.link_bandwidth[:, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            compute_time = flops / peak
+            memory_time = memory / bw
+            network_time = np.where(network > 0, network / link, 0.0)
+            time = np.maximum(np.maximum(compute_time, memory_time), network_time)
+            time = time * counts.present[:, None, :]
+            performance = np.where(time > 0, flops / time, 0.0)
+            mai = np.where(memory > 0, flops / memory, 0.0)
+            nai = np.where(network > 0, flops / network, np.inf)
+        return cls(mai, nai, performance, time, compute_time, memory_time, network_time)
+
+    def bound(self) -> npt.NDArray[np.str_]:
+        """Which ceiling sets each kernel's time: ``compute``, ``memory`` or ``network``."""
+        stacked = np.stack([self.compute_time, self.memory_time, self.network_time], axis=-1)
+        labels = np.array(["compute", "memory", "network"])
+        return np.asarray(labels[np.argmax(stacked, axis=-1)])
+
+
+def _sum_capped(start: FloatArray, count: FloatArray, cap: FloatArray) -> FloatArray:
+    """``Σ_{t=1..count} min(start + t, cap)`` for arrays (cap may be inf)."""
+    uncapped = count * start + count * (count + 1) / 2
+    # Terms reach the cap from t* = cap - start on; t* ≤ 0 means every term is capped.
+    ramp = np.clip(cap - start, 0.0, count)
+    ramp = np.where(np.isfinite(ramp), ramp, count)
+    capped = (
+        ramp * start + ramp * (ramp + 1) / 2 + (count - ramp) * np.where(np.isfinite(cap), cap, 0.0)
+    )
+    return np.where(np.isfinite(cap), capped, uncapped)
+
+
+def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCounts:
+    """Per-kernel quantities of many points at once.
+
+    Args:
+        points: Inference points, or their :class:`PointArrays`.
+
+    Returns:
+        The counts (the caller validates TP and memory fit; see :mod:`featurize.memory`).
+    """
+    p = points if isinstance(points, PointArrays) else PointArrays.from_points(points)
+    n = p.size
+    values = np.zeros((n, 2, len(KERNEL_TYPES), len(QUANTITIES)), dtype=np.float64)
+    shapes = np.zeros((n, len(KERNEL_TYPES), 2), dtype=np.float64)
+    tp = p.tp
+    dw, da, dkv = p.weight_bytes, p.act_bytes, p.kv_bytes
+    h = p.hidden
+
+    # Per-GPU shard widths.
+    heads_g = p.heads / tp
+    kv_heads_g = np.maximum(1.0, np.floor(p.kv_heads / tp))  # replicated when tp > n_kv
+    q_g = heads_g * p.head_dim
+    kv_g = kv_heads_g * p.head_dim
+    inter_g = p.intermediate / tp
+    vocab_g = p.vocab / tp
+    ring = (tp - 1) / tp  # share of a tensor a GPU exchanges in each half of a ring all-reduce
+
+    # Tokens and forward passes per phase; logits only for the last prompt position in prefill.
+    steps = p.generated - 1
+    tokens = {Phase.PREFILL: p.batch * p.prompt, Phase.DECODE: p.batch * steps}
+    passes = {Phase.PREFILL: np.ones(n), Phase.DECODE: steps}
+    logit_tokens = {Phase.PREFILL: p.batch, Phase.DECODE: p.batch * steps}
+
+    # Keys attended, summed over the queries of one sequence, averaged over layers (a share
+    # `window_fraction` of the layers is windowed). Prefill with flash attention skips the masked
+    # half; decode step t sees L + t keys.
+    zeros = np.zeros(n)
+    full_pre = _sum_capped(zeros, p.prompt, np.full(n, np.inf))
+    win_pre = _sum_capped(zeros, p.prompt, p.window)
+    full_dec = _sum_capped(p.prompt, steps, np.full(n, np.inf))
+    win_dec = _sum_capped(p.prompt, steps, p.window)
+    f = p.window_fraction
+    pairs_flash = {
+        Phase.PREFILL: f * win_pre + (1 - f) * full_pre,
+        Phase.DECODE: f * win_dec + (1 - f) * full_dec,
+    }
+    # Without flash attention the whole L×L score matrix is computed and stored in prefill.
+    pairs_naive = {Phase.PREFILL: p.prompt * p.prompt, Phase.DECODE: pairs_flash[Phase.DECODE]}
+    # Keys loaded per sequence and KV head: decode reads the context at every step; flash
+    # prefill streams K/V once per query tile (causal: tile j reads keys up to its last row).
+    key_loads_flash = {
+        Phase.PREFILL: p.prompt + pairs_flash[Phase.PREFILL] / FLASH_QUERY_TILE,
+        Phase.DECODE: pairs_flash[Phase.DECODE],
+    }
+    key_loads_naive = {Phase.PREFILL: p.prompt, Phase.DECODE: pairs_flash[Phase.DECODE]}
+
+    def shape(kind: KernelType, d_in: FloatArray | float, d_out: FloatArray | float) -> None:
+        shapes[:, KERNEL_INDEX[kind], 0] = d_in
+        shapes[:, KERNEL_INDEX[kind], 1] = d_out
+
+    def put(kind: KernelType, phase: Phase, **quantities: FloatArray) -> None:
+        row = values[:, 0 if phase is Phase.PREFILL else 1, KERNEL_INDEX[kind]]
+        for name, value in quantities.items():
+            row[:, Q[name]] = value
+
+    def linear(
+        kind: KernelType,
+        phase: Phase,
+        d_in: FloatArray,
+        d_out: FloatArray,
+        bias: BoolArray | None = None,
+        rows: FloatArray | None = None,
+        weight_copies: FloatArray | None = None,
+        kv_store: bool = False,
+    ) -> None:
+        shape(kind, d_in, d_out)
+        t = tokens[phase] if rows is None else rows
+        copies = np.ones(n) if weight_copies is None else weight_copies
+        bias_elems = d_out if bias is None else d_out * bias
+        flops = 2 * t * d_in * d_out + t * bias_elems
+        put(
+            kind,
+            phase,
+            flops=flops,
+            weight_bytes=copies * (d_in * d_out + bias_elems) * dw * passes[phase],
+            act_read_bytes=t * d_in * da,
+            act_write_bytes=t * d_out * da,
+            # K and V are stored into the KV cache (paper Eq. 13/19: the other kernels).
+            kv_write_bytes=t * d_out * dkv if kv_store else zeros,
+        )
+
+    def elementwise(
+        kind: KernelType,
+        phase: Phase,
+        width: FloatArray,
+        ops: FloatArray,
+        reads: float,
+        weights: FloatArray | None = None,
+    ) -> None:
+        shape(kind, width, width)
+        t = tokens[phase]
+        put(
+            kind,
+            phase,
+            flops=ops * t * width,
+            weight_bytes=zeros if weights is None else weights * dw * passes[phase],
+            act_read_bytes=reads * t * width * da,
+            act_write_bytes=t * width * da,
+        )
+
+    def allreduce(kind: KernelType, phase: Phase, elements: FloatArray) -> None:
+        shape(kind, h, h)
+        size = elements * da
+        sent = 2 * ring * size  # reduce-scatter + all-gather (Eq. 6/7 count only the first)
+        put(
+            kind,
+            phase,
+            flops=ring * elements,  # Eq. 2/3 give 1/l of the elements: right only for l = 2
+            act_read_bytes=sent + ring * size,  # bytes sent + local operand of each reduction
+            act_write_bytes=sent,  # bytes received
+            network_bytes=sent,
+        )
+
+    norm_weight = np.where(p.norms_per_sublayer > 0, h, 0.0)
+    experts_per_token = p.top_k
+    for phase in PHASES:
+        t = tokens[phase]
+        # Distinct experts whose weights a forward pass reads: each of the pass's tokens picks
+        # top_k of E experts; dense models (E = k = 1) read their one MLP whenever t > 0.
+        tokens_per_pass = np.where(passes[phase] > 0, t / np.maximum(passes[phase], 1), 0.0)
+        touched = p.experts * (1 - (1 - experts_per_token / p.experts) ** tokens_per_pass)
+
+        shape(KernelType.EMBEDDING, 1.0, h)
+        for kind in (KernelType.FUSED_ATTN, KernelType.MATMUL_QK, KernelType.MATMUL_SV):
+            shape(kind, q_g, q_g)
+        shape(KernelType.SOFTMAX, heads_g, heads_g)
+        shape(KernelType.ACT_MLP, inter_g, inter_g)
+        shape(KernelType.LOGITS_GATHER, vocab_g, p.vocab)
+        # Embedding: vocab-parallel lookup, each GPU reads the rows of its shard.
+        put(
+            KernelType.EMBEDDING,
+            phase,
+            weight_bytes=t * h * dw / tp,
+            act_read_bytes=t * 4.0,  # token ids (int32)
+            act_write_bytes=t * h * da,
+        )
+        allreduce(KernelType.EMBED_ALLREDUCE, phase, t * h)
+
+        npl = p.norms_per_sublayer
+        elementwise(KernelType.NORM_ATTN, phase, h * npl, np.full(n, NORM_OPS), 1.0, h * npl)
+        linear(KernelType.Q_PROJ, phase, h, q_g, p.qkv_bias)
+        linear(KernelType.K_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)
+        linear(KernelType.V_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)
+
+        # Attention. Per sequence and query head: 2·d_h ops per (query, key) pair for QKᵀ and as
+        # many for SV, SOFTMAX_OPS per score.
+        flash_pairs = p.batch * heads_g * pairs_flash[phase]
+        naive_pairs = p.batch * heads_g * pairs_naive[phase]
+        q_bytes = t * q_g * da
+        put(
+            KernelType.FUSED_ATTN,
+            phase,
+            flops=flash_pairs * (4 * p.head_dim + SOFTMAX_OPS),
+            act_read_bytes=q_bytes,
+            act_write_bytes=q_bytes,
+            # K and V, each byte once per load (Eq. 31/42 add the KV load twice).
+            kv_read_bytes=2 * p.batch * kv_g * key_loads_flash[phase] * dkv,
+        )
+        kv_naive = p.batch * kv_g * key_loads_naive[phase] * dkv
+        put(
+            KernelType.MATMUL_QK,
+            phase,
+            flops=2 * p.head_dim * naive_pairs,
+            act_read_bytes=q_bytes,
+            act_write_bytes=naive_pairs * da,
+            kv_read_bytes=kv_naive,
+        )
+        put(
+            KernelType.SOFTMAX,
+            phase,
+            flops=SOFTMAX_OPS * naive_pairs,
+            act_read_bytes=naive_pairs * da,
+            act_write_bytes=naive_pairs * da,
+        )
+        put(
+            KernelType.MATMUL_SV,
+            phase,
+            flops=2 * p.head_dim * naive_pairs,
+            act_read_bytes=naive_pairs * da,
+            act_write_bytes=q_bytes,
+            kv_read_bytes=kv_naive,
+        )
+
+        linear(KernelType.OUT_PROJ, phase, q_g, h, p.dense_bias)
+        allreduce(KernelType.ALLREDUCE_ATTN, phase, t * h)
+        elementwise(KernelType.ADD_ATTN, phase, h, np.ones(n), 2.0)
+        elementwise(KernelType.NORM_MLP, phase, h * npl, np.full(n, NORM_OPS), 1.0, h * npl)
+
+        # Router: replicated on every GPU, one score per expert and token.
+        linear(KernelType.ROUTER, phase, h, p.experts, np.zeros(n, dtype=bool))
+        # Experts (or the dense MLP): each token visits top_k experts; weights are read for the
+        # experts touched; under TP each expert's intermediate width is sharded.
+        routed = t * experts_per_token
+        linear(KernelType.GATE_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
+        linear(KernelType.UP_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
+        gate_reads = np.where(p.gated, 2.0, 1.0)
+        act_ops = p.activation_ops + p.gated
+        put(
+            KernelType.ACT_MLP,
+            phase,
+            flops=act_ops * routed * inter_g,
+            act_read_bytes=gate_reads * routed * inter_g * da,
+            act_write_bytes=routed * inter_g * da,
+        )
+        linear(KernelType.DOWN_PROJ, phase, inter_g, h, p.dense_bias, routed, touched)
+        allreduce(KernelType.ALLREDUCE_MLP, phase, t * h)
+        elementwise(KernelType.ADD_MLP, phase, h, np.ones(n), 2.0)
+
+        elementwise(KernelType.FINAL_NORM, phase, h, np.full(n, NORM_OPS), 1.0, norm_weight)
+        linear(KernelType.LM_HEAD, phase, h, vocab_g, np.zeros(n, dtype=bool), logit_tokens[phase])
+        # Logits of the vocabulary shards are gathered on the first GPU.
+        gathered = logit_tokens[phase] * p.vocab * ring * da
+        put(
+            KernelType.LOGITS_GATHER,
+            phase,
+            act_read_bytes=gathered,
+            act_write_bytes=gathered,
+            network_bytes=gathered,
+        )
+
+    present = _present_kernels(p)
+    calls = np.where(
+        np.array([k in MODEL_LEVEL_KERNELS for k in KERNEL_TYPES])[None, :],
+        1.0,
+        p.layers[:, None],
+    )
+    values *= calls[:, None, :, None]
+    values *= present[:, None, :, None]
+    return KernelCounts(values=values, present=present, calls=calls, shapes=shapes, inputs=p)
+
+
+def _present_kernels(p: PointArrays) -> BoolArray:
+    n = p.size
+    present = np.ones((n, len(KERNEL_TYPES)), dtype=bool)
+    multi_gpu = p.tp > 1
+    moe = p.experts > 1
+
+    def mark(kind: KernelType, mask: BoolArray) -> None:
+        present[:, KERNEL_INDEX[kind]] = mask
+
+    mark(KernelType.FUSED_ATTN, p.flash)
+    for kind in (KernelType.MATMUL_QK, KernelType.SOFTMAX, KernelType.MATMUL_SV):
+        mark(kind, ~p.flash)
+    for kind in NETWORK_KERNELS:
+        mark(kind, multi_gpu)
+    mark(KernelType.GATE_PROJ, p.gated)
+    mark(KernelType.ROUTER, moe)
+    return present

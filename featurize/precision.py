@@ -1,0 +1,82 @@
+"""Numeric precision of an inference: bit widths of weights, activations and KV cache.
+
+A precision maps to bytes per element (for memory traffic) and to the GPU peak throughput that its
+matrix multiplications can reach (for the roofline). The compute data type of a matmul is the wider
+of the weight and activation types: weight-only quantisation (W8A16, W4A16) still multiplies in
+16-bit after dequantising, while W8A8 runs on the 8-bit tensor cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmco2.errors import InvalidRequestError
+
+SUPPORTED_BITS: tuple[int, ...] = (16, 8, 4)
+
+# Tensor-core peak to use for a compute width, widest fallback last: an 8-bit matmul runs as INT8
+# where the GPU has INT8 tensor cores, else as FP8, else (V100) it is dequantised to FP16.
+_TENSOR_PEAK_KEYS: dict[int, tuple[str, ...]] = {
+    16: ("bf16", "fp16"),
+    8: ("int8", "fp8", "fp16"),
+    4: ("int4", "int8", "fp8", "fp16"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Precision:
+    """Bit widths of one inference configuration.
+
+    Attributes:
+        weight_bits: Bits per weight element (16, 8 or 4).
+        activation_bits: Bits per activation element (16 or 8).
+        kv_bits: Bits per KV-cache element (16, 8 or 4).
+    """
+
+    weight_bits: int = 16
+    activation_bits: int = 16
+    kv_bits: int = 16
+
+    def __post_init__(self) -> None:
+        for name, bits in (
+            ("weight", self.weight_bits),
+            ("activation", self.activation_bits),
+            ("KV-cache", self.kv_bits),
+        ):
+            if bits not in SUPPORTED_BITS:
+                raise InvalidRequestError(
+                    f"{name} bit width must be one of {', '.join(map(str, SUPPORTED_BITS))}, "
+                    f"got {bits}"
+                )
+        if self.activation_bits == 4:
+            raise InvalidRequestError("4-bit activations are not supported (use 16 or 8)")
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes per weight element."""
+        return self.weight_bits / 8
+
+    @property
+    def activation_bytes(self) -> float:
+        """Bytes per activation element."""
+        return self.activation_bits / 8
+
+    @property
+    def kv_bytes(self) -> float:
+        """Bytes per KV-cache element."""
+        return self.kv_bits / 8
+
+    @property
+    def compute_bits(self) -> int:
+        """Bit width the matrix multiplications run at (the wider of weights and activations)."""
+        return max(self.weight_bits, self.activation_bits)
+
+    @property
+    def tensor_peak_keys(self) -> tuple[str, ...]:
+        """GPU peak-throughput keys for the matmuls, preferred first."""
+        return _TENSOR_PEAK_KEYS[self.compute_bits]
+
+    @property
+    def label(self) -> str:
+        """Short label such as ``w16a16kv16``."""
+        return f"w{self.weight_bits}a{self.activation_bits}kv{self.kv_bits}"

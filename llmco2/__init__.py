@@ -1,0 +1,36 @@
+"""llmco2: energy and carbon of LLM inference requests, predicted before they run.
+
+This core package holds what every other package shares: the version and the typed error
+hierarchy that the CLI maps to exit codes. The product itself lives in the sibling packages
+``featurize``, ``workers``, ``storage``, ``gnn`` and ``orchestrator``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from llmco2.errors import (
+    ConfigFileError,
+    InfeasibleConfigError,
+    InvalidRequestError,
+    Llmco2Error,
+    UnknownGpuError,
+    UnknownModelError,
+    UnsupportedArchitectureError,
+)
+
+try:
+    __version__ = version("llmco2")
+except PackageNotFoundError:  # running from a source tree that was never installed (the GPU box)
+    __version__ = "0.0.0+source"
+
+__all__ = [
+    "ConfigFileError",
+    "InfeasibleConfigError",
+    "InvalidRequestError",
+    "Llmco2Error",
+    "UnknownGpuError",
+    "UnknownModelError",
+    "UnsupportedArchitectureError",
+    "__version__",
+]

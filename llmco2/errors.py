@@ -1,0 +1,71 @@
+"""The typed error hierarchy of llmco2.
+
+Every error a user can cause derives from :class:`Llmco2Error` and carries the exit code the CLI
+returns for it. The CLI prints ``str(error)`` as one line on stderr and never a traceback, so the
+message must say what was wrong and, where possible, what to do instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+#: Exit code for bad input of any kind (unknown names, invalid values, files that cannot be read).
+EXIT_BAD_INPUT = 2
+#: Exit code for an internal failure that is not the user's fault.
+EXIT_INTERNAL = 1
+
+
+class Llmco2Error(Exception):
+    """Base of every error llmco2 raises on purpose.
+
+    Attributes:
+        exit_code: The process exit code the CLI uses for this error.
+    """
+
+    exit_code: int = EXIT_BAD_INPUT
+
+
+class InvalidRequestError(Llmco2Error, ValueError):
+    """An inference request or option value is out of range (e.g. zero tokens, TP < 1)."""
+
+
+class UnknownNameError(Llmco2Error, LookupError):
+    """A name was looked up in a catalog and not found; the message suggests close matches."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]) -> None:
+        known_list = sorted(set(known))
+        close = difflib.get_close_matches(name, known_list, n=3, cutoff=0.5)
+        if not close:
+            lowered = name.lower()
+            close = [k for k in known_list if lowered in k.lower() or k.lower() in lowered][:3]
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        super().__init__(f"unknown {kind} {name!r}{hint} (see `llmco2 {kind}s` for the list)")
+        self.name = name
+        self.suggestions = close
+
+
+class UnknownModelError(UnknownNameError):
+    """A model id or alias that is neither in the catalog nor a readable config path."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__("model", name, known)
+
+
+class UnknownGpuError(UnknownNameError):
+    """A GPU name that matches no catalog entry, alias or NVML name."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__("gpu", name, known)
+
+
+class ConfigFileError(Llmco2Error):
+    """A file given by the user (config.json, GPU entry, YAML) is missing or malformed."""
+
+
+class UnsupportedArchitectureError(Llmco2Error):
+    """An architecture the featurizer cannot model (unknown family, inconsistent shapes)."""
+
+
+class InfeasibleConfigError(Llmco2Error):
+    """A configuration that cannot run: TP not dividing heads, or weights + KV cache too large."""

@@ -1,0 +1,261 @@
+"""The ``llmco2`` command line (also ``python -m orchestrator``).
+
+Every error a user can cause ends in one line on stderr (``llmco2: error: ...``) and a non-zero
+exit code (2 for bad input), never a traceback. Heavy dependencies are imported inside the
+commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from llmco2 import __version__
+from llmco2.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, Llmco2Error
+
+app = typer.Typer(
+    name="llmco2",
+    help="Energy and carbon of LLM inference requests, predicted before they run.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Pipes and CI logs get a fixed width wide enough for the kernel tables instead of Rich's 80.
+_stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+
+def _si(value: float, unit: str = "") -> str:
+    """Three significant digits with an SI prefix: 1.43e13 → '14.3 T'."""
+    if value == 0:
+        return f"0 {unit}".rstrip()
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.3g} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.3g} ms"
+    return f"{value * 1e6:.3g} µs"
+
+
+@app.command()
+def featurize(
+    model: Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")],
+    gpu: Annotated[
+        str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
+    ] = "H100-SXM",
+    tp: Annotated[int, typer.Option(help="GPUs in tensor parallel.")] = 1,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 1024,
+    gen: Annotated[int, typer.Option(help="Generated tokens per sequence.")] = 128,
+    flash: Annotated[bool, typer.Option(help="Fused flash attention (vLLM's default).")] = True,
+    wbits: Annotated[int, typer.Option(help="Weight bits (16, 8, 4).")] = 16,
+    abits: Annotated[int, typer.Option(help="Activation bits (16, 8).")] = 16,
+    kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
+    gpu_file: Annotated[
+        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Per-kernel roofline features of one request, for the prefill and the decode phase."""
+    from featurize import (
+        GpuCatalog,
+        GpuSetup,
+        InferencePoint,
+        InferenceRequest,
+        Precision,
+        check_fits,
+        resolve_architecture,
+        summarize_point,
+    )
+
+    request = InferenceRequest(batch, prompt, gen)
+    precision = Precision(wbits, abits, kvbits)
+    catalog = GpuCatalog.default()
+    if gpu_file is not None:
+        catalog = catalog.with_file(gpu_file)
+    setup = GpuSetup(catalog.get(gpu), tp)
+    architecture = resolve_architecture(model)
+    point = InferencePoint(architecture, request, setup, precision, flash)
+    check_fits(point)
+    summary = summarize_point(point)
+    if as_json:
+        _stdout.print_json(json.dumps(summary))
+        return
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    request = summary["request"]
+    hardware = summary["hardware"]
+    assert isinstance(request, dict) and isinstance(hardware, dict)
+    _stdout.print(
+        f"[bold]{summary['model']}[/] on {hardware['gpu_count']}×{hardware['gpu']} "
+        f"({hardware['interconnect']}), batch {request['batch_size']}, "
+        f"prompt {request['prompt_tokens']}, generate {request['generated_tokens']}; "
+        "per GPU, whole request"
+    )
+    for phase in ("prefill", "decode"):
+        data = summary[phase]
+        assert isinstance(data, dict)
+        table = Table(title=f"{phase} phase", title_justify="left", show_footer=True)
+        total = data["total"]
+        columns = [
+            ("kernel", "total", "left"),
+            ("calls", "", "right"),
+            ("O (FLOP)", _si(total["flops"]), "right"),
+            ("M (bytes)", _si(total["memory_bytes"], "B"), "right"),
+            ("weights", _si(total["weight_bytes"], "B"), "right"),
+            ("KV cache", _si(total["kv_read_bytes"] + total["kv_write_bytes"], "B"), "right"),
+            ("I (bytes)", _si(total["network_bytes"], "B"), "right"),
+            ("O/M", "", "right"),
+            ("P (FLOP/s)", "", "right"),
+            ("time", _seconds(total["roofline_time_s"]), "right"),
+            ("bound", "", "left"),
+        ]
+        for header, footer, justify in columns:
+            table.add_column(header, footer=footer, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for name, k in data["kernels"].items():
+            table.add_row(
+                name,
+                str(k["calls"]),
+                _si(k["flops"]),
+                _si(k["memory_bytes"], "B"),
+                _si(k["weight_bytes"], "B"),
+                _si(k["kv_read_bytes"] + k["kv_write_bytes"], "B"),
+                _si(k["network_bytes"], "B"),
+                f"{k['memory_intensity']:.3g}",
+                _si(k["roofline_performance_flops_per_s"]),
+                _seconds(k["roofline_time_s"]),
+                k["bound"] or "-",
+            )
+        _stdout.print(table)
+    memory = summary["memory_per_gpu"]
+    assert isinstance(memory, dict)
+    _stdout.print(
+        f"memory per GPU: weights {_si(memory['weights_bytes'], 'B')}, "
+        f"KV cache {_si(memory['kv_cache_bytes'], 'B')}, "
+        f"activations {_si(memory['activations_bytes'], 'B')}; "
+        f"needs {_si(memory['required_bytes'], 'B')} of {_si(memory['usable_bytes'], 'B')} usable"
+    )
+
+
+@app.command()
+def models() -> None:
+    """List the built-in LLM architectures (the 17 models of the LLMCO2 paper)."""
+    from featurize import catalog_models
+
+    table = Table(title="LLM catalog")
+    for header in ("id", "aliases", "family", "params", "layers", "hidden", "heads/kv", "vocab"):
+        table.add_column(header)
+    for entry in catalog_models():
+        a = entry.architecture
+        experts = f", {a.num_experts} experts top-{a.experts_per_token}" if a.is_moe else ""
+        table.add_row(
+            entry.id,
+            ", ".join(entry.aliases),
+            a.family + experts,
+            f"{a.total_params / 1e9:.2f} B",
+            str(a.num_layers),
+            str(a.hidden_size),
+            f"{a.num_heads}/{a.num_kv_heads}",
+            str(a.vocab_size),
+        )
+    _stdout.print(table)
+
+
+@app.command()
+def gpus(
+    gpu_file: Annotated[
+        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
+    ] = None,
+) -> None:
+    """List the GPU catalog with dense datasheet figures."""
+    from featurize import GpuCatalog
+
+    catalog = GpuCatalog.default()
+    if gpu_file is not None:
+        catalog = catalog.with_file(gpu_file)
+    table = Table(title="GPU catalog (dense peak throughput)")
+    for header in (
+        "id",
+        "memory",
+        "bandwidth",
+        "BF16/FP16",
+        "INT8",
+        "FP32",
+        "GPU link",
+        "TDP",
+        "die",
+        "NVML names",
+    ):
+        table.add_column(header)
+    for gpu in catalog:
+        e = gpu.entry
+        peaks = e.peak_tflops_dense
+        link = f"NVLink {e.nvlink_gbps:g} GB/s" if e.nvlink_gbps else f"PCIe {e.pcie_gbps:g} GB/s"
+        table.add_row(
+            e.id,
+            f"{e.memory_gb:g} GB",
+            f"{e.memory_bandwidth_gbps:g} GB/s",
+            f"{peaks.bf16 or peaks.fp16:g} T",
+            f"{peaks.int8:g} T" if peaks.int8 else "-",
+            f"{peaks.fp32:g} T",
+            link,
+            f"{e.tdp_w:g} W",
+            f"{e.die_area_mm2:g} mm²",
+            ", ".join(e.nvml_names),
+        )
+    _stdout.print(table)
+
+
+@app.command()
+def version() -> None:
+    """Print the llmco2 version."""
+    _stdout.print(__version__)
+
+
+def _fail(message: str, code: int) -> int:
+    first_line = message.strip().splitlines()[0] if message.strip() else "failed"
+    print(f"llmco2: error: {first_line}", file=sys.stderr)
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (errors become one line on stderr)."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args or ["--help"], prog_name="llmco2", standalone_mode=False)
+    except Llmco2Error as exc:
+        return _fail(str(exc), exc.exit_code)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except typer.TyperException as exc:  # usage errors: unknown option, bad integer, ...
+        return _fail(exc.format_message(), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: one line, or the traceback with LLMCO2_DEBUG=1
+        if os.environ.get("LLMCO2_DEBUG"):
+            raise
+        return _fail(f"internal error ({type(exc).__name__}): {exc}", EXIT_INTERNAL)
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(run())

@@ -1,0 +1,175 @@
+"""Reading Hugging Face config.json files of every supported family."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featurize import catalog_models, load_hf_config, resolve_architecture, to_hf_config
+from llmco2.errors import ConfigFileError, UnsupportedArchitectureError
+
+# Abridged copies of public config.json files (the keys the featurizer reads, plus noise).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "llama": {
+        "model_type": "llama",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 128256,
+        "hidden_act": "silu",
+        "rope_theta": 500000.0,
+        "torch_dtype": "bfloat16",
+    },
+    "mistral": {
+        "model_type": "mistral",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+        "hidden_act": "silu",
+    },
+    "qwen2": {
+        "model_type": "qwen2",
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+        "sliding_window": 131072,
+        "use_sliding_window": False,
+        "hidden_act": "silu",
+    },
+    "gemma": {
+        "model_type": "gemma",
+        "hidden_size": 2048,
+        "intermediate_size": 16384,
+        "num_hidden_layers": 18,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "vocab_size": 256000,
+        "hidden_act": "gelu",
+    },
+    "gemma2": {
+        "model_type": "gemma2",
+        "hidden_size": 2304,
+        "intermediate_size": 9216,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 8,
+        "num_key_value_heads": 4,
+        "head_dim": 256,
+        "vocab_size": 256000,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "sliding_window": 4096,
+    },
+    "bloom": {
+        "model_type": "bloom",
+        "hidden_size": 2560,
+        "n_layer": 30,
+        "n_head": 32,
+        "vocab_size": 250880,
+        "layer_norm_epsilon": 1e-5,
+    },
+    "mixtral": {
+        "model_type": "mixtral",
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 32000,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "sliding_window": None,
+    },
+}
+
+
+def write(tmp_path: Path, config: dict[str, Any]) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> None:
+    arch = load_hf_config(write(tmp_path, CONFIGS[family]))
+    assert arch.family == family
+    if family == "llama":
+        assert (arch.head_dim, arch.num_kv_heads, arch.tied_embeddings) == (128, 8, False)
+    if family == "mistral":
+        assert arch.sliding_window == 4096  # MistralConfig's default window
+    if family == "qwen2":
+        assert arch.qkv_bias and arch.tied_embeddings and arch.sliding_window is None
+    if family == "gemma":
+        assert arch.tied_embeddings and arch.activation == "gelu" and arch.head_dim == 256
+    if family == "gemma2":
+        assert arch.sliding_window_layer_fraction == 0.5 and arch.norms_per_sublayer == 2
+    if family == "bloom":
+        assert arch.intermediate_size == 4 * 2560 and arch.mlp == "plain" and arch.dense_bias
+    if family == "mixtral":
+        assert (arch.num_experts, arch.experts_per_token) == (8, 2)
+
+
+def test_directory_with_config_json_and_catalog_shapes_match(tmp_path: Path) -> None:
+    write(tmp_path, CONFIGS["llama"])
+    from_dir = resolve_architecture(str(tmp_path))
+    assert from_dir.replace(name="x") == resolve_architecture("llama3.1-8b").replace(name="x")
+
+
+@pytest.mark.parametrize("entry", catalog_models(), ids=lambda e: e.id)
+def test_written_config_reads_back_to_the_same_architecture(tmp_path: Path, entry: Any) -> None:
+    arch = entry.architecture
+    back = load_hf_config(write(tmp_path, to_hf_config(arch)))
+    assert back.replace(name=arch.name) == arch
+
+
+def test_perturbed_architecture_round_trips(tmp_path: Path) -> None:
+    arch = resolve_architecture("qwen2-7b").replace(
+        name="perturbed", num_layers=29, hidden_size=3712
+    )
+    assert load_hf_config(write(tmp_path, to_hf_config(arch))).replace(name="perturbed") == arch
+
+
+def test_unreadable_config(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="cannot read model config"):
+        load_hf_config(tmp_path / "missing.json")
+
+
+def test_invalid_json(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"model_type": "llama",')
+    with pytest.raises(ConfigFileError, match="not valid JSON"):
+        load_hf_config(path)
+
+
+def test_not_an_object(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="JSON object"):
+        load_hf_config(write(tmp_path, [1, 2]))  # type: ignore[arg-type]
+
+
+def test_unsupported_family(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedArchitectureError, match="gpt2"):
+        load_hf_config(write(tmp_path, {"model_type": "gpt2"}))
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    config = dict(CONFIGS["llama"])
+    del config["num_hidden_layers"]
+    with pytest.raises(ConfigFileError, match="missing num_hidden_layers"):
+        load_hf_config(write(tmp_path, config))
+
+
+def test_inconsistent_heads(tmp_path: Path) -> None:
+    config = dict(CONFIGS["llama"], num_key_value_heads=5)
+    with pytest.raises(UnsupportedArchitectureError, match="not a multiple"):
+        load_hf_config(write(tmp_path, config))

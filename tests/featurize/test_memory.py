@@ -1,0 +1,50 @@
+"""Memory fit and tensor-parallel feasibility."""
+
+from __future__ import annotations
+
+import pytest
+
+from featurize import check_fits, estimate_memory
+from llmco2.errors import InfeasibleConfigError, InvalidRequestError
+from tests.conftest import PointFactory
+
+
+def test_llama8b_fits_one_h100(make_point: PointFactory) -> None:
+    point = make_point()
+    check_fits(point)
+    estimate = estimate_memory(point)
+    assert estimate.weight_bytes == pytest.approx(8.03e9 * 2, rel=0.01)
+    # KV cache: 2 (K, V) · 32 layers · 8 heads · 128 · 2 bytes per token, 1152 tokens.
+    assert estimate.kv_cache_bytes == pytest.approx(2 * 32 * 8 * 128 * 2 * 1152)
+
+
+def test_llama70b_needs_several_gpus(make_point: PointFactory) -> None:
+    with pytest.raises(InfeasibleConfigError, match=r"needs .* GB per GPU.*--tp"):
+        check_fits(make_point(model="llama3.1-70b"))
+    check_fits(make_point(model="llama3.1-70b", tp=4))
+    check_fits(make_point(model="llama3.1-70b", gpu="H200", tp=2))
+    check_fits(make_point(model="llama3.1-70b", wbits=4))
+
+
+def test_kv_cache_of_a_huge_batch_does_not_fit(make_point: PointFactory) -> None:
+    with pytest.raises(InfeasibleConfigError, match="KV cache"):
+        check_fits(make_point(batch=256, prompt=8192))
+
+
+@pytest.mark.parametrize(("model", "tp"), [("llama3.1-8b", 3), ("qwen2-0.5b", 4), ("qwen2-7b", 8)])
+def test_tp_must_divide_the_heads(make_point: PointFactory, model: str, tp: int) -> None:
+    with pytest.raises(InfeasibleConfigError, match=f"TP {tp}"):
+        check_fits(make_point(model=model, tp=tp))
+
+
+@pytest.mark.parametrize("field", ["batch", "prompt", "gen", "tp"])
+@pytest.mark.parametrize("bad", [0, -3])
+def test_non_positive_sizes_are_rejected(make_point: PointFactory, field: str, bad: int) -> None:
+    with pytest.raises(InvalidRequestError, match="positive integer"):
+        make_point(**{field: bad})
+
+
+@pytest.mark.parametrize("bits", [3, 32])
+def test_unsupported_bit_widths(make_point: PointFactory, bits: int) -> None:
+    with pytest.raises(InvalidRequestError, match="bit width"):
+        make_point(wbits=bits)

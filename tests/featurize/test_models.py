@@ -1,0 +1,74 @@
+"""The LLM catalog: the paper's 17 models, names, parameter counts against published figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from featurize import catalog_models, get_catalog_model, resolve_architecture
+from llmco2.errors import UnknownModelError
+
+
+def test_catalog_holds_the_papers_17_models_from_five_families() -> None:
+    entries = catalog_models()
+    assert len(entries) == 17
+    assert {e.architecture.family for e in entries} == {
+        "bloom",
+        "gemma",
+        "gemma2",
+        "qwen2",
+        "llama",
+        "mixtral",
+    }
+    assert all(e.source for e in entries)
+
+
+@pytest.mark.parametrize(
+    ("name", "published_params"),
+    [
+        # Totals published on the models' cards / papers (embeddings included).
+        ("bigscience/bloom-560m", 559.2e6),
+        ("bigscience/bloom-7b1", 7.07e9),
+        ("Qwen/Qwen2-0.5B", 494.0e6),
+        ("Qwen/Qwen2-72B", 72.7e9),
+        ("google/gemma-2-9b", 9.24e9),
+        ("google/gemma-7b", 8.54e9),
+        ("meta-llama/Llama-3.1-8B", 8.03e9),
+        ("meta-llama/Llama-3.1-70B", 70.6e9),
+        ("mistralai/Mixtral-8x7B-v0.1", 46.7e9),
+    ],
+)
+def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
+    assert resolve_architecture(name).total_params == pytest.approx(published_params, rel=0.01)
+
+
+def test_llama_non_embedding_parameters() -> None:
+    assert resolve_architecture("llama3.1-8b").non_embedding_params == pytest.approx(
+        6.98e9, rel=0.005
+    )
+
+
+def test_bloom_has_a_plain_gelu_mlp_of_four_times_hidden_and_alibi() -> None:
+    bloom = resolve_architecture("bloom-3b")
+    assert bloom.mlp == "plain"
+    assert bloom.activation == "gelu_tanh"
+    assert bloom.intermediate_size == 4 * bloom.hidden_size
+    assert bloom.position == "alibi"
+    assert bloom.tied_embeddings
+
+
+def test_mixtral_is_a_top2_of_8_mixture() -> None:
+    mixtral = resolve_architecture("mixtral-8x7b")
+    assert (mixtral.num_experts, mixtral.experts_per_token) == (8, 2)
+    assert mixtral.active_params_per_layer < mixtral.params_per_layer
+
+
+@pytest.mark.parametrize("alias", ["llama3.1-8b", "LLAMA3.1-8B", "Llama-3.1-8B", " llama-3.1-8b "])
+def test_aliases_resolve_case_insensitively(alias: str) -> None:
+    assert get_catalog_model(alias).id == "meta-llama/Llama-3.1-8B"
+
+
+def test_unknown_model_suggests_the_closest_names() -> None:
+    with pytest.raises(UnknownModelError) as info:
+        resolve_architecture("llama3-8b")
+    assert "llama3.1-8b" in str(info.value)
+    assert "did you mean" in str(info.value)

@@ -1,0 +1,3 @@
+"""Workers: Ray GPU actors, inference engines and NVML energy metering (issue 4)."""
+
+from __future__ import annotations
