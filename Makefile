@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade "pip>=24" $(QUIET)
 	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)" $(QUIET)
 	$(PIP) install -q -e ".[dev]" $(QUIET)
-	$(BIN)/python -c "import torch, torch_geometric, featurize, orchestrator"
+	$(BIN)/python -c "import torch, torch_geometric, featurize, orchestrator, storage, psycopg"
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -42,6 +42,7 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/featurize_throughput.py
+	$(BIN)/python experiments/benchmarks/export_throughput.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

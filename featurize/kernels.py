@@ -52,6 +52,8 @@ import numpy as np
 import numpy.typing as npt
 
 from featurize.point import InferencePoint
+from featurize.precision import Precision
+from llmco2.errors import InvalidRequestError
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -201,106 +203,132 @@ class PointArrays:
 
     @classmethod
     def from_points(cls, points: Sequence[InferencePoint]) -> PointArrays:
-        """Gather the arrays from point objects (architectures and GPUs are looked up once)."""
-        arch_rows: dict[int, int] = {}
-        arch_table: list[list[float]] = []
-        arch_index = np.empty(len(points), dtype=np.int64)
-        gpu_rows: dict[tuple[int, str], int] = {}
-        gpu_table: list[list[float]] = []
-        gpu_index = np.empty(len(points), dtype=np.int64)
-        per_point = np.empty((len(points), 8), dtype=np.float64)
+        """Gather the arrays from point objects (each engine configuration is read once)."""
+        configs: dict[tuple[int, int, int, Precision, bool], int] = {}
+        representatives: list[InferencePoint] = []
+        index = np.empty(len(points), dtype=np.int64)
+        requests = np.empty((len(points), 3), dtype=np.float64)
         for n, point in enumerate(points):
-            a = point.architecture
-            row = arch_rows.get(id(a))
-            if row is None:
-                row = arch_rows[id(a)] = len(arch_table)
-                arch_table.append(
-                    [
-                        a.hidden_size,
-                        a.intermediate_size,
-                        a.num_layers,
-                        a.num_heads,
-                        a.num_kv_heads,
-                        a.head_dim,
-                        a.vocab_size,
-                        a.mlp == "gated",
-                        a.num_experts,
-                        a.experts_per_token,
-                        np.inf if a.sliding_window is None else a.sliding_window,
-                        a.sliding_window_layer_fraction,
-                        a.norms_per_sublayer,
-                        a.qkv_bias,
-                        a.dense_bias,
-                        ACTIVATION_OPS[a.activation],
-                    ]
-                )
-            arch_index[n] = row
-            p = point.precision
-            gkey = (id(point.setup.gpu), p.label)
-            grow = gpu_rows.get(gkey)
-            if grow is None:
-                grow = gpu_rows[gkey] = len(gpu_table)
-                gpu = point.setup.gpu
-                gpu_table.append(
-                    [
-                        gpu.tensor_flops(p),
-                        gpu.vector_flops,
-                        gpu.memory_bandwidth,
-                        gpu.link_bandwidth,
-                        gpu.memory_bytes,
-                        gpu.entry.tdp_w,
-                        gpu.entry.die_area_mm2,
-                        gpu.entry.process_nm,
-                    ]
-                )
-            gpu_index[n] = grow
-            r = point.request
-            per_point[n] = (
-                p.weight_bytes,
-                p.activation_bytes,
-                p.kv_bytes,
-                r.batch_size,
-                r.prompt_tokens,
-                r.generated_tokens,
+            key = (
+                id(point.architecture),
+                id(point.setup.gpu),
                 point.setup.count,
+                point.precision,
                 point.flash_attention,
             )
-        arch = np.asarray(arch_table, dtype=np.float64).reshape(-1, 16)[arch_index]
-        hw = np.asarray(gpu_table, dtype=np.float64).reshape(-1, 8)[gpu_index]
-        return cls(
-            hidden=arch[:, 0],
-            intermediate=arch[:, 1],
-            layers=arch[:, 2],
-            heads=arch[:, 3],
-            kv_heads=arch[:, 4],
-            head_dim=arch[:, 5],
-            vocab=arch[:, 6],
-            gated=arch[:, 7] > 0,
-            experts=arch[:, 8],
-            top_k=arch[:, 9],
-            window=arch[:, 10],
-            window_fraction=arch[:, 11],
-            norms_per_sublayer=arch[:, 12],
-            qkv_bias=arch[:, 13] > 0,
-            dense_bias=arch[:, 14] > 0,
-            activation_ops=arch[:, 15],
-            weight_bytes=per_point[:, 0],
-            act_bytes=per_point[:, 1],
-            kv_bytes=per_point[:, 2],
-            batch=per_point[:, 3],
-            prompt=per_point[:, 4],
-            generated=per_point[:, 5],
-            tp=per_point[:, 6],
-            flash=per_point[:, 7] > 0,
-            tensor_flops=hw[:, 0],
-            vector_flops=hw[:, 1],
-            memory_bandwidth=hw[:, 2],
-            link_bandwidth=hw[:, 3],
-            memory_capacity=hw[:, 4],
-            tdp=hw[:, 5],
-            die_area=hw[:, 6],
-            process_nm=hw[:, 7],
+            row = configs.get(key)
+            if row is None:
+                row = configs[key] = len(representatives)
+                representatives.append(point)
+            index[n] = row
+            r = point.request
+            requests[n] = (r.batch_size, r.prompt_tokens, r.generated_tokens)
+        return cls.from_configs(
+            representatives, index, requests[:, 0], requests[:, 1], requests[:, 2]
         )
+
+    @classmethod
+    def from_configs(
+        cls,
+        configs: Sequence[InferencePoint],
+        config_index: npt.NDArray[np.int64],
+        batch: npt.ArrayLike,
+        prompt: npt.ArrayLike,
+        generated: npt.ArrayLike,
+    ) -> PointArrays:
+        """Arrays of many requests on a few engine configurations, without a point per request.
+
+        Args:
+            configs: One point per engine configuration (architecture, precision, attention,
+                GPU setup); their requests are ignored.
+            config_index: For each request, the index of its configuration in ``configs``.
+            batch: Batch size of each request.
+            prompt: Prompt tokens of each request.
+            generated: Generated tokens of each request.
+
+        Raises:
+            InvalidRequestError: When a size is not a positive integer.
+        """
+        sizes = np.column_stack([batch, prompt, generated]).astype(np.float64).reshape(-1, 3)
+        if sizes.size and (np.any(sizes < 1) or np.any(sizes != np.floor(sizes))):
+            raise InvalidRequestError(
+                "batch, prompt and generated tokens must be positive integers"
+            )
+        table = np.asarray([_config_row(c) for c in configs], dtype=np.float64)
+        rows = table.reshape(-1, _CONFIG_COLUMNS)[np.asarray(config_index, dtype=np.int64)]
+        return cls(
+            hidden=rows[:, 0],
+            intermediate=rows[:, 1],
+            layers=rows[:, 2],
+            heads=rows[:, 3],
+            kv_heads=rows[:, 4],
+            head_dim=rows[:, 5],
+            vocab=rows[:, 6],
+            gated=rows[:, 7] > 0,
+            experts=rows[:, 8],
+            top_k=rows[:, 9],
+            window=rows[:, 10],
+            window_fraction=rows[:, 11],
+            norms_per_sublayer=rows[:, 12],
+            qkv_bias=rows[:, 13] > 0,
+            dense_bias=rows[:, 14] > 0,
+            activation_ops=rows[:, 15],
+            weight_bytes=rows[:, 16],
+            act_bytes=rows[:, 17],
+            kv_bytes=rows[:, 18],
+            tp=rows[:, 19],
+            flash=rows[:, 20] > 0,
+            tensor_flops=rows[:, 21],
+            vector_flops=rows[:, 22],
+            memory_bandwidth=rows[:, 23],
+            link_bandwidth=rows[:, 24],
+            memory_capacity=rows[:, 25],
+            tdp=rows[:, 26],
+            die_area=rows[:, 27],
+            process_nm=rows[:, 28],
+            batch=sizes[:, 0],
+            prompt=sizes[:, 1],
+            generated=sizes[:, 2],
+        )
+
+
+_CONFIG_COLUMNS = 29
+
+
+def _config_row(point: InferencePoint) -> list[float]:
+    """The per-configuration columns of :class:`PointArrays`, in ``from_configs`` order."""
+    a, p, gpu = point.architecture, point.precision, point.setup.gpu
+    return [
+        a.hidden_size,
+        a.intermediate_size,
+        a.num_layers,
+        a.num_heads,
+        a.num_kv_heads,
+        a.head_dim,
+        a.vocab_size,
+        a.mlp == "gated",
+        a.num_experts,
+        a.experts_per_token,
+        np.inf if a.sliding_window is None else a.sliding_window,
+        a.sliding_window_layer_fraction,
+        a.norms_per_sublayer,
+        a.qkv_bias,
+        a.dense_bias,
+        ACTIVATION_OPS[a.activation],
+        p.weight_bytes,
+        p.activation_bytes,
+        p.kv_bytes,
+        point.setup.count,
+        point.flash_attention,
+        gpu.tensor_flops(p),
+        gpu.vector_flops,
+        gpu.memory_bandwidth,
+        gpu.link_bandwidth,
+        gpu.memory_bytes,
+        gpu.entry.tdp_w,
+        gpu.entry.die_area_mm2,
+        gpu.entry.process_nm,
+    ]
 
 
 @dataclass(frozen=True)
@@ -345,7 +373,8 @@ class KernelCounts:
 
     def totals(self) -> FloatArray:
         """Per-phase totals of every quantity, shape ``(N, 2, len(QUANTITIES))``."""
-        return np.asarray((self.values * self.present[:, None, :, None]).sum(axis=2))
+        # Absent kernels are zero already (kernel_counts masks them).
+        return np.asarray(self.values.sum(axis=2))
 
 
 @dataclass(frozen=True)

@@ -69,3 +69,23 @@ class UnsupportedArchitectureError(Llmco2Error):
 
 class InfeasibleConfigError(Llmco2Error):
     """A configuration that cannot run: TP not dividing heads, or weights + KV cache too large."""
+
+
+class DatabaseError(Llmco2Error):
+    """The database cannot be reached, refuses the credentials, or fails a statement."""
+
+
+class SchemaVersionError(Llmco2Error):
+    """The database schema is older or newer than this version of llmco2 expects."""
+
+
+class UnknownCampaignError(Llmco2Error, LookupError):
+    """No campaign of that name exists in the database."""
+
+
+class CampaignConflictError(Llmco2Error):
+    """A campaign name is reused with a different configuration."""
+
+
+class ExportError(Llmco2Error):
+    """An export cannot be written (target not empty, nothing to export, ...)."""

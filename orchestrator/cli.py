@@ -222,6 +222,101 @@ def gpus(
     _stdout.print(table)
 
 
+db_app = typer.Typer(
+    help="Database schema: show the revision, migrate to the newest.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+
+DbOption = Annotated[
+    str, typer.Option("--db", help="SQLAlchemy URL (sqlite:///FILE or postgresql+psycopg://...).")
+]
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOption = "sqlite:///llmco2.db") -> None:
+    """Migrate a campaign database to the newest schema (creates it when empty)."""
+    from storage import make_engine, mask_url, upgrade
+    from storage.database import parse_url, probe
+
+    engine = make_engine(parse_url(db))
+    try:
+        probe(engine)
+        before, after = upgrade(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        _stdout.print(f"{mask_url(db)}: schema already at revision {after}")
+    else:
+        _stdout.print(f"{mask_url(db)}: schema upgraded from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(db: DbOption = "sqlite:///llmco2.db") -> None:
+    """Show the schema revision of a database and the one this llmco2 needs."""
+    from storage import current_revision, head_revision, make_engine, mask_url
+    from storage.database import parse_url
+
+    engine = make_engine(parse_url(db))
+    try:
+        revision = current_revision(engine)
+    finally:
+        engine.dispose()
+    _stdout.print(f"{mask_url(db)}: revision {revision or 'none'} (this llmco2: {head_revision()})")
+
+
+@app.command("export")
+def export(
+    campaign: Annotated[str, typer.Option(help="Campaign name.")],
+    out: Annotated[Path, typer.Option(help="Folder to write (must not exist or be empty).")],
+    db: DbOption = "sqlite:///llmco2.db",
+    format: Annotated[str, typer.Option(help="parquet, csv or pyg.")] = "parquet",
+    include_simulated: Annotated[
+        bool, typer.Option(help="Also export rows of the simulated engine.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
+    gpu_file: Annotated[
+        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
+    ] = None,
+) -> None:
+    """Export a campaign's measured points (features and labels) with a manifest."""
+    from featurize import GpuCatalog
+    from llmco2.errors import InvalidRequestError
+    from storage import CampaignStore
+    from storage.export import ExportFormat, export_campaign
+
+    try:
+        fmt = ExportFormat(format)
+    except ValueError:
+        raise InvalidRequestError(
+            f"unknown export format {format!r} (use parquet, csv or pyg)"
+        ) from None
+    catalog = GpuCatalog.default()
+    if gpu_file is not None:
+        catalog = catalog.with_file(gpu_file)
+    store = CampaignStore(db, create=False)
+    try:
+        result = export_campaign(
+            store,
+            campaign,
+            fmt,
+            out,
+            include_simulated=include_simulated,
+            overwrite=overwrite,
+            gpus=catalog,
+        )
+    finally:
+        store.close()
+    note = (
+        f"; {result.excluded_simulated} simulated rows left out (--include-simulated)"
+        if result.excluded_simulated
+        else ""
+    )
+    _stdout.print(
+        f"exported {result.points} points and {result.failures} failures of {campaign!r} "
+        f"to {result.out_dir}{note}"
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the llmco2 version."""

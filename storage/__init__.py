@@ -1,3 +1,52 @@
-"""Storage: the campaign database, migrations and dataset export (issue 3)."""
+"""Storage: the campaign database (SQLite or PostgreSQL), its migrations and dataset export.
+
+The public surface is :class:`CampaignStore` and the plain records it takes and returns;
+``storage.export`` writes datasets (imported on demand: it needs pyarrow, and PyG for graphs).
+"""
 
 from __future__ import annotations
+
+from storage.database import (
+    DEFAULT_DATABASE_URL,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    make_engine,
+    mask_url,
+    upgrade,
+)
+from storage.models import FINISHED_STATUSES, OPEN_STATUSES, CampaignStatus, PointStatus
+from storage.records import (
+    CampaignInfo,
+    MeasurementRecord,
+    PointSpec,
+    RoundRecord,
+    StoredPoint,
+    config_key,
+    point_key,
+)
+from storage.store import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, CampaignStore
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_MAX_ATTEMPTS",
+    "FINISHED_STATUSES",
+    "OPEN_STATUSES",
+    "CampaignInfo",
+    "CampaignStatus",
+    "CampaignStore",
+    "MeasurementRecord",
+    "PointSpec",
+    "PointStatus",
+    "RoundRecord",
+    "StoredPoint",
+    "config_key",
+    "current_revision",
+    "ensure_schema",
+    "head_revision",
+    "make_engine",
+    "mask_url",
+    "point_key",
+    "upgrade",
+]

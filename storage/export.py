@@ -1,0 +1,384 @@
+"""Export a campaign as a dataset for a predictor team: Parquet, CSV or a PyG dataset.
+
+One row per COMPLETE point with every feature (architecture, precision, request, hardware and
+the featurizer's per-phase analytic totals) and every label (energies, latencies, powers, their
+spread), failures and infeasible points in a separate file, and ``manifest.json`` (schema
+version, campaign config, code version, row counts, SHA-256 of every file). Simulated rows are
+left out unless asked for, so real data never mixes with the digital twin's.
+
+The export is written to a temporary folder beside the target and renamed into place, so an
+interrupted export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+from sqlalchemy import Text, cast, func, select
+
+from featurize.architecture import Architecture
+from featurize.gpus import GpuCatalog
+from featurize.kernels import PHASES, QUANTITIES, KernelCounts, PointArrays, kernel_counts
+from featurize.point import GpuSetup, InferencePoint
+from featurize.precision import Precision
+from featurize.request import InferenceRequest
+from llmco2.errors import ExportError
+from llmco2.version import code_version
+from storage.database import current_revision, translate_errors
+from storage.models import Measurement, Point, PointStatus
+from storage.store import CampaignStore
+
+MANIFEST_NAME = "manifest.json"
+GRAPHS_NAME = "graphs.pt"
+
+
+class ExportFormat(StrEnum):
+    """Dataset formats."""
+
+    PARQUET = "parquet"
+    CSV = "csv"
+    PYG = "pyg"
+
+
+_POINT_FIELDS = (
+    "id",
+    "key",
+    "config_key",
+    "architecture",
+    "model_name",
+    "family",
+    "weight_bits",
+    "activation_bits",
+    "kv_bits",
+    "flash_attention",
+    "batch_size",
+    "prompt_tokens",
+    "generated_tokens",
+    "gpu_type",
+    "gpu_count",
+    "engine",
+    "round_index",
+    "reason",
+    "parent_point_id",
+    "strategy",
+    "split",
+    "status",
+    "attempts",
+    "error_kind",
+    "error_message",
+)
+_LABEL_FIELDS = (
+    "energy_j",
+    "prefill_energy_j",
+    "decode_energy_j",
+    "latency_s",
+    "prefill_latency_s",
+    "decode_latency_per_token_s",
+    "avg_power_w",
+    "idle_power_w",
+    "repeats",
+    "energy_std_j",
+    "energy_cv",
+    "counter_period_s",
+    "noisy",
+    "simulated",
+    "engine_name",
+    "engine_version",
+    "driver_version",
+    "gpu_names",
+    "gpu_uuids",
+    "gpu_energies_j",
+    "started_at",
+    "finished_at",
+)
+_ARCH_FIELDS = tuple(f for f in Architecture.__dataclass_fields__ if f != "name")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote."""
+
+    out_dir: Path
+    points: int
+    failures: int
+    excluded_simulated: int
+    files: dict[str, dict[str, Any]]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_rows(
+    store: CampaignStore, campaign_id: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """COMPLETE rows with labels, FAILED/INFEASIBLE rows, and the architecture per config key.
+
+    Architectures are read once per engine configuration rather than once per row: decoding
+    the same JSON for 100,000 rows would dominate the export.
+    """
+    point_cols = [getattr(Point, f) for f in _POINT_FIELDS if f != "architecture"]
+    # JSON lists go out as the JSON text they are stored as, without a decode/encode round trip.
+    label_cols = [
+        cast(getattr(Measurement, f), Text) if f == "gpu_energies_j" else getattr(Measurement, f)
+        for f in _LABEL_FIELDS
+    ]
+    engine = store.engine
+    with translate_errors(engine.url), engine.connect() as raw:
+        conn = raw.execution_options(sqlite_immediate=False)  # a snapshot, writers go on
+        complete = conn.execute(
+            select(*point_cols, *label_cols)
+            .join(Measurement, Measurement.point_id == Point.id)
+            .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
+            .order_by(Point.id)
+        ).all()
+        failed = conn.execute(
+            select(*point_cols)
+            .where(
+                Point.campaign_id == campaign_id,
+                Point.status.in_((PointStatus.FAILED, PointStatus.INFEASIBLE)),
+            )
+            .order_by(Point.id)
+        ).all()
+        first_of_config = (
+            select(func.min(Point.id))
+            .where(Point.campaign_id == campaign_id)
+            .group_by(Point.config_key)
+            .scalar_subquery()
+        )
+        architectures: dict[str, dict[str, Any]] = dict(
+            conn.execute(
+                select(Point.config_key, Point.architecture).where(Point.id.in_(first_of_config))
+            ).all()
+        )
+    fields = [f for f in _POINT_FIELDS if f != "architecture"]
+    names = (*fields, *_LABEL_FIELDS)
+    return (
+        [dict(zip(names, row, strict=True)) for row in complete],
+        [dict(zip(fields, row, strict=True)) for row in failed],
+        architectures,
+    )
+
+
+def _point_arrays(
+    rows: Sequence[dict[str, Any]], architectures: dict[str, dict[str, Any]], gpus: GpuCatalog
+) -> PointArrays | None:
+    """The featurizer's input arrays for ``rows``: one point object per engine configuration."""
+    if not rows:
+        return None
+    configs: dict[str, int] = {}
+    representatives: list[InferencePoint] = []
+    index = np.empty(len(rows), dtype=np.int64)
+    for n, row in enumerate(rows):
+        position = configs.get(row["config_key"])
+        if position is None:
+            position = configs[row["config_key"]] = len(representatives)
+            representatives.append(
+                InferencePoint(
+                    Architecture(**architectures[row["config_key"]]),
+                    InferenceRequest(1, 1, 1),  # ignored: requests come as arrays
+                    GpuSetup(gpus.get(row["gpu_type"]), row["gpu_count"]),
+                    Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
+                    row["flash_attention"],
+                )
+            )
+        index[n] = position
+    return PointArrays.from_configs(
+        representatives,
+        index,
+        [r["batch_size"] for r in rows],
+        [r["prompt_tokens"] for r in rows],
+        [r["generated_tokens"] for r in rows],
+    )
+
+
+def _feature_columns(arrays: PointArrays | None) -> tuple[dict[str, Any], KernelCounts | None]:
+    """The featurizer's per-phase totals and roofline times of every row."""
+    if arrays is None:
+        return {}, None
+    counts = kernel_counts(arrays)
+    totals = counts.totals()
+    roof = counts.roofline()
+    memory = (counts.memory_bytes * counts.present[:, None, :]).sum(axis=2)
+    columns: dict[str, Any] = {}
+    for ph, phase in enumerate(PHASES):
+        for name in ("flops", "weight_bytes", "kv_read_bytes", "network_bytes"):
+            columns[f"{phase.value}_{name}"] = totals[:, ph, QUANTITIES.index(name)]
+        columns[f"{phase.value}_memory_bytes"] = memory[:, ph]
+        columns[f"{phase.value}_roofline_time_s"] = roof.time[:, ph].sum(axis=1)
+    return columns, counts
+
+
+def _table(
+    rows: Sequence[dict[str, Any]],
+    architectures: dict[str, dict[str, Any]],
+    extra: dict[str, Any],
+    label_fields: bool,
+) -> pa.Table:
+    columns: dict[str, Any] = {}
+    names = [f for f in _POINT_FIELDS if f not in ("architecture", "id")]
+    columns["point_id"] = [r["id"] for r in rows]
+    for name in names:
+        columns[name] = [r[name] for r in rows]
+    for name in _ARCH_FIELDS:
+        per_config = {key: arch[name] for key, arch in architectures.items()}
+        columns[f"arch_{name}"] = [per_config[r["config_key"]] for r in rows]
+    columns.update(extra)
+    if label_fields:
+        for name in _LABEL_FIELDS:
+            values = [r[name] for r in rows]
+            if name in ("gpu_names", "gpu_uuids"):
+                values = [",".join(v) if v else None for v in values]
+            columns[name] = values
+    return pa.table(columns)
+
+
+def _write_table(table: pa.Table, folder: Path, stem: str, fmt: ExportFormat) -> Path:
+    if fmt is ExportFormat.CSV:
+        path = folder / f"{stem}.csv"
+        pa_csv.write_csv(table, path)
+    else:
+        path = folder / f"{stem}.parquet"
+        pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _write_graphs(rows: Sequence[dict[str, Any]], counts: KernelCounts | None, path: Path) -> None:
+    import torch
+
+    from featurize.graphs import build_graphs
+    from storage.graph_dataset import ExportedGraphs
+
+    graphs = build_graphs(counts) if counts is not None else []
+    for graph, row in zip(graphs, rows, strict=True):
+        labels = [row["prefill_energy_j"], row["decode_energy_j"], row["energy_j"]]
+        graph.y = torch.tensor(
+            [[np.nan if v is None else float(v) for v in labels]], dtype=torch.float32
+        )
+        graph.point_id = torch.tensor([row["id"]])
+    ExportedGraphs.save(graphs, str(path))
+
+
+def _prepare_target(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"export target {str(out_dir)!r} exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(
+            f"export folder {str(out_dir)!r} exists and is not empty (use --overwrite)"
+        )
+    if not out_dir.parent.exists():
+        raise ExportError(f"parent folder of {str(out_dir)!r} does not exist")
+
+
+def export_campaign(
+    store: CampaignStore,
+    campaign_name: str,
+    fmt: ExportFormat | str,
+    out_dir: Path,
+    *,
+    include_simulated: bool = False,
+    overwrite: bool = False,
+    gpus: GpuCatalog | None = None,
+) -> ExportResult:
+    """Write a campaign's dataset to ``out_dir``.
+
+    Raises:
+        UnknownCampaignError: No campaign of that name.
+        ExportError: The target is a non-empty folder (without ``overwrite``) or unusable.
+        DatabaseError: The database cannot be read.
+    """
+    fmt = ExportFormat(fmt)
+    out_dir = out_dir.expanduser().absolute()
+    _prepare_target(out_dir, overwrite)
+    campaign = store.get_campaign(campaign_name)
+    complete, failed, architectures = _read_rows(store, campaign.id)
+    excluded = 0
+    if not include_simulated:
+        kept = [r for r in complete if not r["simulated"]]
+        excluded = len(complete) - len(kept)
+        complete = kept
+    catalog = gpus if gpus is not None else GpuCatalog.default()
+    features, counts = _feature_columns(_point_arrays(complete, architectures, catalog))
+
+    staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        table_format = ExportFormat.PARQUET if fmt is ExportFormat.PYG else fmt
+        written = [
+            _write_table(
+                _table(complete, architectures, features, True), staging, "points", table_format
+            ),
+            _write_table(
+                _table(failed, architectures, {}, False), staging, "failures", table_format
+            ),
+        ]
+        if fmt is ExportFormat.PYG:
+            _write_graphs(complete, counts, staging / GRAPHS_NAME)
+            written.append(staging / GRAPHS_NAME)
+        files = {
+            path.name: {
+                "sha256": _sha256(path),
+                "bytes": path.stat().st_size,
+                "rows": len(complete)
+                if path.name.startswith(("points", "graphs"))
+                else len(failed),
+            }
+            for path in written
+        }
+        from featurize.graphs import FEATURE_SCHEMA_VERSION
+
+        manifest = {
+            "format": fmt.value,
+            "schema_revision": current_revision(store.engine),
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "code_version": code_version(),
+            "exported_at": datetime.now(UTC).isoformat(),
+            "database": store.url,
+            "campaign": {
+                "name": campaign.name,
+                "config": campaign.config,
+                "config_hash": campaign.config_hash,
+                "code_version": campaign.code_version,
+                "status": campaign.status,
+            },
+            "include_simulated": include_simulated,
+            "counts": {
+                "points": len(complete),
+                "failures": len(failed),
+                "excluded_simulated": excluded,
+            },
+            "files": files,
+            "load": {
+                "parquet": "pyarrow.parquet.read_table('points.parquet')",
+                "pyg": "storage.graph_dataset.ExportedGraphs('<this folder>')",
+            },
+        }
+        (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        if out_dir.exists():
+            backup = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            out_dir.rename(backup)
+            staging.rename(out_dir)
+            shutil.rmtree(backup)
+        else:
+            staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ExportResult(out_dir, len(complete), len(failed), excluded, files)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the campaign database (shipped with the package)."""

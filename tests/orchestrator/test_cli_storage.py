@@ -1,0 +1,74 @@
+"""`llmco2 db` and `llmco2 export` as a user runs them, bad input included."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from storage import CampaignStore
+from tests.orchestrator.test_cli import llmco2
+from tests.storage.test_export import fill
+
+ASSET = Path(__file__).parents[1] / "storage" / "assets" / "schema_v1.sqlite"
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
+    assert result.returncode == 2
+    stderr = result.stderr.strip().splitlines()
+    assert len(stderr) == 1, result.stderr
+    assert stderr[0].startswith("llmco2: error: ") and message in stderr[0], stderr[0]
+
+
+def test_db_upgrade_migrates_an_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    shutil.copy(ASSET, path)
+    url = f"sqlite:///{path}"
+    result = llmco2(
+        "export", "--db", url, "--campaign", "v1-campaign", "--out", str(tmp_path / "x")
+    )
+    one_line_error(result, "run `llmco2 db upgrade")
+    result = llmco2("db", "upgrade", "--db", url)
+    assert result.returncode == 0 and "upgraded from 0001 to 0002" in result.stdout
+    assert "already at revision 0002" in llmco2("db", "upgrade", "--db", url).stdout
+    assert "revision 0002" in llmco2("db", "current", "--db", url).stdout
+
+
+def test_export_command(tmp_path: Path, postgres_url: str) -> None:
+    fill(CampaignStore(postgres_url))
+    out = tmp_path / "dataset"
+    result = llmco2("export", "--db", postgres_url, "--campaign", "exp", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "exported 10 points and 3 failures" in result.stdout
+    assert "4 simulated rows left out" in result.stdout
+    assert (out / "manifest.json").exists()
+    again = llmco2("export", "--db", postgres_url, "--campaign", "exp", "--out", str(out))
+    one_line_error(again, "is not empty (use --overwrite)")
+    wrong = llmco2(
+        "export", "--db", postgres_url, "--campaign", "exq", "--out", str(tmp_path / "y")
+    )
+    one_line_error(wrong, "no campaign 'exq'")
+    fmt = llmco2("export", "--db", postgres_url, "--campaign", "exp", "--out", str(tmp_path / "z"),
+                 "--format", "xlsx")  # fmt: skip
+    one_line_error(fmt, "unknown export format 'xlsx'")
+    assert not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg://alice:s3cret@127.0.0.1:1/db", "alice:***@127.0.0.1:1"),
+        ("postgresql+psycopg://no_such_role:pw@127.0.0.1:5432/test", "no_such_role"),
+        ("sqlite:////nonexistent/folder/x.db", "does not exist"),
+        ("mysql://root@127.0.0.1/test", "unsupported database 'mysql'"),
+        ("not a url", "invalid database URL"),
+    ],
+)
+def test_database_errors_are_one_line(tmp_path: Path, url: str, message: str) -> None:
+    result = llmco2("export", "--db", url, "--campaign", "c", "--out", str(tmp_path / "x"))
+    one_line_error(result, message)
+    assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
+    result = llmco2("db", "upgrade", "--db", url)
+    one_line_error(result, message)

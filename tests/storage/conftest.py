@@ -1,0 +1,1 @@
+"""Storage fixtures live in tests/conftest.py (shared with the CLI tests)."""

@@ -1,0 +1,141 @@
+"""Dataset export: Parquet, CSV and PyG, manifest, simulated rows, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+import storage.export as export_module
+from llmco2.errors import ExportError, UnknownCampaignError
+from storage import CampaignStore, MeasurementRecord
+from storage.export import export_campaign
+from storage.graph_dataset import ExportedGraphs
+from tests.conftest import make_specs
+
+
+def fill(store: CampaignStore) -> None:
+    """10 real + 4 simulated COMPLETE points, 2 INFEASIBLE, 1 FAILED, 3 PENDING."""
+    campaign = store.create_campaign("exp", {"engine": "vllm", "A": 20})
+    ids = store.add_points(campaign.id, make_specs(20, engine="vllm"))
+    store.claim(campaign.id, "w", 17)
+    for n, point_id in enumerate(ids[:14]):
+        simulated = n >= 10
+        store.record_result(
+            point_id,
+            MeasurementRecord(
+                engine_name="simulated" if simulated else "vllm",
+                simulated=simulated,
+                energy_j=10.0 + n,
+                prefill_energy_j=1.0 + n,
+                decode_energy_j=9.0,
+                gpu_energies_j=[10.0 + n],
+                latency_s=0.1,
+                gpu_names=["NVIDIA H100 80GB HBM3"],
+                engine_version="0.24.0",
+            ),
+        )
+    store.record_infeasible(ids[14], "needs 90 GB")
+    store.record_infeasible(ids[15], "unsupported")
+    store.record_failure(ids[16], "crash", "actor died", retryable=False)
+
+
+@pytest.fixture
+def exports(tmp_path: Path) -> Path:
+    """An empty folder for exports (the SQLite file lives in tmp_path)."""
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def filled(db_url: str) -> CampaignStore:
+    store = CampaignStore(db_url)
+    fill(store)
+    return store
+
+
+def check_manifest(folder: Path) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads((folder / "manifest.json").read_text())
+    for name, info in manifest["files"].items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == info["sha256"]
+    return manifest
+
+
+def test_parquet_export_has_features_labels_and_a_manifest(
+    filled: CampaignStore, exports: Path
+) -> None:
+    out = exports / "dataset"
+    result = export_campaign(filled, "exp", "parquet", out)
+    assert (result.points, result.failures, result.excluded_simulated) == (10, 3, 4)
+    table = pq.read_table(out / "points.parquet").to_pylist()
+    assert len(table) == 10
+    row = table[0]
+    assert row["energy_j"] == 10.0 and row["prefill_energy_j"] == 1.0
+    assert row["arch_hidden_size"] == 896 and row["gpu_type"] == "H100-SXM"
+    assert row["prefill_flops"] > 0 and row["decode_memory_bytes"] > row["prefill_memory_bytes"]
+    assert row["simulated"] is False and row["gpu_names"] == "NVIDIA H100 80GB HBM3"
+    assert json.loads(row["gpu_energies_j"]) == [10.0]
+    failures = pq.read_table(out / "failures.parquet").to_pylist()
+    assert sorted(f["status"] for f in failures) == ["FAILED", "INFEASIBLE", "INFEASIBLE"]
+    assert {f["error_message"] for f in failures} >= {"needs 90 GB", "actor died"}
+    manifest = check_manifest(out)
+    assert manifest["counts"] == {"points": 10, "failures": 3, "excluded_simulated": 4}
+    assert manifest["schema_revision"] == "0002"
+    assert manifest["campaign"]["config"] == {"engine": "vllm", "A": 20}
+    assert "code_version" in manifest
+
+
+def test_simulated_rows_only_on_request(filled: CampaignStore, exports: Path) -> None:
+    result = export_campaign(filled, "exp", "csv", exports / "all", include_simulated=True)
+    assert result.points == 14
+    table = pa_csv.read_csv(exports / "all" / "points.csv")
+    assert table.num_rows == 14 and sum(table.column("simulated").to_pylist()) == 4
+    check_manifest(exports / "all")
+
+
+def test_pyg_export_loads_in_one_line(filled: CampaignStore, exports: Path) -> None:
+    export_campaign(filled, "exp", "pyg", exports / "graphs")
+    dataset = ExportedGraphs(exports / "graphs")
+    assert len(dataset) == 10
+    graph = dataset[0]
+    assert graph.y.shape == (1, 3)
+    assert torch.allclose(graph.y, torch.tensor([[1.0, 9.0, 10.0]]))
+    assert graph.x.shape[1] > 0 and graph.edge_index.shape[0] == 2
+    check_manifest(exports / "graphs")
+
+
+def test_a_non_empty_folder_needs_overwrite(filled: CampaignStore, exports: Path) -> None:
+    out = exports / "dataset"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not empty"):
+        export_campaign(filled, "exp", "parquet", out)
+    assert (out / "keep.txt").read_text() == "mine"
+    export_campaign(filled, "exp", "parquet", out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "points.parquet").exists()
+    assert [p.name for p in exports.iterdir()] == ["dataset"]  # no temporary folders left
+
+
+def test_an_interrupted_export_leaves_nothing(
+    filled: CampaignStore, exports: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_args: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export_module, "_write_graphs", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_campaign(filled, "exp", "pyg", exports / "graphs")
+    assert list(exports.iterdir()) == []
+
+
+def test_unknown_campaign(filled: CampaignStore, exports: Path) -> None:
+    with pytest.raises(UnknownCampaignError, match="'exp'"):
+        export_campaign(filled, "nope", "parquet", exports / "x")
+    assert list(exports.iterdir()) == []

@@ -1,0 +1,269 @@
+"""The campaign store's contract, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import time
+
+import pytest
+from sqlalchemy import select
+
+from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
+from llmco2.errors import (
+    CampaignConflictError,
+    DatabaseError,
+    InvalidRequestError,
+    UnknownCampaignError,
+)
+from storage import (
+    CampaignStore,
+    MeasurementRecord,
+    PointSpec,
+    PointStatus,
+    RoundRecord,
+    config_key,
+    point_key,
+)
+from storage.models import Point
+from tests.conftest import make_specs
+
+RESULT = MeasurementRecord(
+    engine_name="simulated",
+    simulated=True,
+    energy_j=12.5,
+    prefill_energy_j=2.5,
+    decode_energy_j=10.0,
+    gpu_energies_j=[12.5],
+    latency_s=0.3,
+    repeats=3,
+    energy_std_j=0.1,
+    energy_cv=0.008,
+    gpu_names=["NVIDIA H100 80GB HBM3"],
+)
+
+
+@pytest.fixture
+def store(db_url: str) -> CampaignStore:
+    return CampaignStore(db_url)
+
+
+def test_campaign_is_created_then_resumed_by_name(store: CampaignStore) -> None:
+    first = store.create_campaign("sweep", {"A": 10, "engine": "simulated"})
+    again = store.create_campaign("sweep", {"engine": "simulated", "A": 10})  # key order
+    assert again.id == first.id
+    with pytest.raises(CampaignConflictError, match="different configuration"):
+        store.create_campaign("sweep", {"A": 11, "engine": "simulated"})
+    with pytest.raises(CampaignConflictError, match="exists already"):
+        store.create_campaign("sweep", {"A": 10, "engine": "simulated"}, load_if_exists=False)
+    assert [c.name for c in store.list_campaigns()] == ["sweep"]
+
+
+def test_unknown_campaign_lists_the_known_ones(store: CampaignStore) -> None:
+    store.create_campaign("alpha", {})
+    with pytest.raises(UnknownCampaignError, match=r"no campaign 'beta'.*'alpha'"):
+        store.get_campaign("beta")
+
+
+def test_points_are_added_once_per_key(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    specs = make_specs(30)
+    ids = store.add_points(campaign.id, specs)
+    assert len(set(ids)) == 30
+    assert store.add_points(campaign.id, specs[10:] + specs[:10]) == ids[10:] + ids[:10]
+    assert store.status_counts(campaign.id)["PENDING"] == 30
+    # The same point in another campaign is another row.
+    other = store.create_campaign("d", {})
+    assert set(store.add_points(other.id, specs[:3])).isdisjoint(ids)
+
+
+def test_key_covers_what_determines_the_measurement() -> None:
+    arch = resolve_architecture("llama3.1-8b")
+    h100 = GpuSetup(get_gpu("H100-SXM"), 1)
+    base = InferencePoint(arch, InferenceRequest(1, 100, 10), h100)
+    renamed = InferencePoint(arch.replace(name="copy"), InferenceRequest(1, 100, 10), h100)
+    assert point_key(base, "vllm") == point_key(renamed, "vllm")  # a label is not a shape
+    variants = [
+        InferencePoint(arch, InferenceRequest(2, 100, 10), h100),
+        InferencePoint(arch, InferenceRequest(1, 101, 10), h100),
+        InferencePoint(arch, InferenceRequest(1, 100, 11), h100),
+        InferencePoint(arch, InferenceRequest(1, 100, 10), GpuSetup(get_gpu("H100-SXM"), 2)),
+        InferencePoint(arch, InferenceRequest(1, 100, 10), GpuSetup(get_gpu("H200"), 1)),
+        InferencePoint(arch.replace(num_layers=31), InferenceRequest(1, 100, 10), h100),
+        InferencePoint(arch, InferenceRequest(1, 100, 10), h100, flash_attention=False),
+    ]
+    keys = {point_key(p, "vllm") for p in variants} | {point_key(base, "simulated")}
+    assert len(keys) == len(variants) + 1 and point_key(base, "vllm") not in keys
+    # The engine configuration ignores the request, and only the request.
+    assert config_key(variants[0], "vllm") == config_key(base, "vllm")
+    assert config_key(variants[3], "vllm") != config_key(base, "vllm")
+
+
+def test_claims_are_atomic_disjoint_and_limited(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    ids = store.add_points(campaign.id, make_specs(12))
+    first = store.claim(campaign.id, "driver-a", 5)
+    second = store.claim(campaign.id, "driver-b", 5)
+    third = store.claim(campaign.id, "driver-c", 5)
+    assert [p.id for p in first] == ids[:5]
+    assert [p.id for p in second] == ids[5:10]
+    assert [p.id for p in third] == ids[10:]
+    assert all(p.status == PointStatus.RUNNING and p.lease_owner == "driver-a" for p in first)
+    assert store.claim(campaign.id, "driver-d", 5) == []
+    assert store.status_counts(campaign.id)["RUNNING"] == 12
+
+
+def test_claim_by_engine_configuration(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    store.add_points(campaign.id, make_specs(4, gpu="H100-SXM") + make_specs(3, gpu="H200"))
+    h200_key = make_specs(1, gpu="H200")[0]
+    key = config_key(h200_key.point, h200_key.engine)
+    claimed = store.claim(campaign.id, "actor", 10, config_key=key)
+    assert len(claimed) == 3 and {p.gpu_type for p in claimed} == {"H200"}
+    rebuilt = claimed[0].inference_point()
+    assert rebuilt.setup.gpu.id == "H200" and rebuilt.architecture.family == "qwen2"
+
+
+def test_expired_leases_return_to_pending_then_fail(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    (point_id,) = store.add_points(campaign.id, make_specs(1))
+    for attempt in range(1, 3):
+        assert [p.id for p in store.claim(campaign.id, "a", 1, lease_seconds=0.2)] == [point_id]
+        assert store.requeue_expired(campaign.id, max_attempts=3) == (0, 0)  # not yet expired
+        time.sleep(0.4)
+        assert store.requeue_expired(campaign.id, max_attempts=3) == (1, 0)
+        (point,) = store.get_points(campaign.id)
+        assert (point.status, point.attempts, point.lease_owner) == ("PENDING", attempt, None)
+    store.claim(campaign.id, "a", 1, lease_seconds=0.2)
+    time.sleep(0.4)
+    assert store.requeue_expired(campaign.id, max_attempts=3) == (0, 1)
+    (point,) = store.get_points(campaign.id)
+    assert (point.status, point.attempts, point.error_kind) == ("FAILED", 3, "lease_expired")
+
+
+def test_heartbeat_extends_only_the_owners_lease(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    ids = store.add_points(campaign.id, make_specs(2))
+    store.claim(campaign.id, "a", 1, lease_seconds=0.3)
+    store.claim(campaign.id, "b", 1, lease_seconds=0.3)
+    assert store.heartbeat(ids, "a", lease_seconds=60) == 1
+    time.sleep(0.5)
+    assert store.requeue_expired(campaign.id) == (1, 0)
+    statuses = {p.id: p.status for p in store.get_points(campaign.id)}
+    assert statuses == {ids[0]: "RUNNING", ids[1]: "PENDING"}
+    assert store.release([ids[0]], "b") == 0
+    assert store.release([ids[0]], "a") == 1
+    assert store.get_points(campaign.id, ids=[ids[0]])[0].attempts == 0
+
+
+def test_a_result_is_recorded_exactly_once(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    (point_id,) = store.add_points(campaign.id, make_specs(1))
+    store.claim(campaign.id, "a", 1)
+    assert store.record_result(point_id, RESULT)
+    duplicate = MeasurementRecord(engine_name="simulated", simulated=True, energy_j=99.0)
+    assert not store.record_result(point_id, duplicate)  # Ray delivered it twice
+    assert store.measurement_count(campaign.id) == 1
+    stored = store.get_measurement(point_id)
+    assert stored is not None and stored.energy_j == 12.5 and stored.gpu_energies_j == [12.5]
+
+
+def test_finished_rows_never_change(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    done, failed, infeasible = store.add_points(campaign.id, make_specs(3))
+    store.claim(campaign.id, "a", 3, lease_seconds=0.1)
+    store.record_result(done, RESULT)
+    assert store.record_failure(failed, "crash", "boom", retryable=False) == "FAILED"
+    assert store.record_infeasible(infeasible, "needs 90 GB")
+    with store.engine.connect() as conn:
+        before = conn.execute(select(Point).order_by(Point.id)).all()
+    time.sleep(0.2)
+    for point_id in (done, failed, infeasible):
+        assert not store.record_result(point_id, RESULT)
+        assert store.record_failure(point_id, "crash", "again") is None
+        assert not store.record_infeasible(point_id, "again")
+    assert store.requeue_expired(campaign.id) == (0, 0)
+    assert store.claim(campaign.id, "b", 10) == []
+    assert store.heartbeat([done, failed, infeasible], "a") == 0
+    with store.engine.connect() as conn:
+        after = conn.execute(select(Point).order_by(Point.id)).all()
+    assert before == after
+
+
+def test_failures_are_retried_up_to_the_limit(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    (point_id,) = store.add_points(campaign.id, make_specs(1))
+    for expected in ("PENDING", "PENDING", "FAILED"):
+        store.claim(campaign.id, "a", 1)
+        assert store.record_failure(point_id, "actor_died", "worker crashed") == expected
+    (point,) = store.get_points(campaign.id)
+    assert (point.attempts, point.error_kind, point.error_message) == (
+        3,
+        "actor_died",
+        "worker crashed",
+    )
+
+
+def test_infeasible_points_are_never_retried(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    (point_id,) = store.add_points(campaign.id, make_specs(1))
+    store.claim(campaign.id, "a", 1)
+    assert store.record_infeasible(point_id, "CUDA out of memory", kind="oom")
+    assert store.claim(campaign.id, "a", 1) == []
+    (point,) = store.get_points(campaign.id, statuses=["INFEASIBLE"])
+    assert (point.error_kind, point.error_message) == ("oom", "CUDA out of memory")
+
+
+def test_rounds_and_models(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    model_id = store.save_model(
+        "gnn-round-0", feature_schema_version=1, checkpoint=b"\x00weights", metrics={"mape": 7.5}
+    )
+    record = RoundRecord(
+        0, "focused", 50, train_points=40, test_points=10, mape=7.5, model_id=model_id
+    )
+    store.add_round(campaign.id, record)
+    with pytest.raises(CampaignConflictError, match="round 0"):
+        store.add_round(campaign.id, record)
+    assert store.rounds(campaign.id) == [record]
+    model = store.load_model(model_id)
+    assert model["checkpoint"] == b"\x00weights" and model["metrics"] == {"mape": 7.5}
+    with pytest.raises(InvalidRequestError, match="no model"):
+        store.load_model(model_id + 100)
+    with pytest.raises(InvalidRequestError, match="checkpoint bytes or a path"):
+        store.save_model("empty", feature_schema_version=1)
+
+
+def test_invalid_split_is_refused(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    spec = make_specs(1)[0]
+    bad = PointSpec(spec.point, spec.engine, split="validation")
+    with pytest.raises(InvalidRequestError, match="split"):
+        store.add_points(campaign.id, [bad])
+
+
+def _count_in_child(store: CampaignStore, name: str) -> int:
+    campaign = store.get_campaign(name)
+    return store.status_counts(campaign.id)["PENDING"]
+
+
+def test_store_survives_pickling_into_another_process(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    store.add_points(campaign.id, make_specs(7))
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.status_counts(campaign.id)["PENDING"] == 7
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(_count_in_child, (store, "c")) == 7
+
+
+def test_server_clock_is_used_for_leases(store: CampaignStore) -> None:
+    assert abs(store.server_time() - time.time()) < 5
+
+
+def test_passwords_are_masked_in_urls_and_errors() -> None:
+    store = CampaignStore("postgresql+psycopg://alice:s3cret@127.0.0.1:1/nowhere")
+    assert "s3cret" not in store.url and "***" in store.url
+    assert "s3cret" not in repr(store)
+    with pytest.raises(DatabaseError) as info:
+        store.list_campaigns()
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)
