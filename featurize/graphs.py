@@ -184,11 +184,11 @@ def graph_template(flash: bool, gated: bool, moe: bool, multi_gpu: bool) -> Grap
 
 
 def _log10(x: FloatArray) -> FloatArray:
-    return np.log10(1.0 + np.maximum(x, 0.0))
+    return np.asarray(np.log10(1.0 + np.maximum(x, 0.0)), dtype=np.float64)
 
 
 def _log2(x: FloatArray) -> FloatArray:
-    return np.log2(np.maximum(x, 1.0))
+    return np.asarray(np.log2(np.maximum(x, 1.0)), dtype=np.float64)
 
 
 @dataclass(frozen=True)

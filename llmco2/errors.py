@@ -89,3 +89,13 @@ class CampaignConflictError(Llmco2Error):
 
 class ExportError(Llmco2Error):
     """An export cannot be written (target not empty, nothing to export, ...)."""
+
+
+class EngineUnavailableError(Llmco2Error):
+    """An engine cannot run here: not installed, no GPU for it, too few GPUs for the TP degree."""
+
+
+class MeasurementError(Llmco2Error):
+    """A measurement window failed (energy counter reset, no counter ticks) and was discarded."""
+
+    exit_code = 1

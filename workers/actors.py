@@ -1,0 +1,223 @@
+"""Ray GPU worker actors: one per engine configuration, reused for all of its points.
+
+:class:`EngineWorker` is a plain class (so it is testable without Ray); :func:`worker_actor`
+wraps it with ``ray.remote`` and the resources of its configuration: ``num_gpus = TP`` (whole
+GPUs, since NVML meters whole devices) for GPU engines, none for the simulated twin or vLLM on a
+CPU. The engine is built in ``__init__``; a configuration that cannot load makes every point an
+INFEASIBLE (or FAILED) result instead of an exception, and an actor that crashes reaches the
+caller as a ``RayActorError`` which :mod:`workers.pool` turns into a retryable FAILED result.
+This module is safe to import under ``spawn`` (vLLM spawns processes): it starts nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from featurize.request import InferenceRequest
+from llmco2.errors import InfeasibleConfigError, MeasurementError
+from storage.models import PointStatus
+from storage.records import MeasurementRecord
+from workers.devices import Clock, RealClock
+from workers.engines import EngineConfig, InferenceEngine, create_engine, engine_uses_gpus
+from workers.engines.vllm_engine import is_infeasible_error
+from workers.meter import EnergyMeter
+from workers.protocol import MeasurementProtocol, ProtocolSettings
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What measuring one point produced.
+
+    Attributes:
+        point_id: The point (the caller's id).
+        status: COMPLETE, INFEASIBLE or FAILED.
+        record: The measurement when COMPLETE.
+        error_kind: Short error class (``oom``, ``actor_died``, ``measurement``, ...).
+        error_message: One line for the user.
+        retryable: Whether a FAILED point may be tried again.
+        healthy: Whether the actor can take more points (False: replace it).
+    """
+
+    point_id: int
+    status: str
+    record: MeasurementRecord | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    retryable: bool = False
+    healthy: bool = True
+
+
+@dataclass
+class WorkerStats:
+    """Time accounting of one actor (for the duty cycle), on the engine's clock.
+
+    Held time runs from the actor's start (engine load included); for the simulated engine it
+    is the virtual time its GPUs were modelled busy or idle.
+    """
+
+    clock: Clock = field(default_factory=RealClock)
+    started_at: float = 0.0
+    load_seconds: float = 0.0
+    window_seconds: float = 0.0
+    measured_points: int = 0
+
+    def __post_init__(self) -> None:
+        self.started_at = self.clock.now()
+
+    def held_seconds(self) -> float:
+        """Time since the actor started (its GPUs were held all along)."""
+        return self.clock.now() - self.started_at
+
+    def duty_cycle(self) -> float:
+        """Share of held time spent inside measurement windows."""
+        held = self.held_seconds()
+        return self.window_seconds / held if held > 0 else 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+class EngineWorker:
+    """Loads one engine configuration and measures points on it.
+
+    Args:
+        engine_name: ``vllm``, ``transformers`` or ``simulated``.
+        config: The engine configuration.
+        settings: Measurement protocol knobs.
+        idle_seconds: How long to measure idle power after loading (0: skip).
+    """
+
+    def __init__(
+        self,
+        engine_name: str,
+        config: EngineConfig,
+        settings: ProtocolSettings | None = None,
+        idle_seconds: float = 2.0,
+    ) -> None:
+        self.stats = WorkerStats()
+        self.engine_name = engine_name
+        self.config = config
+        self.load_error: tuple[str, str] | None = None  # (kind, message)
+        self.engine: InferenceEngine | None = None
+        self.protocol: MeasurementProtocol | None = None
+        start = time.monotonic()
+        try:
+            engine = create_engine(engine_name, config)
+            if not engine.uses_gpus:
+                self.stats = WorkerStats(engine.clock())  # a model's own (virtual) time
+            engine.load()
+            self.engine = engine
+            source = engine.counter_source()
+            meter = EnergyMeter(source, engine.clock()) if source is not None else None
+            if meter is not None and idle_seconds > 0:
+                meter.measure_idle_power(idle_seconds)
+            self.protocol = MeasurementProtocol(engine, settings, meter)
+        except InfeasibleConfigError as exc:
+            self.load_error = ("infeasible", str(exc))
+        except Exception as exc:
+            kind = "infeasible" if is_infeasible_error(exc) else "engine_load_failed"
+            self.load_error = (kind, _one_line(exc))
+            self._load_traceback = traceback.format_exc()
+        self.stats.load_seconds = (
+            time.monotonic() - start
+            if self.engine is None or self.engine.name != "simulated"
+            else 0.0
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Engine version, load time and load error (if any)."""
+        source = self.engine.counter_source() if self.engine is not None else None
+        return {
+            "engine": self.engine_name,
+            "version": self.engine.version if self.engine is not None else None,
+            "load_seconds": self.stats.load_seconds,
+            "load_error": self.load_error,
+            "devices": source.names if source is not None else [],
+            "idle_power_w": self.protocol.meter.idle_power_per_gpu_w
+            if self.protocol is not None and self.protocol.meter is not None
+            else None,
+        }
+
+    def measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
+        """Measure one request shape; never raises for a per-point problem."""
+        if self.load_error is not None:
+            kind, message = self.load_error
+            status = PointStatus.INFEASIBLE if kind == "infeasible" else PointStatus.FAILED
+            return WorkerResult(
+                point_id, status, error_kind=kind, error_message=message, retryable=True,
+                healthy=False,
+            )  # fmt: skip
+        assert self.protocol is not None
+        before = self.protocol.window_seconds
+        try:
+            record = self.protocol.measure(request)
+        except InfeasibleConfigError as exc:
+            return WorkerResult(point_id, PointStatus.INFEASIBLE, None, "infeasible", str(exc))
+        except MeasurementError as exc:
+            return WorkerResult(
+                point_id, PointStatus.FAILED, None, "measurement", str(exc), retryable=True
+            )
+        except Exception as exc:
+            if is_infeasible_error(exc):
+                # An out-of-memory inside a request can leave the engine unusable.
+                return WorkerResult(
+                    point_id, PointStatus.INFEASIBLE, None, "oom", _one_line(exc), healthy=False
+                )
+            return WorkerResult(
+                point_id, PointStatus.FAILED, None, "engine_error", _one_line(exc),
+                retryable=True, healthy=False,
+            )  # fmt: skip
+        finally:
+            self.stats.window_seconds += self.protocol.window_seconds - before
+        self.stats.measured_points += 1
+        record.extra = {
+            **(record.extra or {}),
+            "actor_duty_cycle": self.stats.duty_cycle(),
+            "engine_load_s": self.stats.load_seconds,
+        }
+        return WorkerResult(point_id, PointStatus.COMPLETE, record)
+
+    def timing(self) -> dict[str, float]:
+        """Held time, time inside windows, load time and duty cycle so far."""
+        return {
+            "held_s": self.stats.held_seconds(),
+            "window_s": self.stats.window_seconds,
+            "load_s": self.stats.load_seconds,
+            "duty_cycle": self.stats.duty_cycle(),
+            "points": float(self.stats.measured_points),
+        }
+
+    def shutdown(self) -> None:
+        """Release the engine."""
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def uses_gpu(engine_name: str, config: EngineConfig) -> bool:
+    """Whether the actor must hold real GPUs (not the twin, not vLLM on a CPU)."""
+    return engine_uses_gpus(engine_name, config)
+
+
+def worker_actor(
+    engine_name: str,
+    config: EngineConfig,
+    settings: ProtocolSettings | None = None,
+    idle_seconds: float = 2.0,
+    num_cpus: float = 1.0,
+) -> Any:
+    """Start an :class:`EngineWorker` as a Ray actor with its configuration's resources."""
+    import ray
+
+    options: dict[str, Any] = {
+        "num_gpus": config.tp if uses_gpu(engine_name, config) else 0,
+        "num_cpus": num_cpus,
+        "max_restarts": 0,  # a crashed engine is replaced by the pool, not restarted blindly
+    }
+    remote_class = ray.remote(EngineWorker).options(**options)
+    return remote_class.remote(engine_name, config, settings, idle_seconds)

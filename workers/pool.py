@@ -1,0 +1,189 @@
+"""Measure many points on Ray actors, one actor per engine configuration.
+
+Points are grouped by engine configuration so each actor loads its engine once (a vLLM start
+costs 40-115 s on the lent GPUs) and measures its points one after another; actors of different
+configurations run concurrently as far as the cluster's GPUs allow. An actor that dies takes its
+in-flight point with it as a retryable FAILED result (``actor_died``) and is replaced for the
+configuration's remaining points, up to ``max_actor_restarts`` times.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict, deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from featurize.request import InferenceRequest
+from storage.models import PointStatus
+from workers.actors import WorkerResult, uses_gpu, worker_actor
+from workers.engines import EngineConfig
+from workers.protocol import ProtocolSettings
+
+
+@dataclass(frozen=True)
+class PointTask:
+    """One point to measure: the caller's id, its engine configuration and its request."""
+
+    point_id: int
+    config: EngineConfig
+    request: InferenceRequest
+
+
+@dataclass
+class _Group:
+    config: EngineConfig
+    pending: deque[PointTask]
+    actor: Any = None
+    in_flight: Any = None
+    task: PointTask | None = None
+    restarts: int = 0
+    timing: dict[str, float] | None = None
+
+
+def measure_tasks(
+    engine_name: str,
+    tasks: Sequence[PointTask],
+    settings: ProtocolSettings | None = None,
+    *,
+    max_actors: int | None = None,
+    max_actor_restarts: int = 2,
+    idle_seconds: float = 2.0,
+    num_cpus: float = 1.0,
+    timings: list[dict[str, float]] | None = None,
+) -> Iterator[WorkerResult]:
+    """Measure ``tasks`` and yield one result per task as results arrive.
+
+    Args:
+        engine_name: Engine of every task.
+        tasks: Points with their configurations.
+        settings: Protocol knobs.
+        max_actors: Most actors alive at once (default: as many as the cluster's GPUs allow,
+            or 4 for engines without GPUs).
+        max_actor_restarts: Replacements per configuration after actor deaths.
+        idle_seconds: Idle-power measurement after each engine load.
+        num_cpus: CPUs each actor reserves (keep it explicit on small machines).
+        timings: If given, each finished actor's held/window seconds are appended to it.
+    """
+    import ray
+
+    groups: dict[EngineConfig, _Group] = {}
+    for task in tasks:
+        group = groups.setdefault(task.config, _Group(task.config, deque()))
+        group.pending.append(task)
+    waiting = deque(groups.values())
+    active: dict[Any, _Group] = {}  # in-flight object ref → group
+    gpu_budget = int(ray.cluster_resources().get("GPU", 0))
+    limit = max_actors if max_actors is not None else 4
+
+    def gpus_in_use() -> int:
+        return sum(g.config.tp for g in active.values() if uses_gpu(engine_name, g.config))
+
+    def dispatch(group: _Group) -> None:
+        task = group.pending.popleft()
+        group.task = task
+        group.in_flight = group.actor.measure.remote(task.point_id, task.request)
+        active[group.in_flight] = group
+
+    def start(group: _Group) -> None:
+        group.actor = worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus)
+        dispatch(group)
+
+    def finish(group: _Group) -> None:
+        if group.actor is not None:
+            try:
+                group.timing = ray.get(group.actor.timing.remote(), timeout=30)
+                if timings is not None and group.timing is not None:
+                    timings.append(group.timing)
+                ray.get(group.actor.shutdown.remote(), timeout=120)
+            except Exception:  # a dead actor has nothing to shut down
+                pass
+            ray.kill(group.actor)
+            group.actor = None
+
+    while waiting or active:
+        while waiting and len(active) < limit:
+            group = waiting[0]
+            needs = group.config.tp if uses_gpu(engine_name, group.config) else 0
+            if needs > gpu_budget:
+                waiting.popleft()
+                while group.pending:  # would wait for GPUs forever
+                    pending = group.pending.popleft()
+                    yield WorkerResult(
+                        pending.point_id,
+                        PointStatus.FAILED,
+                        error_kind="no_gpus",  # not retryable: the cluster is what it is
+                        error_message=f"TP {needs} needs more GPUs than the {gpu_budget} here",
+                    )
+                continue
+            if needs and gpus_in_use() + needs > gpu_budget and active:
+                break  # wait for GPUs to free up
+            waiting.popleft()
+            start(group)
+        if not active:
+            break
+        ready, _ = ray.wait(list(active), num_returns=1)
+        ref = ready[0]
+        group = active.pop(ref)
+        current = group.task
+        assert current is not None
+        task = current
+        try:
+            result: WorkerResult = ray.get(ref)
+        except ray.exceptions.RayActorError as exc:
+            result = WorkerResult(
+                task.point_id,
+                PointStatus.FAILED,
+                error_kind="actor_died",
+                error_message=f"worker actor died: {str(exc).splitlines()[0][:300]}",
+                retryable=True,
+                healthy=False,
+            )
+        yield result
+        if not result.healthy:
+            finish(group)
+            if result.error_kind in ("infeasible", "engine_load_failed"):
+                # The configuration cannot load: every remaining point shares its fate.
+                while group.pending:
+                    pending = group.pending.popleft()
+                    yield WorkerResult(
+                        pending.point_id,
+                        result.status,
+                        error_kind=result.error_kind,
+                        error_message=result.error_message,
+                        retryable=result.retryable,
+                    )
+                continue
+            if group.pending and group.restarts < max_actor_restarts:
+                group.restarts += 1
+                start(group)
+            else:
+                while group.pending:
+                    pending = group.pending.popleft()
+                    yield WorkerResult(
+                        pending.point_id,
+                        PointStatus.FAILED,
+                        error_kind="actor_died",
+                        error_message="worker actor kept failing; not tried",
+                        retryable=True,
+                    )
+            continue
+        if group.pending:
+            dispatch(group)
+        else:
+            finish(group)
+
+
+def group_timings(results: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Sum held and window time of several actors into one duty-cycle figure."""
+    held = sum(r.get("held_s", 0.0) for r in results)
+    window = sum(r.get("window_s", 0.0) for r in results)
+    return {"held_s": held, "window_s": window, "duty_cycle": window / held if held else 0.0}
+
+
+def tasks_by_config(tasks: Sequence[PointTask]) -> dict[EngineConfig, list[PointTask]]:
+    """Tasks grouped by engine configuration (insertion order kept)."""
+    grouped: dict[EngineConfig, list[PointTask]] = defaultdict(list)
+    for task in tasks:
+        grouped[task.config].append(task)
+    return dict(grouped)
