@@ -6,7 +6,6 @@ metered on a CPU.
 
 from __future__ import annotations
 
-
 import pytest
 
 from featurize import Architecture, InferenceRequest, Precision
