@@ -101,76 +101,82 @@ def measure_tasks(
             ray.kill(group.actor)
             group.actor = None
 
-    while waiting or active:
-        while waiting and len(active) < limit:
-            group = waiting[0]
-            needs = group.config.tp if uses_gpu(engine_name, group.config) else 0
-            if needs > gpu_budget:
+    try:
+        while waiting or active:
+            while waiting and len(active) < limit:
+                group = waiting[0]
+                needs = group.config.tp if uses_gpu(engine_name, group.config) else 0
+                if needs > gpu_budget:
+                    waiting.popleft()
+                    while group.pending:  # would wait for GPUs forever
+                        pending = group.pending.popleft()
+                        yield WorkerResult(
+                            pending.point_id,
+                            PointStatus.FAILED,
+                            error_kind="no_gpus",  # not retryable: the cluster is what it is
+                            error_message=f"TP {needs} needs more GPUs than the {gpu_budget} here",
+                        )
+                    continue
+                if needs and gpus_in_use() + needs > gpu_budget and active:
+                    break  # wait for GPUs to free up
                 waiting.popleft()
-                while group.pending:  # would wait for GPUs forever
-                    pending = group.pending.popleft()
-                    yield WorkerResult(
-                        pending.point_id,
-                        PointStatus.FAILED,
-                        error_kind="no_gpus",  # not retryable: the cluster is what it is
-                        error_message=f"TP {needs} needs more GPUs than the {gpu_budget} here",
-                    )
-                continue
-            if needs and gpus_in_use() + needs > gpu_budget and active:
-                break  # wait for GPUs to free up
-            waiting.popleft()
-            start(group)
-        if not active:
-            break
-        ready, _ = ray.wait(list(active), num_returns=1)
-        ref = ready[0]
-        group = active.pop(ref)
-        current = group.task
-        assert current is not None
-        task = current
-        try:
-            result: WorkerResult = ray.get(ref)
-        except ray.exceptions.RayActorError as exc:
-            result = WorkerResult(
-                task.point_id,
-                PointStatus.FAILED,
-                error_kind="actor_died",
-                error_message=f"worker actor died: {str(exc).splitlines()[0][:300]}",
-                retryable=True,
-                healthy=False,
-            )
-        yield result
-        if not result.healthy:
-            finish(group)
-            if result.error_kind in ("infeasible", "engine_load_failed"):
-                # The configuration cannot load: every remaining point shares its fate.
-                while group.pending:
-                    pending = group.pending.popleft()
-                    yield WorkerResult(
-                        pending.point_id,
-                        result.status,
-                        error_kind=result.error_kind,
-                        error_message=result.error_message,
-                        retryable=result.retryable,
-                    )
-                continue
-            if group.pending and group.restarts < max_actor_restarts:
-                group.restarts += 1
                 start(group)
+            if not active:
+                break
+            ready, _ = ray.wait(list(active), num_returns=1)
+            ref = ready[0]
+            group = active.pop(ref)
+            current = group.task
+            assert current is not None
+            task = current
+            try:
+                result: WorkerResult = ray.get(ref)
+            except ray.exceptions.RayActorError as exc:
+                result = WorkerResult(
+                    task.point_id,
+                    PointStatus.FAILED,
+                    error_kind="actor_died",
+                    error_message=f"worker actor died: {str(exc).splitlines()[0][:300]}",
+                    retryable=True,
+                    healthy=False,
+                )
+            yield result
+            if not result.healthy:
+                finish(group)
+                if result.error_kind in ("infeasible", "engine_load_failed"):
+                    # The configuration cannot load: every remaining point shares its fate.
+                    while group.pending:
+                        pending = group.pending.popleft()
+                        yield WorkerResult(
+                            pending.point_id,
+                            result.status,
+                            error_kind=result.error_kind,
+                            error_message=result.error_message,
+                            retryable=result.retryable,
+                        )
+                    continue
+                if group.pending and group.restarts < max_actor_restarts:
+                    group.restarts += 1
+                    start(group)
+                else:
+                    while group.pending:
+                        pending = group.pending.popleft()
+                        yield WorkerResult(
+                            pending.point_id,
+                            PointStatus.FAILED,
+                            error_kind="actor_died",
+                            error_message="worker actor kept failing; not tried",
+                            retryable=True,
+                        )
+                continue
+            if group.pending:
+                dispatch(group)
             else:
-                while group.pending:
-                    pending = group.pending.popleft()
-                    yield WorkerResult(
-                        pending.point_id,
-                        PointStatus.FAILED,
-                        error_kind="actor_died",
-                        error_message="worker actor kept failing; not tried",
-                        retryable=True,
-                    )
-            continue
-        if group.pending:
-            dispatch(group)
-        else:
+                finish(group)
+
+    finally:
+        # A caller that stops early (or an error) must not leave actors holding GPUs.
+        for group in list(active.values()):
             finish(group)
 
 

@@ -37,6 +37,7 @@ def test_protocol_recovers_the_twins_energy() -> None:
     assert record.prefill_energy_j == pytest.approx(
         cost.prefill_j * engine._instance_factor, rel=0.05
     )
+    assert record.prefill_energy_j is not None and record.decode_energy_j is not None
     assert record.energy_j == pytest.approx(record.prefill_energy_j + record.decode_energy_j)
     assert record.latency_s == pytest.approx(cost.latency_s, rel=0.02)
     assert record.decode_latency_per_token_s == pytest.approx(cost.decode_s / 127, rel=0.05)
