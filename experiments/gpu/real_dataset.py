@@ -79,7 +79,7 @@ def record(store: CampaignStore, result: WorkerResult) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", required=True, help="comma-separated catalog names")
+    parser.add_argument("--models", required=True, help="comma-separated MODEL[:TP] entries")
     parser.add_argument("--points", type=int, default=36, help="points per model")
     parser.add_argument("--tp", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -104,58 +104,64 @@ def main() -> None:
         args.campaign,
         {"engine": args.engine, "prior": "azure-2023", "protocol": SETTINGS.__dict__, "version": 1},
     )
-    summary: dict[str, Any] = {"gpu": names, "tp": args.tp, "models": {}, "spread": []}
+    summary: dict[str, Any] = {"gpu": names, "models": {}, "spread": []}
     results: list[WorkerResult] = []
     timings: list[dict[str, float]] = []
-    for offset, model in enumerate(args.models.split(",")):
+    owner = f"real-dataset-{int(time.time())}"
+    tasks: list[PointTask] = []
+    claimed_ids: list[int] = []
+    for offset, entry in enumerate(args.models.split(",")):
+        model, _, tp_text = entry.partition(":")
+        tp = int(tp_text or args.tp)
         specs = sample_specs(
-            model, args.points, names[0], args.tp, args.seed + offset, args.max_gen, args.engine
+            model, args.points, names[0], tp, args.seed + offset, args.max_gen, args.engine
         )
         store.add_points(campaign.id, specs)
         ckey = config_key(specs[0].point, args.engine)
-        owner = f"real-dataset-{int(time.time())}"
         claimed = store.claim(campaign.id, owner, len(specs), lease_seconds=3600, config_key=ckey)
-        arch = resolve_architecture(model)
-        config = EngineConfig(arch, Precision(), args.tp, gpu, True, args.seed)
-        tasks = [PointTask(p.id, config, p.inference_point().request) for p in claimed]
-        done: set[int] = set()
-        stream = measure_tasks(args.engine, tasks, SETTINGS, num_cpus=1, timings=timings)
-        for result in stream:
-            record(store, result)
-            results.append(result)
-            done.add(result.point_id)
-            status = result.status
-            energy = result.record.energy_j if result.record is not None else None
-            print(f"{model} point {result.point_id}: {status} {energy}", flush=True)
-            if time.monotonic() - started > args.max_seconds:
-                stream.close()  # stops the actor; the rest stays claimed until released
-                break
-        store.release([p.id for p in claimed if p.id not in done], owner)
-        summary["models"][model] = store.status_counts(campaign.id)
-        if args.spread and offset == 0 and time.monotonic() - started < args.max_seconds - 120:
-            again = [t for t in tasks if t.point_id in done][: args.spread]
-            second = EngineConfig(arch, Precision(), args.tp, gpu, True, args.seed + 1000)
-            remeasured = [PointTask(t.point_id, second, t.request) for t in again]
-            for result in measure_tasks(
-                args.engine, remeasured, SETTINGS, num_cpus=1, timings=timings
-            ):
-                first = store.get_measurement(result.point_id)
-                if result.record is not None and first is not None:
-                    request = next(t.request for t in again if t.point_id == result.point_id)
-                    summary["spread"].append(
-                        {
-                            "point_id": result.point_id,
-                            "request": [
-                                request.batch_size,
-                                request.prompt_tokens,
-                                request.generated_tokens,
-                            ],
-                            "first_j": first.energy_j,
-                            "second_j": result.record.energy_j,
-                            "first_prefill_j": first.prefill_energy_j,
-                            "second_prefill_j": result.record.prefill_energy_j,
-                        }
-                    )
+        claimed_ids += [p.id for p in claimed]
+        config = EngineConfig(resolve_architecture(model), Precision(), tp, gpu, True, args.seed)
+        tasks += [PointTask(p.id, config, p.inference_point().request) for p in claimed]
+    # Configurations run concurrently as far as the GPUs allow (TP 1 models side by side).
+    done: set[int] = set()
+    stream = measure_tasks(args.engine, tasks, SETTINGS, num_cpus=1, timings=timings)
+    for result in stream:
+        record(store, result)
+        results.append(result)
+        done.add(result.point_id)
+        energy = result.record.energy_j if result.record is not None else None
+        print(f"point {result.point_id}: {result.status} {energy} {result.error_message or ''}")
+        if time.monotonic() - started > args.max_seconds:
+            stream.close()  # stops the actors
+            break
+    store.release([i for i in claimed_ids if i not in done], owner)
+    summary["counts"] = store.status_counts(campaign.id)
+    if args.spread and time.monotonic() - started < args.max_seconds - 150:
+        first_config = tasks[0].config
+        again = [t for t in tasks if t.point_id in done and t.config == first_config]
+        second = EngineConfig(
+            first_config.architecture, Precision(), first_config.tp, gpu, True, args.seed + 1000
+        )
+        remeasured = [PointTask(t.point_id, second, t.request) for t in again[: args.spread]]
+        for result in measure_tasks(args.engine, remeasured, SETTINGS, num_cpus=1, timings=timings):
+            first = store.get_measurement(result.point_id)
+            if result.record is not None and first is not None:
+                request = next(t.request for t in again if t.point_id == result.point_id)
+                summary["spread"].append(
+                    {
+                        "point_id": result.point_id,
+                        "model": first_config.architecture.name,
+                        "request": [
+                            request.batch_size,
+                            request.prompt_tokens,
+                            request.generated_tokens,
+                        ],
+                        "first_j": first.energy_j,
+                        "second_j": result.record.energy_j,
+                        "first_prefill_j": first.prefill_energy_j,
+                        "second_prefill_j": result.record.prefill_energy_j,
+                    }
+                )
     disconnect()
 
     complete = [r.record for r in results if r.record is not None]
@@ -192,7 +198,7 @@ def main() -> None:
     database = args.db.removeprefix("sqlite:///")
     store.close()
     shutil.copy(database, args.out / "real.db")
-    print(f"GPU {names} TP {args.tp}: {summary['results']}, median CV {summary['cv_median']}, "
+    print(f"GPU {names}: {summary['results']}, median CV {summary['cv_median']}, "
           f"counter period {summary['counter_period_s']}, duty cycle {summary['duty_cycle']}, "
           f"noisy {summary['noisy']}, spread {summary['spread']}")  # fmt: skip
 
