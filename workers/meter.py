@@ -2,12 +2,13 @@
 
 ``begin_window`` / ``end_window`` return a :class:`Measurement` (duration, energy per GPU, total,
 average power), as in Zeus. NVML's energy counter is not continuous: it jumps at updates
-(~every 100 ms on an H200, see :meth:`EnergyMeter.counter_period`). A window is therefore
-**aligned to counter updates**: it opens the moment the counter ticks, and closes at the first
-tick after the work ended, so both ends read fresh values; the idle tail between the end of the
-work and the closing tick is charged at the measured idle power and subtracted. A window shorter
-than ``min_periods`` updates is flagged ``too_short`` and never reported as is; a counter that
-went backwards (reset) fails the window.
+(~every 100 ms on an H200, see :meth:`EnergyMeter.counter_period`), and the GPUs of one host
+update out of phase. A window is therefore **aligned to every GPU's counter updates**: it opens
+once each GPU's counter has ticked and closes once each has ticked again after the work ended, so
+every reading is fresh; for each GPU the idle stretches between its ticks and the work (before
+the work starts and after it ends) are charged at that GPU's measured idle power and subtracted.
+A window shorter than ``min_periods`` updates is flagged ``too_short`` and never reported as is;
+a counter that went backwards (reset) fails the window.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Measurement:
 
 @dataclass
 class _OpenWindow:
-    start_time: float
+    start_time: float  # when the work may begin (every GPU has ticked)
+    tick_times: list[float]  # per GPU, when its opening reading was taken
     start_energy_mj: list[int]
 
 
@@ -84,23 +86,34 @@ class EnergyMeter:
         self._open: dict[str, _OpenWindow] = {}
 
     # Counter behaviour ---------------------------------------------------------------------
-    def _wait_for_tick(self, timeout_s: float) -> tuple[float, list[int]]:
-        """Poll until any counter changes; returns (time of the change, counters)."""
+    def _wait_for_ticks(
+        self, timeout_s: float, first: int | None = None
+    ) -> tuple[list[float], list[int]]:
+        """Poll until every GPU's counter (or only GPU ``first``) changed; per-GPU times, values."""
         before = self.source.energy_mj()
+        watched = range(len(before)) if first is None else [first]
+        times: dict[int, float] = {}
+        values = list(before)
         deadline = self.clock.now() + timeout_s
-        while True:
+        while len(times) < len(watched):
             self.clock.sleep(_POLL_S)
             now = self.clock.now()
             current = self.source.energy_mj()
-            if current != before:
-                return now, current
+            for gpu in watched:
+                if gpu not in times and current[gpu] != before[gpu]:
+                    times[gpu] = now
+                    values[gpu] = current[gpu]
             if now > deadline:
                 raise MeasurementError(f"energy counters did not change within {timeout_s:.1f} s")
+        if first is not None:
+            return [times[first]] * len(before), values
+        return [times[gpu] for gpu in range(len(before))], values
 
     def counter_period(self, samples: int = 10, timeout_s: float = 5.0) -> float:
         """The counter update period in seconds (median interval between changes; cached)."""
         if self._period_s is None:
-            ticks = [self._wait_for_tick(timeout_s)[0] for _ in range(samples + 1)]
+            # One GPU's updates: the GPUs of a host tick out of phase with each other.
+            ticks = [self._wait_for_ticks(timeout_s, first=0)[0][0] for _ in range(samples + 1)]
             intervals = [b - a for a, b in itertools.pairwise(ticks)]
             self._period_s = statistics.median(intervals)
         return self._period_s
@@ -128,10 +141,12 @@ class EnergyMeter:
         if name in self._open:
             raise MeasurementError(f"measurement window {name!r} is already open")
         if self.align:
-            start, energy = self._wait_for_tick(timeout_s=max(1.0, 4 * self.counter_period()))
+            ticks, energy = self._wait_for_ticks(timeout_s=max(1.0, 4 * self.counter_period()))
+            start = self.clock.now()
         else:
             start, energy = self.clock.now(), self.source.energy_mj()
-        self._open[name] = _OpenWindow(start, energy)
+            ticks = [start] * len(energy)
+        self._open[name] = _OpenWindow(start, ticks, energy)
 
     def end_window(self, name: str) -> Measurement:
         """Close a window and return what it measured.
@@ -151,24 +166,38 @@ class EnergyMeter:
             raise MeasurementError(f"measurement window {name!r} was never opened")
         work_end = self.clock.now()
         if self.align:
-            tick, energy = self._wait_for_tick(timeout_s=max(1.0, 4 * self.counter_period()))
+            ticks, energy = self._wait_for_ticks(timeout_s=max(1.0, 4 * self.counter_period()))
         else:
-            tick, energy = work_end, self.source.energy_mj()
+            energy = self.source.energy_mj()
+            ticks = [work_end] * len(energy)
         deltas = [(b - a) / 1000 for a, b in zip(window.start_energy_mj, energy, strict=True)]
         if any(d < 0 for d in deltas):
             raise MeasurementError(
                 f"energy counter went backwards in window {name!r} (counter reset): discarded"
             )
-        tail = max(0.0, tick - work_end)
-        # Without tail subtraction (idle power) the whole tick-to-tick interval counts.
-        duration = work_end - window.start_time + (0.0 if subtract_tail else tail)
-        if subtract_tail and self.idle_power_per_gpu_w is not None:
+        duration = work_end - window.start_time
+        # Per GPU: idle before the work (opening tick → start) and after it (end → closing tick).
+        idle = [
+            max(0.0, window.start_time - opened) + max(0.0, closed - work_end)
+            for opened, closed in zip(window.tick_times, ticks, strict=True)
+        ]
+        if not subtract_tail:
+            # Idle-power readings count each GPU's whole tick-to-tick interval.
+            spans = [c - o for o, c in zip(window.tick_times, ticks, strict=True)]
+            duration = max(spans) if spans else duration
             deltas = [
-                max(0.0, d - p * tail)
-                for d, p in zip(deltas, self.idle_power_per_gpu_w, strict=True)
+                d * duration / span if span > 0 else d
+                for d, span in zip(deltas, spans, strict=True)
             ]
-        elif subtract_tail and duration + tail > 0:
-            # Without an idle reading, scale to the work's share of the counted interval.
-            deltas = [d * duration / (duration + tail) for d in deltas]
+        elif self.idle_power_per_gpu_w is not None:
+            deltas = [
+                max(0.0, d - p * extra)
+                for d, p, extra in zip(deltas, self.idle_power_per_gpu_w, idle, strict=True)
+            ]
+        elif duration > 0:
+            # Without an idle reading, keep the work's share of each GPU's counted interval.
+            deltas = [
+                d * duration / (duration + extra) for d, extra in zip(deltas, idle, strict=True)
+            ]
         too_short = self.align and duration < self.min_window_s
         return Measurement(name, duration, deltas, too_short)

@@ -31,12 +31,14 @@ class ScriptedCounter:
         gpus: int = 1,
         period: float = 0.1,
         reset_at: float | None = None,
+        phases: list[float] | None = None,
     ) -> None:
         self.clock = clock
         self.power = power
         self.gpus = gpus
         self.period = period
         self.reset_at = reset_at
+        self.phases = phases if phases is not None else [0.0] * gpus  # update offsets per GPU
         self.names = ["NVIDIA H200"] * gpus
         self.uuids = [f"GPU-{n:08d}" for n in range(gpus)]
         self.driver_version = "580.00"
@@ -47,11 +49,14 @@ class ScriptedCounter:
         return sum(self.power(i * 0.001) * 0.001 for i in range(steps))
 
     def energy_mj(self) -> list[int]:
-        tick = math.floor(self.clock.now() / self.period + 1e-9) * self.period
-        energy = self._energy(tick)
-        if self.reset_at is not None and tick >= self.reset_at:
-            energy -= self._energy(self.reset_at) + 1.0  # the counter restarted from zero
-        return [int(energy * 1000)] * self.gpus
+        readings = []
+        for phase in self.phases:
+            tick = math.floor((self.clock.now() - phase) / self.period + 1e-9) * self.period + phase
+            energy = self._energy(max(tick, 0.0))
+            if self.reset_at is not None and tick >= self.reset_at:
+                energy -= self._energy(self.reset_at) + 1.0  # the counter restarted from zero
+            readings.append(int(energy * 1000))
+        return readings
 
     def state(self) -> DeviceState:
         return DeviceState(power_w=[self.power(self.clock.now())] * self.gpus)

@@ -39,6 +39,25 @@ def test_aligned_window_measures_the_work_and_removes_the_idle_tail() -> None:
     assert not window.too_short
 
 
+def test_gpus_whose_counters_tick_out_of_phase_are_each_aligned() -> None:
+    clock = FakeClock()
+    busy = (3.0, 5.5)
+
+    def power(t: float) -> float:
+        return 500.0 if busy[0] <= t < busy[1] else 100.0
+
+    counter = ScriptedCounter(clock, power, gpus=2, phases=[0.0, 0.05])
+    meter = EnergyMeter(counter, clock)
+    assert meter.counter_period() == pytest.approx(0.1, abs=0.002)  # not the 50 ms between GPUs
+    assert meter.measure_idle_power(0.9) == pytest.approx([100.0, 100.0], rel=0.01)
+    clock.time = 2.93
+    meter.begin_window("work")  # GPU 0 ticks at 3.0, GPU 1 at 2.95: the work starts at 3.0
+    assert clock.time == pytest.approx(3.0, abs=0.001)
+    clock.sleep(2.5)
+    window = meter.end_window("work")
+    assert window.energy_per_gpu_j == pytest.approx([1250.0, 1250.0], rel=0.01)
+
+
 def test_short_windows_are_flagged() -> None:
     clock = FakeClock()
     meter = EnergyMeter(ScriptedCounter(clock, lambda t: 300.0), clock)
