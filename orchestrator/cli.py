@@ -452,7 +452,7 @@ def _print_measurement(
         f"repeats {record.repeats}, energy CV {cv}{' (noisy)' if record.noisy else ''}, "
         f"idle power {idle}, counter period {period}, engine {record.engine_version}, "
         f"duty cycle {timing.get('duty_cycle', 0):.0%} of {timing.get('held_s', 0):.0f} s held"
-        + (" [simulated]" if record.simulated else "")
+        + (" (simulated)" if record.simulated else "")
     )
 
 

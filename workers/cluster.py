@@ -34,14 +34,14 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
     target = address or os.environ.get("RAY_ADDRESS")
     try:
         if target:
-            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+            ray.init(address=target, logging_level=logging.ERROR, log_to_driver=False)
         else:
             ray.init(
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,
                 num_cpus=num_cpus if num_cpus is not None else max(2, os.cpu_count() or 2),
                 num_gpus=len(detect_gpu_names()),
-                logging_level=logging.WARNING,
+                logging_level=logging.ERROR,
                 log_to_driver=False,
             )
     except (ConnectionError, RuntimeError, ValueError) as exc:
