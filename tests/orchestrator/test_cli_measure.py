@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -62,7 +63,7 @@ def test_measure_of_a_model_that_does_not_fit_is_infeasible() -> None:
 
 def test_gpu_engines_without_vllm_or_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(local, "detect_gpu_names", lambda: [])
-    monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EngineUnavailableError, match="no GPU found for --engine vllm and vLLM"):
         local.resolve_measurement_gpu("vllm", "auto", 1)
     monkeypatch.setattr(local, "detect_gpu_names", lambda: ["NVIDIA H200"])
@@ -71,7 +72,7 @@ def test_gpu_engines_without_vllm_or_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(EngineUnavailableError, match="TP 2 needs 2 GPUs but 1"):
         local.resolve_measurement_gpu("vllm", "auto", 2)
     with pytest.raises(EngineUnavailableError, match="this machine has NVIDIA H200"):
-        monkeypatch.setattr(local.importlib.util, "find_spec", lambda name: object())
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
         local.resolve_measurement_gpu("vllm", "A100-80GB", 1)
     gpu, note = local.resolve_measurement_gpu("vllm", "auto", 1)
     assert gpu is not None and gpu.id == "H200" and note is None

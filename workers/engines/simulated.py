@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cache
 from importlib import resources
@@ -34,7 +35,14 @@ from typing import Any
 import numpy as np
 
 from featurize.gpus import Gpu
-from featurize.kernels import KERNEL_TYPES, NETWORK_KERNELS, kernel_counts
+from featurize.kernels import (
+    KERNEL_TYPES,
+    NETWORK_KERNELS,
+    KernelCounts,
+    PointArrays,
+    Roofline,
+    kernel_counts,
+)
 from featurize.memory import check_fits
 from featurize.point import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
@@ -70,6 +78,11 @@ class TwinParameters:
         calibrated = _calibrated().get(gpu.id)
         if calibrated is not None:
             return cls(**calibrated)
+        return cls.datasheet_defaults(gpu)
+
+    @classmethod
+    def datasheet_defaults(cls, gpu: Gpu) -> TwinParameters:
+        """Uncalibrated parameters from the datasheet (TDP, NVLink or PCIe)."""
         tdp = gpu.entry.tdp_w
         return cls(
             idle_power_w=0.17 * tdp,
@@ -105,57 +118,68 @@ class TwinCost:
         return self.prefill_j + self.decode_j
 
 
-def twin_cost(point: InferencePoint, params: TwinParameters) -> TwinCost:
-    """Noise-free time and energy of ``point`` under ``params``."""
-    counts = kernel_counts([point])
-    roof = counts.roofline()
-    calls = counts.calls[0]
-    present = counts.present[0]
-    tp = point.setup.count
-    flops = counts.quantity("flops")[0]
-    memory = counts.memory_bytes[0]
-    network = counts.quantity("network_bytes")[0]
-    passes = np.array([1.0, point.request.generated_tokens - 1.0])
-    seconds, joules = [], []
-    for ph in range(2):
-        if passes[ph] == 0:
-            seconds.append(0.0)
-            joules.append(0.0)
-            continue
-        invocations = calls * passes[ph]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_compute = np.where(
-                flops[ph] > 0,
-                (roof.compute_time[0, ph] + params.compute_fill_s * invocations)
-                / params.compute_efficiency_max,
-                0.0,
-            )
-            t_memory = np.where(
-                memory[ph] > 0,
-                (roof.memory_time[0, ph] + params.memory_fill_s * invocations)
-                / params.memory_efficiency_max,
-                0.0,
-            )
-            t_network = np.where(
-                network[ph] > 0,
-                roof.network_time[0, ph] / params.network_efficiency
-                + params.allreduce_latency_s * invocations,
-                0.0,
-            )
-        t_kernel = np.maximum(np.maximum(t_compute, t_memory), t_network)
-        t_kernel = (t_kernel + params.kernel_launch_s * invocations) * present
-        with np.errstate(divide="ignore", invalid="ignore"):
-            busy_c = np.where(t_kernel > 0, roof.compute_time[0, ph] / t_kernel, 0.0)
-            busy_m = np.where(t_kernel > 0, roof.memory_time[0, ph] / t_kernel, 0.0)
-        busy_c = np.clip(busy_c * ~_NETWORK, 0.0, 1.0)
-        busy_m = np.clip(busy_m, 0.0, 1.0)
-        power = (
-            params.idle_power_w + params.compute_power_w * busy_c + params.memory_power_w * busy_m
+@dataclass(frozen=True)
+class TwinInputs:
+    """What the twin needs from the featurizer, precomputed once for many points."""
+
+    counts: KernelCounts
+    roof: Roofline
+
+    @classmethod
+    def of(cls, points: Sequence[InferencePoint] | PointArrays) -> TwinInputs:
+        """Kernel counts and roofline of ``points``."""
+        counts = kernel_counts(points)
+        return cls(counts, counts.roofline())
+
+
+def twin_costs(inputs: TwinInputs, params: TwinParameters) -> np.ndarray:
+    """Noise-free (prefill s, decode s, prefill J, decode J) of every point, shape ``(N, 4)``.
+
+    Vectorised over points, so a calibration can evaluate thousands of parameter sets.
+    """
+    counts, roof = inputs.counts, inputs.roof
+    p = counts.inputs
+    passes = np.stack([np.ones_like(p.generated), p.generated - 1.0], axis=1)  # (N, 2)
+    invocations = counts.calls[:, None, :] * passes[:, :, None]  # (N, 2, K)
+    flops = counts.quantity("flops")
+    memory = counts.memory_bytes
+    network = counts.quantity("network_bytes")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_compute = np.where(
+            flops > 0,
+            (roof.compute_time + params.compute_fill_s * invocations)
+            / params.compute_efficiency_max,
+            0.0,
         )
-        overhead = params.step_overhead_s * passes[ph]
-        seconds.append(float(t_kernel.sum() + overhead))
-        joules.append(float(((t_kernel * power).sum() + overhead * params.idle_power_w) * tp))
-    return TwinCost(seconds[0], seconds[1], joules[0], joules[1])
+        t_memory = np.where(
+            memory > 0,
+            (roof.memory_time + params.memory_fill_s * invocations) / params.memory_efficiency_max,
+            0.0,
+        )
+        t_network = np.where(
+            network > 0,
+            roof.network_time / params.network_efficiency
+            + params.allreduce_latency_s * invocations,
+            0.0,
+        )
+    t_kernel = np.maximum(np.maximum(t_compute, t_memory), t_network)
+    t_kernel = (t_kernel + params.kernel_launch_s * invocations) * counts.present[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        busy_c = np.where(t_kernel > 0, roof.compute_time / t_kernel, 0.0)
+        busy_m = np.where(t_kernel > 0, roof.memory_time / t_kernel, 0.0)
+    busy_c = np.clip(busy_c * ~_NETWORK, 0.0, 1.0)
+    busy_m = np.clip(busy_m, 0.0, 1.0)
+    power = params.idle_power_w + params.compute_power_w * busy_c + params.memory_power_w * busy_m
+    overhead = params.step_overhead_s * passes  # (N, 2)
+    seconds = t_kernel.sum(axis=2) + overhead
+    joules = ((t_kernel * power).sum(axis=2) + overhead * params.idle_power_w) * p.tp[:, None]
+    return np.asarray(np.concatenate([seconds, joules], axis=1), dtype=np.float64)
+
+
+def twin_cost(point: InferencePoint, params: TwinParameters) -> TwinCost:
+    """Noise-free time and energy of one point under ``params``."""
+    prefill_s, decode_s, prefill_j, decode_j = twin_costs(TwinInputs.of([point]), params)[0]
+    return TwinCost(float(prefill_s), float(decode_s), float(prefill_j), float(decode_j))
 
 
 class VirtualClock:

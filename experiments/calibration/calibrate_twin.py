@@ -1,0 +1,161 @@
+"""Calibrate the simulated engine's hidden parameters for one GPU type to real measurements.
+
+Reads exported real datasets (``points.parquet``), keeps the points of one GPU type, and fits
+the twin's efficiencies, overheads and power budget (idle power is taken from the measured idle
+power) by minimising the squared log errors of total latency, total energy and prefill energy
+(Nelder-Mead in log-parameter space, scipy). Writes the parameters into
+``workers/data/twin_params.json`` together with the fit's errors and its provenance, and prints
+the MAPE of the twin against the real data before and after.
+
+    python experiments/calibration/calibrate_twin.py experiments/data/real-v1 --gpu H200
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+from scipy.optimize import minimize
+
+from featurize import Architecture, GpuSetup, InferencePoint, InferenceRequest, Precision
+from featurize.gpus import GpuCatalog
+from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+
+PARAMS_FILE = Path(__file__).resolve().parents[2] / "workers" / "data" / "twin_params.json"
+# Physical ranges of the fitted parameters (powers as shares of the TDP): the fit moves each
+# inside its range on a log scale, so it cannot trade an impossible power for a missing overhead.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "compute_efficiency_max": (0.3, 1.0),
+    "compute_fill_s": (0.2e-6, 30e-6),
+    "memory_efficiency_max": (0.4, 1.0),
+    "memory_fill_s": (0.2e-6, 30e-6),
+    "network_efficiency": (0.2, 1.0),
+    "allreduce_latency_s": (2e-6, 100e-6),
+    "kernel_launch_s": (0.1e-6, 8e-6),
+    "step_overhead_s": (0.05e-3, 10e-3),
+    "compute_power_w": (0.1, 0.95),
+    "memory_power_w": (0.05, 0.8),
+}
+FITTED = tuple(BOUNDS)
+ARCH_FIELDS = tuple(f for f in Architecture.__dataclass_fields__ if f != "name")
+
+
+def load_points(folders: list[Path], gpu: str) -> tuple[list[InferencePoint], np.ndarray, float]:
+    """Real points of one GPU type: points, targets (latency, energy, prefill J), idle W/GPU."""
+    catalog = GpuCatalog.default()
+    target_gpu = catalog.get(gpu)
+    points, targets, idle = [], [], []
+    for folder in folders:
+        for row in pq.read_table(folder / "points.parquet").to_pylist():
+            if row["simulated"] or catalog.get(row["gpu_type"]).id != target_gpu.id:
+                continue
+            arch = Architecture(
+                name=row["model_name"], **{f: row[f"arch_{f}"] for f in ARCH_FIELDS}
+            )
+            request = InferenceRequest(
+                row["batch_size"], row["prompt_tokens"], row["generated_tokens"]
+            )
+            points.append(
+                InferencePoint(
+                    arch,
+                    request,
+                    GpuSetup(target_gpu, row["gpu_count"]),
+                    Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
+                    row["flash_attention"],
+                )
+            )
+            targets.append([row["latency_s"], row["energy_j"], row["prefill_energy_j"]])
+            if row["idle_power_w"]:
+                idle.append(row["idle_power_w"] / row["gpu_count"])
+    return points, np.array(targets), statistics.median(idle)
+
+
+def predictions(inputs: TwinInputs, params: TwinParameters) -> np.ndarray:
+    costs = twin_costs(inputs, params)
+    return np.column_stack([costs[:, 0] + costs[:, 1], costs[:, 2] + costs[:, 3], costs[:, 2]])
+
+
+def mape(pred: np.ndarray, truth: np.ndarray) -> list[float]:
+    return [float(100 * np.mean(np.abs(pred[:, i] / truth[:, i] - 1))) for i in range(3)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--gpu", required=True)
+    parser.add_argument("--iterations", type=int, default=4000)
+    parser.add_argument("--dry-run", action="store_true", help="print the fit, write nothing")
+    args = parser.parse_args()
+
+    points, truth, idle = load_points(args.datasets, args.gpu)
+    gpu_id = GpuCatalog.default().get(args.gpu).id
+    inputs = TwinInputs.of(points)
+    gpu = GpuCatalog.default().get(args.gpu)
+    # Always from the datasheet defaults, so a fit does not depend on the file's earlier state.
+    start = dataclasses.replace(TwinParameters.datasheet_defaults(gpu), idle_power_w=idle)
+    tdp = gpu.entry.tdp_w
+    scale = {name: tdp if name.endswith("_power_w") else 1.0 for name in FITTED}
+    low = np.log([BOUNDS[n][0] * scale[n] for n in FITTED])
+    high = np.log([BOUNDS[n][1] * scale[n] for n in FITTED])
+
+    def params_of(x: np.ndarray) -> TwinParameters:
+        # x is unbounded; a logistic maps it into each parameter's log range.
+        values = np.exp(low + (high - low) / (1 + np.exp(-x)))
+        return dataclasses.replace(start, **dict(zip(FITTED, values.tolist(), strict=True)))
+
+    def x_of(params: TwinParameters) -> np.ndarray:
+        value = np.log([getattr(params, n) for n in FITTED])
+        share = np.clip((value - low) / (high - low), 1e-3, 1 - 1e-3)
+        return np.asarray(np.log(share / (1 - share)))
+
+    x0 = x_of(start)
+
+    def loss(x: np.ndarray) -> float:
+        pred = predictions(inputs, params_of(x))
+        return float(np.mean(np.log(pred / truth) ** 2))
+
+    before = mape(predictions(inputs, start), truth)
+    result = minimize(
+        loss,
+        x0,
+        method="Nelder-Mead",
+        options={"maxiter": args.iterations, "xatol": 1e-4, "fatol": 1e-8},
+    )
+    fitted = params_of(result.x)
+    after = mape(predictions(inputs, fitted), truth)
+    print(f"{len(points)} real points on {gpu_id}; idle power {idle:.1f} W per GPU")
+    print(f"{'MAPE %':<12}{'latency':>10}{'energy':>10}{'prefill J':>11}")
+    print(f"{'default':<12}{before[0]:>10.1f}{before[1]:>10.1f}{before[2]:>11.1f}")
+    print(f"{'calibrated':<12}{after[0]:>10.1f}{after[1]:>10.1f}{after[2]:>11.1f}")
+
+    if args.dry_run:
+        return
+    document: dict[str, Any] = json.loads(PARAMS_FILE.read_text())
+    document["gpus"][gpu_id] = dataclasses.asdict(fitted)
+    document.setdefault("fits", {})[gpu_id] = {
+        "datasets": [str(d) for d in args.datasets],
+        "points": len(points),
+        "mape_percent": {"latency": after[0], "energy": after[1], "prefill_energy": after[2]},
+        "mape_percent_default": {
+            "latency": before[0],
+            "energy": before[1],
+            "prefill_energy": before[2],
+        },
+        "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python experiments/calibration/calibrate_twin.py "
+        + " ".join(str(d) for d in args.datasets)
+        + f" --gpu {args.gpu}",
+    }
+    PARAMS_FILE.write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {PARAMS_FILE}")
+
+
+if __name__ == "__main__":
+    main()
