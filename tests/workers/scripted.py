@@ -6,19 +6,11 @@ import math
 from collections.abc import Callable
 
 from workers.devices import DeviceState
+from workers.engines.simulated import VirtualClock
 
 
-class FakeClock:
-    """Time passes only when slept."""
-
-    def __init__(self) -> None:
-        self.time = 0.0
-
-    def now(self) -> float:
-        return self.time
-
-    def sleep(self, seconds: float) -> None:
-        self.time += seconds
+# The simulated engine's virtual clock is exactly the controllable clock these tests need.
+FakeClock = VirtualClock
 
 
 class ScriptedCounter:
