@@ -8,7 +8,6 @@ from collections.abc import Callable
 from workers.devices import DeviceState
 from workers.engines.simulated import VirtualClock
 
-
 # The simulated engine's virtual clock is exactly the controllable clock these tests need.
 FakeClock = VirtualClock
 
