@@ -145,6 +145,12 @@ def main() -> None:
         remeasured = [PointTask(t.point_id, second, t.request) for t in again[: args.spread]]
         for result in measure_tasks(args.engine, remeasured, SETTINGS, num_cpus=1, timings=timings):
             first = store.get_measurement(result.point_id)
+            if result.record is None or first is None:
+                summary.setdefault("spread_failures", []).append(
+                    {"point_id": result.point_id, "status": result.status,
+                     "kind": result.error_kind, "message": result.error_message}
+                )  # fmt: skip
+                continue
             if result.record is not None and first is not None:
                 request = next(t.request for t in again if t.point_id == result.point_id)
                 summary["spread"].append(
