@@ -10,7 +10,7 @@ configuration's remaining points, up to ``max_actor_restarts`` times.
 from __future__ import annotations
 
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +51,7 @@ def measure_tasks(
     idle_seconds: float = 2.0,
     num_cpus: float = 1.0,
     timings: list[dict[str, float]] | None = None,
-) -> Iterator[WorkerResult]:
+) -> Generator[WorkerResult, None, None]:
     """Measure ``tasks`` and yield one result per task as results arrive.
 
     Args:
@@ -73,6 +73,7 @@ def measure_tasks(
         group.pending.append(task)
     waiting = deque(groups.values())
     active: dict[Any, _Group] = {}  # in-flight object ref → group
+    started: list[_Group] = []  # every group that got an actor, for the cleanup
     gpu_budget = int(ray.cluster_resources().get("GPU", 0))
     limit = max_actors if max_actors is not None else 4
 
@@ -87,6 +88,7 @@ def measure_tasks(
 
     def start(group: _Group) -> None:
         group.actor = worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus)
+        started.append(group)
         dispatch(group)
 
     def finish(group: _Group) -> None:
@@ -175,8 +177,9 @@ def measure_tasks(
                 finish(group)
 
     finally:
-        # A caller that stops early (or an error) must not leave actors holding GPUs.
-        for group in list(active.values()):
+        # A caller that stops early (or an error) must not leave actors holding GPUs; the
+        # group whose result the caller stopped at has already left `active`.
+        for group in started:
             finish(group)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,6 +79,22 @@ def test_a_crashed_actor_fails_its_point_and_is_replaced(ray_cluster: None) -> N
     assert crashed.status == PointStatus.FAILED
     assert crashed.error_kind == "actor_died" and crashed.retryable
     assert [results[n].status for n in (0, 2, 3)] == [PointStatus.COMPLETE] * 3
+
+
+def test_stopping_early_releases_every_actor(ray_cluster: None) -> None:
+    import ray
+
+    work = tasks(config("qwen2-0.5b"), 0, [64, 128, 256]) + tasks(config("bloom-560m"), 10, [64])
+    timings: list[dict[str, float]] = []
+    stream = measure_tasks("simulated", work, FAST, num_cpus=0.5, timings=timings)
+    first = next(stream)
+    assert first.status == PointStatus.COMPLETE
+    stream.close()
+    assert len(timings) == 2  # both actors were asked for their timing and stopped
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_gpu_engines_need_gpus_in_the_cluster(ray_cluster: None) -> None:
