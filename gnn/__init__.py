@@ -1,3 +1,6 @@
-"""GNN: the LLMCO2 predictor, baselines, metrics and carbon conversion (issue 5)."""
+"""GNN: the LLMCO2 predictor, its training and metrics (baselines, HPO and carbon follow).
+
+Torch and PyTorch Geometric are imported by the submodules that need them.
+"""
 
 from __future__ import annotations

@@ -1,0 +1,39 @@
+"""MAPE and EBA against hand computations."""
+
+from __future__ import annotations
+
+import pytest
+
+from gnn.metrics import Scores, eba, mape, scores_by_group
+from llmco2.errors import InvalidRequestError
+
+
+def test_mape_and_eba_by_hand() -> None:
+    measured = [100.0, 200.0, 50.0, 10.0]
+    predicted = [104.0, 180.0, 64.9, 10.0]  # errors 4 %, 10 %, 29.8 %, 0 %
+    assert mape(predicted, measured) == pytest.approx((4 + 10 + 29.8 + 0) / 4)
+    assert eba(predicted, measured, 0.05) == pytest.approx(50.0)
+    assert eba(predicted, measured, 0.10) == pytest.approx(75.0)
+    assert eba(predicted, measured, 0.30) == pytest.approx(100.0)
+    scores = Scores.of(predicted, measured)
+    assert scores.count == 4 and scores.eba10 == pytest.approx(75.0)
+
+
+def test_scores_by_group() -> None:
+    grouped = scores_by_group([1.1, 2.0, 3.6], [1.0, 2.0, 3.0], ["llama", "qwen2", "llama"])
+    assert set(grouped) == {"all", "llama", "qwen2"}
+    assert grouped["llama"].mape == pytest.approx(15.0)
+    assert grouped["qwen2"].mape == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize(
+    ("predicted", "measured", "message"),
+    [
+        ([1.0], [1.0, 2.0], "predictions for"),
+        ([], [], "no measurements"),
+        ([1.0], [0.0], "positive"),
+    ],
+)
+def test_bad_inputs(predicted: list[float], measured: list[float], message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        mape(predicted, measured)
