@@ -457,6 +457,126 @@ def _print_measurement(
 
 
 @app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")],
+    gpu: Annotated[
+        str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
+    ] = "H100-SXM",
+    tp: Annotated[int, typer.Option(help="GPUs in tensor parallel.")] = 1,
+    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
+    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 1024,
+    gen: Annotated[int, typer.Option(help="Generated tokens per sequence.")] = 128,
+    region: Annotated[
+        str | None, typer.Option(help="Country (ISO alpha-3, e.g. FRA) or cloud region.")
+    ] = None,
+    intensity: Annotated[
+        float | None, typer.Option(help="Grid carbon intensity in gCO2eq/kWh.")
+    ] = None,
+    pue: Annotated[float, typer.Option(help="Data-centre power usage effectiveness (≥ 1).")] = 1.0,
+    model_path: Annotated[
+        Path | None, typer.Option("--model", help="Predictor checkpoint (default: shipped).")
+    ] = None,
+    sweep_gpus: Annotated[str | None, typer.Option(help="Compare GPU counts, e.g. 1,2,4.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict prefill, decode and total energy and operational CO2eq of a request."""
+    import dataclasses
+
+    from featurize import (
+        GpuCatalog,
+        GpuSetup,
+        InferencePoint,
+        InferenceRequest,
+        check_fits,
+        resolve_architecture,
+    )
+    from gnn.carbon import CarbonIntensity, lookup_intensity
+    from gnn.predict import load_predictor, predict_energy
+    from llmco2.errors import InfeasibleConfigError, InvalidRequestError
+
+    if region is not None and intensity is not None:
+        raise InvalidRequestError("give --region or --intensity, not both")
+    if not pue >= 1.0:
+        raise InvalidRequestError(f"PUE must be ≥ 1 (total facility ÷ IT energy), got {pue}")
+    grid = (
+        lookup_intensity(region)
+        if region is not None
+        else CarbonIntensity(intensity, "given")
+        if intensity is not None
+        else None
+    )
+    request = InferenceRequest(batch, prompt, gen)
+    architecture = resolve_architecture(model)
+    target = GpuCatalog.default().get(gpu)
+    try:
+        counts = [int(c) for c in sweep_gpus.split(",")] if sweep_gpus else [tp]
+    except ValueError:
+        raise InvalidRequestError(
+            f"--sweep-gpus takes counts like 1,2,4, got {sweep_gpus!r}"
+        ) from None
+    points, skipped = [], []
+    for count in counts:
+        point = InferencePoint(architecture, request, GpuSetup(target, count))
+        try:
+            check_fits(point)
+        except InfeasibleConfigError as exc:
+            if not sweep_gpus:
+                raise
+            skipped.append({"gpus": count, "reason": str(exc)})
+            continue
+        points.append(point)
+    if not points:
+        raise InfeasibleConfigError(f"no GPU count of {counts} can run {architecture.name}")
+    predictor = load_predictor(model_path)
+    results = predict_energy(predictor, points, grid, pue)
+    trained_on = ", ".join(predictor.metadata.get("setups", [])) or "unknown"
+    if as_json:
+        _stdout.print_json(
+            json.dumps(
+                {
+                    "model": architecture.name,
+                    "request": dataclasses.asdict(request),
+                    "gpu": target.id,
+                    "units": {"energy": "J", "operational_co2": "gCO2eq"},
+                    "assumptions": {
+                        "pue": pue,
+                        "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
+                        "carbon_intensity_source": grid.source if grid else None,
+                        "predictor_trained_on": trained_on,
+                        "embodied_co2": "not modelled yet",
+                    },
+                    "predictions": [dataclasses.asdict(r) for r in results],
+                    "skipped": skipped,
+                }
+            )
+        )
+        return
+    table = Table(title=f"{architecture.name}: batch {batch}, prompt {prompt}, generate {gen}")
+    for header in ("GPUs", "prefill", "decode", "total", "operational CO2eq", "note"):
+        table.add_column(header, justify="left" if header in ("GPUs", "note") else "right")
+    for r in results:
+        table.add_row(
+            f"{r.gpus}×{r.gpu}",
+            f"{r.prefill_j:.1f} J",
+            f"{r.decode_j:.1f} J",
+            f"{r.total_j:.1f} J",
+            f"{r.operational_g:.3g} g" if r.operational_g is not None else "-",
+            "extrapolated" if r.extrapolated else "",
+        )
+    for skip in skipped:
+        table.add_row(f"{skip['gpus']}×{target.id}", "-", "-", "-", "-", "does not fit")
+    _stdout.print(table)
+    if grid is not None:
+        _stdout.print(f"grid: {grid.g_per_kwh:.0f} gCO2eq/kWh ({grid.source}), PUE {pue:g}")
+    else:
+        _stdout.print("no --region or --intensity given: operational CO2eq not computed")
+    _stdout.print(
+        f"predictor trained on {trained_on}; 'extrapolated' rows lie outside that data. "
+        "Embodied carbon is not modelled yet."
+    )
+
+
+@app.command()
 def version() -> None:
     """Print the llmco2 version."""
     _stdout.print(__version__)

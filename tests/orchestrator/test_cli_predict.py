@@ -1,0 +1,68 @@
+"""`llmco2 predict` with the shipped predictor, and its bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.orchestrator.test_cli import llmco2
+
+
+def test_predict_sweep_json_with_carbon() -> None:
+    result = llmco2(
+        "predict", "llama3.1-8b", "--gpu", "H200", "--sweep-gpus", "1,2,4",
+        "--prompt", "1024", "--gen", "128", "--region", "FRA", "--pue", "1.2", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    rows = {p["gpus"]: p for p in data["predictions"]}
+    assert set(rows) == {1, 2, 4}
+    one = rows[1]
+    assert one["total_j"] == pytest.approx(one["prefill_j"] + one["decode_j"], rel=1e-6)
+    # Measured on one H200 for this request: 305-308 J (experiments/data/instance-spread-h200).
+    assert 250 < one["total_j"] < 370
+    assert one["operational_g"] == pytest.approx(one["total_j"] / 3.6e6 * 1.2 * 56.039, rel=1e-3)
+    assert not one["extrapolated"] and rows[4]["extrapolated"]
+    assert data["assumptions"]["pue"] == 1.2 and data["units"]["energy"] == "J"
+
+
+def test_predict_table_without_carbon() -> None:
+    result = llmco2("predict", "qwen2-1.5b", "--gpu", "H200", "--gen", "1")
+    assert result.returncode == 0, result.stderr
+    assert "operational CO2eq not computed" in result.stdout
+
+
+def test_a_sweep_reports_counts_that_do_not_fit() -> None:
+    result = llmco2("predict", "llama3.1-70b", "--gpu", "H100-SXM", "--sweep-gpus", "1,4", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [p["gpus"] for p in data["predictions"]] == [4]
+    assert data["skipped"][0]["gpus"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pue", "0.9"], "PUE must be ≥ 1"),
+        (["--region", "XYZ"], "unknown region 'XYZ'"),
+        (["--region", "FRA", "--intensity", "50"], "not both"),
+        (["--intensity", "-5"], "carbon intensity must be ≥ 0"),
+        (["--sweep-gpus", "1,two"], "--sweep-gpus takes counts"),
+        (["--gpu", "H999"], "unknown gpu"),
+        (["--model", "/nonexistent/model.pt"], "no predictor checkpoint"),
+    ],
+)
+def test_predict_bad_input_is_one_line(args: list[str], message: str) -> None:
+    result = llmco2("predict", "llama3.1-8b", *args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_corrupted_checkpoint_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"garbage")
+    result = llmco2("predict", "llama3.1-8b", "--model", str(bad))
+    assert result.returncode == 2 and "cannot read predictor checkpoint" in result.stderr
