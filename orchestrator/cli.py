@@ -32,6 +32,23 @@ app = typer.Typer(
 # Pipes and CI logs get a fixed width wide enough for the kernel tables instead of Rich's 80.
 _stdout = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
+# Options shared by several commands, declared once.
+ModelArg = Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")]
+TpOption = Annotated[int, typer.Option(help="GPUs in tensor parallel.")]
+BatchOption = Annotated[int, typer.Option(help="Batch size.")]
+PromptOption = Annotated[int, typer.Option(help="Prompt tokens per sequence.")]
+GenOption = Annotated[int, typer.Option(help="Generated tokens per sequence.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+GpuFileOption = Annotated[Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")]
+
+
+def _gpu_catalog(gpu_file: Path | None) -> Any:
+    """The default GPU catalog, plus a user's GPU file."""
+    from featurize import GpuCatalog
+
+    catalog = GpuCatalog.default()
+    return catalog.with_file(gpu_file) if gpu_file is not None else catalog
+
 
 def _si(value: float, unit: str = "") -> str:
     """Three significant digits with an SI prefix: 1.43e13 → '14.3 T'."""
@@ -53,26 +70,23 @@ def _seconds(value: float) -> str:
 
 @app.command()
 def featurize(
-    model: Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")],
+    model: ModelArg,
     gpu: Annotated[
         str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
     ] = "H100-SXM",
-    tp: Annotated[int, typer.Option(help="GPUs in tensor parallel.")] = 1,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 1024,
-    gen: Annotated[int, typer.Option(help="Generated tokens per sequence.")] = 128,
+    tp: TpOption = 1,
+    batch: BatchOption = 1,
+    prompt: PromptOption = 1024,
+    gen: GenOption = 128,
     flash: Annotated[bool, typer.Option(help="Fused flash attention (vLLM's default).")] = True,
     wbits: Annotated[int, typer.Option(help="Weight bits (16, 8, 4).")] = 16,
     abits: Annotated[int, typer.Option(help="Activation bits (16, 8).")] = 16,
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
-    gpu_file: Annotated[
-        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    gpu_file: GpuFileOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Per-kernel roofline features of one request, for the prefill and the decode phase."""
     from featurize import (
-        GpuCatalog,
         GpuSetup,
         InferencePoint,
         InferenceRequest,
@@ -84,10 +98,7 @@ def featurize(
 
     request = InferenceRequest(batch, prompt, gen)
     precision = Precision(wbits, abits, kvbits)
-    catalog = GpuCatalog.default()
-    if gpu_file is not None:
-        catalog = catalog.with_file(gpu_file)
-    setup = GpuSetup(catalog.get(gpu), tp)
+    setup = GpuSetup(_gpu_catalog(gpu_file).get(gpu), tp)
     architecture = resolve_architecture(model)
     point = InferencePoint(architecture, request, setup, precision, flash)
     check_fits(point)
@@ -179,16 +190,10 @@ def models() -> None:
 
 @app.command()
 def gpus(
-    gpu_file: Annotated[
-        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
-    ] = None,
+    gpu_file: GpuFileOption = None,
 ) -> None:
     """List the GPU catalog with dense datasheet figures."""
-    from featurize import GpuCatalog
-
-    catalog = GpuCatalog.default()
-    if gpu_file is not None:
-        catalog = catalog.with_file(gpu_file)
+    catalog = _gpu_catalog(gpu_file)
     table = Table(title="GPU catalog (dense peak throughput)")
     for header in (
         "id",
@@ -274,12 +279,9 @@ def export(
         bool, typer.Option(help="Also export rows of the simulated engine.")
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty folder.")] = False,
-    gpu_file: Annotated[
-        Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")
-    ] = None,
+    gpu_file: GpuFileOption = None,
 ) -> None:
     """Export a campaign's measured points (features and labels) with a manifest."""
-    from featurize import GpuCatalog
     from llmco2.errors import InvalidRequestError
     from storage import CampaignStore
     from storage.export import ExportFormat, export_campaign
@@ -290,9 +292,7 @@ def export(
         raise InvalidRequestError(
             f"unknown export format {format!r} (use parquet, csv or pyg)"
         ) from None
-    catalog = GpuCatalog.default()
-    if gpu_file is not None:
-        catalog = catalog.with_file(gpu_file)
+    catalog = _gpu_catalog(gpu_file)
     store = CampaignStore(db, create=False)
     try:
         result = export_campaign(
@@ -319,12 +319,12 @@ def export(
 
 @app.command()
 def measure(
-    model: Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")],
+    model: ModelArg,
     gpu: Annotated[str, typer.Option(help="GPU type, or 'auto' to detect it.")] = "auto",
-    tp: Annotated[int, typer.Option(help="GPUs in tensor parallel.")] = 1,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 1024,
-    gen: Annotated[int, typer.Option(help="Generated tokens per sequence.")] = 128,
+    tp: TpOption = 1,
+    batch: BatchOption = 1,
+    prompt: PromptOption = 1024,
+    gen: GenOption = 128,
     engine: Annotated[str, typer.Option(help="vllm, transformers or simulated.")] = "vllm",
     repeats: Annotated[int, typer.Option(help="Measurement windows per phase.")] = 3,
     min_window: Annotated[float, typer.Option(help="Shortest window in seconds.")] = 2.0,
@@ -335,7 +335,7 @@ def measure(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to use (default: a local one).")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Measure one request's energy and latency on this machine through a Ray worker actor."""
     import dataclasses
@@ -458,14 +458,14 @@ def _print_measurement(
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="Catalog id or alias, or a config.json path.")],
+    model: ModelArg,
     gpu: Annotated[
         str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
     ] = "H100-SXM",
-    tp: Annotated[int, typer.Option(help="GPUs in tensor parallel.")] = 1,
-    batch: Annotated[int, typer.Option(help="Batch size.")] = 1,
-    prompt: Annotated[int, typer.Option(help="Prompt tokens per sequence.")] = 1024,
-    gen: Annotated[int, typer.Option(help="Generated tokens per sequence.")] = 128,
+    tp: TpOption = 1,
+    batch: BatchOption = 1,
+    prompt: PromptOption = 1024,
+    gen: GenOption = 128,
     region: Annotated[
         str | None, typer.Option(help="Country (ISO alpha-3, e.g. FRA) or cloud region.")
     ] = None,
@@ -477,7 +477,7 @@ def predict(
         Path | None, typer.Option("--model", help="Predictor checkpoint (default: shipped).")
     ] = None,
     sweep_gpus: Annotated[str | None, typer.Option(help="Compare GPU counts, e.g. 1,2,4.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Predict prefill, decode and total energy and operational CO2eq of a request."""
     import dataclasses

@@ -382,3 +382,28 @@ def export_campaign(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return ExportResult(out_dir, len(complete), len(failed), excluded, files)
+
+
+def read_exported_points(
+    folders: Sequence[Path], gpus: GpuCatalog | None = None, *, include_simulated: bool = False
+) -> list[tuple[InferencePoint, dict[str, Any]]]:
+    """The rows of exported ``points.parquet`` files, each with its rebuilt inference point.
+
+    The inverse of the export's point columns, for tools that learn from a dataset (the twin's
+    calibration, the default predictor's training). Simulated rows are skipped unless asked for.
+    """
+    catalog = gpus if gpus is not None else GpuCatalog.default()
+    result = []
+    for folder in folders:
+        for row in pq.read_table(Path(folder) / "points.parquet").to_pylist():
+            if row["simulated"] and not include_simulated:
+                continue
+            point = InferencePoint(
+                Architecture(name=row["model_name"], **{f: row[f"arch_{f}"] for f in _ARCH_FIELDS}),
+                InferenceRequest(row["batch_size"], row["prompt_tokens"], row["generated_tokens"]),
+                GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"]),
+                Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
+                row["flash_attention"],
+            )
+            result.append((point, row))
+    return result

@@ -318,11 +318,7 @@ class CampaignStore:
         with translate_errors(self._url), self.engine.begin() as conn:
             result = conn.execute(
                 update(Point)
-                .where(
-                    Point.id.in_(point_ids),
-                    Point.status == PointStatus.RUNNING,
-                    Point.lease_owner == owner,
-                )
+                .where(*_owned_running(point_ids, owner))
                 .values(lease_expires_at=server_epoch() + literal(float(lease_seconds)))
             )
         return int(result.rowcount)
@@ -334,11 +330,7 @@ class CampaignStore:
         with translate_errors(self._url), self.engine.begin() as conn:
             result = conn.execute(
                 update(Point)
-                .where(
-                    Point.id.in_(point_ids),
-                    Point.status == PointStatus.RUNNING,
-                    Point.lease_owner == owner,
-                )
+                .where(*_owned_running(point_ids, owner))
                 .values(
                     status=PointStatus.PENDING,
                     lease_owner=None,
@@ -595,6 +587,15 @@ class CampaignStore:
         """Seconds since the epoch on the database server's clock."""
         with translate_errors(self._url), self.engine.connect() as conn:
             return float(conn.execute(select(server_epoch())).scalar_one())
+
+
+def _owned_running(point_ids: Sequence[int], owner: str) -> tuple[Any, ...]:
+    """Conditions selecting the RUNNING points among ``point_ids`` that ``owner`` holds."""
+    return (
+        Point.id.in_(point_ids),
+        Point.status == PointStatus.RUNNING,
+        Point.lease_owner == owner,
+    )
 
 
 def _campaign_info(row: Any) -> CampaignInfo:

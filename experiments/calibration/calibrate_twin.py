@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from scipy.optimize import minimize
 
-from featurize import Architecture, GpuSetup, InferencePoint, InferenceRequest, Precision
+from featurize import InferencePoint
 from featurize.gpus import GpuCatalog
+from storage.export import read_exported_points
 from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
 
 PARAMS_FILE = Path(__file__).resolve().parents[2] / "workers" / "data" / "twin_params.json"
@@ -44,37 +44,15 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "memory_power_w": (0.05, 0.8),
 }
 FITTED = tuple(BOUNDS)
-ARCH_FIELDS = tuple(f for f in Architecture.__dataclass_fields__ if f != "name")
 
 
 def load_points(folders: list[Path], gpu: str) -> tuple[list[InferencePoint], np.ndarray, float]:
     """Real points of one GPU type: points, targets (latency, energy, prefill J), idle W/GPU."""
-    catalog = GpuCatalog.default()
-    target_gpu = catalog.get(gpu)
-    points, targets, idle = [], [], []
-    for folder in folders:
-        for row in pq.read_table(folder / "points.parquet").to_pylist():
-            if row["simulated"] or catalog.get(row["gpu_type"]).id != target_gpu.id:
-                continue
-            arch = Architecture(
-                name=row["model_name"], **{f: row[f"arch_{f}"] for f in ARCH_FIELDS}
-            )
-            request = InferenceRequest(
-                row["batch_size"], row["prompt_tokens"], row["generated_tokens"]
-            )
-            points.append(
-                InferencePoint(
-                    arch,
-                    request,
-                    GpuSetup(target_gpu, row["gpu_count"]),
-                    Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
-                    row["flash_attention"],
-                )
-            )
-            targets.append([row["latency_s"], row["energy_j"], row["prefill_energy_j"]])
-            if row["idle_power_w"]:
-                idle.append(row["idle_power_w"] / row["gpu_count"])
-    return points, np.array(targets), statistics.median(idle)
+    target = GpuCatalog.default().get(gpu).id
+    rows = [(p, r) for p, r in read_exported_points(folders) if p.setup.gpu.id == target]
+    targets = np.array([[r["latency_s"], r["energy_j"], r["prefill_energy_j"]] for _, r in rows])
+    idle = [r["idle_power_w"] / r["gpu_count"] for _, r in rows if r["idle_power_w"]]
+    return [p for p, _ in rows], targets, statistics.median(idle)
 
 
 def predictions(inputs: TwinInputs, params: TwinParameters) -> np.ndarray:

@@ -15,44 +15,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from featurize import Architecture, GpuSetup, InferencePoint, InferenceRequest, Precision
-from featurize.gpus import GpuCatalog
+from featurize import InferencePoint
 from featurize.graphs import build_graphs
 from gnn.metrics import Scores
 from gnn.training import TrainConfig, train_predictor
 from llmco2.version import code_version
+from storage.export import read_exported_points
 
 DATA = Path(__file__).resolve().parents[2] / "gnn" / "data"
-ARCH_FIELDS = tuple(f for f in Architecture.__dataclass_fields__ if f != "name")
 CONFIG = TrainConfig(epochs=300, patience=40, seed=0)
 
 
 def load(folders: list[Path]) -> tuple[list[InferencePoint], np.ndarray, list[str]]:
-    catalog = GpuCatalog.default()
-    points, labels, gpus = [], [], []
-    for folder in folders:
-        for row in pq.read_table(folder / "points.parquet").to_pylist():
-            if row["simulated"] or row["prefill_energy_j"] is None:
-                continue
-            arch = Architecture(
-                name=row["model_name"], **{f: row[f"arch_{f}"] for f in ARCH_FIELDS}
-            )
-            points.append(
-                InferencePoint(
-                    arch,
-                    InferenceRequest(
-                        row["batch_size"], row["prompt_tokens"], row["generated_tokens"]
-                    ),
-                    GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"]),
-                    Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
-                    row["flash_attention"],
-                )
-            )
-            labels.append([row["prefill_energy_j"], max(row["decode_energy_j"], 0.0)])
-            gpus.append(f"{row['gpu_count']}x{row['gpu_type']}")
-    return points, np.array(labels), gpus
+    rows = [(p, r) for p, r in read_exported_points(folders) if r["prefill_energy_j"] is not None]
+    labels = np.array([[r["prefill_energy_j"], max(r["decode_energy_j"], 0.0)] for _, r in rows])
+    return [p for p, _ in rows], labels, [f"{r['gpu_count']}x{r['gpu_type']}" for _, r in rows]
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import torch
 import storage.export as export_module
 from llmco2.errors import ExportError, UnknownCampaignError
 from storage import CampaignStore, MeasurementRecord
-from storage.export import export_campaign
+from storage.export import export_campaign, read_exported_points
 from storage.graph_dataset import ExportedGraphs
 from tests.conftest import make_specs
 
@@ -90,6 +90,21 @@ def test_parquet_export_has_features_labels_and_a_manifest(
     assert manifest["schema_revision"] == "0002"
     assert manifest["campaign"]["config"] == {"engine": "vllm", "A": 20}
     assert "code_version" in manifest
+
+
+def test_exported_points_read_back(filled: CampaignStore, exports: Path) -> None:
+    export_campaign(filled, "exp", "parquet", exports / "d")
+    original = {spec.point.request: spec.point for spec in make_specs(20, engine="vllm")}
+    read = read_exported_points([exports / "d"])
+    assert (
+        len(read) == 10 and len(read_exported_points([exports / "d"], include_simulated=True)) == 10
+    )
+    for point, row in read:
+        assert point.request in original
+        assert point.architecture.replace(name="x") == original[point.request].architecture.replace(
+            name="x"
+        )
+        assert point.setup.gpu.id == "H100-SXM" and row["energy_j"] > 0
 
 
 def test_simulated_rows_only_on_request(filled: CampaignStore, exports: Path) -> None:

@@ -64,6 +64,8 @@ class InferenceEngine(ABC):
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._rng = np.random.default_rng(config.seed)
+        self._version = "unknown"  # set by load() once the engine library is imported
+        self._counters: CounterSource | None = None  # set by load() on GPUs
 
     @abstractmethod
     def load(self) -> None:
@@ -74,13 +76,13 @@ class InferenceEngine(ABC):
         """Run one request to completion."""
 
     @property
-    @abstractmethod
     def version(self) -> str:
         """Engine name and version, recorded with every measurement."""
+        return self._version
 
     def counter_source(self) -> CounterSource | None:
         """Energy counters of the devices the engine runs on (None: no energy metering)."""
-        return None
+        return self._counters
 
     def clock(self) -> Clock:
         """The clock the measurement protocol uses with this engine."""

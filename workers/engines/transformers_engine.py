@@ -14,7 +14,7 @@ from typing import Any
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
 from llmco2.errors import EngineUnavailableError, InfeasibleConfigError
-from workers.devices import CounterSource, NvmlCounterSource
+from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 from workers.engines.vllm_engine import is_infeasible_error
 
@@ -29,8 +29,6 @@ class TransformersEngine(InferenceEngine):
         self._model: Any = None
         self._torch: Any = None
         self._device = "cpu"
-        self._counters: CounterSource | None = None
-        self._version = "unknown"
 
     def load(self) -> None:
         """Build the model from the config with random weights.
@@ -93,15 +91,6 @@ class TransformersEngine(InferenceEngine):
         latency = time.perf_counter() - start
         produced = int((out.shape[1] - ids.shape[1]) * out.shape[0])
         return RunResult(latency, produced)
-
-    @property
-    def version(self) -> str:
-        """``transformers-<version>``."""
-        return self._version
-
-    def counter_source(self) -> CounterSource | None:
-        """NVML counter of the GPU (None on the CPU)."""
-        return self._counters
 
     def close(self) -> None:
         """Free the model."""

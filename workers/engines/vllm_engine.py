@@ -23,7 +23,7 @@ from typing import Any
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
 from llmco2.errors import EngineUnavailableError, InfeasibleConfigError
-from workers.devices import CounterSource, NvmlCounterSource
+from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 
 #: Errors whose text means the configuration cannot run (→ INFEASIBLE, never retried).
@@ -76,8 +76,6 @@ class VllmEngine(InferenceEngine):
         self._sampling: Any = None
         self._tokens_prompt: Any = None
         self._model_dir: Path | None = None
-        self._counters: CounterSource | None = None
-        self._version = "unknown"
 
     @property
     def on_cpu(self) -> bool:
@@ -165,15 +163,6 @@ class VllmEngine(InferenceEngine):
         latency = time.perf_counter() - start
         produced = sum(len(o.outputs[0].token_ids) for o in outputs)
         return RunResult(latency, produced)
-
-    @property
-    def version(self) -> str:
-        """``vllm-<version>``."""
-        return self._version
-
-    def counter_source(self) -> CounterSource | None:
-        """NVML counters of the engine's GPUs (None on a CPU)."""
-        return self._counters
 
     def close(self) -> None:
         """Shut vLLM down and remove the model directory."""
