@@ -40,14 +40,21 @@ SETTINGS = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests
 
 
 def sample_specs(
-    model: str, count: int, gpu_name: str, tp: int, seed: int, max_gen: int, engine: str
+    model: str,
+    count: int,
+    gpu_name: str,
+    tp: int,
+    seed: int,
+    max_gen: int,
+    engine: str,
+    batch_sizes: tuple[int, int] = (1, 2),
 ) -> list[PointSpec]:
     arch = resolve_architecture(model)
     setup = GpuSetup(GpuCatalog.default().get(gpu_name), tp)
     rng = np.random.default_rng(seed)
     specs: list[PointSpec] = []
     for request in RequestPrior.azure().sample(
-        count * 3, rng, mix={"code": 0.5, "conversation": 0.5}, batch_sizes=(1, 2),
+        count * 3, rng, mix={"code": 0.5, "conversation": 0.5}, batch_sizes=batch_sizes,
         max_context=4096,
     ):  # fmt: skip
         if request.generated_tokens > max_gen:
@@ -79,7 +86,9 @@ def record(store: CampaignStore, result: WorkerResult) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", required=True, help="comma-separated MODEL[:TP] entries")
+    parser.add_argument(
+        "--models", required=True, help="comma-separated MODEL[:TP][@SEED_OFFSET] entries"
+    )
     parser.add_argument("--points", type=int, default=36, help="points per model")
     parser.add_argument("--tp", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
@@ -87,13 +96,25 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite:////tmp/llmco2-real.db")
     parser.add_argument("--campaign", default="real-v1")
     parser.add_argument("--max-seconds", type=float, default=480.0)
-    parser.add_argument("--spread", type=int, default=0, help="points re-measured on a 2nd engine")
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=0,
+        help="points of the first model re-measured on a 2nd engine instance, run concurrently",
+    )
+    parser.add_argument("--batches", default="1,2", help="batch size range MIN,MAX")
+    parser.add_argument("--init-db", type=Path, help="SQLite file copied to --db if it is missing")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--engine", default="vllm", help="simulated: a dry run on any machine")
     parser.add_argument("--gpu", default=None, help="GPU type for a simulated dry run")
     args = parser.parse_args()
     started = time.monotonic()
 
+    database = args.db.removeprefix("sqlite:///")
+    if args.init_db is not None and not Path(database).exists():
+        shutil.copy(args.init_db, database)
+    low, high = (int(b) for b in args.batches.split(","))
+    batch_sizes = (low, high)
     connect()
     names = detect_gpu_names() or ([args.gpu] if args.gpu else [])
     if not names:
@@ -111,21 +132,40 @@ def main() -> None:
     tasks: list[PointTask] = []
     claimed_ids: list[int] = []
     for offset, entry in enumerate(args.models.split(",")):
+        # MODEL[:TP][@K]: K (default: the entry's position) offsets the request seed, so one
+        # model's requests can be the same at every TP across separate runs.
+        entry, _, seed_text = entry.partition("@")
         model, _, tp_text = entry.partition(":")
         tp = int(tp_text or args.tp)
+        offset = int(seed_text) if seed_text else offset
         specs = sample_specs(
-            model, args.points, names[0], tp, args.seed + offset, args.max_gen, args.engine
-        )
+            model, args.points, names[0], tp, args.seed + offset, args.max_gen, args.engine,
+            batch_sizes,
+        )  # fmt: skip
         store.add_points(campaign.id, specs)
         ckey = config_key(specs[0].point, args.engine)
         claimed = store.claim(campaign.id, owner, len(specs), lease_seconds=3600, config_key=ckey)
         claimed_ids += [p.id for p in claimed]
         config = EngineConfig(resolve_architecture(model), Precision(), tp, gpu, True, args.seed)
         tasks += [PointTask(p.id, config, p.inference_point().request) for p in claimed]
+    # The instance spread: the first points of the first configuration again, on a second
+    # engine instance running beside the others; negative ids keep its results out of the store.
+    first_config = tasks[0].config
+    second = EngineConfig(
+        first_config.architecture, Precision(), first_config.tp, gpu, True, args.seed + 1000
+    )
+    again = [t for t in tasks if t.config == first_config][: args.spread]
+    spread_tasks = [PointTask(-t.point_id, second, t.request) for t in again]
+    spread_results: list[WorkerResult] = []
     # Configurations run concurrently as far as the GPUs allow (TP 1 models side by side).
     done: set[int] = set()
-    stream = measure_tasks(args.engine, tasks, SETTINGS, num_cpus=1, timings=timings)
+    stream = measure_tasks(
+        args.engine, tasks[:1] + spread_tasks + tasks[1:], SETTINGS, num_cpus=1, timings=timings
+    )
     for result in stream:
+        if result.point_id < 0:
+            spread_results.append(result)
+            continue
         record(store, result)
         results.append(result)
         done.add(result.point_id)
@@ -136,38 +176,28 @@ def main() -> None:
             break
     store.release([i for i in claimed_ids if i not in done], owner)
     summary["counts"] = store.status_counts(campaign.id)
-    if args.spread and time.monotonic() - started < args.max_seconds - 150:
-        first_config = tasks[0].config
-        again = [t for t in tasks if t.point_id in done and t.config == first_config]
-        second = EngineConfig(
-            first_config.architecture, Precision(), first_config.tp, gpu, True, args.seed + 1000
+    for result in spread_results:
+        point_id = -result.point_id
+        first = store.get_measurement(point_id)
+        if result.record is None or first is None:
+            summary.setdefault("spread_failures", []).append(
+                {"point_id": point_id, "status": result.status,
+                 "kind": result.error_kind, "message": result.error_message}
+            )  # fmt: skip
+            continue
+        request = next(t.request for t in again if t.point_id == point_id)
+        summary["spread"].append(
+            {
+                "point_id": point_id,
+                "model": first_config.architecture.name,
+                "tp": first_config.tp,
+                "request": [request.batch_size, request.prompt_tokens, request.generated_tokens],
+                "first_j": first.energy_j,
+                "second_j": result.record.energy_j,
+                "first_prefill_j": first.prefill_energy_j,
+                "second_prefill_j": result.record.prefill_energy_j,
+            }
         )
-        remeasured = [PointTask(t.point_id, second, t.request) for t in again[: args.spread]]
-        for result in measure_tasks(args.engine, remeasured, SETTINGS, num_cpus=1, timings=timings):
-            first = store.get_measurement(result.point_id)
-            if result.record is None or first is None:
-                summary.setdefault("spread_failures", []).append(
-                    {"point_id": result.point_id, "status": result.status,
-                     "kind": result.error_kind, "message": result.error_message}
-                )  # fmt: skip
-                continue
-            if result.record is not None and first is not None:
-                request = next(t.request for t in again if t.point_id == result.point_id)
-                summary["spread"].append(
-                    {
-                        "point_id": result.point_id,
-                        "model": first_config.architecture.name,
-                        "request": [
-                            request.batch_size,
-                            request.prompt_tokens,
-                            request.generated_tokens,
-                        ],
-                        "first_j": first.energy_j,
-                        "second_j": result.record.energy_j,
-                        "first_prefill_j": first.prefill_energy_j,
-                        "second_prefill_j": result.record.prefill_energy_j,
-                    }
-                )
     disconnect()
 
     complete = [r.record for r in results if r.record is not None]
@@ -201,7 +231,6 @@ def main() -> None:
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    database = args.db.removeprefix("sqlite:///")
     store.close()
     shutil.copy(database, args.out / "real.db")
     print(f"GPU {names}: {summary['results']}, median CV {summary['cv_median']}, "
