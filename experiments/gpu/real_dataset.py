@@ -131,13 +131,13 @@ def main() -> None:
     owner = f"real-dataset-{int(time.time())}"
     tasks: list[PointTask] = []
     claimed_ids: list[int] = []
-    for offset, entry in enumerate(args.models.split(",")):
+    for position, item in enumerate(args.models.split(",")):
         # MODEL[:TP][@K]: K (default: the entry's position) offsets the request seed, so one
         # model's requests can be the same at every TP across separate runs.
-        entry, _, seed_text = entry.partition("@")
+        entry, _, seed_text = item.partition("@")
         model, _, tp_text = entry.partition(":")
         tp = int(tp_text or args.tp)
-        offset = int(seed_text) if seed_text else offset
+        offset = int(seed_text) if seed_text else position
         specs = sample_specs(
             model, args.points, names[0], tp, args.seed + offset, args.max_gen, args.engine,
             batch_sizes,
