@@ -48,6 +48,7 @@ test: lint typecheck unit
 bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/featurize_throughput.py
 	$(BIN)/python experiments/benchmarks/export_throughput.py
+	$(BIN)/python experiments/benchmarks/predictor_performance.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

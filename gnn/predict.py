@@ -1,4 +1,8 @@
-"""What a request will cost: energy per phase from the predictor, operational CO2eq from the grid.
+"""What a request will cost: energy per phase from the predictor, CO2eq from the grid and the chips.
+
+Energy comes from the GNN; latency, which the GNN does not predict, from the simulated twin
+(calibrated on the real H200 data, datasheet-derived for other GPUs), and it sets the share of
+the hardware's lifetime charged as embodied carbon (:mod:`gnn.embodied`).
 
 The default predictor ships in ``gnn/data/default_predictor.pt`` (see its card,
 ``gnn/data/DEFAULT_PREDICTOR.md``); another checkpoint can be named. Each answer says whether the
@@ -8,15 +12,19 @@ presented as a measurement-backed number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol
 
-from featurize.graphs import build_graphs
+import numpy as np
+
 from featurize.point import InferencePoint
 from gnn.carbon import CarbonIntensity, operational_co2_g
-from gnn.training import Predictor
+from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
+from gnn.portable import PortablePredictor
 
 
 @dataclass(frozen=True)
@@ -28,23 +36,40 @@ class EnergyPrediction:
     prefill_j: float
     decode_j: float
     total_j: float
+    latency_s: float
     operational_g: float | None
+    embodied_g: float
     extrapolated: bool
 
 
+class EnergyPredictor(Protocol):
+    """What ``predict`` needs: a torch :class:`~gnn.training.Predictor` or its portable copy."""
+
+    metadata: dict[str, Any]
+
+    def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
+        """Energy (J) of each point: columns prefill, decode, total."""
+
+
 @cache
-def default_predictor() -> Predictor:
-    """The predictor shipped with the package."""
-    with resources.as_file(resources.files("gnn").joinpath("data/default_predictor.pt")) as path:
-        return Predictor.load(Path(path))
+def default_predictor() -> PortablePredictor:
+    """The predictor shipped with the package (its NumPy copy: no torch import)."""
+    with resources.as_file(resources.files("gnn").joinpath("data/default_predictor.npz")) as path:
+        return PortablePredictor.load(Path(path))
 
 
-def load_predictor(path: Path | None) -> Predictor:
-    """A checkpoint by path, or the shipped default."""
-    return default_predictor() if path is None else Predictor.load(path)
+def load_predictor(path: Path | None) -> EnergyPredictor:
+    """A predictor by path (``.npz`` portable or a torch checkpoint), or the shipped default."""
+    if path is None:
+        return default_predictor()
+    if path.suffix == ".npz":
+        return PortablePredictor.load(path)
+    from gnn.training import Predictor
+
+    return Predictor.load(path)
 
 
-def extrapolates(predictor: Predictor, point: InferencePoint) -> bool:
+def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
     """Whether the point's GPU setup or model family is outside the training data."""
     setups = set(predictor.metadata.get("setups", []))
     families = {
@@ -55,16 +80,29 @@ def extrapolates(predictor: Predictor, point: InferencePoint) -> bool:
     return f"{point.setup.count}x{point.setup.gpu.id}" not in setups or not known_family
 
 
+def twin_latency_s(points: list[InferencePoint]) -> list[float]:
+    """Modelled latency (s) of each point from the simulated twin of its GPU type."""
+    from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+
+    latencies = []
+    for point in points:
+        costs = twin_costs(TwinInputs.of([point]), TwinParameters.for_gpu(point.setup.gpu))
+        latencies.append(float(costs[0, 0] + costs[0, 1]))
+    return latencies
+
+
 def predict_energy(
-    predictor: Predictor,
+    predictor: EnergyPredictor,
     points: list[InferencePoint],
     intensity: CarbonIntensity | None = None,
     pue: float = 1.0,
+    embodied: EmbodiedAssumptions | None = None,
 ) -> list[EnergyPrediction]:
-    """Energy (and operational CO2eq when an intensity is given) of each point."""
-    energies = predictor.predict(build_graphs(points))
+    """Energy, latency, embodied and (given an intensity) operational CO2eq of each point."""
+    energies = predictor.predict_points(points)
+    latencies = twin_latency_s(points)
     results = []
-    for point, (prefill, decode, total) in zip(points, energies, strict=True):
+    for point, (prefill, decode, total), latency in zip(points, energies, latencies, strict=True):
         co2 = operational_co2_g(float(total), intensity, pue) if intensity is not None else None
         results.append(
             EnergyPrediction(
@@ -73,7 +111,9 @@ def predict_energy(
                 prefill_j=float(prefill),
                 decode_j=float(decode),
                 total_j=float(total),
+                latency_s=latency,
                 operational_g=co2,
+                embodied_g=embodied_co2_g(point.setup.gpu, point.setup.count, latency, embodied),
                 extrapolated=extrapolates(predictor, point),
             )
         )

@@ -11,6 +11,7 @@ is refused with a clear message.
 from __future__ import annotations
 
 import copy
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,8 @@ class TrainConfig:
     validation_fraction: float = 0.15
     seed: int = 0
     device: str = "cpu"
+    #: False: learn from total energy only (a model without the prefill/decode split).
+    phase_labels: bool = True
 
 
 @dataclass
@@ -54,6 +57,16 @@ class History:
 
 def _has_decode(u: Tensor) -> Tensor:
     return u[:, _GEN_COLUMN] > 0  # log2(generated tokens) > 0 ⇔ more than one token
+
+
+def _spread(features: Tensor) -> Tensor:
+    """Standard deviation per column, 1 where a column is constant in the training data.
+
+    A tiny divisor would turn a feature that never varied in training (e.g. the expert count of
+    dense-only data) into a value of millions for an unseen model, and the output into inf.
+    """
+    std = features.std(0)
+    return torch.where(std > 1e-3, std, torch.ones_like(std))
 
 
 def _undirected(edge_index: Tensor) -> Tensor:
@@ -96,21 +109,48 @@ class Predictor:
             outputs.append(torch.stack([prefill, decode, prefill + decode], dim=1))
         return torch.cat(outputs).double().numpy()
 
+    def predict_points(self, points: Sequence[Any]) -> np.ndarray:
+        """Energy (J) of inference points: columns prefill, decode, total."""
+        from featurize.graphs import build_graphs
+
+        return self.predict(build_graphs(points))
+
+    def _blob(self) -> dict[str, Any]:
+        return {
+            "format": "llmco2-predictor",
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "code_version": code_version(),
+            "model_config": self.model.config.to_dict(),
+            "train_config": asdict(self.train_config),
+            "state_dict": self.model.state_dict(),
+            "stats": self.stats,
+            "metadata": self.metadata,
+        }
+
     def save(self, path: Path) -> None:
         """Write a ``weights_only``-loadable checkpoint."""
-        torch.save(
-            {
-                "format": "llmco2-predictor",
-                "feature_schema_version": FEATURE_SCHEMA_VERSION,
-                "code_version": code_version(),
-                "model_config": self.model.config.to_dict(),
-                "train_config": asdict(self.train_config),
-                "state_dict": self.model.state_dict(),
-                "stats": self.stats,
-                "metadata": self.metadata,
-            },
-            path,
-        )
+        torch.save(self._blob(), path)
+
+    def to_bytes(self) -> bytes:
+        """The checkpoint as bytes (for the campaign database's models table)."""
+        buffer = io.BytesIO()
+        torch.save(self._blob(), buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "stored checkpoint") -> Predictor:
+        """Read a checkpoint from bytes.
+
+        Raises:
+            ConfigFileError: Corrupted, not a predictor, or another feature schema.
+        """
+        try:
+            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ConfigFileError(
+                f"cannot read predictor checkpoint {source}: {type(exc).__name__}"
+            ) from exc
+        return cls._from_blob(blob, source)
 
     @classmethod
     def load(cls, path: Path) -> Predictor:
@@ -120,18 +160,20 @@ class Predictor:
             ConfigFileError: Missing, corrupted, not a predictor, or another feature schema.
         """
         try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
+            data = Path(path).read_bytes()
         except FileNotFoundError as exc:
             raise ConfigFileError(f"no predictor checkpoint at {str(path)!r}") from exc
-        except Exception as exc:
-            raise ConfigFileError(
-                f"cannot read predictor checkpoint {str(path)!r}: {type(exc).__name__}"
-            ) from exc
+        except OSError as exc:
+            raise ConfigFileError(f"cannot read predictor checkpoint {str(path)!r}: {exc}") from exc
+        return cls.from_bytes(data, repr(str(path)))
+
+    @classmethod
+    def _from_blob(cls, blob: Any, source: str) -> Predictor:
         if not isinstance(blob, dict) or blob.get("format") != "llmco2-predictor":
-            raise ConfigFileError(f"{str(path)!r} is not an llmco2 predictor checkpoint")
+            raise ConfigFileError(f"{source} is not an llmco2 predictor checkpoint")
         if blob.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
             raise ConfigFileError(
-                f"checkpoint {str(path)!r} was trained on feature schema "
+                f"checkpoint {source} was trained on feature schema "
                 f"{blob.get('feature_schema_version')}, this llmco2 uses {FEATURE_SCHEMA_VERSION}: "
                 "retrain it with `llmco2 train`"
             )
@@ -140,12 +182,21 @@ class Predictor:
         return cls(model, blob["stats"], TrainConfig(**blob["train_config"]), blob["metadata"])
 
 
-def _loss(log_pred: Tensor, log_prefill: Tensor, log_decode: Tensor, decode_mask: Tensor) -> Tensor:
-    prefill_err = (log_pred[:, 0] - log_prefill) ** 2
-    decode_err = ((log_pred[:, 1] - log_decode) ** 2) * decode_mask
+def _loss(
+    log_pred: Tensor,
+    log_prefill: Tensor,
+    log_decode: Tensor,
+    decode_mask: Tensor,
+    phase_labels: bool = True,
+) -> Tensor:
     total_pred = torch.logaddexp(log_pred[:, 0], log_pred[:, 1] + torch.log(decode_mask + 1e-12))
     total_true = torch.logaddexp(log_prefill, log_decode + torch.log(decode_mask + 1e-12))
-    return torch.as_tensor((prefill_err + decode_err + (total_pred - total_true) ** 2).mean())
+    total_err = (total_pred - total_true) ** 2
+    if not phase_labels:
+        return torch.as_tensor(total_err.mean())
+    prefill_err = (log_pred[:, 0] - log_prefill) ** 2
+    decode_err = ((log_pred[:, 1] - log_decode) ** 2) * decode_mask
+    return torch.as_tensor((prefill_err + decode_err + total_err).mean())
 
 
 def train_predictor(
@@ -188,9 +239,9 @@ def train_predictor(
     u_all = torch.cat([g.u for g in train])
     stats = {
         "x_mean": x_all.mean(0),
-        "x_std": x_all.std(0).clamp_min(1e-6),
+        "x_std": _spread(x_all),
         "u_mean": u_all.mean(0),
-        "u_std": u_all.std(0).clamp_min(1e-6),
+        "u_std": _spread(u_all),
     }
     mcfg = model_config or ModelConfig(x_all.shape[1], u_all.shape[1])
     model = LLMCO2Net(mcfg).to(cfg.device)
@@ -210,7 +261,11 @@ def train_predictor(
         for batch in train_loader:
             optimiser.zero_grad()
             loss = _loss(
-                predictor._forward(batch), batch.log_prefill, batch.log_decode, batch.decode_mask
+                predictor._forward(batch),
+                batch.log_prefill,
+                batch.log_decode,
+                batch.decode_mask,
+                cfg.phase_labels,
             )
             loss.backward()  # type: ignore[no-untyped-call]
             optimiser.step()
@@ -219,7 +274,15 @@ def train_predictor(
         model.eval()
         with torch.no_grad():
             val_loss = sum(
-                float(_loss(predictor._forward(b), b.log_prefill, b.log_decode, b.decode_mask))
+                float(
+                    _loss(
+                        predictor._forward(b),
+                        b.log_prefill,
+                        b.log_decode,
+                        b.decode_mask,
+                        cfg.phase_labels,
+                    )
+                )
                 * b.num_graphs
                 for b in val_loader
             ) / len(val)

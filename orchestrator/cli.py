@@ -477,9 +477,15 @@ def predict(
         Path | None, typer.Option("--model", help="Predictor checkpoint (default: shipped).")
     ] = None,
     sweep_gpus: Annotated[str | None, typer.Option(help="Compare GPU counts, e.g. 1,2,4.")] = None,
+    lifetime_years: Annotated[
+        float, typer.Option(help="Hardware lifetime for embodied carbon (years).")
+    ] = 5.0,
+    plot: Annotated[
+        Path | None, typer.Option(help="With --sweep-gpus: write a PNG of energy and carbon.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Predict prefill, decode and total energy and operational CO2eq of a request."""
+    """Predict energy per phase, latency, operational and embodied CO2eq of a request."""
     import dataclasses
 
     from featurize import (
@@ -491,9 +497,15 @@ def predict(
         resolve_architecture,
     )
     from gnn.carbon import CarbonIntensity, lookup_intensity
+    from gnn.embodied import EmbodiedAssumptions
     from gnn.predict import load_predictor, predict_energy
     from llmco2.errors import InfeasibleConfigError, InvalidRequestError
 
+    embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
+    if plot is not None and not sweep_gpus:
+        raise InvalidRequestError("--plot draws a GPU-count sweep: add --sweep-gpus, e.g. 1,2,4")
+    if plot is not None and not plot.expanduser().absolute().parent.is_dir():
+        raise InvalidRequestError(f"folder of --plot {str(plot)!r} does not exist")
     if region is not None and intensity is not None:
         raise InvalidRequestError("give --region or --intensity, not both")
     if not pue >= 1.0:
@@ -528,8 +540,12 @@ def predict(
     if not points:
         raise InfeasibleConfigError(f"no GPU count of {counts} can run {architecture.name}")
     predictor = load_predictor(model_path)
-    results = predict_energy(predictor, points, grid, pue)
+    results = predict_energy(predictor, points, grid, pue, embodied)
     trained_on = ", ".join(predictor.metadata.get("setups", [])) or "unknown"
+    if plot is not None:
+        _plot_sweep(
+            results, plot, f"{architecture.name}: batch {batch}, prompt {prompt}, gen {gen}"
+        )
     if as_json:
         _stdout.print_json(
             json.dumps(
@@ -537,13 +553,19 @@ def predict(
                     "model": architecture.name,
                     "request": dataclasses.asdict(request),
                     "gpu": target.id,
-                    "units": {"energy": "J", "operational_co2": "gCO2eq"},
+                    "units": {
+                        "energy": "J",
+                        "latency": "s",
+                        "operational_co2": "gCO2eq",
+                        "embodied_co2": "gCO2eq",
+                    },
                     "assumptions": {
                         "pue": pue,
                         "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
                         "carbon_intensity_source": grid.source if grid else None,
                         "predictor_trained_on": trained_on,
-                        "embodied_co2": "not modelled yet",
+                        "latency": "simulated twin of the GPU type",
+                        "embodied": embodied.to_dict(),
                     },
                     "predictions": [dataclasses.asdict(r) for r in results],
                     "skipped": skipped,
@@ -552,7 +574,9 @@ def predict(
         )
         return
     table = Table(title=f"{architecture.name}: batch {batch}, prompt {prompt}, generate {gen}")
-    for header in ("GPUs", "prefill", "decode", "total", "operational CO2eq", "note"):
+    headers = ("GPUs", "prefill", "decode", "total", "latency", "operational CO2eq",
+               "embodied CO2eq", "note")  # fmt: skip
+    for header in headers:
         table.add_column(header, justify="left" if header in ("GPUs", "note") else "right")
     for r in results:
         table.add_row(
@@ -560,11 +584,13 @@ def predict(
             f"{r.prefill_j:.1f} J",
             f"{r.decode_j:.1f} J",
             f"{r.total_j:.1f} J",
+            _seconds(r.latency_s),
             f"{r.operational_g:.3g} g" if r.operational_g is not None else "-",
+            f"{r.embodied_g:.3g} g",
             "extrapolated" if r.extrapolated else "",
         )
     for skip in skipped:
-        table.add_row(f"{skip['gpus']}×{target.id}", "-", "-", "-", "-", "does not fit")
+        table.add_row(f"{skip['gpus']}×{target.id}", *["-"] * 6, "does not fit")
     _stdout.print(table)
     if grid is not None:
         _stdout.print(f"grid: {grid.g_per_kwh:.0f} gCO2eq/kWh ({grid.source}), PUE {pue:g}")
@@ -572,8 +598,41 @@ def predict(
         _stdout.print("no --region or --intensity given: operational CO2eq not computed")
     _stdout.print(
         f"predictor trained on {trained_on}; 'extrapolated' rows lie outside that data. "
-        "Embodied carbon is not modelled yet."
+        f"Latency from the simulated twin; embodied CO2eq by LLMCarbon's method over a "
+        f"{lifetime_years:g}-year lifetime (die, HBM, host share)."
     )
+    if plot is not None:
+        _stdout.print(f"plot: {plot}")
+
+
+def _plot_sweep(results: list[Any], path: Path, title: str) -> None:
+    """Energy and carbon per GPU count (the paper's Figures 9-11 view) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{r.gpus}×{r.gpu}" for r in results]
+    fig, (energy_ax, carbon_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    energy_ax.bar(labels, [r.prefill_j for r in results], label="prefill")
+    energy_ax.bar(
+        labels, [r.decode_j for r in results], bottom=[r.prefill_j for r in results],
+        label="decode",
+    )  # fmt: skip
+    energy_ax.set_ylabel("energy per request (J)")
+    energy_ax.legend()
+    embodied = [r.embodied_g for r in results]
+    carbon_ax.bar(labels, embodied, label="embodied")
+    if all(r.operational_g is not None for r in results):
+        carbon_ax.bar(
+            labels, [r.operational_g for r in results], bottom=embodied, label="operational"
+        )
+    carbon_ax.set_ylabel("gCO2eq per request")
+    carbon_ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 @app.command()
@@ -588,9 +647,14 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+#: The arguments of the running invocation (reports record the exact command).
+invocation: list[str] = []
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (errors become one line on stderr)."""
     args = sys.argv[1:] if argv is None else argv
+    invocation[:] = args
     try:
         result = app(args=args or ["--help"], prog_name="llmco2", standalone_mode=False)
     except Llmco2Error as exc:
@@ -613,3 +677,7 @@ def run(argv: list[str] | None = None) -> int:
 def main() -> None:
     """Console-script entry point."""
     sys.exit(run())
+
+
+# Commands defined in their own modules register on `app` when imported.
+import orchestrator.predictor_commands  # noqa: E402, F401

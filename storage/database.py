@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
@@ -148,6 +148,12 @@ def translate_errors(url: str | URL) -> Iterator[None]:
 # Schema versions ---------------------------------------------------------------------------
 
 
+#: llmco2's own Alembic version table: a study of Optuna (which keeps its schema revision in
+#: Alembic's default ``alembic_version``) can then live in the same database.
+VERSION_TABLE = "llmco2_alembic_version"
+_LEGACY_VERSION_TABLE = "alembic_version"
+
+
 def _alembic_config(connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option(
@@ -171,10 +177,27 @@ def known_revisions() -> list[str]:
     return [rev.revision for rev in reversed(list(script.walk_revisions()))]
 
 
+def _adopt_legacy_version_table(connection: Connection) -> str | None:
+    """Move a revision of llmco2's from ``alembic_version`` (databases before 0.2) to ours."""
+    if _LEGACY_VERSION_TABLE not in inspect(connection).get_table_names():
+        return None
+    legacy = MigrationContext.configure(connection).get_current_revision()
+    if legacy is None or legacy not in known_revisions():
+        return None  # another tool's revision (e.g. Optuna's): not ours to move
+    ours = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    ours.stamp(ScriptDirectory.from_config(_alembic_config()), legacy)
+    connection.execute(text(f"DROP TABLE {_LEGACY_VERSION_TABLE}"))
+    return legacy
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database without llmco2 tables."""
-    with translate_errors(engine.url), engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    with translate_errors(engine.url), engine.begin() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        revision = context.get_current_revision()
+        if revision is None:
+            revision = _adopt_legacy_version_table(connection)
+        return revision
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:

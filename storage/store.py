@@ -508,6 +508,31 @@ class CampaignStore:
             ).one_or_none()
         return None if row is None else MeasurementRecord(**dict(zip(fields, row, strict=True)))
 
+    def labelled_points(self, campaign_id: int) -> list[tuple[StoredPoint, dict[str, Any]]]:
+        """Every COMPLETE point with its energy labels, lowest id first (one query).
+
+        The labels are ``energy_j``, ``prefill_energy_j``, ``decode_energy_j``, ``latency_s``
+        and ``simulated``.
+        """
+        labels = ("energy_j", "prefill_energy_j", "decode_energy_j", "latency_s", "simulated")
+        columns = [getattr(Point, name) for name in _POINT_COLUMNS]
+        columns += [getattr(Measurement, name) for name in labels]
+        with translate_errors(self._url), self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*columns)
+                .join(Measurement, Measurement.point_id == Point.id)
+                .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
+                .order_by(Point.id)
+            ).all()
+        width = len(_POINT_COLUMNS)
+        return [
+            (
+                StoredPoint(**dict(zip(_POINT_COLUMNS, row[:width], strict=True))),
+                dict(zip(labels, row[width:], strict=True)),
+            )
+            for row in rows
+        ]
+
     # Rounds and models ---------------------------------------------------------------------
     def add_round(self, campaign_id: int, record: RoundRecord) -> int:
         """Persist a finished round; a round index is written once.

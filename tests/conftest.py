@@ -118,3 +118,99 @@ def make_specs(count: int, engine: str = "simulated", gpu: str = "H100-SXM") -> 
         PointSpec(InferencePoint(arch, InferenceRequest(1, prompt, 16), setup), engine)
         for prompt in range(1, count + 1)
     ]
+
+
+def twin_points(count: int, seed: int = 0) -> list[InferencePoint]:
+    """``count`` feasible points over 4 families, 2 GPU types and TP 1-2 (a small twin dataset)."""
+    import numpy as np
+
+    from featurize import check_fits
+    from llmco2.errors import InfeasibleConfigError
+
+    rng = np.random.default_rng(seed)
+    models = ["qwen2-0.5b", "qwen2-1.5b", "llama3.1-8b", "gemma-2-2b", "bloom-560m"]
+    points: list[InferencePoint] = []
+    while len(points) < count:
+        point = InferencePoint(
+            resolve_architecture(models[int(rng.integers(len(models)))]),
+            InferenceRequest(
+                int(rng.integers(1, 5)), int(rng.integers(16, 2048)), int(rng.integers(1, 256))
+            ),
+            GpuSetup(get_gpu(["H100-SXM", "A100-80GB"][int(rng.integers(2))]),
+                     int(rng.integers(1, 3))),
+        )  # fmt: skip
+        try:
+            check_fits(point)
+        except InfeasibleConfigError:
+            continue
+        points.append(point)
+    return points
+
+
+def twin_labels(points: list[InferencePoint]) -> list[dict[str, object]]:
+    """Noise-free twin energies of ``points`` as exported rows (prefill, total, simulated)."""
+    from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+
+    rows: list[dict[str, object]] = []
+    for point in points:
+        cost = twin_costs(TwinInputs.of([point]), TwinParameters.for_gpu(point.setup.gpu))[0]
+        rows.append(
+            {
+                "prefill_energy_j": float(cost[2]),
+                "energy_j": float(cost[2] + cost[3]),
+                "latency_s": float(cost[0] + cost[1]),
+                "simulated": True,
+            }
+        )
+    return rows
+
+
+@pytest.fixture(scope="session")
+def twin_data() -> object:
+    """A :class:`gnn.dataset.LabelledData` of 90 twin-labelled points."""
+    from gnn.dataset import LabelledData
+
+    points = twin_points(90)
+    return LabelledData.from_rows(list(zip(points, twin_labels(points), strict=True)), "twin")
+
+
+@pytest.fixture
+def twin_campaign(sqlite_url: str) -> tuple[str, str]:
+    """(database URL, campaign name) of a simulated campaign with 60 COMPLETE points."""
+    from storage import CampaignStore, MeasurementRecord
+    from storage.records import point_key
+
+    points = twin_points(60, seed=1)
+    store = CampaignStore(sqlite_url)
+    campaign = store.create_campaign("twin", {"engine": "simulated"})
+    store.add_points(campaign.id, [PointSpec(p, "simulated") for p in points])
+    claimed = store.claim(campaign.id, "fixture", len(points))
+    by_key = {point_key(p, "simulated"): row for p, row in
+              zip(points, twin_labels(points), strict=True)}  # fmt: skip
+    for stored in claimed:
+        row = by_key[stored.key]
+        prefill, total = float(row["prefill_energy_j"]), float(row["energy_j"])  # type: ignore[arg-type]
+        store.record_result(
+            stored.id,
+            MeasurementRecord(
+                engine_name="simulated", simulated=True, energy_j=total,
+                prefill_energy_j=prefill, decode_energy_j=total - prefill,
+                latency_s=float(row["latency_s"]),  # type: ignore[arg-type]
+            ),
+        )  # fmt: skip
+    store.close()
+    return sqlite_url, "twin"
+
+
+@pytest.fixture
+def twin_export(twin_campaign: tuple[str, str], tmp_path: Path) -> Path:
+    """The twin campaign exported to a folder (parquet, simulated rows included)."""
+    from storage import CampaignStore
+    from storage.export import export_campaign
+
+    url, name = twin_campaign
+    store = CampaignStore(url)
+    folder = tmp_path / "twin-export"
+    export_campaign(store, name, "parquet", folder, include_simulated=True)
+    store.close()
+    return folder

@@ -19,6 +19,7 @@ import numpy as np
 from featurize import InferencePoint
 from featurize.graphs import build_graphs
 from gnn.metrics import Scores
+from gnn.portable import PortablePredictor
 from gnn.training import TrainConfig, train_predictor
 from llmco2.version import code_version
 from storage.export import read_exported_points
@@ -62,6 +63,8 @@ def main() -> None:
         }
     )
     predictor.save(DATA / "default_predictor.pt")
+    # The NumPy copy `llmco2 predict` loads without importing torch (start-up well under 1 s).
+    PortablePredictor.from_predictor(predictor).save(DATA / "default_predictor.npz")
     models = ", ".join(predictor.metadata["models"])
     setups = ", ".join(predictor.metadata["setups"])
     scores = (
@@ -79,6 +82,8 @@ def main() -> None:
 | Network | LLMCO2 GNN (GraphSAGE × 2, prefill and decode heads), {CONFIG} |
 | 5-fold cross-validation (total energy) | {scores} |
 | Best epoch | {history.best_epoch} |
+| Files | `default_predictor.pt` (torch, `weights_only` checkpoint) and \
+`default_predictor.npz` (the NumPy copy `llmco2 predict` loads, no torch import) |
 | Code | {code_version()} |
 | Trained | {datetime.now(UTC).isoformat(timespec="seconds")} |
 

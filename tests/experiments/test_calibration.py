@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,7 @@ def test_calibration_on_the_real_dataset_improves_the_twin() -> None:
         for line in result.stdout.splitlines()
         if re.match(r"^(default|calibrated)\s", line)
     }
-    assert "100 real points on H200" in result.stdout
+    points = pq.read_metadata(ROOT / "experiments/data/real-v1/points.parquet").num_rows
+    assert f"{points} real points on H200" in result.stdout
     assert rows["calibrated"][1] < rows["default"][1]  # energy MAPE
     assert rows["calibrated"][1] < 10.0

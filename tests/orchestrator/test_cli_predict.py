@@ -24,8 +24,45 @@ def test_predict_sweep_json_with_carbon() -> None:
     # Measured on one H200 for this request: 305-308 J (experiments/data/instance-spread-h200).
     assert 250 < one["total_j"] < 370
     assert one["operational_g"] == pytest.approx(one["total_j"] / 3.6e6 * 1.2 * 56.039, rel=1e-3)
-    assert not one["extrapolated"] and rows[4]["extrapolated"]
+    # The default predictor's data has 1, 2 and 4 H200s.
+    assert not any(p["extrapolated"] for p in rows.values())
     assert data["assumptions"]["pue"] == 1.2 and data["units"]["energy"] == "J"
+    # Latency from the twin: more GPUs answer faster; embodied carbon = parts × time ÷ lifetime.
+    assert rows[1]["latency_s"] > rows[2]["latency_s"] > rows[4]["latency_s"] > 0
+    per_gpu_second = 179.49 * 1000 / (5 * 365 * 86400)  # H200 + host share, kg → g per s
+    for count, row in rows.items():
+        assert row["embodied_g"] == pytest.approx(
+            per_gpu_second * count * row["latency_s"], rel=1e-3
+        )
+    assert data["assumptions"]["embodied"]["lifetime_years"] == 5.0
+    assert data["units"]["embodied_co2"] == "gCO2eq"
+
+
+def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
+    result = llmco2("predict", "llama3.1-8b", "--gpu", "A100-80GB", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["predictions"][0]["extrapolated"]
+
+
+def test_lifetime_changes_embodied_carbon_only() -> None:
+    short, long = (
+        json.loads(llmco2("predict", "qwen2-7b", "--gpu", "H200", "--lifetime-years", years,
+                          "--json").stdout)["predictions"][0]
+        for years in ("2", "4")
+    )  # fmt: skip
+    assert short["embodied_g"] == pytest.approx(2 * long["embodied_g"])
+    assert short["total_j"] == long["total_j"]
+
+
+def test_sweep_plot_is_written(tmp_path: Path) -> None:
+    plot = tmp_path / "sweep.png"
+    result = llmco2(
+        "predict", "mixtral-8x7b", "--gpu", "H200", "--sweep-gpus", "1,2,4", "--intensity", "400",
+        "--plot", str(plot),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "embodied CO2eq" in result.stdout
 
 
 def test_predict_table_without_carbon() -> None:
@@ -52,6 +89,10 @@ def test_a_sweep_reports_counts_that_do_not_fit() -> None:
         (["--sweep-gpus", "1,two"], "--sweep-gpus takes counts"),
         (["--gpu", "H999"], "unknown gpu"),
         (["--model", "/nonexistent/model.pt"], "no predictor checkpoint"),
+        (["--model", "/nonexistent/model.npz"], "no predictor at"),
+        (["--lifetime-years", "0"], "lifetime must be > 0"),
+        (["--plot", "x.png"], "--plot draws a GPU-count sweep"),
+        (["--sweep-gpus", "1,2", "--plot", "/nonexistent/dir/x.png"], "does not exist"),
     ],
 )
 def test_predict_bad_input_is_one_line(args: list[str], message: str) -> None:

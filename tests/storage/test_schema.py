@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from llmco2.errors import DatabaseError, SchemaVersionError
 from storage import CampaignStore, current_revision, head_revision, make_engine, upgrade
+from storage.database import VERSION_TABLE, _alembic_config
 from storage.models import Base
 
 ASSET = Path(__file__).parent / "assets" / "schema_v1.sqlite"
@@ -30,9 +32,34 @@ def test_migrations_match_the_models(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_a_database_of_the_legacy_version_table_is_adopted_and_optuna_can_share_it(
+    db_url: str,
+) -> None:
+    """Databases before 0.2 kept llmco2's revision in `alembic_version`, which Optuna also uses."""
+    import optuna
+
+    engine = make_engine(db_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        revision = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar_one()
+        conn.execute(text(f"DROP TABLE {VERSION_TABLE}"))
+        legacy = MigrationContext.configure(conn)  # Alembic's default table, as before 0.2
+        legacy.stamp(ScriptDirectory.from_config(_alembic_config()), revision)
+    assert current_revision(engine) == revision == head_revision()
+    tables = set(inspect(engine).get_table_names())
+    assert VERSION_TABLE in tables and "alembic_version" not in tables
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=optuna.storages.RDBStorage(db_url))
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    assert current_revision(engine) == head_revision()  # Optuna's revision is not mistaken for ours
+    CampaignStore(db_url).list_campaigns()
+    engine.dispose()
 
 
 def test_a_first_version_file_is_refused_then_upgraded(tmp_path: Path) -> None:
@@ -65,7 +92,7 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '9999'"))
     engine.dispose()
     with pytest.raises(SchemaVersionError, match="newer than this llmco2"):
         CampaignStore(db_url).list_campaigns()

@@ -1,0 +1,142 @@
+"""Measured points with their features and labels, as the training and evaluation code uses them.
+
+A :class:`LabelledData` is read from exported datasets (``points.parquet`` folders) or straight
+from a campaign in the store (exported to a temporary folder first, so both paths share one
+reader). Rows without a prefill energy (an engine that cannot meter energy) are skipped.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurize.graphs import build_graphs, graph_arrays
+from featurize.kernels import KernelCounts, PointArrays
+from featurize.point import InferencePoint
+from llmco2.errors import InvalidRequestError
+
+#: Fewer rows than this cannot be split into training and test shares.
+MIN_ROWS = 10
+
+
+@dataclass
+class LabelledData:
+    """Points, their graphs and features, and measured energies (J)."""
+
+    points: list[InferencePoint]
+    graphs: list[Any]
+    prefill_j: np.ndarray
+    decode_j: np.ndarray
+    total_j: np.ndarray
+    family: np.ndarray
+    gpu_type: np.ndarray
+    gpu_count: np.ndarray
+    model_name: np.ndarray
+    global_features: np.ndarray
+    arrays: PointArrays
+    counts: KernelCounts | None
+    simulated: bool
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    @property
+    def setup(self) -> np.ndarray:
+        """``"{count}x{gpu}"`` of every row."""
+        return np.array([f"{c}x{g}" for c, g in zip(self.gpu_count, self.gpu_type, strict=True)])
+
+    @classmethod
+    def from_rows(
+        cls, rows: Sequence[tuple[InferencePoint, dict[str, Any]]], source: str
+    ) -> LabelledData:
+        """Build from (point, exported row) pairs.
+
+        Raises:
+            InvalidRequestError: Fewer than :data:`MIN_ROWS` rows with energy labels.
+        """
+        kept = [(p, r) for p, r in rows if r.get("prefill_energy_j") is not None]
+        if len(kept) < MIN_ROWS:
+            raise InvalidRequestError(
+                f"{source} has {len(kept)} points with energy labels; "
+                f"at least {MIN_ROWS} are needed"
+            )
+        points = [p for p, _ in kept]
+        prefill = np.array([r["prefill_energy_j"] for _, r in kept], dtype=np.float64)
+        total = np.array([r["energy_j"] for _, r in kept], dtype=np.float64)
+        if np.any(prefill <= 0) or np.any(total <= 0):
+            raise InvalidRequestError(f"{source} has non-positive energies")
+        decode = np.maximum(total - prefill, 0.0)  # a 1-token request has no decode
+        features = graph_arrays(points)
+        return cls(
+            points=points,
+            graphs=build_graphs(features),
+            prefill_j=prefill,
+            decode_j=decode,
+            total_j=prefill + decode,
+            family=np.array([p.architecture.family for p in points]),
+            gpu_type=np.array([p.setup.gpu.id for p in points]),
+            gpu_count=np.array([p.setup.count for p in points]),
+            model_name=np.array([p.architecture.name for p in points]),
+            global_features=features.global_features,
+            arrays=features.counts.inputs,
+            counts=features.counts,
+            simulated=any(bool(r["simulated"]) for _, r in kept),
+            source=source,
+        )
+
+    @classmethod
+    def from_exported(
+        cls, folders: Sequence[Path], *, include_simulated: bool = False
+    ) -> LabelledData:
+        """Read exported datasets (folders holding ``points.parquet``).
+
+        Raises:
+            ConfigFileError: A folder without a readable ``points.parquet``.
+            InvalidRequestError: Too few labelled rows.
+        """
+        from llmco2.errors import ConfigFileError
+        from storage.export import read_exported_points
+
+        for folder in folders:
+            if not (Path(folder) / "points.parquet").is_file():
+                raise ConfigFileError(f"{str(folder)!r} holds no exported points.parquet")
+        try:
+            rows = read_exported_points(folders, include_simulated=include_simulated)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigFileError(
+                f"cannot read the dataset in {', '.join(map(str, folders))}: {exc}"
+            ) from exc
+        return cls.from_rows(rows, ", ".join(str(f) for f in folders))
+
+    @classmethod
+    def from_campaign(
+        cls, url: str, campaign: str, *, include_simulated: bool = False
+    ) -> LabelledData:
+        """Read a campaign's COMPLETE points from the store.
+
+        Raises:
+            UnknownCampaignError: No such campaign.
+            DatabaseError: The database cannot be read.
+            InvalidRequestError: Too few labelled rows.
+        """
+        from storage import CampaignStore
+        from storage.export import export_campaign
+
+        store = CampaignStore(url, create=False)
+        try:
+            with tempfile.TemporaryDirectory(prefix="llmco2-data-") as tmp:
+                folder = Path(tmp) / "export"
+                export_campaign(
+                    store, campaign, "parquet", folder, include_simulated=include_simulated
+                )
+                data = cls.from_exported([folder], include_simulated=include_simulated)
+        finally:
+            store.close()
+        data.source = f"campaign {campaign!r} in {store.url}"
+        return data

@@ -1,0 +1,149 @@
+"""The predictor without torch: the same network evaluated in NumPy, for fast start-up.
+
+Importing torch and PyTorch Geometric takes seconds, longer than a prediction may. A trained
+:class:`~gnn.training.Predictor` is exported to a ``.npz`` file (weights, feature standardisation,
+metadata as JSON) that this module evaluates with NumPy alone: the graphs of one structure share
+their nodes and edges, so a batch of them is a dense ``(graphs, nodes, features)`` array and
+GraphSAGE's mean aggregation one matrix product. The result equals the torch forward pass to
+float32 rounding (a test checks it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from featurize.graphs import (
+    FEATURE_SCHEMA_VERSION,
+    GLOBAL_FEATURE_NAMES,
+    graph_arrays,
+    graph_template,
+)
+from featurize.point import InferencePoint
+from llmco2.errors import ConfigFileError
+
+if TYPE_CHECKING:
+    from gnn.training import Predictor
+
+_GEN_COLUMN = GLOBAL_FEATURE_NAMES.index("log2_generated_tokens")
+FORMAT = "llmco2-portable-predictor"
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x / (1.0 + np.exp(-x)))
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = x.var(axis=-1, keepdims=True)
+    return np.asarray((x - mean) / np.sqrt(var + 1e-5) * weight + bias)
+
+
+class PortablePredictor:
+    """A predictor's weights as NumPy arrays, with the same ``metadata`` as its source."""
+
+    def __init__(
+        self, weights: dict[str, np.ndarray], config: dict[str, Any], metadata: dict[str, Any]
+    ) -> None:
+        self.weights = weights
+        self.config = config
+        self.metadata = metadata
+
+    @classmethod
+    def from_predictor(cls, predictor: Predictor) -> PortablePredictor:
+        """Copy a trained predictor's weights and standardisation."""
+        weights = {
+            k: v.detach().cpu().numpy().astype(np.float32)
+            for k, v in predictor.model.state_dict().items()
+        }
+        weights.update({k: v.cpu().numpy().astype(np.float32) for k, v in predictor.stats.items()})
+        return cls(weights, predictor.model.config.to_dict(), dict(predictor.metadata))
+
+    def save(self, path: Path) -> None:
+        """Write the ``.npz`` file."""
+        header = {
+            "format": FORMAT,
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "model_config": self.config,
+            "metadata": self.metadata,
+        }
+        with Path(path).open("wb") as handle:
+            arrays: dict[str, Any] = {"__header__": np.array(json.dumps(header)), **self.weights}
+            np.savez_compressed(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> PortablePredictor:
+        """Read a ``.npz`` predictor.
+
+        Raises:
+            ConfigFileError: Missing, unreadable, not a predictor, or another feature schema.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as blob:
+                header = json.loads(str(blob["__header__"]))
+                weights = {k: blob[k] for k in blob.files if k != "__header__"}
+        except FileNotFoundError as exc:
+            raise ConfigFileError(f"no predictor at {str(path)!r}") from exc
+        except Exception as exc:
+            raise ConfigFileError(
+                f"cannot read predictor {str(path)!r}: {type(exc).__name__}"
+            ) from exc
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise ConfigFileError(f"{str(path)!r} is not an llmco2 portable predictor")
+        if header.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
+            raise ConfigFileError(
+                f"predictor {str(path)!r} was trained on feature schema "
+                f"{header.get('feature_schema_version')}, this llmco2 uses "
+                f"{FEATURE_SCHEMA_VERSION}: retrain it with `llmco2 train`"
+            )
+        return cls(weights, header["model_config"], header.get("metadata", {}))
+
+    def _linear(self, name: str, x: np.ndarray, bias: bool = True) -> np.ndarray:
+        out = x @ self.weights[f"{name}.weight"].T
+        return np.asarray(out + self.weights[f"{name}.bias"] if bias else out)
+
+    def _log_energy(self, x: np.ndarray, u: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
+        """Log prefill and decode energy of graphs of one structure: x (B, n, F), u (B, G)."""
+        w = self.weights
+        x = (x - w["x_mean"]) / w["x_std"]
+        u = (u - w["u_mean"]) / w["u_std"]
+        nodes = x.shape[1]
+        # Undirected edges, mean over each node's in-neighbours (PyG SAGEConv, aggr="mean").
+        src = np.concatenate([edge_index[0], edge_index[1]])
+        dst = np.concatenate([edge_index[1], edge_index[0]])
+        adjacency = np.zeros((nodes, nodes), dtype=np.float32)
+        np.add.at(adjacency, (dst, src), 1.0)
+        degree = adjacency.sum(axis=1, keepdims=True)
+        adjacency = np.divide(adjacency, degree, out=np.zeros_like(adjacency), where=degree > 0)
+        hidden = _silu(self._linear("node_in", x))
+        for layer in range(self.config["graph_layers"]):
+            neighbours = np.einsum("ij,bjh->bih", adjacency, hidden)
+            conv = self._linear(f"convs.{layer}.lin_l", neighbours) + self._linear(
+                f"convs.{layer}.lin_r", hidden, bias=False
+            )
+            normed = _layer_norm(conv, w[f"norms.{layer}.weight"], w[f"norms.{layer}.bias"])
+            hidden = hidden + _silu(normed)
+        pooled = np.concatenate([hidden.mean(axis=1), hidden.max(axis=1)], axis=1)
+        glob = _silu(self._linear("global_in.0", u))
+        head = _silu(self._linear("head.0", np.concatenate([pooled, glob], axis=1)))
+        return self._linear("head.3", head)
+
+    def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
+        """Energy (J) of each point: columns prefill, decode, total."""
+        arrays = graph_arrays(points)
+        result = np.zeros((len(points), 3))
+        structures = [tuple(row) for row in arrays.structure.tolist()]
+        for key in sorted(set(structures)):
+            rows = np.array([i for i, s in enumerate(structures) if s == key])
+            template = graph_template(*key)
+            x = arrays.node_features[rows][:, template.kernel_index].astype(np.float32)
+            u = arrays.global_features[rows].astype(np.float32)
+            log_energy = self._log_energy(x, u, template.edge_index).astype(np.float64)
+            prefill = np.exp(log_energy[:, 0])
+            decode = np.exp(log_energy[:, 1]) * (u[:, _GEN_COLUMN] > 0)
+            result[rows] = np.stack([prefill, decode, prefill + decode], axis=1)
+        return result

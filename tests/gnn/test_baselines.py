@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gnn.baselines import (
+    METHOD_NAMES,
+    GnnMethod,
+    LLMCarbonMethod,
+    NetworkShape,
+    RandomForestMethod,
+    make_methods,
+)
+from gnn.features import FeatureView
+from gnn.metrics import mape
+from gnn.training import TrainConfig
+
+QUICK = TrainConfig(epochs=15, patience=15, seed=0)
+
+
+def test_llmcarbon_recovers_an_efficiency_per_gpu_type(twin_data: Any) -> None:
+    data = twin_data
+    ideal = LLMCarbonMethod._ideal_energy(data)
+    efficiency = np.where(data.gpu_type == "H100-SXM", 0.4, 0.25)
+    data_like = type(data)(**{**data.__dict__, "total_j": ideal / efficiency})
+    method = LLMCarbonMethod()
+    everything = np.arange(len(data))
+    method.fit(data_like, everything)
+    assert method.log_efficiency["H100-SXM"] == pytest.approx(np.log(0.4))
+    assert method.log_efficiency["A100-80GB"] == pytest.approx(np.log(0.25))
+    predicted = method.predict(data_like, everything)
+    np.testing.assert_allclose(predicted[:, 2], data_like.total_j, rtol=1e-9)
+    assert np.isnan(predicted[:, :2]).all()  # the equation has no phases
+
+
+def test_llmcarbon_uses_the_global_efficiency_for_an_unseen_gpu(twin_data: Any) -> None:
+    method = LLMCarbonMethod()
+    h100 = np.flatnonzero(twin_data.gpu_type == "H100-SXM")
+    a100 = np.flatnonzero(twin_data.gpu_type == "A100-80GB")
+    method.fit(twin_data, h100)
+    ideal = LLMCarbonMethod._ideal_energy(twin_data)[a100]
+    expected = ideal / np.exp(method.global_log_efficiency)
+    np.testing.assert_allclose(method.predict(twin_data, a100)[:, 2], expected)
+
+
+def test_random_forest_learns_the_twin(twin_data: Any) -> None:
+    method = RandomForestMethod(trees=100)
+    train, test = np.arange(70), np.arange(70, 90)
+    method.fit(twin_data, train)
+    predicted = method.predict(twin_data, test)
+    assert predicted.shape == (20, 3)
+    assert mape(predicted[:, 2], twin_data.total_j[test]) < 60
+    assert RandomForestMethod.features(twin_data).shape[0] == len(twin_data)
+
+
+def test_gnn_without_phase_split_answers_totals_only(twin_data: Any) -> None:
+    method = GnnMethod("nnlqp", FeatureView(False, False), QUICK, NetworkShape(hidden=32))
+    method.fit(twin_data, np.arange(60))
+    predicted = method.predict(twin_data, np.arange(60, 90))
+    assert np.isnan(predicted[:, :2]).all()
+    assert np.isfinite(predicted[:, 2]).all() and (predicted[:, 2] > 0).all()
+
+
+def test_gnn_shape_reaches_the_network(twin_data: Any) -> None:
+    method = GnnMethod("llmco2", FeatureView(), QUICK, NetworkShape(hidden=24, graph_layers=3))
+    method.fit(twin_data, np.arange(40))
+    assert method.predictor is not None
+    assert method.predictor.model.config.hidden == 24
+    assert len(method.predictor.model.convs) == 3
+
+
+def test_make_methods_builds_every_named_method() -> None:
+    methods = make_methods(METHOD_NAMES, QUICK)
+    assert [m.name for m in methods] == list(METHOD_NAMES)
