@@ -1,0 +1,398 @@
+"""The campaign driver: the paper's Algorithm 1 as a resumable loop over Ray worker actors.
+
+    sample A points from the priors (a test share held out) → measure → train → test →
+    select (strategy) → measure → ... until the test MAPE ≤ e or a budget is spent.
+
+Everything a round produces is in the database before the next begins: its points (with round
+index and split) before they are measured, each measurement as it arrives, the round's metrics
+and model after training. So the driver keeps no state of its own: a rerun after a crash at any
+moment reads where the campaign stands and continues —
+
+- RUNNING points this driver held are released (their measurement was lost in flight) and
+  measured again; a COMPLETE point is never measured twice (results are exactly-once);
+- a round whose metrics are stored is not trained again;
+- a round whose successors were not selected yet is selected again from its stored model, with
+  the round's own seed, so the same points are chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from featurize import Gpu, GpuCatalog, InferencePoint, Precision
+from featurize.graphs import FEATURE_SCHEMA_VERSION
+from gnn.dataset import LabelledData
+from gnn.metrics import Scores
+from llmco2.errors import InvalidRequestError
+from orchestrator.config import CampaignConfig
+from orchestrator.sampling import PointSampler
+from orchestrator.strategies import select
+from storage import CampaignStore, PointSpec, PointStatus, RoundRecord
+from storage.records import StoredPoint
+from workers.actors import WorkerResult
+from workers.engines import EngineConfig
+from workers.pool import PointTask, group_timings, measure_tasks
+from workers.protocol import ProtocolSettings
+
+#: Long enough for a round's measurements; a restarted driver releases its own leases at once.
+LEASE_SECONDS = 24 * 3600.0
+
+
+@dataclass
+class RoundReport:
+    """What one round did (also printed as the per-round summary line)."""
+
+    round_index: int
+    measured: int
+    failed: int
+    train_points: int
+    test_points: int
+    scores: Scores | None
+    duty_cycle: float | None
+    gpu_hours: float
+    selected: int
+    stop_reason: str | None = None
+
+
+@dataclass
+class CampaignOutcome:
+    """How the campaign ended."""
+
+    name: str
+    rounds: list[RoundReport] = field(default_factory=list)
+    stop_reason: str = ""
+    complete_points: int = 0
+
+
+def _owner(config: CampaignConfig) -> str:
+    return f"driver:{config.name}"
+
+
+def _train_members(
+    rows: list[tuple[InferencePoint, dict[str, Any]]],
+    epochs: int,
+    patience: int,
+    seeds: Sequence[int],
+) -> list[bytes]:
+    """Train one predictor per seed on ``rows``; their checkpoints (runs as a Ray task)."""
+    from gnn.training import TrainConfig, train_predictor
+
+    data = LabelledData.from_rows(rows, "campaign")
+    members = []
+    for seed in seeds:
+        predictor, _ = train_predictor(
+            data.graphs, data.prefill_j, data.decode_j,
+            TrainConfig(epochs=epochs, patience=patience, seed=seed),
+        )  # fmt: skip
+        members.append(predictor.to_bytes())
+    return members
+
+
+class CampaignDriver:
+    """Runs one campaign to its end (or to the next crash, from which a rerun continues)."""
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        store: CampaignStore,
+        *,
+        gpus: Sequence[Gpu],
+        catalog: GpuCatalog | None = None,
+        on_round: Callable[[RoundReport], None] | None = None,
+        on_result: Callable[[WorkerResult], None] | None = None,
+        workers: int = 4,
+    ) -> None:
+        """Prepare a campaign.
+
+        Args:
+            config: The campaign.
+            store: Its database.
+            gpus: GPU types to sample (the config's, or what the cluster reports).
+            catalog: GPU catalog to rebuild stored points with.
+            on_round: Called with each round's report.
+            on_result: Called with each measurement result (progress bars).
+            workers: Actors for engines without GPUs (the simulated engine).
+        """
+        self.config = config
+        self.store = store
+        self.catalog = catalog or GpuCatalog.default()
+        self.sampler = PointSampler(config, gpus)
+        self.on_round = on_round
+        self.on_result = on_result
+        self.workers = workers
+        self.settings = ProtocolSettings(**config.protocol.model_dump())
+
+    # Steps -----------------------------------------------------------------------------------
+    def _rng(self, round_index: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, round_index])
+
+    def _specs(
+        self,
+        points: Sequence[InferencePoint],
+        round_index: int,
+        reason: str,
+        parents: Sequence[int | None] | None = None,
+    ) -> list[PointSpec]:
+        rng = self._rng(round_index)
+        split = rng.random(len(points)) < self.config.sampling.test_fraction
+        return [
+            PointSpec(
+                point, self.config.engine, round_index=round_index, reason=reason,
+                parent_point_id=parents[i] if parents else None, strategy=self.config.strategy,
+                split="test" if split[i] else "train",
+            )
+            for i, point in enumerate(points)
+        ]  # fmt: skip
+
+    def _measure_pending(self, campaign_id: int) -> tuple[int, int, dict[str, float]]:
+        """Measure every PENDING point; (measured, failed, timings)."""
+        owner = _owner(self.config)
+        running = self.store.get_points(campaign_id, statuses=[PointStatus.RUNNING])
+        self.store.release([p.id for p in running if p.lease_owner == owner], owner)
+        self.store.requeue_expired(campaign_id, self.config.max_attempts)
+        measured = failed = 0
+        timings: list[dict[str, float]] = []
+        while True:
+            claimed = self.store.claim(campaign_id, owner, 100_000, lease_seconds=LEASE_SECONDS)
+            if not claimed:
+                break
+            tasks = [self._task(p) for p in claimed]
+            for result in measure_tasks(
+                self.config.engine, tasks, self.settings, num_cpus=0.5,
+                max_actors=None if self._uses_gpus() else self.workers, timings=timings,
+            ):  # fmt: skip
+                if self._record(result):
+                    measured += 1
+                else:
+                    failed += 1
+                if self.on_result is not None:
+                    self.on_result(result)
+        return measured, failed, group_timings(timings)
+
+    def _uses_gpus(self) -> bool:
+        from workers.engines import engine_class
+
+        return bool(engine_class(self.config.engine).uses_gpus)
+
+    def _task(self, stored: StoredPoint) -> PointTask:
+        point = stored.inference_point(self.catalog)
+        config = EngineConfig(
+            point.architecture,
+            Precision(stored.weight_bits, stored.activation_bits, stored.kv_bits),
+            point.setup.count,
+            point.setup.gpu,
+            stored.flash_attention,
+            self.config.seed,
+        )
+        return PointTask(stored.id, config, point.request)
+
+    def _record(self, result: WorkerResult) -> bool:
+        if result.status == PointStatus.COMPLETE and result.record is not None:
+            self.store.record_result(result.point_id, result.record)
+            return True
+        if result.status == PointStatus.INFEASIBLE:
+            self.store.record_infeasible(
+                result.point_id, result.error_message or "", result.error_kind or "infeasible"
+            )
+        else:
+            self.store.record_failure(
+                result.point_id, result.error_kind or "error", result.error_message or "",
+                retryable=result.retryable, max_attempts=self.config.max_attempts,
+            )  # fmt: skip
+        return False
+
+    def _labelled(
+        self, campaign_id: int
+    ) -> tuple[list[tuple[InferencePoint, dict[str, Any]]], list[StoredPoint]]:
+        pairs = self.store.labelled_points(campaign_id)
+        usable = [(p, r) for p, r in pairs if r["prefill_energy_j"] and r["energy_j"]]
+        return [(p.inference_point(self.catalog), r) for p, r in usable], [p for p, _ in usable]
+
+    def _train(
+        self, rows: list[tuple[InferencePoint, dict[str, Any]]], round_index: int
+    ) -> list[Any]:
+        """Train the round's ensemble as a Ray task (on a GPU when one is free)."""
+        import ray
+
+        from gnn.training import Predictor
+
+        training = self.config.training
+        seeds = [self.config.seed * 1000 + round_index * 16 + k for k in range(training.ensemble)]
+        task = ray.remote(num_cpus=1)(_train_members)
+        blobs = ray.get(task.remote(rows, training.epochs, training.patience, seeds))
+        return [Predictor.from_bytes(b) for b in blobs]
+
+    # The loop --------------------------------------------------------------------------------
+    def _predict_test(
+        self,
+        members: list[Any],
+        rows: list[tuple[InferencePoint, dict[str, Any]]],
+        test: np.ndarray,
+    ) -> tuple[list[InferencePoint], np.ndarray, np.ndarray]:
+        test_points = [rows[i][0] for i in np.flatnonzero(test)]
+        predicted = np.mean([m.predict_points(test_points)[:, 2] for m in members], axis=0)
+        measured = np.array([rows[i][1]["energy_j"] for i in np.flatnonzero(test)], dtype=float)
+        return test_points, predicted, measured
+
+    def _select_next(
+        self,
+        campaign_id: int,
+        round_index: int,
+        members: list[Any],
+        rows: list[tuple[InferencePoint, dict[str, Any]]],
+        stored: list[StoredPoint],
+    ) -> int:
+        """Choose and store the points of round ``round_index + 1``; how many."""
+        config = self.config
+        test = np.array([p.split == "test" for p in stored], dtype=bool)
+        test_points, predicted, measured = self._predict_test(members, rows, test)
+        total = self.store.measurement_count(campaign_id)
+
+        def ensemble(points: Sequence[InferencePoint]) -> np.ndarray:
+            return np.stack([m.predict_points(points)[:, 2] for m in members])
+
+        selection = select(
+            config.strategy, self.sampler, self._rng(round_index + 1),
+            budget=self._room(total), neighbours=config.sampling.neighbours,
+            test_points=test_points, test_ids=[stored[i].id for i in np.flatnonzero(test)],
+            test_errors=np.abs(predicted - measured) / measured, rule=config.sampling.high_error,
+            ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
+        )  # fmt: skip
+        self.store.add_points(
+            campaign_id,
+            self._specs(selection.points, round_index + 1, "selected", selection.parents),
+        )
+        return len(selection.points)
+
+    def run(self) -> CampaignOutcome:
+        """Run (or continue) the campaign until the target or a budget stops it."""
+        config = self.config
+        campaign = self.store.create_campaign(config.name, config.fingerprint())
+        outcome = CampaignOutcome(config.name)
+        if not self.store.get_points(campaign.id):
+            initial = self.sampler.sample(config.sampling.initial, self._rng(0))
+            if not initial:
+                raise InvalidRequestError("the priors produced no point that fits its GPUs")
+            self.store.add_points(campaign.id, self._specs(initial, 0, "initial"))
+        while True:
+            rounds = self.store.rounds(campaign.id)
+            newest = max(p.round_index for p in self.store.get_points(campaign.id))
+            if len(rounds) > newest:
+                # Round `newest` was trained and stored, its successors not yet chosen (the
+                # driver stopped in between): choose them from the stored model.
+                last = rounds[-1]
+                stop = self._stop_reason(last, len(rounds) - 1)
+                if stop is not None:
+                    outcome.stop_reason = stop
+                    break
+                assert last.model_id is not None
+                blob = self.store.load_model(last.model_id)["checkpoint"]
+                rows, stored = self._labelled(campaign.id)
+                self._select_next(campaign.id, newest, unpack_members(blob), rows, stored)
+                continue
+            report = self._round(campaign.id, newest, rounds)
+            outcome.rounds.append(report)
+            if self.on_round is not None:
+                self.on_round(report)
+            if report.stop_reason is not None:
+                outcome.stop_reason = report.stop_reason
+                break
+        outcome.complete_points = self.store.status_counts(campaign.id)["COMPLETE"]
+        return outcome
+
+    def _round(self, campaign_id: int, round_index: int, done: list[RoundRecord]) -> RoundReport:
+        """Measure, train, test, store the round, and select the next one's points."""
+        config = self.config
+        measured, failed, timing = self._measure_pending(campaign_id)
+        rows, stored = self._labelled(campaign_id)
+        test = np.array([p.split == "test" for p in stored], dtype=bool)
+        if test.sum() == 0 or (~test).sum() < 4:
+            raise InvalidRequestError(
+                f"round {round_index}: {int((~test).sum())} training and {int(test.sum())} "
+                "test points measured; raise sampling.initial"
+            )
+        members = self._train([rows[i] for i in np.flatnonzero(~test)], round_index)
+        _, predicted, measured_total = self._predict_test(members, rows, test)
+        scores = Scores.of(predicted, measured_total)
+        model_id = self.store.save_model(
+            f"{config.name}-round{round_index}",
+            feature_schema_version=FEATURE_SCHEMA_VERSION,
+            checkpoint=pack_members([m.to_bytes() for m in members]),
+            metrics={"mape": scores.mape, "eba10": scores.eba10, "members": len(members)},
+            campaign_id=campaign_id,
+        )
+        this_round = sum(p.round_index == round_index for p in stored)
+        record = RoundRecord(
+            round_index=round_index, strategy=config.strategy, points_selected=this_round,
+            train_points=int((~test).sum()), test_points=int(test.sum()), mape=scores.mape,
+            eba5=scores.eba5, eba10=scores.eba10, eba30=scores.eba30,
+            duty_cycle=timing["duty_cycle"] if timing["held_s"] else None,
+            gpu_hours=timing["held_s"] / 3600.0, model_id=model_id,
+        )  # fmt: skip
+        self.store.add_round(campaign_id, record)
+        stop = self._stop_reason(record, round_index, [*done, record])
+        selected = 0
+        if stop is None:
+            selected = self._select_next(campaign_id, round_index, members, rows, stored)
+            if selected == 0:
+                stop = "no new point could be selected"
+        return RoundReport(
+            round_index, measured, failed, record.train_points or 0, record.test_points or 0,
+            scores, record.duty_cycle, record.gpu_hours or 0.0, selected, stop,
+        )  # fmt: skip
+
+    def _room(self, total: int) -> int:
+        limits = [self.config.sampling.per_round or 10**9]
+        if self.config.budget.measurements is not None:
+            limits.append(self.config.budget.measurements - total)
+        return max(0, min(limits))
+
+    def _stop_reason(
+        self, record: RoundRecord, round_index: int, rounds: list[RoundRecord] | None = None
+    ) -> str | None:
+        budget = self.config.budget
+        mape = record.mape if record.mape is not None else float("inf")
+        if mape <= self.config.target_mape:
+            return f"target reached: test MAPE {mape:.2f} % ≤ {self.config.target_mape} %"
+        if round_index + 1 >= budget.rounds:
+            return f"round budget spent ({budget.rounds} rounds)"
+        total = self.store.measurement_count(self.store.get_campaign(self.config.name).id)
+        if budget.measurements is not None and total >= budget.measurements:
+            return f"measurement budget spent ({total} ≥ {budget.measurements} measurements)"
+        history = (
+            rounds
+            if rounds is not None
+            else self.store.rounds(self.store.get_campaign(self.config.name).id)
+        )
+        spent = sum(r.gpu_hours or 0.0 for r in history)
+        if budget.gpu_hours is not None and spent >= budget.gpu_hours:
+            return f"GPU-hour budget spent ({spent:.2f} h)"
+        return None
+
+
+_ENSEMBLE_MAGIC = b"LLMCO2-ENSEMBLE\n"
+
+
+def pack_members(blobs: Sequence[bytes]) -> bytes:
+    """Several checkpoints in one stored blob: a magic line, their lengths, then the bytes."""
+    header = ",".join(str(len(b)) for b in blobs).encode() + b"\n"
+    return _ENSEMBLE_MAGIC + header + b"".join(blobs)
+
+
+def unpack_members(data: bytes) -> list[Any]:
+    """The predictors of a blob written by :func:`pack_members`."""
+    from gnn.training import Predictor
+
+    if not data.startswith(_ENSEMBLE_MAGIC):
+        return [Predictor.from_bytes(data)]
+    rest = data[len(_ENSEMBLE_MAGIC) :]
+    header, _, body = rest.partition(b"\n")
+    members, offset = [], 0
+    for length in (int(n) for n in header.decode().split(",")):
+        members.append(Predictor.from_bytes(body[offset : offset + length]))
+        offset += length
+    return members

@@ -1,0 +1,236 @@
+"""The campaign configuration: a YAML file validated by pydantic (unknown keys are errors).
+
+One file says everything a campaign needs: where its database is, the priors it samples from
+(architectures and their perturbations, requests, GPU setups), Algorithm 1's knobs (A, the test
+share, B, C per dimension, the target MAPE, the high-error rule), budgets, the strategy, the engine
+and the measurement protocol. ``experiments/configs/`` holds examples; :func:`load_config` reads
+one and turns every problem into one :class:`~llmco2.errors.ConfigFileError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from llmco2.errors import ConfigFileError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PerturbationRanges(_Strict):
+    """Relative ± ranges of architecture perturbations (0.25: up to 25 % smaller or larger).
+
+    vLLM's dummy weights make any shape measurable, so the prior covers shapes between and
+    around the catalog's. A perturbed shape keeps heads dividing the hidden size and the TP.
+    """
+
+    num_layers: NonNegative = 0.25
+    hidden_size: NonNegative = 0.0
+    intermediate_size: NonNegative = 0.25
+    num_heads: NonNegative = 0.0
+
+
+class ArchitecturePrior(_Strict):
+    """𝒜: catalog architectures, the share of draws perturbed, and the weight bit widths."""
+
+    models: list[str] = Field(min_length=1)
+    perturbed_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
+    perturbation: PerturbationRanges = PerturbationRanges()
+    weight_bits: list[Literal[4, 8, 16]] = [16]
+
+
+class RequestPriorConfig(_Strict):
+    """ℐ: request lengths from the shipped Azure histogram or a user's trace CSV."""
+
+    trace: Path | None = None
+    mix: dict[str, NonNegative] = {"code": 0.5, "conversation": 0.5}
+    batch: tuple[PositiveInt, PositiveInt] = (1, 4)
+    max_context: PositiveInt = 4096
+    max_generated: PositiveInt | None = 512
+
+    @field_validator("batch")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"batch range {list(value)} is reversed")
+        return value
+
+
+class GpuPrior(_Strict):
+    """ℋ: GPU types (empty: those the Ray cluster reports) and the TP range."""
+
+    types: list[str] = []
+    tp: tuple[PositiveInt, PositiveInt] = (1, 4)
+
+    @field_validator("tp")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if value[0] > value[1]:
+            raise ValueError(f"tp range {list(value)} is reversed")
+        return value
+
+
+class Priors(_Strict):
+    """The three priors of Algorithm 1."""
+
+    architectures: ArchitecturePrior
+    requests: RequestPriorConfig = RequestPriorConfig()
+    gpus: GpuPrior = GpuPrior()
+
+
+class Radius(_Strict):
+    """C: how far a neighbour may lie from its high-error point, per dimension (± absolute)."""
+
+    prompt_tokens: Annotated[int, Field(ge=0)] = 10
+    generated_tokens: Annotated[int, Field(ge=0)] = 1
+    batch_size: Annotated[int, Field(ge=0)] = 0
+    num_layers: Annotated[int, Field(ge=0)] = 1
+    intermediate_size: Annotated[int, Field(ge=0)] = 0
+    gpu_count: Annotated[int, Field(ge=0)] = 0
+
+
+class HighErrorRule(_Strict):
+    """Which test points are high-error: the worst fraction, or those above a relative error."""
+
+    rule: Literal["top_fraction", "above"] = "top_fraction"
+    value: Annotated[float, Field(gt=0)] = 0.1
+
+
+class Sampling(_Strict):
+    """Algorithm 1's sampling knobs."""
+
+    initial: PositiveInt = Field(
+        default=200, description="A: points sampled before the first training"
+    )
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    neighbours: PositiveInt = Field(default=100, description="B: neighbours per high-error point")
+    radius: Radius = Radius()
+    high_error: HighErrorRule = HighErrorRule()
+    per_round: PositiveInt | None = Field(default=None, description="most new points per round")
+
+
+class Budget(_Strict):
+    """When to stop if the target MAPE is not reached."""
+
+    measurements: PositiveInt | None = None
+    rounds: PositiveInt = 10
+    gpu_hours: Annotated[float, Field(gt=0)] | None = None
+
+
+class Training(_Strict):
+    """GNN training in each round."""
+
+    epochs: PositiveInt = 200
+    patience: PositiveInt = 30
+    ensemble: Annotated[int, Field(ge=1, le=16)] = 1
+
+
+class Protocol(_Strict):
+    """Measurement protocol knobs (see :class:`workers.protocol.ProtocolSettings`)."""
+
+    warmups: Annotated[int, Field(ge=0)] = 2
+    windows: Annotated[int, Field(ge=1)] = 3
+    min_window_s: Annotated[float, Field(gt=0)] = 2.0
+    min_requests: PositiveInt = 3
+    cv_threshold: Annotated[float, Field(gt=0)] = 0.03
+
+
+class CampaignConfig(_Strict):
+    """A whole campaign."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]
+    database: str = "sqlite:///llmco2.db"
+    engine: str = "simulated"
+    strategy: Literal["focused", "random", "disagreement"] = "focused"
+    seed: int = 0
+    target_mape: Annotated[float, Field(gt=0)] = 5.0
+    priors: Priors
+    sampling: Sampling = Sampling()
+    budget: Budget = Budget()
+    training: Training = Training()
+    protocol: Protocol = Protocol()
+    max_attempts: PositiveInt = 3
+
+    @model_validator(mode="after")
+    def _disagreement_needs_an_ensemble(self) -> CampaignConfig:
+        if self.strategy == "disagreement" and self.training.ensemble < 2:
+            raise ValueError("strategy 'disagreement' needs training.ensemble ≥ 2")
+        return self
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the campaign's meaning (stored with it; a rerun must match it).
+
+        The database URL is where the campaign lives, not what it is, so it is left out.
+        """
+        return self.model_dump(mode="json", exclude={"database"})
+
+    def config_hash(self) -> str:
+        """SHA-256 of :meth:`fingerprint`."""
+        text = json.dumps(self.fingerprint(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    if error["type"] == "missing":
+        return f"missing key {where!r}"
+    return f"{where}: {error['msg']}"
+
+
+def parse_config(data: Any, source: str = "config") -> CampaignConfig:
+    """Validate an already-parsed mapping.
+
+    Raises:
+        ConfigFileError: The first problem, in one line.
+    """
+    if not isinstance(data, dict):
+        raise ConfigFileError(f"{source}: a campaign config is a mapping of keys, not {data!r}")
+    try:
+        return CampaignConfig.model_validate(data)
+    except ValidationError as exc:
+        extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigFileError(f"{source}: {_first_error(exc)}{extra}") from None
+
+
+def load_config(path: Path) -> CampaignConfig:
+    """Read and validate a campaign YAML file.
+
+    Raises:
+        ConfigFileError: Missing or unreadable file, malformed YAML, unknown keys, bad values.
+    """
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigFileError(f"no campaign config at {str(path)!r}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileError(f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigFileError(f"{str(path)!r} is not valid YAML{where}") from None
+    config = parse_config(data, str(path))
+    if config.priors.requests.trace is not None:
+        trace = config.priors.requests.trace
+        if not trace.is_absolute():
+            trace = (path.parent / trace).resolve()
+        if not trace.is_file():
+            raise ConfigFileError(f"{str(path)!r}: request trace {str(trace)!r} does not exist")
+        requests = config.priors.requests.model_copy(update={"trace": trace})
+        priors = config.priors.model_copy(update={"requests": requests})
+        config = config.model_copy(update={"priors": priors})
+    return config

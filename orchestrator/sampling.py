@@ -1,0 +1,196 @@
+"""Sampling from the priors (𝒜 × ℐ × ℋ) and neighbours within ±C of a point.
+
+Every point returned is valid (the TP divides the heads, ...) and fits its GPUs by the memory
+model, so nothing infeasible is dispatched. Perturbed architectures are named after their base
+and their changed dimensions (``meta-llama/Llama-3.1-8B~L28-I12544``), so their points have keys
+of their own and vLLM gets a config of that shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from featurize import (
+    Architecture,
+    Gpu,
+    GpuSetup,
+    InferencePoint,
+    InferenceRequest,
+    Precision,
+    check_fits,
+    resolve_architecture,
+)
+from featurize.priors import RequestPrior
+from llmco2.errors import InvalidRequestError, Llmco2Error
+from orchestrator.config import CampaignConfig
+
+#: Widths are kept multiples of this (TP ≤ 8 splits them evenly, kernels stay aligned).
+_WIDTH_QUANTUM = 128
+_MAX_TRIES = 50
+
+
+def _base_name(name: str) -> str:
+    return name.split("~", 1)[0]
+
+
+def _label(base: Architecture, arch: Architecture) -> str:
+    parts = []
+    if arch.num_layers != base.num_layers:
+        parts.append(f"L{arch.num_layers}")
+    if arch.intermediate_size != base.intermediate_size:
+        parts.append(f"I{arch.intermediate_size}")
+    if arch.num_heads != base.num_heads:
+        parts.append(f"H{arch.num_heads}")
+    name = _base_name(base.name)
+    return f"{name}~{'-'.join(parts)}" if parts else name
+
+
+def _quantise(value: float, quantum: int) -> int:
+    return max(quantum, round(value / quantum) * quantum)
+
+
+class PointSampler:
+    """Draws points from a campaign's priors and neighbours around given points."""
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        gpus: Sequence[Gpu],
+        requests: RequestPrior | None = None,
+    ) -> None:
+        """Set up the priors.
+
+        Args:
+            config: The campaign (its priors and radius).
+            gpus: The GPU types to sample (the config's, or those the cluster reports).
+            requests: The request prior (default: the config's trace or the Azure histogram).
+
+        Raises:
+            InvalidRequestError: No GPU types.
+            UnknownModelError: A model name that is not in the catalog.
+        """
+        if not gpus:
+            raise InvalidRequestError("no GPU types to sample: name them in priors.gpus.types")
+        self.config = config
+        self.gpus = list(gpus)
+        self.bases = [resolve_architecture(m) for m in config.priors.architectures.models]
+        prior = config.priors.requests
+        self.requests = requests or (
+            RequestPrior.from_trace(prior.trace) if prior.trace else RequestPrior.azure()
+        )
+        self.tp_low, self.tp_high = config.priors.gpus.tp
+
+    def _valid(self, point: InferencePoint) -> bool:
+        try:
+            check_fits(point)
+        except Llmco2Error:
+            return False
+        return True
+
+    def _point(
+        self, arch: Architecture, request: InferenceRequest, gpu: Gpu, tp: int, bits: int
+    ) -> InferencePoint | None:
+        try:
+            point = InferencePoint(arch, request, GpuSetup(gpu, tp), Precision(weight_bits=bits))
+        except Llmco2Error:
+            return None
+        return point if self._valid(point) else None
+
+    def perturb(self, base: Architecture, rng: np.random.Generator) -> Architecture:
+        """A random shape around ``base`` within the configured relative ranges."""
+        ranges = self.config.priors.architectures.perturbation
+        for _ in range(_MAX_TRIES):
+            scale_layers = rng.uniform(1 - ranges.num_layers, 1 + ranges.num_layers)
+            layers = max(1, round(base.num_layers * scale_layers))
+            inter = _quantise(
+                base.intermediate_size
+                * rng.uniform(1 - ranges.intermediate_size, 1 + ranges.intermediate_size),
+                _WIDTH_QUANTUM,
+            )
+            group = base.num_heads // base.num_kv_heads
+            scale = rng.uniform(1 - ranges.num_heads, 1 + ranges.num_heads)
+            kv = max(1, round(base.num_kv_heads * scale))
+            heads = kv * group
+            changes = {"num_layers": layers, "intermediate_size": inter}
+            if heads != base.num_heads:
+                hidden = heads * base.head_dim if base.q_size == base.hidden_size else None
+                changes |= {"num_heads": heads, "num_kv_heads": kv}
+                if hidden is not None:
+                    changes["hidden_size"] = hidden
+            try:
+                arch = base.replace(**changes)
+            except Llmco2Error:
+                continue
+            return arch.replace(name=_label(base, arch))
+        return base
+
+    def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
+        """``count`` distinct valid points from the priors (fewer only if the priors are tiny)."""
+        prior = self.config.priors
+        seen: set[InferencePoint] = set()
+        points: list[InferencePoint] = []
+        for _ in range(_MAX_TRIES):
+            requests = self.requests.sample(
+                max(count, 16), rng, mix=prior.requests.mix, batch_sizes=prior.requests.batch,
+                max_context=prior.requests.max_context,
+            )  # fmt: skip
+            for request in requests:
+                if (
+                    prior.requests.max_generated is not None
+                    and request.generated_tokens > prior.requests.max_generated
+                ):
+                    continue
+                base = self.bases[int(rng.integers(len(self.bases)))]
+                perturbed = rng.random() < prior.architectures.perturbed_fraction
+                arch = self.perturb(base, rng) if perturbed else base
+                gpu = self.gpus[int(rng.integers(len(self.gpus)))]
+                tp = int(rng.integers(self.tp_low, self.tp_high + 1))
+                bits = int(rng.choice(prior.architectures.weight_bits))
+                point = self._point(arch, request, gpu, tp, bits)
+                if point is not None and point not in seen:
+                    seen.add(point)
+                    points.append(point)
+                    if len(points) == count:
+                        return points
+        return points
+
+    def neighbours(
+        self, point: InferencePoint, count: int, rng: np.random.Generator
+    ) -> list[InferencePoint]:
+        """Up to ``count`` distinct valid points within ±C of ``point`` (never ``point``)."""
+        radius = self.config.sampling.radius
+        request = point.request
+        arch = point.architecture
+        base = next((b for b in self.bases if b.name == _base_name(arch.name)), arch)
+        result: list[InferencePoint] = []
+        seen = {point}
+        for _ in range(count * 10):
+            if len(result) == count:
+                break
+
+            def jitter(value: int, c: int, low: int = 1, high: int | None = None) -> int:
+                moved = value + int(rng.integers(-c, c + 1)) if c else value
+                return max(low, moved if high is None else min(high, moved))
+
+            layers = jitter(arch.num_layers, radius.num_layers)
+            inter = jitter(arch.intermediate_size, radius.intermediate_size)
+            try:
+                candidate_arch = arch.replace(num_layers=layers, intermediate_size=inter)
+                candidate_arch = candidate_arch.replace(name=_label(base, candidate_arch))
+                candidate_request = InferenceRequest(
+                    jitter(request.batch_size, radius.batch_size),
+                    jitter(request.prompt_tokens, radius.prompt_tokens),
+                    jitter(request.generated_tokens, radius.generated_tokens),
+                )
+            except Llmco2Error:
+                continue
+            tp = jitter(point.setup.count, radius.gpu_count, self.tp_low, self.tp_high)
+            candidate = self._point(
+                candidate_arch, candidate_request, point.setup.gpu, tp, point.precision.weight_bits
+            )
+            if candidate is not None and candidate not in seen:
+                seen.add(candidate)
+                result.append(candidate)
+        return result

@@ -1,0 +1,119 @@
+"""The Algorithm 1 driver on the simulated engine and a local Ray, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from featurize import get_gpu
+from orchestrator.campaign import CampaignDriver
+from orchestrator.config import CampaignConfig, parse_config
+from storage import CampaignStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray.init(
+        _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, num_gpus=0,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}}, logging_level="ERROR",
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def small(strategy: str = "focused", **changes: Any) -> CampaignConfig:
+    data: dict[str, Any] = {
+        "name": f"small-{strategy}",
+        "engine": "simulated",
+        "strategy": strategy,
+        "target_mape": 0.01,  # unreachable: the round budget ends it
+        "priors": {
+            "architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b", "bloom-560m"]},
+            "requests": {"batch": [1, 2], "max_generated": 64},
+            "gpus": {"types": ["H100-SXM"], "tp": [1, 1]},
+        },
+        "sampling": {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}},
+        "budget": {"rounds": 3},
+        "training": {"epochs": 8, "patience": 8,
+                     "ensemble": 2 if strategy == "disagreement" else 1},
+        "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
+    }  # fmt: skip
+    data.update(changes)
+    return parse_config(data)
+
+
+def run(config: CampaignConfig, url: str) -> Any:
+    store = CampaignStore(url)
+    try:
+        return CampaignDriver(config, store, gpus=[get_gpu("H100-SXM")], workers=2).run()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("strategy", ["focused", "random", "disagreement"])
+def test_a_campaign_runs_its_rounds_and_persists_each(
+    ray_cluster: None, db_url: str, strategy: str
+) -> None:
+    outcome = run(small(strategy), db_url)
+    assert [r.round_index for r in outcome.rounds] == [0, 1, 2]
+    assert "round budget" in outcome.stop_reason
+    store = CampaignStore(db_url)
+    campaign = store.get_campaign(f"small-{strategy}")
+    rounds = store.rounds(campaign.id)
+    assert [r.round_index for r in rounds] == [0, 1, 2]
+    assert all(r.mape is not None and r.model_id is not None for r in rounds)
+    points = store.get_points(campaign.id)
+    assert {p.round_index for p in points} == {0, 1, 2}
+    assert all(p.status == "COMPLETE" for p in points)
+    assert store.measurement_count(campaign.id) == len(points) == outcome.complete_points
+    # Each round measured what the one before selected (round 0: the A initial points).
+    for r in rounds:
+        assert r.points_selected == sum(p.round_index == r.round_index for p in points) > 0
+    assert rounds[0].points_selected == 30
+    if strategy == "focused":
+        parents = {p.parent_point_id for p in points if p.round_index > 0}
+        by_id = {p.id: p for p in points}
+        assert parents and all(by_id[i].split == "test" for i in parents if i is not None)
+    store.close()
+
+
+def test_a_driver_stopped_between_rounds_continues_without_repeating(
+    ray_cluster: None, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = small()
+
+    def crash(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt  # the driver dies after storing round 0, before selecting
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CampaignDriver, "_select_next", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, sqlite_url)
+    store = CampaignStore(sqlite_url)
+    campaign = store.get_campaign(config.name)
+    assert [r.round_index for r in store.rounds(campaign.id)] == [0]
+    first_points = store.measurement_count(campaign.id)
+    outcome = run(config, sqlite_url)
+    assert [r.round_index for r in outcome.rounds] == [1, 2]  # round 0 was not repeated
+    rounds = store.rounds(campaign.id)
+    assert [r.round_index for r in rounds] == [0, 1, 2]
+    points = store.get_points(campaign.id)
+    assert store.measurement_count(campaign.id) == len(points) > first_points
+    store.close()
+
+
+def test_a_changed_config_is_refused(ray_cluster: None, sqlite_url: str) -> None:
+    from llmco2.errors import CampaignConflictError
+
+    run(small(budget={"rounds": 1}), sqlite_url)
+    with pytest.raises(CampaignConflictError):
+        run(small(budget={"rounds": 2}), sqlite_url)

@@ -1,0 +1,78 @@
+"""Campaign config files: valid ones load, every bad one is one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llmco2.errors import ConfigFileError
+from orchestrator.config import CampaignConfig, load_config, parse_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+MINIMAL = {"name": "c", "priors": {"architectures": {"models": ["qwen2-0.5b"]}}}
+
+
+def test_shipped_configs_load() -> None:
+    paths = sorted(CONFIGS.glob("*.yaml"))
+    assert paths
+    for path in paths:
+        assert isinstance(load_config(path), CampaignConfig)
+
+
+def test_defaults_follow_the_paper() -> None:
+    config = parse_config(MINIMAL)
+    assert config.sampling.test_fraction == 0.2 and config.sampling.neighbours == 100
+    assert config.sampling.radius.prompt_tokens == 10
+    assert config.sampling.radius.generated_tokens == 1
+    assert config.sampling.radius.num_layers == 1
+
+
+def test_fingerprint_ignores_the_database_url_only() -> None:
+    one = parse_config({**MINIMAL, "database": "sqlite:///a.db"})
+    two = parse_config({**MINIMAL, "database": "sqlite:///b.db"})
+    three = parse_config({**MINIMAL, "seed": 1})
+    assert one.config_hash() == two.config_hash() != three.config_hash()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"sampling": {"initial": 0}}, "sampling.initial"),
+        ({"sampling": {"neighbours": -1}}, "sampling.neighbours"),
+        ({"sampling": {"radius": {"prompt_tokens": -10}}}, "sampling.radius.prompt_tokens"),
+        ({"target_mape": 0}, "target_mape"),
+        ({"strategy": "psychic"}, "strategy"),
+        ({"priors": {"architectures": {"models": []}}}, "priors.architectures.models"),
+        ({"priors": {"architectures": {"models": ["x"]}, "gpus": {"tp": [4, 1]}}}, "reversed"),
+        ({"name": "has space"}, "name"),
+        ({"strategy": "disagreement"}, "ensemble ≥ 2"),
+    ],
+)
+def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigFileError) as info:
+        parse_config({**MINIMAL, **change})
+    text = str(info.value)
+    assert message in text and "\n" not in text
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="no campaign config"):
+        load_config(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigFileError, match="not valid YAML"):
+        load_config(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigFileError, match="mapping"):
+        load_config(listing)
+    traced = tmp_path / "traced.yaml"
+    config = {**MINIMAL, "priors": {**MINIMAL["priors"], "requests": {"trace": "t.csv"}}}  # type: ignore[dict-item]
+    traced.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigFileError, match="does not exist"):
+        load_config(traced)
+    (tmp_path / "t.csv").write_text("ContextTokens,GeneratedTokens\n10,5\n")
+    assert load_config(traced).priors.requests.trace == (tmp_path / "t.csv").resolve()

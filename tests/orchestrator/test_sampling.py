@@ -1,0 +1,82 @@
+"""Sampling the priors and neighbours within ±C."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from featurize import check_fits, get_gpu
+from llmco2.errors import InvalidRequestError
+from orchestrator.config import parse_config
+from orchestrator.sampling import PointSampler
+
+
+def _config(**sampling: object) -> object:
+    return parse_config({
+        "name": "s",
+        "priors": {
+            "architectures": {"models": ["qwen2-0.5b", "llama3.1-8b", "mixtral-8x7b"],
+                              "perturbed_fraction": 0.5,
+                              "perturbation": {"num_layers": 0.3, "intermediate_size": 0.3,
+                                               "num_heads": 0.5}},
+            "requests": {"batch": [1, 4], "max_generated": 256},
+            "gpus": {"tp": [1, 4]},
+        },
+        "sampling": {"radius": {"prompt_tokens": 10, "generated_tokens": 1, "num_layers": 1,
+                                "gpu_count": 1}, **sampling},
+    })  # fmt: skip
+
+
+def test_samples_are_distinct_valid_and_within_the_priors() -> None:
+    sampler = PointSampler(_config(), [get_gpu("H100-SXM"), get_gpu("L4")])  # type: ignore[arg-type]
+    points = sampler.sample(300, np.random.default_rng(0))
+    assert len(points) == len(set(points)) == 300
+    for point in points:
+        check_fits(point)  # nothing infeasible is returned
+        assert 1 <= point.request.batch_size <= 4 and point.request.generated_tokens <= 256
+        assert 1 <= point.setup.count <= 4
+    names = {p.architecture.name for p in points}
+    assert any("~" in n for n in names)  # perturbed shapes
+    assert {p.setup.gpu.id for p in points} == {"H100-SXM", "L4"}
+    # Mixtral (93 GB of weights) never lands on one 24 GB L4.
+    assert not any(p.architecture.family == "mixtral" and p.setup.gpu.id == "L4"
+                   and p.setup.count == 1 for p in points)  # fmt: skip
+
+
+def test_sampling_is_reproducible() -> None:
+    sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]
+    first = sampler.sample(50, np.random.default_rng(7))
+    assert first == sampler.sample(50, np.random.default_rng(7))
+
+
+def test_perturbed_shapes_keep_the_head_grouping() -> None:
+    sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]
+    base = sampler.bases[1]
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        arch = sampler.perturb(base, rng)
+        assert arch.num_heads // arch.num_kv_heads == base.num_heads // base.num_kv_heads
+        assert arch.intermediate_size % 128 == 0
+        assert 0.7 * base.num_layers - 1 <= arch.num_layers <= 1.3 * base.num_layers + 1
+        assert arch.name.startswith(base.name)
+
+
+def test_neighbours_lie_within_the_radius() -> None:
+    sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    center = sampler.sample(1, rng)[0]
+    near = sampler.neighbours(center, 40, rng)
+    assert 0 < len(near) <= 40 and center not in near and len(set(near)) == len(near)
+    for point in near:
+        assert abs(point.request.prompt_tokens - center.request.prompt_tokens) <= 10
+        assert abs(point.request.generated_tokens - center.request.generated_tokens) <= 1
+        assert point.request.batch_size == center.request.batch_size  # radius 0
+        assert abs(point.architecture.num_layers - center.architecture.num_layers) <= 1
+        assert abs(point.setup.count - center.setup.count) <= 1
+        assert point.setup.gpu == center.setup.gpu
+        check_fits(point)
+
+
+def test_no_gpu_types_is_an_error() -> None:
+    with pytest.raises(InvalidRequestError, match="no GPU types"):
+        PointSampler(_config(), [])  # type: ignore[arg-type]
