@@ -30,8 +30,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch, torch_geometric, ray, vllm, featurize, orchestrator, storage, workers"
 	touch $(STAMP)
 
+# The quickstart campaign: Algorithm 1 on the simulated engine, SQLite, a local Ray. Rerunning
+# it continues (or, once finished, only reports) the same campaign.
 run: $(STAMP)
-	$(BIN)/llmco2 featurize llama3.1-8b --gpu H100-SXM --tp 1 --batch 1 --prompt 1024 --gen 128
+	$(BIN)/llmco2 campaign run experiments/configs/quickstart.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -105,6 +105,7 @@ class CampaignDriver:
         on_round: Callable[[RoundReport], None] | None = None,
         on_result: Callable[[WorkerResult], None] | None = None,
         workers: int = 4,
+        replace_config: bool = False,
     ) -> None:
         """Prepare a campaign.
 
@@ -116,7 +117,9 @@ class CampaignDriver:
             on_round: Called with each round's report.
             on_result: Called with each measurement result (progress bars).
             workers: Actors for engines without GPUs (the simulated engine).
+            replace_config: Continue a campaign stored with another configuration (--force).
         """
+        self.replace_config = replace_config
         self.config = config
         self.store = store
         self.catalog = catalog or GpuCatalog.default()
@@ -271,7 +274,9 @@ class CampaignDriver:
     def run(self) -> CampaignOutcome:
         """Run (or continue) the campaign until the target or a budget stops it."""
         config = self.config
-        campaign = self.store.create_campaign(config.name, config.fingerprint())
+        campaign = self.store.create_campaign(
+            config.name, config.fingerprint(), replace_config=self.replace_config
+        )
         outcome = CampaignOutcome(config.name)
         if not self.store.get_points(campaign.id):
             initial = self.sampler.sample(config.sampling.initial, self._rng(0))

@@ -153,13 +153,25 @@ class CampaignStore:
 
     # Campaigns -----------------------------------------------------------------------------
     def create_campaign(
-        self, name: str, config: dict[str, Any], *, load_if_exists: bool = True
+        self,
+        name: str,
+        config: dict[str, Any],
+        *,
+        load_if_exists: bool = True,
+        replace_config: bool = False,
     ) -> CampaignInfo:
         """Create a campaign, or resume it when it exists with the same configuration.
 
+        Args:
+            name: The campaign's name.
+            config: Its configuration (JSON-ready).
+            load_if_exists: Resume an existing campaign of that name.
+            replace_config: Resume it even with another configuration, which then replaces
+                the stored one (what was measured stays).
+
         Raises:
-            CampaignConflictError: The name exists with another configuration, or exists and
-                ``load_if_exists`` is off.
+            CampaignConflictError: The name exists with another configuration (without
+                ``replace_config``), or exists and ``load_if_exists`` is off.
         """
         config_hash = sha256_hex(config)
         dialect_insert = postgresql.insert if self.dialect == "postgresql" else sqlite.insert
@@ -181,10 +193,19 @@ class CampaignStore:
             )
             row = conn.execute(select(Campaign).where(Campaign.name == name)).one()
         info = _campaign_info(row)
+        if info.config_hash != config_hash and replace_config and load_if_exists:
+            with translate_errors(self._url), self.engine.begin() as conn:
+                conn.execute(
+                    update(Campaign)
+                    .where(Campaign.name == name)
+                    .values(config=config, config_hash=config_hash)
+                )
+            return dataclasses.replace(info, config=config, config_hash=config_hash)
         if info.config_hash != config_hash:
             raise CampaignConflictError(
                 f"campaign {name!r} exists with a different configuration "
-                f"(hash {info.config_hash[:12]} vs {config_hash[:12]}); choose a new name"
+                f"(hash {info.config_hash[:12]} vs {config_hash[:12]}); choose a new name "
+                "(--new-name) or continue it with the new configuration (--force)"
             )
         if not load_if_exists and not inserted:
             raise CampaignConflictError(f"campaign {name!r} exists already")

@@ -1,0 +1,198 @@
+"""``llmco2 campaign run | list | status``: the Algorithm 1 campaign from the command line.
+
+``campaign run CONFIG`` is also what ``ray job submit`` runs
+(``ray job submit --working-dir . -- python -m orchestrator campaign run CONFIG``): inside a Ray
+job it joins the job's cluster, elsewhere it starts a local loopback-only Ray (or joins
+``--ray-address``). Rerunning the same command continues the campaign where it stopped.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.cli import DbOption, _stdout, app, invocation
+
+campaign_app = typer.Typer(
+    help="Active-learning measurement campaigns (the paper's Algorithm 1).",
+    no_args_is_help=True,
+)
+app.add_typer(campaign_app, name="campaign")
+
+
+def _cluster_gpus(config: Any, uses_gpus: bool) -> list[Any]:
+    """GPU types to sample: the config's, checked against the cluster when the engine needs GPUs."""
+    import ray
+
+    from featurize import GpuCatalog
+    from llmco2.errors import InvalidRequestError
+    from workers.devices import detect_gpu_names
+
+    catalog = GpuCatalog.default()
+    wanted = [catalog.get(name) for name in config.priors.gpus.types]
+    if not uses_gpus:
+        if not wanted:
+            raise InvalidRequestError(
+                f"engine {config.engine!r} uses no GPUs: list the GPU types to simulate in "
+                "priors.gpus.types"
+            )
+        return wanted
+    if int(ray.cluster_resources().get("GPU", 0)) == 0:
+        raise InvalidRequestError("the Ray cluster has no GPUs for engine " + repr(config.engine))
+    names = ray.get(ray.remote(num_gpus=1, num_cpus=0)(detect_gpu_names).remote(), timeout=120)
+    present = {catalog.get(name).id: catalog.get(name) for name in names}
+    if not wanted:
+        return list(present.values())
+    missing = [g.id for g in wanted if g.id not in present]
+    if missing:
+        raise InvalidRequestError(
+            f"no {', '.join(missing)} in the Ray cluster (it has {', '.join(present) or 'none'})"
+        )
+    return wanted
+
+
+@campaign_app.command("run")
+def run_campaign(
+    config_path: Annotated[Path, typer.Argument(help="Campaign YAML file.", metavar="CONFIG")],
+    new_name: Annotated[
+        str | None, typer.Option(help="Run the config under another campaign name.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Continue an existing campaign with a changed config.")
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: the config's).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: $RAY_ADDRESS or local).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Actors for engines without GPUs (simulated).", min=1)
+    ] = 4,
+    report: Annotated[
+        Path | None, typer.Option(help="Report folder (default experiments/reports/NAME).")
+    ] = None,
+) -> None:
+    """Run a campaign, or continue it: rerun the same command after any interruption."""
+    from orchestrator.campaign import CampaignDriver, RoundReport
+    from orchestrator.campaign_report import write_campaign_report
+    from orchestrator.config import load_config
+    from storage import CampaignStore
+    from workers.cluster import connect, disconnect
+    from workers.engines import engine_class
+
+    config = load_config(config_path)
+    if new_name is not None:
+        from orchestrator.config import parse_config
+
+        config = parse_config({**config.model_dump(mode="json"), "name": new_name}, "--new-name")
+    uses_gpus = bool(engine_class(config.engine).uses_gpus)
+    store = CampaignStore(db or config.database)
+    store.list_campaigns()  # an unreachable or foreign database fails here, before Ray starts
+    connect(ray_address)
+    try:
+        gpus = _cluster_gpus(config, uses_gpus)
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=_stdout, transient=True,
+        ) as progress:  # fmt: skip
+            task = progress.add_task("measuring", total=None)
+            counts = {"done": 0}
+
+            def on_result(result: Any) -> None:
+                counts["done"] += 1
+                progress.update(task, description=f"measured {counts['done']} points")
+
+            def on_round(r: RoundReport) -> None:
+                duty = f"{100 * r.duty_cycle:.0f} %" if r.duty_cycle is not None else "-"
+                scores = r.scores
+                _stdout.print(
+                    f"round {r.round_index}: {r.measured} measured ({r.failed} failed), "
+                    f"train {r.train_points} / test {r.test_points}, "
+                    f"MAPE {scores.mape:.2f} %, EBA10 {scores.eba10:.0f} %, duty cycle {duty}, "
+                    f"{r.gpu_hours:.3f} GPU-h; next: {r.selected} points"
+                    if scores is not None
+                    else f"round {r.round_index}: no scores"
+                )
+                progress.update(task, description="measuring")
+
+            driver = CampaignDriver(
+                config, store, gpus=gpus, on_round=on_round, on_result=on_result,
+                workers=workers, replace_config=force,
+            )  # fmt: skip
+            outcome = driver.run()
+        folder = write_campaign_report(
+            store, config.name, report or Path("experiments") / "reports" / config.name,
+            target_mape=config.target_mape, stop_reason=outcome.stop_reason,
+            command=" ".join(["llmco2", *(shlex.quote(a) for a in invocation)]),
+            include_simulated=not uses_gpus,
+        )  # fmt: skip
+    finally:
+        disconnect()
+        store.close()
+    _stdout.print(f"campaign {config.name}: {outcome.stop_reason}")
+    _stdout.print(f"report: {folder / 'report.md'}")
+    _stdout.print(f"dataset: {folder / 'dataset'}")
+
+
+@campaign_app.command("list")
+def list_campaigns(db: DbOption = "sqlite:///llmco2.db") -> None:
+    """Every campaign in the database with its points and its latest test MAPE."""
+    from storage import CampaignStore
+
+    store = CampaignStore(db, create=False)
+    try:
+        table = Table(title=f"campaigns in {store.url}")
+        for header in ("name", "status", "points", "complete", "rounds", "last MAPE %"):
+            table.add_column(header, justify="left" if header in ("name", "status") else "right")
+        for campaign in store.list_campaigns():
+            counts = store.status_counts(campaign.id)
+            rounds = store.rounds(campaign.id)
+            mape = rounds[-1].mape if rounds else None
+            table.add_row(
+                campaign.name, campaign.status, str(sum(counts.values())),
+                str(counts["COMPLETE"]), str(len(rounds)),
+                f"{mape:.2f}" if mape is not None else "-",
+            )  # fmt: skip
+    finally:
+        store.close()
+    _stdout.print(table)
+
+
+@campaign_app.command("status")
+def campaign_status(
+    name: Annotated[str, typer.Argument(help="Campaign name.")],
+    db: DbOption = "sqlite:///llmco2.db",
+) -> None:
+    """One campaign: points per status and every round's metrics."""
+    from storage import CampaignStore
+
+    store = CampaignStore(db, create=False)
+    try:
+        campaign = store.get_campaign(name)
+        counts = store.status_counts(campaign.id)
+        rounds = store.rounds(campaign.id)
+    finally:
+        store.close()
+    _stdout.print(
+        f"campaign {name} ({campaign.status}, strategy {campaign.config.get('strategy')}, "
+        f"engine {campaign.config.get('engine')}): "
+        + ", ".join(f"{k} {v}" for k, v in counts.items())
+    )
+    table = Table()
+    for header in ("round", "points", "train", "test", "MAPE %", "EBA10 %", "duty", "GPU-h"):
+        table.add_column(header, justify="right")
+    for r in rounds:
+        table.add_row(
+            str(r.round_index), str(r.points_selected), str(r.train_points), str(r.test_points),
+            f"{r.mape:.2f}" if r.mape is not None else "-",
+            f"{r.eba10:.0f}" if r.eba10 is not None else "-",
+            f"{100 * r.duty_cycle:.0f} %" if r.duty_cycle is not None else "-",
+            f"{r.gpu_hours or 0:.3f}",
+        )  # fmt: skip
+    _stdout.print(table)

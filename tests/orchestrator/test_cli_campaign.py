@@ -1,0 +1,138 @@
+"""`llmco2 campaign run | list | status` end to end: a local Ray, the simulated engine, SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from storage import CampaignStore
+from tests.orchestrator.test_cli import llmco2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(folder: Path, name: str = "tiny", **changes: Any) -> Path:
+    config: dict[str, Any] = {
+        "name": name,
+        "database": f"sqlite:///{folder / 'campaign.db'}",
+        "engine": "simulated",
+        "target_mape": 0.01,
+        "priors": {
+            "architectures": {"models": ["qwen2-0.5b", "bloom-560m"]},
+            "requests": {"batch": [1, 2], "max_generated": 64},
+            "gpus": {"types": ["H100-SXM"], "tp": [1, 1]},
+        },
+        "sampling": {"initial": 24, "neighbours": 3, "high_error": {"value": 0.25}},
+        "budget": {"rounds": 2},
+        "training": {"epochs": 6, "patience": 6},
+        "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
+    }
+    config.update(changes)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_run_list_status_and_a_rerun_that_adds_nothing(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    report = tmp_path / "report"
+    result = llmco2("campaign", "run", str(path), "--workers", "2", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    assert "round 0:" in result.stdout and "round 1:" in result.stdout
+    assert "round budget spent" in result.stdout
+    assert (report / "report.md").exists() and (report / "mape_per_round.png").exists()
+    assert (report / "dataset" / "points.parquet").exists()
+    db = f"sqlite:///{tmp_path / 'campaign.db'}"
+    store = CampaignStore(db)
+    campaign = store.get_campaign("tiny")
+    before = store.measurement_count(campaign.id)
+    again = llmco2("campaign", "run", str(path), "--workers", "2", "--report", str(report))
+    assert again.returncode == 0, again.stderr
+    assert "round 0:" not in again.stdout  # nothing repeated
+    assert store.measurement_count(campaign.id) == before
+    assert [r.round_index for r in store.rounds(campaign.id)] == [0, 1]
+    store.close()
+    listing = llmco2("campaign", "list", "--db", db)
+    assert listing.returncode == 0 and "tiny" in listing.stdout
+    status = llmco2("campaign", "status", "tiny", "--db", db)
+    assert status.returncode == 0 and "COMPLETE" in status.stdout
+
+
+def test_a_changed_config_needs_a_new_name_or_force(tmp_path: Path) -> None:
+    path = write_config(tmp_path, budget={"rounds": 1})
+    assert llmco2("campaign", "run", str(path), "--report", str(tmp_path / "r")).returncode == 0
+    changed = write_config(tmp_path, budget={"rounds": 2})
+    refused = llmco2("campaign", "run", str(changed), "--report", str(tmp_path / "r"))
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    renamed = llmco2("campaign", "run", str(changed), "--new-name", "tiny2",
+                     "--report", str(tmp_path / "r2"))  # fmt: skip
+    assert renamed.returncode == 0, renamed.stderr
+    forced = llmco2("campaign", "run", str(changed), "--force", "--report", str(tmp_path / "r"))
+    assert forced.returncode == 0, forced.stderr
+    assert "round 1:" in forced.stdout and "round 0:" not in forced.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\npriors: {architectures: {models: [qwen2-0.5b]}}\ncolour: red\n", "unknown key"),
+        ("name: [unclosed\n", "not valid YAML"),
+        ("name: x\npriors: {architectures: {models: [qwen2-0.5b]}}\nsampling: {initial: 0}\n",
+         "sampling.initial"),
+        ("name: x\npriors: {architectures: {models: [qwen2-0.5b]}}\nsampling: {neighbours: 0}\n",
+         "sampling.neighbours"),
+        ("name: x\npriors: {architectures: {models: [qwen2-0.5b]}}\n", "priors.gpus.types"),
+    ],
+)  # fmt: skip
+def test_bad_configs_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text + f"database: sqlite:///{tmp_path / 'c.db'}\n")
+    result = llmco2("campaign", "run", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
+    """SIGKILL the driver while it measures; the same command finishes the campaign."""
+    path = write_config(tmp_path, sampling={"initial": 60, "neighbours": 3,
+                                            "high_error": {"value": 0.25}})  # fmt: skip
+    db = f"sqlite:///{tmp_path / 'campaign.db'}"
+    command = [sys.executable, "-m", "orchestrator", "campaign", "run", str(path),
+               "--workers", "2", "--report", str(tmp_path / "r")]  # fmt: skip
+    driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    store = CampaignStore(db)
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                campaign = store.get_campaign("tiny")
+            except Exception:
+                continue
+            if store.measurement_count(campaign.id) >= 10:
+                break
+        os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray it started
+    finally:
+        driver.wait(timeout=60)
+    campaign = store.get_campaign("tiny")
+    assert 0 < store.measurement_count(campaign.id) < 60
+    assert store.rounds(campaign.id) == []
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    counts = store.status_counts(campaign.id)
+    points = store.get_points(campaign.id)
+    assert counts["COMPLETE"] == len(points) == store.measurement_count(campaign.id)
+    assert [r.round_index for r in store.rounds(campaign.id)] == [0, 1]
+    store.close()

@@ -1,0 +1,81 @@
+"""`ray job submit` against a Ray head the test starts (`ray start --head`), as users run it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage import CampaignStore
+from tests.orchestrator.test_cli_campaign import write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    ray = shutil.which("ray", path=str(BIN))
+    assert ray is not None, "the ray CLI is installed with the workers extra"
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("RAY_ADDRESS", None)
+    dashboard = _free_port()
+    subprocess.run(
+        [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host",
+         "127.0.0.1", "--port", str(_free_port()), "--dashboard-port", str(dashboard),
+         "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats"],
+        env=env, check=True, capture_output=True, timeout=180,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{dashboard}", env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120,
+                       check=False)  # fmt: skip
+
+
+def _submit(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Submit, waiting for the head's job agent, which comes up some seconds after the head."""
+    for _ in range(30):
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
+                                check=False)  # fmt: skip
+        if "No available agent" not in result.stderr:
+            return result
+        time.sleep(2)
+    return result
+
+
+def test_a_submitted_campaign_runs_and_a_resubmission_continues_it(
+    ray_head: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, env = ray_head
+    config = write_config(tmp_path, name="job")
+    submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
+              "--", "python", "-m", "orchestrator", "campaign", "run", str(config),
+              "--workers", "2", "--report", str(tmp_path / "report")]  # fmt: skip
+    first = _submit(submit, env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "round 1:" in first.stdout and "succeeded" in first.stdout
+    store = CampaignStore(f"sqlite:///{tmp_path / 'campaign.db'}")
+    campaign = store.get_campaign("job")
+    measured = store.measurement_count(campaign.id)
+    assert measured == store.status_counts(campaign.id)["COMPLETE"] > 24
+    assert [r.round_index for r in store.rounds(campaign.id)] == [0, 1]
+    again = _submit(submit, env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "round 0:" not in again.stdout
+    assert store.measurement_count(campaign.id) == measured
+    assert (tmp_path / "report" / "dataset" / "points.parquet").exists()
+    store.close()
