@@ -245,7 +245,8 @@ def train_predictor(
     }
     mcfg = model_config or ModelConfig(x_all.shape[1], u_all.shape[1])
     model = LLMCO2Net(mcfg).to(cfg.device)
-    predictor = Predictor(model, stats, cfg)
+    device = torch.device(cfg.device)
+    predictor = Predictor(model, {k: v.to(device) for k, v in stats.items()}, cfg)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
@@ -259,6 +260,7 @@ def train_predictor(
         model.train()
         total = 0.0
         for batch in train_loader:
+            batch = batch.to(device)  # noqa: PLW2901 - the same batch, on the training device
             optimiser.zero_grad()
             loss = _loss(
                 predictor._forward(batch),
@@ -284,7 +286,7 @@ def train_predictor(
                     )
                 )
                 * b.num_graphs
-                for b in val_loader
+                for b in (v.to(device) for v in val_loader)
             ) / len(val)
         history.train_loss.append(total / len(train))
         history.validation_loss.append(val_loss)
@@ -297,6 +299,7 @@ def train_predictor(
         elif epoch - history.best_epoch >= cfg.patience:
             break
     model.load_state_dict(best_state)
-    model.eval()
+    # Predictions and checkpoints live on the CPU whatever device trained the network.
+    predictor = Predictor(model.cpu().eval(), stats, cfg)
     predictor.metadata = {"train_graphs": len(train), "validation_graphs": len(val)}
     return predictor, history

@@ -77,6 +77,7 @@ def _train_members(
     epochs: int,
     patience: int,
     seeds: Sequence[int],
+    device: str = "cpu",
 ) -> list[bytes]:
     """Train one predictor per seed on ``rows``; their checkpoints (runs as a Ray task)."""
     from gnn.training import TrainConfig, train_predictor
@@ -86,7 +87,7 @@ def _train_members(
     for seed in seeds:
         predictor, _ = train_predictor(
             data.graphs, data.prefill_j, data.decode_j,
-            TrainConfig(epochs=epochs, patience=patience, seed=seed),
+            TrainConfig(epochs=epochs, patience=patience, seed=seed, device=device),
         )  # fmt: skip
         members.append(predictor.to_bytes())
     return members
@@ -225,8 +226,10 @@ class CampaignDriver:
 
         training = self.config.training
         seeds = [self.config.seed * 1000 + round_index * 16 + k for k in range(training.ensemble)]
-        task = ray.remote(num_cpus=1)(_train_members)
-        blobs = ray.get(task.remote(rows, training.epochs, training.patience, seeds))
+        on_gpu = ray.available_resources().get("GPU", 0) >= 1
+        task = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0)(_train_members)
+        device = "cuda" if on_gpu else "cpu"
+        blobs = ray.get(task.remote(rows, training.epochs, training.patience, seeds, device))
         return [Predictor.from_bytes(b) for b in blobs]
 
     # The loop --------------------------------------------------------------------------------

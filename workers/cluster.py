@@ -8,10 +8,26 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from llmco2.errors import EngineUnavailableError
 from workers.devices import detect_gpu_names
+
+
+def _probe(target: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
+    address = target.removeprefix("ray://").removeprefix("http://")
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" or a form Ray resolves itself
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise EngineUnavailableError(
+            f"cannot reach the Ray cluster at {target}: {exc.strerror or type(exc).__name__}"
+        ) from None
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, Any]:
@@ -32,6 +48,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
     # Ray warns on every start that token authentication is on; the CLI's stderr is for errors.
     logging.getLogger("ray").setLevel(logging.ERROR)
     target = address or os.environ.get("RAY_ADDRESS")
+    if target:
+        _probe(target)
     try:
         if target:
             ray.init(address=target, logging_level=logging.ERROR, log_to_driver=False)

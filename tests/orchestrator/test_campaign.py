@@ -117,3 +117,36 @@ def test_a_changed_config_is_refused(ray_cluster: None, sqlite_url: str) -> None
     run(small(budget={"rounds": 1}), sqlite_url)
     with pytest.raises(CampaignConflictError):
         run(small(budget={"rounds": 2}), sqlite_url)
+
+
+def test_a_crashed_worker_is_retried_and_out_of_memory_is_never_retried(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    fault_dir = tmp_path / "faults"
+    fault_dir.mkdir()
+    # The actors are separate processes: they read the marker folder from their environment.
+    monkeypatch.setenv("LLMCO2_FAULT_DIR", str(fault_dir))
+    ray.shutdown()
+    ray.init(
+        _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, num_gpus=0,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "LLMCO2_FAULT_DIR": str(fault_dir)}},
+        logging_level="ERROR",
+    )  # fmt: skip
+    config = small(engine="tests.orchestrator.faulty:FaultyEngine", budget={"rounds": 1},
+                   sampling={"initial": 40, "neighbours": 2})  # fmt: skip
+    outcome = run(config, sqlite_url)
+    assert outcome.stop_reason
+    store = CampaignStore(sqlite_url)
+    points = store.get_points(store.get_campaign(config.name).id)
+    oom = [p for p in points if p.prompt_tokens % 10 == 7]
+    crashed = [p for p in points if p.prompt_tokens % 10 == 3]
+    assert oom and crashed, "the sample should contain both fault shapes"
+    # INFEASIBLE is final at the first out-of-memory (a point may have waited for a healthy
+    # actor before it was tried, which counts as an attempt, but it is never measured again).
+    assert all(p.status == "INFEASIBLE" and p.error_kind == "oom" for p in oom)
+    assert all(p.status == "COMPLETE" for p in crashed)  # measured again after the crash
+    assert len(list(fault_dir.iterdir())) >= 1
+    assert all(p.status == "COMPLETE" for p in points if p not in oom)
+    store.close()

@@ -136,3 +136,12 @@ def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
     assert counts["COMPLETE"] == len(points) == store.measurement_count(campaign.id)
     assert [r.round_index for r in store.rounds(campaign.id)] == [0, 1]
     store.close()
+
+
+def test_an_unreachable_ray_address_is_one_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    result = llmco2("campaign", "run", str(path), "--ray-address", "127.0.0.1:1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "llmco2: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"
+    )
