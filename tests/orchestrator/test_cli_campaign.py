@@ -145,3 +145,11 @@ def test_an_unreachable_ray_address_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip() == (
         "llmco2: error: cannot reach the Ray cluster at 127.0.0.1:1: Connection refused"
     )
+
+
+def test_a_gpu_engine_on_a_cluster_without_the_gpus_is_one_line(tmp_path: Path) -> None:
+    path = write_config(tmp_path, engine="vllm")
+    result = llmco2("campaign", "run", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "has no GPUs for engine 'vllm'" in lines[0], result.stderr
