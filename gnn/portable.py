@@ -31,16 +31,26 @@ if TYPE_CHECKING:
 
 _GEN_COLUMN = GLOBAL_FEATURE_NAMES.index("log2_generated_tokens")
 FORMAT = "llmco2-portable-predictor"
+_CHUNK = 64
+_SLICE = 2048
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
-    return np.asarray(x / (1.0 + np.exp(-x)))
+    # In place on one scratch array: these element-wise passes, not the GEMMs, dominate.
+    scratch = np.negative(x)
+    np.exp(scratch, out=scratch)
+    scratch += 1.0
+    np.divide(x, scratch, out=scratch)
+    return np.asarray(scratch)
 
 
 def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    return np.asarray((x - mean) / np.sqrt(var + 1e-5) * weight + bias)
+    centred = x - x.mean(axis=-1, keepdims=True)
+    scale = np.sqrt(np.mean(np.square(centred), axis=-1, keepdims=True) + 1e-5)
+    centred /= scale
+    centred *= weight
+    centred += bias
+    return np.asarray(centred)
 
 
 class PortablePredictor:
@@ -103,8 +113,12 @@ class PortablePredictor:
         return cls(weights, header["model_config"], header.get("metadata", {}))
 
     def _linear(self, name: str, x: np.ndarray, bias: bool = True) -> np.ndarray:
-        out = x @ self.weights[f"{name}.weight"].T
-        return np.asarray(out + self.weights[f"{name}.bias"] if bias else out)
+        # One GEMM over all rows: a stacked (graphs, nodes, F) matmul would run one small GEMM
+        # per graph, several times slower.
+        flat = x.reshape(-1, x.shape[-1]) @ self.weights[f"{name}.weight"].T
+        if bias:
+            flat += self.weights[f"{name}.bias"]
+        return np.asarray(flat.reshape(*x.shape[:-1], flat.shape[-1]))
 
     def _log_energy(self, x: np.ndarray, u: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
         """Log prefill and decode energy of graphs of one structure: x (B, n, F), u (B, G)."""
@@ -121,7 +135,10 @@ class PortablePredictor:
         adjacency = np.divide(adjacency, degree, out=np.zeros_like(adjacency), where=degree > 0)
         hidden = _silu(self._linear("node_in", x))
         for layer in range(self.config["graph_layers"]):
-            neighbours = np.einsum("ij,bjh->bih", adjacency, hidden)
+            graphs, _, width = hidden.shape
+            # Mean over neighbours as one GEMM: (nodes, nodes) × (nodes, graphs · width).
+            stacked = hidden.transpose(1, 0, 2).reshape(nodes, graphs * width)
+            neighbours = (adjacency @ stacked).reshape(nodes, graphs, width).transpose(1, 0, 2)
             conv = self._linear(f"convs.{layer}.lin_l", neighbours) + self._linear(
                 f"convs.{layer}.lin_r", hidden, bias=False
             )
@@ -134,15 +151,32 @@ class PortablePredictor:
 
     def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
         """Energy (J) of each point: columns prefill, decode, total."""
+        # Featurised in slices: the (points, kernels, features) array of a whole large batch
+        # would be hundreds of MB of memory traffic.
+        return (
+            np.concatenate(
+                [self._predict_slice(points[i : i + _SLICE]) for i in range(0, len(points), _SLICE)]
+            )
+            if len(points)
+            else np.zeros((0, 3))
+        )
+
+    def _predict_slice(self, points: Sequence[InferencePoint]) -> np.ndarray:
         arrays = graph_arrays(points)
         result = np.zeros((len(points), 3))
         structures = [tuple(row) for row in arrays.structure.tolist()]
         for key in sorted(set(structures)):
             rows = np.array([i for i, s in enumerate(structures) if s == key])
             template = graph_template(*key)
-            x = arrays.node_features[rows][:, template.kernel_index].astype(np.float32)
+            x = arrays.node_features[np.ix_(rows, template.kernel_index)].astype(np.float32)
             u = arrays.global_features[rows].astype(np.float32)
-            log_energy = self._log_energy(x, u, template.edge_index).astype(np.float64)
+            # Chunks of graphs keep the element-wise passes in cache.
+            log_energy = np.concatenate(
+                [
+                    self._log_energy(x[i : i + _CHUNK], u[i : i + _CHUNK], template.edge_index)
+                    for i in range(0, len(rows), _CHUNK)
+                ]
+            ).astype(np.float64)
             prefill = np.exp(log_energy[:, 0])
             decode = np.exp(log_energy[:, 1]) * (u[:, _GEN_COLUMN] > 0)
             result[rows] = np.stack([prefill, decode, prefill + decode], axis=1)
