@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llmco2.errors import ConfigFileError
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
+
+
+def _ordered(value: tuple[int, int]) -> tuple[int, int]:
+    if value[0] > value[1]:
+        raise ValueError(f"range {list(value)} is reversed (low, high)")
+    return value
+
+
+#: A (low, high) range of positive integers, low ≤ high.
+IntRange = Annotated[tuple[PositiveInt, PositiveInt], AfterValidator(_ordered)]
 
 
 class _Strict(BaseModel):
@@ -54,30 +64,16 @@ class RequestPriorConfig(_Strict):
 
     trace: Path | None = None
     mix: dict[str, NonNegative] = {"code": 0.5, "conversation": 0.5}
-    batch: tuple[PositiveInt, PositiveInt] = (1, 4)
+    batch: IntRange = (1, 4)
     max_context: PositiveInt = 4096
     max_generated: PositiveInt | None = 512
-
-    @field_validator("batch")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if value[0] > value[1]:
-            raise ValueError(f"batch range {list(value)} is reversed")
-        return value
 
 
 class GpuPrior(_Strict):
     """ℋ: GPU types (empty: those the Ray cluster reports) and the TP range."""
 
     types: list[str] = []
-    tp: tuple[PositiveInt, PositiveInt] = (1, 4)
-
-    @field_validator("tp")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if value[0] > value[1]:
-            raise ValueError(f"tp range {list(value)} is reversed")
-        return value
+    tp: IntRange = (1, 4)
 
 
 class Priors(_Strict):
