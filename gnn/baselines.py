@@ -16,6 +16,7 @@ in J with columns prefill, decode, total (NaN where a method does not model a ph
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -71,7 +72,7 @@ class GnnMethod:
     def fit(self, data: LabelledData, index: np.ndarray) -> None:
         """Train a fresh network on the rows ``index``."""
         graphs = self.view.apply([data.graphs[i] for i in index])
-        config = TrainConfig(**{**self.config.__dict__, "phase_labels": self.view.phase_split})
+        config = dataclasses.replace(self.config, phase_labels=self.view.phase_split)
         self.predictor, _ = train_predictor(
             graphs,
             data.prefill_j[index],

@@ -7,7 +7,6 @@ reader). Rows without a prefill energy (an engine that cannot meter energy) are 
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,17 +125,15 @@ class LabelledData:
             InvalidRequestError: Too few labelled rows.
         """
         from storage import CampaignStore
-        from storage.export import export_campaign
 
         store = CampaignStore(url, create=False)
         try:
-            with tempfile.TemporaryDirectory(prefix="llmco2-data-") as tmp:
-                folder = Path(tmp) / "export"
-                export_campaign(
-                    store, campaign, "parquet", folder, include_simulated=include_simulated
-                )
-                data = cls.from_exported([folder], include_simulated=include_simulated)
+            info = store.get_campaign(campaign)
+            rows = [
+                (point.inference_point(), labels)
+                for point, labels in store.labelled_points(info.id)
+                if include_simulated or not labels["simulated"]
+            ]
+            return cls.from_rows(rows, f"campaign {campaign!r} in {store.url}")
         finally:
             store.close()
-        data.source = f"campaign {campaign!r} in {store.url}"
-        return data

@@ -8,6 +8,7 @@ it: ``--hpo N`` means N finished trials in all, not N more.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -42,13 +43,11 @@ def _suggest(trial: Any, base: TrainConfig) -> tuple[NetworkShape, TrainConfig]:
         graph_layers=trial.suggest_int("graph_layers", 1, 3),
         dropout=trial.suggest_float("dropout", 0.0, 0.3),
     )
-    config = TrainConfig(
-        **{
-            **base.__dict__,
-            "learning_rate": trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
-            "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]),
-        }
+    config = dataclasses.replace(
+        base,
+        learning_rate=trial.suggest_float("learning_rate", 3e-4, 1e-2, log=True),
+        weight_decay=trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
+        batch_size=trial.suggest_categorical("batch_size", [32, 64, 128]),
     )
     return shape, config
 
@@ -121,13 +120,11 @@ def tune(
     best_value: float | None = best.value
     assert best_value is not None, "a best trial has a value"
     shape = NetworkShape(best.params["hidden"], best.params["graph_layers"], best.params["dropout"])
-    best_config = TrainConfig(
-        **{
-            **config.__dict__,
-            "learning_rate": best.params["learning_rate"],
-            "weight_decay": best.params["weight_decay"],
-            "batch_size": best.params["batch_size"],
-        }
+    best_config = dataclasses.replace(
+        config,
+        learning_rate=best.params["learning_rate"],
+        weight_decay=best.params["weight_decay"],
+        batch_size=best.params["batch_size"],
     )
     return TuningResult(
         study_name, len(study.trials), remaining, best_value, shape, best_config,

@@ -93,6 +93,27 @@ def _train_members(
     return members
 
 
+def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int = 3) -> bool:
+    """Store one worker result: the measurement, INFEASIBLE (final) or a counted failure.
+
+    Returns:
+        Whether the point was measured.
+    """
+    if result.status == PointStatus.COMPLETE and result.record is not None:
+        store.record_result(result.point_id, result.record)
+        return True
+    if result.status == PointStatus.INFEASIBLE:
+        store.record_infeasible(
+            result.point_id, result.error_message or "", result.error_kind or "infeasible"
+        )
+    else:
+        store.record_failure(
+            result.point_id, result.error_kind or "error", result.error_message or "",
+            retryable=result.retryable, max_attempts=max_attempts,
+        )  # fmt: skip
+    return False
+
+
 class CampaignDriver:
     """Runs one campaign to its end (or to the next crash, from which a rerun continues)."""
 
@@ -195,19 +216,7 @@ class CampaignDriver:
         return PointTask(stored.id, config, point.request)
 
     def _record(self, result: WorkerResult) -> bool:
-        if result.status == PointStatus.COMPLETE and result.record is not None:
-            self.store.record_result(result.point_id, result.record)
-            return True
-        if result.status == PointStatus.INFEASIBLE:
-            self.store.record_infeasible(
-                result.point_id, result.error_message or "", result.error_kind or "infeasible"
-            )
-        else:
-            self.store.record_failure(
-                result.point_id, result.error_kind or "error", result.error_message or "",
-                retryable=result.retryable, max_attempts=self.config.max_attempts,
-            )  # fmt: skip
-        return False
+        return store_result(self.store, result, self.config.max_attempts)
 
     def _labelled(
         self, campaign_id: int

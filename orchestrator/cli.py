@@ -39,6 +39,7 @@ BatchOption = Annotated[int, typer.Option(help="Batch size.")]
 PromptOption = Annotated[int, typer.Option(help="Prompt tokens per sequence.")]
 GenOption = Annotated[int, typer.Option(help="Generated tokens per sequence.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+GpuOption = Annotated[str, typer.Option(help="GPU type: catalog id, alias or NVML name.")]
 GpuFileOption = Annotated[Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")]
 
 
@@ -71,9 +72,7 @@ def _seconds(value: float) -> str:
 @app.command()
 def featurize(
     model: ModelArg,
-    gpu: Annotated[
-        str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
-    ] = "H100-SXM",
+    gpu: GpuOption = "H100-SXM",
     tp: TpOption = 1,
     batch: BatchOption = 1,
     prompt: PromptOption = 1024,
@@ -459,9 +458,7 @@ def _print_measurement(
 @app.command()
 def predict(
     model: ModelArg,
-    gpu: Annotated[
-        str, typer.Option(help="GPU type: catalog id, alias or NVML name.")
-    ] = "H100-SXM",
+    gpu: GpuOption = "H100-SXM",
     tp: TpOption = 1,
     batch: BatchOption = 1,
     prompt: PromptOption = 1024,

@@ -28,7 +28,8 @@ from featurize import GpuSetup, InferencePoint, Precision, check_fits, resolve_a
 from featurize.gpus import GpuCatalog
 from featurize.priors import RequestPrior
 from llmco2.errors import InfeasibleConfigError
-from storage import CampaignStore, PointSpec, PointStatus, config_key
+from orchestrator.campaign import store_result
+from storage import CampaignStore, PointSpec, config_key
 from workers.actors import WorkerResult
 from workers.cluster import connect, disconnect
 from workers.devices import detect_gpu_names
@@ -68,20 +69,6 @@ def sample_specs(
         if len(specs) == count:
             break
     return specs
-
-
-def record(store: CampaignStore, result: WorkerResult) -> None:
-    if result.status == PointStatus.COMPLETE and result.record is not None:
-        store.record_result(result.point_id, result.record)
-    elif result.status == PointStatus.INFEASIBLE:
-        store.record_infeasible(
-            result.point_id, result.error_message or "", result.error_kind or ""
-        )
-    else:
-        store.record_failure(
-            result.point_id, result.error_kind or "error", result.error_message or "",
-            retryable=result.retryable,
-        )  # fmt: skip
 
 
 def main() -> None:
@@ -166,7 +153,7 @@ def main() -> None:
         if result.point_id < 0:
             spread_results.append(result)
             continue
-        record(store, result)
+        store_result(store, result)
         results.append(result)
         done.add(result.point_id)
         energy = result.record.energy_j if result.record is not None else None
