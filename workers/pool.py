@@ -71,14 +71,17 @@ def measure_tasks(
     for task in tasks:
         group = groups.setdefault(task.config, _Group(task.config, deque()))
         group.pending.append(task)
-    waiting = deque(groups.values())
+    waiting = deque(sorted(groups.values(), key=lambda g: -g.config.tp))
     active: dict[Any, _Group] = {}  # in-flight object ref → group
     started: list[_Group] = []  # every group that got an actor, for the cleanup
     gpu_budget = int(ray.cluster_resources().get("GPU", 0))
     limit = max_actors if max_actors is not None else 4
 
+    def needs(group: _Group) -> int:
+        return group.config.tp if uses_gpu(engine_name, group.config) else 0
+
     def gpus_in_use() -> int:
-        return sum(g.config.tp for g in active.values() if uses_gpu(engine_name, g.config))
+        return sum(needs(g) for g in active.values())
 
     def dispatch(group: _Group) -> None:
         task = group.pending.popleft()
@@ -105,23 +108,27 @@ def measure_tasks(
 
     try:
         while waiting or active:
-            while waiting and len(active) < limit:
-                group = waiting[0]
-                needs = group.config.tp if uses_gpu(engine_name, group.config) else 0
-                if needs > gpu_budget:
-                    waiting.popleft()
+            while len(active) < limit:
+                unrunnable = [g for g in waiting if needs(g) > gpu_budget]
+                for group in unrunnable:
+                    waiting.remove(group)
                     while group.pending:  # would wait for GPUs forever
                         pending = group.pending.popleft()
                         yield WorkerResult(
                             pending.point_id,
                             PointStatus.FAILED,
                             error_kind="no_gpus",  # not retryable: the cluster is what it is
-                            error_message=f"TP {needs} needs more GPUs than the {gpu_budget} here",
+                            error_message=(
+                                f"TP {needs(group)} needs more GPUs than the {gpu_budget} here"
+                            ),
                         )
-                    continue
-                if needs and gpus_in_use() + needs > gpu_budget and active:
-                    break  # wait for GPUs to free up
-                waiting.popleft()
+                chosen = next_group(
+                    [needs(g) for g in waiting], gpu_budget - gpus_in_use(), bool(active)
+                )
+                if chosen is None:
+                    break
+                group = waiting[chosen]
+                del waiting[chosen]
                 start(group)
             if not active:
                 break
@@ -181,6 +188,26 @@ def measure_tasks(
         # group whose result the caller stopped at has already left `active`.
         for group in started:
             finish(group)
+
+
+def next_group(needs: Sequence[int], free_gpus: int, busy: bool) -> int | None:
+    """Which waiting group to start now: the first (widest, as groups are sorted) that fits.
+
+    Backfilling: a TP 4 group waiting for a whole host does not keep a free GPU idle that a TP 1
+    group behind it could use. With nothing running, the first group starts whatever it needs.
+
+    Args:
+        needs: GPUs each waiting group needs, in queue order.
+        free_gpus: GPUs not held by running actors.
+        busy: Whether any actor is running.
+
+    Returns:
+        The index of the group to start, or None to wait for a running one to finish.
+    """
+    for index, wanted in enumerate(needs):
+        if not busy or wanted <= free_gpus:
+            return index
+    return None
 
 
 def group_timings(results: Sequence[dict[str, float]]) -> dict[str, float]:

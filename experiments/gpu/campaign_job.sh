@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Run, or continue, a real campaign through `ray job submit` on this machine's GPUs.
+#
+#   bash experiments/gpu/campaign_job.sh CONFIG [SECONDS]
+#
+# Starts a loopback-only Ray head holding every GPU, submits
+# `python -m orchestrator campaign run CONFIG` as a Ray job, follows it, and stops it before
+# SECONDS (default 540) so that a device call with a 600 s limit returns cleanly; the campaign
+# database lives in $STATE (default /tmp/llmco2-campaign), so running the same command again
+# continues the campaign (the driver releases what the stopped one held). The database, the
+# job's log, the report and the exported dataset are copied to $OUT. A database carried in as
+# ./campaign-state/campaign.db seeds $STATE on a fresh machine.
+set -uo pipefail
+config=$1
+seconds=${2:-540}
+out=${OUT:-/tmp/campaign-out}
+state=${STATE:-/tmp/llmco2-campaign}
+begin=$(date +%s)
+mkdir -p "$state" "$out"
+if [[ ! -f $state/campaign.db && -f campaign-state/campaign.db ]]; then
+    cp campaign-state/campaign.db "$state/campaign.db"
+fi
+export RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
+    VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD
+ray() { python -c 'import sys; from ray.scripts.scripts import main; sys.argv[0] = "ray"; main()' "$@"; }
+ray start --head --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 --port 6380 \
+    --dashboard-port 8265 --disable-usage-stats > "$out/ray-start.log" 2>&1 \
+    || { cat "$out/ray-start.log"; exit 1; }
+address=http://127.0.0.1:8265
+job=""
+for _ in $(seq 30); do  # the job agent comes up some seconds after the head
+    job=$(ray job submit --address $address --no-wait --working-dir . \
+        --runtime-env-json '{"excludes": [".gpu-bundle", ".git", "campaign-state"]}' \
+        -- python -m orchestrator campaign run "$config" --db "sqlite:///$state/campaign.db" \
+        --report "$state/report" 2>&1 | grep -o "raysubmit_[A-Za-z0-9]*" | head -1)
+    [[ -n $job ]] && break
+    sleep 2
+done
+echo "job ${job:-not submitted} after $(( $(date +%s) - begin )) s"
+status=""
+while [[ -n $job ]]; do
+    status=$(ray job status --address $address "$job" 2>&1 | grep -oiE "succeeded|failed|stopped" | head -1 | tr a-z A-Z)
+    [[ -n $status ]] && break
+    if (( $(date +%s) - begin > seconds )); then
+        echo "stopping the job at $(( $(date +%s) - begin )) s (rerun to continue)"
+        ray job stop --address $address "$job" > /dev/null 2>&1
+        status=STOPPED
+        break
+    fi
+    sleep 5
+done
+[[ -n $job ]] && ray job logs --address $address "$job" > "$out/job.log" 2>&1
+ray stop --force > /dev/null 2>&1
+cp "$state/campaign.db" "$out/campaign.db" 2>/dev/null
+[[ -d $state/report ]] && cp -r "$state/report" "$out/report"
+grep -E "^round|stop|report|export|Error|error" "$out/job.log" | tail -20
+echo "job $status after $(( $(date +%s) - begin )) s"
+nvidia-smi --query-gpu=index,memory.used --format=csv,noheader
