@@ -22,6 +22,9 @@ if [[ ! -f $state/campaign.db && -f campaign-state/campaign.db ]]; then
 fi
 export RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
     VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD
+if [[ -z ${RAY_AUTH_TOKEN:-} && ! -f ~/.ray/auth_token ]]; then
+    mkdir -p ~/.ray && python -c 'import secrets; print(secrets.token_hex(32))' > ~/.ray/auth_token
+fi
 ray() { python -c 'import sys; from ray.scripts.scripts import main; sys.argv[0] = "ray"; main()' "$@"; }
 ray start --head --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 --port 6380 \
     --dashboard-port 8265 --disable-usage-stats > "$out/ray-start.log" 2>&1 \
