@@ -20,6 +20,11 @@ mkdir -p "$state" "$out"
 if [[ ! -f $state/campaign.db && -f campaign-state/campaign.db ]]; then
     cp campaign-state/campaign.db "$state/campaign.db"
 fi
+# `ray job submit` needs the dashboard's HTTP server, i.e. ray[default]'s extra packages, which the
+# ../shared/gpu bundle leaves out: carried as .gpu-bundle/extras/ray-default.tgz (site/...).
+if [[ -f .gpu-bundle/extras/ray-default.tgz && ! -d /tmp/site/aiohttp_cors ]]; then
+    tar -xzf .gpu-bundle/extras/ray-default.tgz -C /tmp
+fi
 export RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
     VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD
 if [[ -z ${RAY_AUTH_TOKEN:-} && ! -f ~/.ray/auth_token ]]; then
@@ -32,11 +37,13 @@ ray start --head --node-ip-address 127.0.0.1 --dashboard-host 127.0.0.1 --port 6
 address=http://127.0.0.1:8265
 job=""
 for _ in $(seq 30); do  # the job agent comes up some seconds after the head
-    job=$(ray job submit --address $address --no-wait --working-dir . \
+    ray job submit --address $address --no-wait --working-dir . \
         --runtime-env-json '{"excludes": [".gpu-bundle", ".git", "campaign-state"]}' \
         -- python -m orchestrator campaign run "$config" --db "sqlite:///$state/campaign.db" \
-        --report "$state/report" 2>&1 | grep -o "raysubmit_[A-Za-z0-9]*" | head -1)
+        --report "$state/report" > "$out/submit.log" 2>&1
+    job=$(grep -o "raysubmit_[A-Za-z0-9]*" "$out/submit.log" | head -1)
     [[ -n $job ]] && break
+    grep -q "No available agent\|Failed to connect" "$out/submit.log" || { tail -5 "$out/submit.log"; break; }
     sleep 2
 done
 echo "job ${job:-not submitted} after $(( $(date +%s) - begin )) s"
