@@ -17,7 +17,10 @@ moment reads where the campaign stands and continues —
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,11 +81,17 @@ def _train_members(
     patience: int,
     seeds: Sequence[int],
     device: str = "cpu",
-) -> list[bytes]:
-    """Train one predictor per seed on ``rows``; their checkpoints (runs as a Ray task)."""
+) -> tuple[list[bytes], float]:
+    """Train one predictor per seed on ``rows`` (runs as a Ray task).
+
+    Returns:
+        Their checkpoints, and the seconds spent featurising (building the graphs).
+    """
     from gnn.training import TrainConfig, train_predictor
 
+    start = time.perf_counter()
     data = LabelledData.from_rows(rows, "campaign")
+    featurise_s = time.perf_counter() - start
     members = []
     for seed in seeds:
         predictor, _ = train_predictor(
@@ -90,7 +99,7 @@ def _train_members(
             TrainConfig(epochs=epochs, patience=patience, seed=seed, device=device),
         )  # fmt: skip
         members.append(predictor.to_bytes())
-    return members
+    return members, featurise_s
 
 
 def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int = 3) -> bool:
@@ -126,6 +135,7 @@ class CampaignDriver:
         catalog: GpuCatalog | None = None,
         on_round: Callable[[RoundReport], None] | None = None,
         on_result: Callable[[WorkerResult], None] | None = None,
+        on_phase: Callable[[str, int | None], None] | None = None,
         workers: int = 4,
         replace_config: bool = False,
     ) -> None:
@@ -138,6 +148,8 @@ class CampaignDriver:
             catalog: GPU catalog to rebuild stored points with.
             on_round: Called with each round's report.
             on_result: Called with each measurement result (progress bars).
+            on_phase: Called when a phase starts, with its description and its number of
+                steps (points to measure; None for training, whose length is unknown).
             workers: Actors for engines without GPUs (the simulated engine).
             replace_config: Continue a campaign stored with another configuration (--force).
         """
@@ -148,8 +160,20 @@ class CampaignDriver:
         self.sampler = PointSampler(config, gpus)
         self.on_round = on_round
         self.on_result = on_result
+        self.on_phase = on_phase
         self.workers = workers
         self.settings = ProtocolSettings(**config.protocol.model_dump())
+        #: Seconds this driver spent per stage (sampling, measuring, storing, featurising,
+        #: training, selecting): what the scale benchmark prints.
+        self.stage_seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[name] += time.perf_counter() - start
 
     # Steps -----------------------------------------------------------------------------------
     def _rng(self, round_index: int) -> np.random.Generator:
@@ -186,16 +210,22 @@ class CampaignDriver:
             if not claimed:
                 break
             tasks = [self._task(p) for p in claimed]
+            if self.on_phase is not None:
+                self.on_phase(f"measuring {len(tasks)} points", len(tasks))
+            waited = time.perf_counter()
             for result in measure_tasks(
                 self.config.engine, tasks, self.settings, num_cpus=0.5,
                 max_actors=None if self._uses_gpus() else self.workers, timings=timings,
             ):  # fmt: skip
-                if self._record(result):
-                    measured += 1
-                else:
-                    failed += 1
+                self.stage_seconds["measuring"] += time.perf_counter() - waited
+                with self._stage("storing"):
+                    if self._record(result):
+                        measured += 1
+                    else:
+                        failed += 1
                 if self.on_result is not None:
                     self.on_result(result)
+                waited = time.perf_counter()
         return measured, failed, group_timings(timings)
 
     def _uses_gpus(self) -> bool:
@@ -236,9 +266,21 @@ class CampaignDriver:
         training = self.config.training
         seeds = [self.config.seed * 1000 + round_index * 16 + k for k in range(training.ensemble)]
         on_gpu = ray.available_resources().get("GPU", 0) >= 1
+        if self.on_phase is not None:
+            where = "a GPU" if on_gpu else "the CPU"
+            self.on_phase(
+                f"training round {round_index} on {len(rows)} points "
+                f"({training.ensemble} model{'s' * (training.ensemble > 1)}, {where})",
+                None,
+            )
         task = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0)(_train_members)
         device = "cuda" if on_gpu else "cpu"
-        blobs = ray.get(task.remote(rows, training.epochs, training.patience, seeds, device))
+        with self._stage("training"):
+            blobs, featurise_s = ray.get(
+                task.remote(rows, training.epochs, training.patience, seeds, device)
+            )
+        self.stage_seconds["training"] -= featurise_s
+        self.stage_seconds["featurising"] += featurise_s
         return [Predictor.from_bytes(b) for b in blobs]
 
     # The loop --------------------------------------------------------------------------------
@@ -264,23 +306,26 @@ class CampaignDriver:
         """Choose and store the points of round ``round_index + 1``; how many."""
         config = self.config
         test = np.array([p.split == "test" for p in stored], dtype=bool)
-        test_points, predicted, measured = self._predict_test(members, rows, test)
         total = self.store.measurement_count(campaign_id)
 
         def ensemble(points: Sequence[InferencePoint]) -> np.ndarray:
             return np.stack([m.predict_points(points)[:, 2] for m in members])
 
-        selection = select(
-            config.strategy, self.sampler, self._rng(round_index + 1),
-            budget=self._room(total), neighbours=config.sampling.neighbours,
-            test_points=test_points, test_ids=[stored[i].id for i in np.flatnonzero(test)],
-            test_errors=np.abs(predicted - measured) / measured, rule=config.sampling.high_error,
-            ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
-        )  # fmt: skip
-        self.store.add_points(
-            campaign_id,
-            self._specs(selection.points, round_index + 1, "selected", selection.parents),
-        )
+        with self._stage("selecting"):
+            test_points, predicted, measured = self._predict_test(members, rows, test)
+            selection = select(
+                config.strategy, self.sampler, self._rng(round_index + 1),
+                budget=self._room(total), neighbours=config.sampling.neighbours,
+                test_points=test_points, test_ids=[stored[i].id for i in np.flatnonzero(test)],
+                test_errors=np.abs(predicted - measured) / measured,
+                rule=config.sampling.high_error,
+                ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
+            )  # fmt: skip
+        with self._stage("storing"):
+            self.store.add_points(
+                campaign_id,
+                self._specs(selection.points, round_index + 1, "selected", selection.parents),
+            )
         return len(selection.points)
 
     def run(self) -> CampaignOutcome:
@@ -291,10 +336,12 @@ class CampaignDriver:
         )
         outcome = CampaignOutcome(config.name)
         if not self.store.get_points(campaign.id):
-            initial = self.sampler.sample(config.sampling.initial, self._rng(0))
+            with self._stage("sampling"):
+                initial = self.sampler.sample(config.sampling.initial, self._rng(0))
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
-            self.store.add_points(campaign.id, self._specs(initial, 0, "initial"))
+            with self._stage("storing"):
+                self.store.add_points(campaign.id, self._specs(initial, 0, "initial"))
         while True:
             rounds = self.store.rounds(campaign.id)
             newest = max(p.round_index for p in self.store.get_points(campaign.id))
@@ -333,7 +380,8 @@ class CampaignDriver:
                 "test points measured; raise sampling.initial"
             )
         members = self._train([rows[i] for i in np.flatnonzero(~test)], round_index)
-        _, predicted, measured_total = self._predict_test(members, rows, test)
+        with self._stage("testing"):
+            _, predicted, measured_total = self._predict_test(members, rows, test)
         scores = Scores.of(predicted, measured_total)
         model_id = self.store.save_model(
             f"{config.name}-round{round_index}",

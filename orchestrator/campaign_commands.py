@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from orchestrator.cli import DbOption, _stdout, app, invocation
@@ -98,15 +105,16 @@ def run_campaign(
     try:
         gpus = _cluster_gpus(config, uses_gpus)
         with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-            console=_stdout, transient=True,
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+            MofNCompleteColumn(), TimeElapsedColumn(), console=_stdout, transient=True,
         ) as progress:  # fmt: skip
             task = progress.add_task("measuring", total=None)
-            counts = {"done": 0}
 
             def on_result(result: Any) -> None:
-                counts["done"] += 1
-                progress.update(task, description=f"measured {counts['done']} points")
+                progress.advance(task)
+
+            def on_phase(description: str, steps: int | None) -> None:
+                progress.reset(task, total=steps, description=description)
 
             def on_round(r: RoundReport) -> None:
                 duty = f"{100 * r.duty_cycle:.0f} %" if r.duty_cycle is not None else "-"
@@ -119,11 +127,10 @@ def run_campaign(
                     if scores is not None
                     else f"round {r.round_index}: no scores"
                 )
-                progress.update(task, description="measuring")
 
             driver = CampaignDriver(
                 config, store, gpus=gpus, on_round=on_round, on_result=on_result,
-                workers=workers, replace_config=force,
+                on_phase=on_phase, workers=workers, replace_config=force,
             )  # fmt: skip
             outcome = driver.run()
         folder = write_campaign_report(

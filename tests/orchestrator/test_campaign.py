@@ -150,3 +150,30 @@ def test_a_crashed_worker_is_retried_and_out_of_memory_is_never_retried(
     assert len(list(fault_dir.iterdir())) >= 1
     assert all(p.status == "COMPLETE" for p in points if p not in oom)
     store.close()
+
+
+def test_the_driver_reports_its_phases_and_where_its_time_went(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    phases: list[tuple[str, int | None]] = []
+    store = CampaignStore(sqlite_url)
+    try:
+        config = small(budget={"rounds": 2})
+        driver = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], workers=2,
+            on_phase=lambda text, steps: phases.append((text, steps)),
+        )  # fmt: skip
+        outcome = driver.run()
+    finally:
+        store.close()
+    assert phases[0] == ("measuring 30 points", 30)
+    assert phases[1][0].startswith("training round 0 on ") and phases[1][1] is None
+    assert [text.split(" on ")[0] for text, _ in phases if text.startswith("training")] == [
+        "training round 0",
+        "training round 1",
+    ]
+    measured = sum(steps or 0 for _, steps in phases)
+    assert measured == outcome.complete_points
+    stages = driver.stage_seconds
+    assert {"sampling", "measuring", "storing", "featurising", "training", "testing"} <= set(stages)
+    assert "selecting" in stages and all(seconds >= 0 for seconds in stages.values())

@@ -1,0 +1,241 @@
+"""Benchmark: measurements each sampling strategy needs before the predictor reaches a target MAPE.
+
+Algorithm 1's loop on the simulated twin, in process (no Ray, no database: the campaign's own
+sampler, its ``select`` and its predictor training, with the twin's noise-free energies times a
+1 % log-normal repeat noise as the "measurement"). Every strategy starts from the same A points
+per seed; after each round the ensemble is scored on a fixed evaluation set drawn from the priors
+(the accuracy a user sees over the configurations the priors describe, the same yardstick for
+every strategy). A run stops at the target or at the measurement budget. The table gives, per
+strategy, the median over seeds of the measurements needed (runs that never reach the target
+count as the budget, marked ``>``), and the bars of issue 6 (ours ≤ ½ of random, ≤ ⅔ of focused).
+
+    python experiments/benchmarks/strategy_benchmark.py --seeds 5 \
+        --out experiments/benchmarks/results/strategy_benchmark.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from featurize import InferencePoint, get_gpu
+from gnn.dataset import LabelledData
+from gnn.metrics import Scores
+from gnn.training import Predictor, TrainConfig, train_predictor
+from orchestrator.config import CampaignConfig, parse_config
+from orchestrator.sampling import PointSampler
+from orchestrator.strategies import select
+from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+
+STRATEGIES = ("random", "focused", "disagreement")
+
+PRIORS: dict[str, Any] = {
+    "architectures": {
+        "models": ["qwen2-0.5b", "qwen2-1.5b", "gemma-2-2b", "llama3.1-8b", "bloom-1b7",
+                   "qwen2-7b", "gemma-2-9b", "mixtral-8x7b"],
+        "perturbed_fraction": 0.3,
+        "perturbation": {"num_layers": 0.25, "intermediate_size": 0.25},
+    },
+    "requests": {"batch": [1, 4], "max_context": 4096},
+    "gpus": {"types": ["H100-SXM", "A100-80GB", "L4"], "tp": [1, 4]},
+}  # fmt: skip
+
+GPUS = [get_gpu(name) for name in PRIORS["gpus"]["types"]]
+
+
+@dataclass
+class Run:
+    """One strategy on one seed: (measurements, evaluation MAPE) after every round."""
+
+    strategy: str
+    seed: int
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    reached_at: int | None = None
+    seconds: float = 0.0
+
+
+def campaign_config(args: argparse.Namespace, strategy: str) -> CampaignConfig:
+    """The benchmark's campaign, as a user would write it."""
+    return parse_config(
+        {
+            "name": f"bench-{strategy}", "engine": "simulated", "strategy": strategy,
+            "target_mape": args.target, "priors": PRIORS,
+            "sampling": {"initial": args.initial, "test_fraction": 0.2,
+                         "neighbours": args.neighbours, "per_round": args.per_round,
+                         "high_error": {"rule": "top_fraction", "value": 0.1}},
+            "budget": {"measurements": args.budget, "rounds": 100},
+            "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2},
+        },
+        "benchmark",
+    )  # fmt: skip
+
+
+class Twin:
+    """The measurement oracle: the simulated twin's energies with repeat noise."""
+
+    def __init__(self, noise: float, seed: int) -> None:
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+
+    def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
+        """Prefill and total energy of ``points``, with repeat noise."""
+        rows: list[dict[str, float]] = [{} for _ in points]
+        by_gpu: dict[str, list[int]] = {}
+        for i, point in enumerate(points):
+            by_gpu.setdefault(point.setup.gpu.id, []).append(i)
+        for indices in by_gpu.values():
+            chosen = [points[i] for i in indices]
+            costs = twin_costs(TwinInputs.of(chosen), TwinParameters.for_gpu(chosen[0].setup.gpu))
+            factor = np.exp(self.rng.normal(0.0, self.noise, size=(len(chosen), 2)))
+            for k, i in enumerate(indices):
+                prefill, decode = costs[k, 2] * factor[k, 0], costs[k, 3] * factor[k, 1]
+                total = prefill + decode
+                rows[i] = {"prefill_energy_j": prefill, "energy_j": total, "simulated": 1.0}
+        return rows
+
+
+def exact_energy(points: list[InferencePoint]) -> np.ndarray:
+    """Noise-free total energy (the evaluation set's truth)."""
+    return np.array([row["energy_j"] for row in Twin(0.0, 0).measure(points)])
+
+
+def train(rows: list[tuple[InferencePoint, dict[str, float]]], args: argparse.Namespace,
+          seed: int) -> list[Predictor]:  # fmt: skip
+    data = LabelledData.from_rows(rows, "benchmark")
+    members = []
+    for k in range(2):
+        predictor, _ = train_predictor(
+            data.graphs, data.prefill_j, data.decode_j,
+            TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed * 100 + k),
+        )  # fmt: skip
+        members.append(predictor)
+    return members
+
+
+def run_one(strategy: str, seed: int, args: argparse.Namespace,
+            evaluation: list[InferencePoint], truth: np.ndarray) -> Run:  # fmt: skip
+    """Algorithm 1 with ``strategy`` until the evaluation MAPE reaches the target."""
+    config = campaign_config(args, strategy)
+    sampler = PointSampler(config, GPUS)
+    rng0 = np.random.default_rng([seed, 0])
+    points = sampler.sample(args.initial, rng0)
+    is_test = list(rng0.random(len(points)) < 0.2)
+    twin = Twin(args.noise, seed)
+    labels = twin.measure(points)
+    run = Run(strategy, seed)
+    start = time.perf_counter()
+    round_index = 0
+    while True:
+        train_rows = [(p, r) for p, r, t in zip(points, labels, is_test, strict=True) if not t]
+        members = train(train_rows, args, seed * 1000 + round_index)
+        predicted = np.mean([m.predict_points(evaluation)[:, 2] for m in members], axis=0)
+        mape = Scores.of(predicted, truth).mape
+        run.curve.append((len(points), mape))
+        print(f"  {strategy:<12} seed {seed} round {round_index}: {len(points)} measured, "
+              f"evaluation MAPE {mape:.2f} %", flush=True)  # fmt: skip
+        if mape <= args.target:
+            run.reached_at = len(points)
+            break
+        room = min(args.per_round, args.budget - len(points))
+        if room <= 0:
+            break
+        test_points = [p for p, t in zip(points, is_test, strict=True) if t]
+        test_measured = np.array([r["energy_j"] for r, t in zip(labels, is_test, strict=True) if t])
+        test_predicted = np.mean([m.predict_points(test_points)[:, 2] for m in members], axis=0)
+        rng = np.random.default_rng([seed, round_index + 1])
+
+        def ensemble(candidates: Any, members: list[Predictor] = members) -> np.ndarray:
+            return np.stack([m.predict_points(candidates)[:, 2] for m in members])
+
+        selection = select(
+            strategy, sampler, rng, budget=room, neighbours=args.neighbours,
+            test_points=test_points, test_ids=list(range(len(test_points))),
+            test_errors=np.abs(test_predicted - test_measured) / test_measured,
+            rule=config.sampling.high_error, ensemble=ensemble, exclude=set(points),
+        )  # fmt: skip
+        if not selection.points:
+            break
+        points += selection.points
+        is_test += list(rng.random(len(selection.points)) < 0.2)
+        labels += twin.measure(selection.points)
+        round_index += 1
+    run.seconds = time.perf_counter() - start
+    return run
+
+
+def summarise(runs: list[Run], budget: int) -> dict[str, dict[str, Any]]:
+    """Median measurements to the target per strategy (unreached runs count as the budget)."""
+    summary = {}
+    for strategy in STRATEGIES:
+        mine = [r for r in runs if r.strategy == strategy]
+        needed = [r.reached_at if r.reached_at is not None else budget for r in mine]
+        summary[strategy] = {
+            "median_measurements": statistics.median(needed),
+            "reached": sum(r.reached_at is not None for r in mine),
+            "runs": len(mine),
+            "per_seed": needed,
+            "final_mape_median": statistics.median(r.curve[-1][1] for r in mine),
+        }
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--target", type=float, default=10.0, help="target MAPE %%")
+    parser.add_argument("--initial", type=int, default=60, help="A")
+    parser.add_argument("--per-round", type=int, default=30)
+    parser.add_argument("--neighbours", type=int, default=10, help="B")
+    parser.add_argument("--budget", type=int, default=360, help="most measurements per run")
+    parser.add_argument("--epochs", type=int, default=120)
+    parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument("--noise", type=float, default=0.01, help="repeat noise (log σ)")
+    parser.add_argument("--evaluation", type=int, default=400, help="evaluation-set size")
+    parser.add_argument("--out", type=Path, default=Path("strategy_benchmark.json"))
+    args = parser.parse_args()
+
+    evaluation = PointSampler(campaign_config(args, "random"), GPUS).sample(
+        args.evaluation, np.random.default_rng(20261127)
+    )
+    truth = exact_energy(evaluation)
+    runs = []
+    for seed in range(args.seeds):
+        for strategy in args.strategies.split(","):
+            runs.append(run_one(strategy, seed, args, evaluation, truth))
+    summary = summarise(runs, args.budget)
+    print(f"\nmeasurements to an evaluation MAPE ≤ {args.target} % (median of {args.seeds} seeds;"
+          f" budget {args.budget})")  # fmt: skip
+    print(f"{'strategy':<14}{'median':>8}{'reached':>9}{'final MAPE %':>14}  per seed")
+    for strategy, row in summary.items():
+        print(f"{strategy:<14}{row['median_measurements']:>8}{row['reached']:>5}/{row['runs']:<3}"
+              f"{row['final_mape_median']:>14.2f}  {row['per_seed']}")  # fmt: skip
+    ours = summary["disagreement"]["median_measurements"]
+    bars = {
+        "half_of_random": ours <= 0.5 * summary["random"]["median_measurements"],
+        "two_thirds_of_focused": ours <= 2 / 3 * summary["focused"]["median_measurements"],
+    }
+    print(f"bars: ≤ ½ random: {bars['half_of_random']}, ≤ ⅔ focused: "
+          f"{bars['two_thirds_of_focused']}")  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "benchmark": "strategy_benchmark", "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "priors": PRIORS, "summary": summary, "bars": bars,
+        "runs": [{"strategy": r.strategy, "seed": r.seed, "curve": r.curve,
+                  "reached_at": r.reached_at, "seconds": r.seconds} for r in runs],
+    }, indent=1))  # fmt: skip
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
