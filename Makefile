@@ -51,6 +51,9 @@ bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/featurize_throughput.py
 	$(BIN)/python experiments/benchmarks/export_throughput.py
 	$(BIN)/python experiments/benchmarks/predictor_performance.py
+	$(BIN)/python experiments/benchmarks/strategy_benchmark.py \
+		--out experiments/benchmarks/results/strategy_benchmark.json
+	$(BIN)/python experiments/benchmarks/campaign_scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,39 @@
+"""The strategy benchmark runs Algorithm 1 per strategy and reports comparable numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_tiny_benchmark_runs_every_strategy_and_can_be_resummarised(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    command = [
+        sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--seeds", "1",
+        "--initial", "30", "--per-round", "15", "--neighbours", "5", "--budget", "60",
+        "--epochs", "6", "--patience", "6", "--evaluation", "40", "--target", "0.01",
+        "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert {r["strategy"] for r in data["runs"]} == {"random", "focused", "disagreement"}
+    for run in data["runs"]:
+        counts = [count for count, _ in run["curve"]]
+        assert counts[0] == 30 and counts == sorted(counts) and counts[-1] <= 60
+        assert run["reached_at"] is None  # a 0.01 % target is out of reach
+    for row in data["summary"].values():
+        assert row["median_measurements"] == 60  # unreached runs count as the budget
+        assert row["mape_at"]["60"] is not None
+    assert data["bars"] == {"half_of_random": False, "two_thirds_of_focused": False}
+    again = subprocess.run(
+        [sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--resummarise", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0 and "evaluation MAPE % at equal measurements" in again.stdout
