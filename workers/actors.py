@@ -11,6 +11,7 @@ This module is safe to import under ``spawn`` (vLLM spawns processes): it starts
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -99,11 +100,21 @@ class EngineWorker:
         settings: ProtocolSettings | None = None,
         idle_seconds: float = 2.0,
     ) -> None:
+        self.engine: InferenceEngine | None = None
+        self._load(engine_name, config, settings, idle_seconds)
+
+    def _load(
+        self,
+        engine_name: str,
+        config: EngineConfig,
+        settings: ProtocolSettings | None,
+        idle_seconds: float,
+    ) -> None:
         self.stats = WorkerStats()
         self.engine_name = engine_name
         self.config = config
         self.load_error: tuple[str, str] | None = None  # (kind, message)
-        self.engine: InferenceEngine | None = None
+        self.engine = None
         self.protocol: MeasurementProtocol | None = None
         start = time.monotonic()
         try:
@@ -128,6 +139,21 @@ class EngineWorker:
             if self.engine is None or self.engine.name != "simulated"
             else 0.0
         )
+
+    def reload(
+        self,
+        config: EngineConfig,
+        settings: ProtocolSettings | None = None,
+        idle_seconds: float = 2.0,
+    ) -> None:
+        """Close this engine and load another configuration in the same process.
+
+        For engines that hold no GPUs (the twin): starting a Ray actor per configuration
+        costs far more than measuring its few points, so the pool reuses actors. Timings
+        start again from zero.
+        """
+        self.shutdown()
+        self._load(self.engine_name, config, settings, idle_seconds)
 
     def info(self) -> dict[str, Any]:
         """Engine version, load time and load error (if any)."""
@@ -190,6 +216,7 @@ class EngineWorker:
             "load_s": self.stats.load_seconds,
             "duty_cycle": self.stats.duty_cycle(),
             "points": float(self.stats.measured_points),
+            "pid": float(os.getpid()),
         }
 
     def shutdown(self) -> None:

@@ -9,6 +9,7 @@ configuration's remaining points, up to ``max_actor_restarts`` times.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict, deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def measure_tasks(
     waiting = deque(sorted(groups.values(), key=lambda g: -g.config.tp))
     active: dict[Any, _Group] = {}  # in-flight object ref → group
     started: list[_Group] = []  # every group that got an actor, for the cleanup
+    idle: list[Any] = []  # healthy actors of engines without GPUs, ready for another config
     gpu_budget = int(ray.cluster_resources().get("GPU", 0))
     limit = max_actors if max_actors is not None else 4
 
@@ -90,16 +92,26 @@ def measure_tasks(
         active[group.in_flight] = group
 
     def start(group: _Group) -> None:
-        group.actor = worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus)
+        if idle and not needs(group):
+            # An actor of a configuration without GPUs loads the next one in place: starting a
+            # Ray worker process costs far more than the twin's few points per configuration.
+            group.actor = idle.pop()
+            group.actor.reload.remote(group.config, settings, idle_seconds)
+        else:
+            group.actor = worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus)
         started.append(group)
         dispatch(group)
 
-    def finish(group: _Group) -> None:
+    def finish(group: _Group, reusable: bool = False) -> None:
         if group.actor is not None:
             try:
                 group.timing = ray.get(group.actor.timing.remote(), timeout=30)
                 if timings is not None and group.timing is not None:
                     timings.append(group.timing)
+                if reusable and not needs(group):
+                    idle.append(group.actor)
+                    group.actor = None
+                    return
                 ray.get(group.actor.shutdown.remote(), timeout=120)
             except Exception:  # a dead actor has nothing to shut down
                 pass
@@ -181,13 +193,17 @@ def measure_tasks(
             if group.pending:
                 dispatch(group)
             else:
-                finish(group)
+                finish(group, reusable=True)
 
     finally:
         # A caller that stops early (or an error) must not leave actors holding GPUs; the
         # group whose result the caller stopped at has already left `active`.
         for group in started:
             finish(group)
+        for actor in idle:
+            with contextlib.suppress(Exception):  # a dead actor has nothing to shut down
+                ray.get(actor.shutdown.remote(), timeout=120)
+            ray.kill(actor)
 
 
 def next_group(needs: Sequence[int], free_gpus: int, busy: bool) -> int | None:

@@ -101,3 +101,22 @@ def test_gpu_engines_need_gpus_in_the_cluster(ray_cluster: None) -> None:
     work = tasks(config("qwen2-0.5b", tp=2), 0, [64])
     (result,) = measure_tasks("vllm", work, FAST)
     assert result.status == PointStatus.FAILED and result.error_kind == "no_gpus"
+
+
+def test_actors_without_gpus_are_reused_across_configurations(ray_cluster: None) -> None:
+    configs = [config("qwen2-0.5b"), config("bloom-560m"), config("qwen2-1.5b", tp=2)]
+    work = [task for n, cfg in enumerate(configs) for task in tasks(cfg, 10 * n, [64, 300])]
+    timings: list[dict[str, float]] = []
+    pooled = {
+        r.point_id: r
+        for r in measure_tasks("simulated", work, FAST, num_cpus=0.5, max_actors=1, timings=timings)
+    }
+    assert len(timings) == 3 and len({t["pid"] for t in timings}) == 1  # one process, 3 configs
+    assert all(t["points"] == 2 for t in timings)  # each configuration's own counts
+    # A reused actor measures a configuration exactly as a fresh one does.
+    fresh = {r.point_id: r for r in measure_tasks("simulated", work[4:], FAST, num_cpus=0.5)}
+    for point_id, result in fresh.items():
+        reused = pooled[point_id]
+        assert reused.status == result.status == PointStatus.COMPLETE
+        assert reused.record is not None and result.record is not None
+        assert reused.record.energy_j == pytest.approx(result.record.energy_j, rel=1e-9)
