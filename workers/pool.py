@@ -108,7 +108,9 @@ def measure_tasks(
                 group.timing = ray.get(group.actor.timing.remote(), timeout=30)
                 if timings is not None and group.timing is not None:
                     timings.append(group.timing)
-                if reusable and not needs(group):
+                if reusable and not needs(group) and waiting:
+                    # Kept only while a configuration waits for it: an idle actor holds its
+                    # CPUs, which actors still queued for resources may need to start at all.
                     idle.append(group.actor)
                     group.actor = None
                     return

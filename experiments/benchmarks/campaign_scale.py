@@ -63,7 +63,8 @@ def main() -> None:
             flush=True,
         )
 
-    connect(None, num_cpus=os.cpu_count() or 2)
+    # Ray's CPUs are logical: enough for every simulated actor (0.5 each) and the training task.
+    connect(None, num_cpus=max(os.cpu_count() or 2, args.workers // 2 + 1))
     start = time.perf_counter()
     try:
         driver = CampaignDriver(config, store, gpus=gpus, workers=args.workers, on_round=on_round)
