@@ -52,6 +52,7 @@ def main() -> None:
     catalog = GpuCatalog.default()
     gpus = [catalog.get(name) for name in config.priors.gpus.types]
     rounds: list[RoundReport] = []
+    driver = CampaignDriver(config, store, gpus=gpus, workers=args.workers)
 
     def on_round(report: RoundReport) -> None:
         rounds.append(report)
@@ -62,12 +63,14 @@ def main() -> None:
             f"{report.selected} ({time.perf_counter() - start:.0f} s so far)",
             flush=True,
         )
+        so_far = ", ".join(f"{k} {v:.0f} s" for k, v in sorted(driver.stage_seconds.items()))
+        print(f"  stages so far: {so_far}", flush=True)
 
     # Ray's CPUs are logical: enough for every simulated actor (0.5 each) and the training task.
     connect(None, num_cpus=max(os.cpu_count() or 2, args.workers // 2 + 1))
     start = time.perf_counter()
     try:
-        driver = CampaignDriver(config, store, gpus=gpus, workers=args.workers, on_round=on_round)
+        driver.on_round = on_round
         outcome = driver.run()
     finally:
         disconnect()
