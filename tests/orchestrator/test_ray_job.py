@@ -47,14 +47,17 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
 
 
 def _submit(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Submit, waiting for the head's job agent, which comes up some seconds after the head."""
-    for _ in range(30):
+    """Submit, waiting for the head's job agent, which comes up some seconds after the head.
+
+    On a loaded 2-core machine the agent took over a minute: wait up to five.
+    """
+    deadline = time.monotonic() + 300
+    while True:
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900,
                                 check=False)  # fmt: skip
-        if "No available agent" not in result.stderr:
+        if "No available agent" not in result.stderr or time.monotonic() > deadline:
             return result
-        time.sleep(2)
-    return result
+        time.sleep(3)
 
 
 def test_a_submitted_campaign_runs_and_a_resubmission_continues_it(
