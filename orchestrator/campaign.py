@@ -75,7 +75,7 @@ def _owner(config: CampaignConfig) -> str:
     return f"driver:{config.name}"
 
 
-def _train_members(
+def train_members(
     rows: list[tuple[InferencePoint, dict[str, Any]]],
     epochs: int,
     patience: int,
@@ -273,7 +273,7 @@ class CampaignDriver:
                 f"({training.ensemble} model{'s' * (training.ensemble > 1)}, {where})",
                 None,
             )
-        task = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0)(_train_members)
+        task = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0)(train_members)
         device = "cuda" if on_gpu else "cpu"
         with self._stage("training"):
             blobs, featurise_s = ray.get(
@@ -302,8 +302,13 @@ class CampaignDriver:
         members: list[Any],
         rows: list[tuple[InferencePoint, dict[str, Any]]],
         stored: list[StoredPoint],
+        predicted: np.ndarray | None = None,
     ) -> int:
-        """Choose and store the points of round ``round_index + 1``; how many."""
+        """Choose and store the points of round ``round_index + 1``; how many.
+
+        ``predicted``: the ensemble's test-point predictions if the caller has them (a driver
+        resuming from a stored model has not).
+        """
         config = self.config
         test = np.array([p.split == "test" for p in stored], dtype=bool)
         total = self.store.measurement_count(campaign_id)
@@ -312,7 +317,11 @@ class CampaignDriver:
             return np.stack([m.predict_points(points)[:, 2] for m in members])
 
         with self._stage("selecting"):
-            test_points, predicted, measured = self._predict_test(members, rows, test)
+            if predicted is None:
+                test_points, predicted, measured = self._predict_test(members, rows, test)
+            else:
+                test_points = [rows[i][0] for i in np.flatnonzero(test)]
+                measured = np.array([rows[i][1]["energy_j"] for i in np.flatnonzero(test)])
             selection = select(
                 config.strategy, self.sampler, self._rng(round_index + 1),
                 budget=self._room(total), neighbours=config.sampling.neighbours,
@@ -402,7 +411,7 @@ class CampaignDriver:
         stop = self._stop_reason(record, round_index, [*done, record])
         selected = 0
         if stop is None:
-            selected = self._select_next(campaign_id, round_index, members, rows, stored)
+            selected = self._select_next(campaign_id, round_index, members, rows, stored, predicted)
             if selected == 0:
                 stop = "no new point could be selected"
         return RoundReport(

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint, get_gpu
-from gnn.dataset import LabelledData
 from gnn.metrics import Scores
-from gnn.training import Predictor, TrainConfig, train_predictor
+from gnn.training import Predictor
+from orchestrator.campaign import train_members
 from orchestrator.config import CampaignConfig, parse_config
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import select
@@ -109,15 +109,9 @@ def exact_energy(points: list[InferencePoint]) -> np.ndarray:
 
 def train(rows: list[tuple[InferencePoint, dict[str, float]]], args: argparse.Namespace,
           seed: int) -> list[Predictor]:  # fmt: skip
-    data = LabelledData.from_rows(rows, "benchmark")
-    members = []
-    for k in range(2):
-        predictor, _ = train_predictor(
-            data.graphs, data.prefill_j, data.decode_j,
-            TrainConfig(epochs=args.epochs, patience=args.patience, seed=seed * 100 + k),
-        )  # fmt: skip
-        members.append(predictor)
-    return members
+    """The round's ensemble of two, trained as the campaign driver trains it."""
+    blobs, _ = train_members(rows, args.epochs, args.patience, [seed * 100 + k for k in range(2)])
+    return [Predictor.from_bytes(blob) for blob in blobs]
 
 
 def run_one(strategy: str, seed: int, args: argparse.Namespace,
