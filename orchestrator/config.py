@@ -56,6 +56,10 @@ class ArchitecturePrior(_Strict):
     models: list[str] = Field(min_length=1)
     perturbed_fraction: Annotated[float, Field(ge=0, le=1)] = 0.0
     perturbation: PerturbationRanges = PerturbationRanges()
+    #: 0: every perturbed draw is a fresh shape. N > 0: the perturbed draws share N shapes drawn
+    #: once from the seed, so on real GPUs their points share engine loads (a vLLM start costs
+    #: 1-3 minutes, a point about ten seconds).
+    perturbed_variants: Annotated[int, Field(ge=0)] = 0
     weight_bits: list[Literal[4, 8, 16]] = [16]
 
 
@@ -166,9 +170,15 @@ class CampaignConfig(_Strict):
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the campaign's meaning (stored with it; a rerun must match it).
 
-        The database URL is where the campaign lives, not what it is, so it is left out.
+        The database URL is where the campaign lives, not what it is, so it is left out; keys
+        added after campaigns were stored are left out at their defaults, so those campaigns
+        still continue.
         """
-        return self.model_dump(mode="json", exclude={"database"})
+        data = self.model_dump(mode="json", exclude={"database"})
+        architectures = data["priors"]["architectures"]
+        if architectures.get("perturbed_variants") == 0:
+            del architectures["perturbed_variants"]
+        return data
 
     def config_hash(self) -> str:
         """SHA-256 of :meth:`fingerprint`."""

@@ -81,6 +81,18 @@ class PointSampler:
             RequestPrior.from_trace(prior.trace) if prior.trace else RequestPrior.azure()
         )
         self.tp_low, self.tp_high = config.priors.gpus.tp
+        self.variants = self._variants(config.priors.architectures.perturbed_variants)
+
+    def _variants(self, count: int) -> list[Architecture]:
+        """The shared perturbed shapes (``perturbed_variants``), the same for every run."""
+        rng = np.random.default_rng([self.config.seed, 0x5A1E])
+        variants: list[Architecture] = []
+        for index in range(count):
+            base = self.bases[index % len(self.bases)]
+            variant = self.perturb(base, rng)
+            if variant != base and variant not in variants:
+                variants.append(variant)
+        return variants
 
     def _valid(self, point: InferencePoint) -> bool:
         try:
@@ -144,7 +156,10 @@ class PointSampler:
                     continue
                 base = self.bases[int(rng.integers(len(self.bases)))]
                 perturbed = rng.random() < prior.architectures.perturbed_fraction
-                arch = self.perturb(base, rng) if perturbed else base
+                if perturbed and self.variants:
+                    arch = self.variants[int(rng.integers(len(self.variants)))]
+                else:
+                    arch = self.perturb(base, rng) if perturbed else base
                 gpu = self.gpus[int(rng.integers(len(self.gpus)))]
                 tp = int(rng.integers(self.tp_low, self.tp_high + 1))
                 bits = int(rng.choice(prior.architectures.weight_bits))

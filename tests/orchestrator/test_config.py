@@ -76,3 +76,12 @@ def test_file_problems(tmp_path: Path) -> None:
         load_config(traced)
     (tmp_path / "t.csv").write_text("ContextTokens,GeneratedTokens\n10,5\n")
     assert load_config(traced).priors.requests.trace == (tmp_path / "t.csv").resolve()
+
+
+def test_a_key_added_later_keeps_older_fingerprints_at_its_default() -> None:
+    config = parse_config({"name": "n", "priors": {"architectures": {"models": ["qwen2-0.5b"]}}})
+    assert "perturbed_variants" not in config.fingerprint()["priors"]["architectures"]
+    changed = parse_config({"name": "n", "priors": {"architectures": {
+        "models": ["qwen2-0.5b"], "perturbed_variants": 3}}})  # fmt: skip
+    assert changed.fingerprint()["priors"]["architectures"]["perturbed_variants"] == 3
+    assert changed.config_hash() != config.config_hash()

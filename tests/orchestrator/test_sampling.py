@@ -80,3 +80,17 @@ def test_neighbours_lie_within_the_radius() -> None:
 def test_no_gpu_types_is_an_error() -> None:
     with pytest.raises(InvalidRequestError, match="no GPU types"):
         PointSampler(_config(), [])  # type: ignore[arg-type]
+
+
+def test_perturbed_variants_are_shared_and_fixed_by_the_seed() -> None:
+    data = _config().model_dump(mode="json")  # type: ignore[attr-defined]
+    data["priors"]["architectures"]["perturbed_variants"] = 2
+    config = parse_config(data)
+    gpus = [get_gpu("H100-SXM")]
+    points = PointSampler(config, gpus).sample(200, np.random.default_rng(3))
+    perturbed = {p.architecture for p in points if "~" in p.architecture.name}
+    # Every perturbed draw is one of the two shapes: few engine loads on a GPU.
+    assert 1 <= len(perturbed) <= 2
+    assert sum("~" in p.architecture.name for p in points) > 50
+    again = PointSampler(config, gpus)  # a resumed driver draws the same shapes
+    assert set(again.variants) == set(PointSampler(config, gpus).variants) >= perturbed

@@ -32,7 +32,8 @@ TINY = Architecture(
 
 def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:  # noqa: F811
     config = EngineConfig(TINY, Precision(), 1, None, seed=0)
-    requests = [InferenceRequest(1, 32, 8), InferenceRequest(2, 48, 5)]
+    # The third is a batch larger than the engine runs at once: one batch could not be measured.
+    requests = [InferenceRequest(1, 32, 8), InferenceRequest(2, 48, 5), InferenceRequest(9, 16, 2)]
     work = [PointTask(n, config, r) for n, r in enumerate(requests)]
     settings = ProtocolSettings(warmups=1, windows=2, min_window_s=0.3, min_requests=2)
     timings: list[dict[str, float]] = []
@@ -40,6 +41,9 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
         measure_tasks("vllm", work, settings, num_cpus=1, timings=timings),
         key=lambda r: r.point_id,
     )
+    too_wide = results.pop()
+    assert too_wide.status == PointStatus.INFEASIBLE
+    assert "LLMCO2_MAX_NUM_SEQS" in (too_wide.error_message or "")
     for result in results:
         assert result.status == PointStatus.COMPLETE, result.error_message
         record = result.record
@@ -52,4 +56,4 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
         assert record.decode_latency_per_token_s is not None
         assert record.decode_latency_per_token_s > 0
         assert record.repeats == 2 and not record.simulated
-    assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for both points
+    assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for all points

