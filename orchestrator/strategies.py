@@ -43,6 +43,16 @@ def high_error_indices(errors: np.ndarray, rule: HighErrorRule) -> np.ndarray:
     return order[errors[order] > rule.value]
 
 
+def disagreement_order(predictions: np.ndarray) -> np.ndarray:
+    """Candidates, most disputed first: the spread of the members' log energies.
+
+    Args:
+        predictions: Energies (J) by each ensemble member, shape (members, candidates).
+    """
+    spread = np.log(np.maximum(predictions, 1e-9)).std(axis=0)
+    return np.argsort(-spread, kind="stable")
+
+
 def select(
     strategy: str,
     sampler: PointSampler,
@@ -98,8 +108,7 @@ def select(
             raise ValueError("the disagreement strategy needs an ensemble")
         pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in taken]
         if pool:
-            spread = np.log(np.maximum(ensemble(pool), 1e-9)).std(axis=0)
-            for index in np.argsort(-spread, kind="stable"):
+            for index in disagreement_order(ensemble(pool)):
                 if len(chosen) >= wanted:
                     break
                 keep(pool[index], None)
