@@ -150,7 +150,7 @@ def run_one(
         chosen += new
         is_test += list(rng.random(len(new)) < 0.2)
         round_index += 1
-    return {"strategy": strategy, "seed": seed, "curve": curve,
+    return {"strategy": strategy, "seed": seed, "curve": curve, "chosen": chosen,
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
@@ -233,6 +233,7 @@ def main() -> None:
         "experiment": "pool_replay", "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "points": len(rows), "pool": len(pool), "held_out": len(held_out),
+        "held_out_rows": held_out,
         "settings": settings, "summary": summary, "runs": runs,
     }, indent=1))  # fmt: skip
     command = "python experiments/evaluation/pool_replay.py " + " ".join(

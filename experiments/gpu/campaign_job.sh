@@ -60,6 +60,11 @@ while [[ -n $job ]]; do
     sleep 5
 done
 [[ -n $job ]] && ray job logs --address $address "$job" > "$out/job.log" 2>&1
+# Where each engine start went (vLLM logs its phases in the actors' logs, not the job's): the
+# next session can tell weight init, torch.compile, CUDA-graph capture and KV profiling apart.
+grep -hE "Loading weights took|Model loading took|torch.compile takes|Compiling a graph|Graph capturing finished|init engine|KV cache|Available KV|Directly load the compiled" \
+    /tmp/ray/session_latest/logs/worker-*.out /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
+    | cut -c1-300 > "$out/engine-start.log"
 ray stop --force > /dev/null 2>&1
 cp "$state/campaign.db" "$out/campaign.db" 2>/dev/null
 [[ -d $state/report ]] && cp -r "$state/report" "$out/report"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[2]
+PARAMS = ROOT / "workers" / "data" / "twin_params.json"
 
 
-def test_calibration_on_the_real_dataset_improves_the_twin() -> None:
+def test_calibration_on_the_real_dataset_improves_the_twin(tmp_path: Path) -> None:
+    shipped = PARAMS.read_bytes()
     result = subprocess.run(
         [
             sys.executable,
@@ -23,6 +26,8 @@ def test_calibration_on_the_real_dataset_improves_the_twin() -> None:
             "--iterations",
             "600",
             "--dry-run",
+            "--report",
+            str(tmp_path / "twin"),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -39,3 +44,10 @@ def test_calibration_on_the_real_dataset_improves_the_twin() -> None:
     assert f"{points} real points on H200" in result.stdout
     assert rows["calibrated"][1] < rows["default"][1]  # energy MAPE
     assert rows["calibrated"][1] < 10.0
+    # The report says how far the twin is from the real data, also out of sample.
+    report = (tmp_path / "twin" / "report.md").read_text()
+    assert "| calibrated, 5-fold out of sample |" in report and "| family |" in report
+    results = json.loads((tmp_path / "twin" / "results.json").read_text())
+    assert results["points"] == points and len(results["out_of_sample"]) == 3
+    assert 0 < results["out_of_sample"][1] < results["default"][1]
+    assert PARAMS.read_bytes() == shipped  # --dry-run leaves the shipped parameters alone

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,17 +36,43 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
     env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("RAY_ADDRESS", None)
     dashboard = _free_port()
-    subprocess.run(
-        [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host",
-         "127.0.0.1", "--port", str(_free_port()), "--dashboard-port", str(dashboard),
-         "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=180,
-    )  # fmt: skip
+    # A short temp dir of its own (Ray's socket paths must stay under ~107 characters): the
+    # teardown stops this cluster's processes only, never another Ray on the machine (which
+    # `ray stop` would).
+    temp_dir = tempfile.mkdtemp(prefix="rayt-", dir="/tmp")
     try:
+        subprocess.run(
+            [ray, "start", "--head", "--node-ip-address", "127.0.0.1", "--dashboard-host",
+             "127.0.0.1", "--port", str(_free_port()), "--dashboard-port", str(dashboard),
+             "--num-cpus", "2", "--num-gpus", "0", "--disable-usage-stats",
+             "--temp-dir", temp_dir],
+            env=env, check=True, capture_output=True, timeout=180,
+        )  # fmt: skip
         yield f"http://127.0.0.1:{dashboard}", env
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120,
-                       check=False)  # fmt: skip
+        _stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _stop_cluster(temp_dir: str) -> None:
+    """End every process whose command line names ``temp_dir`` (SIGTERM, then SIGKILL)."""
+
+    def members() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) != os.getpid():
+                with contextlib.suppress(OSError):
+                    if temp_dir.encode() in (proc / "cmdline").read_bytes():
+                        found.append(int(proc.name))
+        return found
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in members():
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while members() and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 def _submit(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
