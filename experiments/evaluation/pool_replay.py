@@ -16,7 +16,7 @@ points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
 After every round the ensemble (trained as the campaign driver trains it,
 :func:`orchestrator.campaign.train_members`) is scored on the held-out points. The table gives,
 per strategy, the median over seeds of the measurements each needed to reach each MAPE level
-(a run that never reached it counts as the whole pool, marked ``>``).
+(a run that never reached it counts as the whole pool or ``--budget``, marked ``>``).
 
     python experiments/evaluation/pool_replay.py experiments/data/real-v1 experiments/data/gpu-4 \
         experiments/data/real-h200 --out experiments/reports/pool-replay
@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -141,10 +143,11 @@ def run_one(
               f"held-out MAPE {mape:.2f} %", flush=True)  # fmt: skip
         taken = set(chosen)
         free = [i for i in pool if i not in taken]
-        if not free or (args.stop_at is not None and mape <= args.stop_at):
+        room = min(args.per_round, args.budget - len(chosen))
+        if not free or room <= 0 or (args.stop_at is not None and mape <= args.stop_at):
             break
         rng = np.random.default_rng([seed, round_index + 1])
-        new = choose(strategy, members, rows, chosen, is_test, free, args.per_round, args, rng)
+        new = choose(strategy, members, rows, chosen, is_test, free, room, args, rng)
         if not new:
             break
         chosen += new
@@ -160,7 +163,7 @@ def needed(curve: list[tuple[int, float]], level: float) -> int | None:
 
 
 def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
-    """Median measurements to each MAPE level per strategy (never reached → the pool size)."""
+    """Median measurements to each MAPE level per strategy (never reached → ``pool_size``)."""
     summary: dict[str, Any] = {}
     for strategy in STRATEGIES:
         mine = [r for r in runs if r["strategy"] == strategy]
@@ -209,6 +212,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--stop-at", type=float, default=None, help="stop a run at this MAPE")
+    parser.add_argument("--budget", type=int, default=10**9, help="most measurements per run")
     parser.add_argument("--out", type=Path, default=Path("experiments/reports/pool-replay"))
     args = parser.parse_args()
 
@@ -223,8 +227,9 @@ def main() -> None:
         for seed in range(args.seeds)
         for strategy in args.strategies.split(",")
     ]
-    summary = summarise(runs, len(pool))
-    text = table(summary, len(pool))
+    ceiling = min(len(pool), args.budget)
+    summary = summarise(runs, ceiling)
+    text = table(summary, ceiling)
     print("\nmeasurements to a held-out MAPE level (median over seeds; reached/runs)\n" + text)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -236,9 +241,7 @@ def main() -> None:
         "held_out_rows": held_out,
         "settings": settings, "summary": summary, "runs": runs,
     }, indent=1))  # fmt: skip
-    command = "python experiments/evaluation/pool_replay.py " + " ".join(
-        str(d) for d in args.datasets
-    )
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     (args.out / "report.md").write_text(
         "# Pool replay on the real data\n\n"
         f"{len(rows)} real points ({', '.join(str(d) for d in args.datasets)}): "
@@ -247,7 +250,7 @@ def main() -> None:
         f"patience {args.patience}), {args.seeds} seeds.\n\n"
         "Measurements each strategy needed before the held-out MAPE reached each level "
         "(median over seeds; reached/runs; a run that never reached a level counts as the "
-        "whole pool):\n\n" + text + "\n\nMade by:\n\n    " + command + "\n"
+        f"whole pool or the budget, {ceiling}):\n\n{text}\n\nMade by:\n\n    {command}\n"
     )
     print(f"written: {args.out}/report.md")
 
