@@ -135,8 +135,9 @@ class VllmEngine(InferenceEngine):
             )
             kwargs["distributed_executor_backend"] = "mp"
             # vLLM captures CUDA graphs for batch sizes up to 2 × max_num_seqs (default 256:
-            # some 130 captures, tens of seconds of every engine start). The graphs for the
-            # small batches measured here (1, 2, 4, ...) are the same either way.
+            # some 130 captures per engine start); the graphs that serve the small batches
+            # measured here (1, 2, 4, ...) are the same either way. On one H200 the starts
+            # stayed at 114-152 s with it (compilation and profiling dominate).
             kwargs["max_num_seqs"] = self.max_num_seqs
             if self.config.flash_attention:
                 kwargs["attention_backend"] = os.environ.get(
