@@ -76,3 +76,17 @@ def scores_by_group(
         mask = labels == group
         result[str(group)] = Scores.of(pred[mask], true[mask])
     return result
+
+
+def learning_curve_at(curve: Sequence[tuple[int, float]], measurements: int) -> float | None:
+    """The score of the last model trained on at most ``measurements`` points of a campaign.
+
+    Args:
+        curve: (measurements so far, score) after each round, in round order.
+        measurements: The measurement count to read the curve at.
+
+    Returns:
+        That score, or None if the curve starts above ``measurements``.
+    """
+    before = [score for count, score in curve if count <= measurements]
+    return before[-1] if before else None

@@ -145,6 +145,13 @@ class Protocol(_Strict):
     cv_threshold: Annotated[float, Field(gt=0)] = 0.03
 
 
+#: Keys added after campaigns were stored, with their defaults: left out of the fingerprint at
+#: that default, so a campaign stored before the key existed still continues.
+ADDED_LATER: dict[tuple[str, ...], Any] = {
+    ("priors", "architectures", "perturbed_variants"): 0,
+}
+
+
 class CampaignConfig(_Strict):
     """A whole campaign."""
 
@@ -175,9 +182,12 @@ class CampaignConfig(_Strict):
         still continue.
         """
         data = self.model_dump(mode="json", exclude={"database"})
-        architectures = data["priors"]["architectures"]
-        if architectures.get("perturbed_variants") == 0:
-            del architectures["perturbed_variants"]
+        for (*parents, key), default in ADDED_LATER.items():
+            section = data
+            for parent in parents:
+                section = section[parent]
+            if section.get(key) == default:
+                del section[key]
         return data
 
     def config_hash(self) -> str:

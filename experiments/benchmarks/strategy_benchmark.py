@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint, get_gpu
-from gnn.metrics import Scores
+from gnn.metrics import Scores, learning_curve_at
 from gnn.training import Predictor
 from orchestrator.campaign import train_members
 from orchestrator.config import CampaignConfig, parse_config
@@ -165,12 +165,6 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
     return run
 
 
-def mape_at(curve: list[tuple[int, float]], measurements: int) -> float | None:
-    """The evaluation MAPE of the last model trained on at most ``measurements`` points."""
-    before = [mape for count, mape in curve if count <= measurements]
-    return before[-1] if before else None
-
-
 #: Measurement counts at which the strategies' models are compared (the sampling ablation).
 CHECKPOINTS = (60, 120, 180, 240)
 
@@ -191,7 +185,7 @@ def summarise(runs: list[Run], budget: int) -> dict[str, dict[str, Any]]:
         needed = [r.reached_at if r.reached_at is not None else budget for r in mine]
         at: dict[str, float | None] = {}
         for checkpoint in CHECKPOINTS:
-            values = [v for r in mine if (v := mape_at(r.curve, checkpoint)) is not None]
+            values = [v for r in mine if (v := learning_curve_at(r.curve, checkpoint)) is not None]
             at[str(checkpoint)] = statistics.median(values) if values else None
         summary[strategy] = {
             "mape_at": at,

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint
-from gnn.metrics import Scores
+from gnn.metrics import Scores, learning_curve_at
 from gnn.training import Predictor
 from orchestrator.campaign import train_members
 from orchestrator.config import HighErrorRule
@@ -231,12 +231,6 @@ def main() -> None:
                   "python " + " ".join(shlex.quote(a) for a in sys.argv))  # fmt: skip
 
 
-def mape_at(curve: list[tuple[int, float]], measurements: int) -> float | None:
-    """Held-out MAPE of the last model trained on at most ``measurements`` points."""
-    before = [mape for count, mape in curve if count <= measurements]
-    return before[-1] if before else None
-
-
 def equal_count_table(runs: list[dict[str, Any]], counts: list[int]) -> str:
     """Median held-out MAPE at equal measurement counts (the "+ focused sampling" ablation)."""
     lines = ["| strategy | " + " | ".join(str(c) for c in counts) + " |",
@@ -247,7 +241,7 @@ def equal_count_table(runs: list[dict[str, Any]], counts: list[int]) -> str:
             continue
         cells = []
         for count in counts:
-            values = [v for r in mine if (v := mape_at(r["curve"], count)) is not None]
+            values = [v for r in mine if (v := learning_curve_at(r["curve"], count)) is not None]
             cells.append(f"{statistics.median(values):.1f}" if values else "-")
         lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

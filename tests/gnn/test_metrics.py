@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gnn.metrics import Scores, eba, mape, scores_by_group
+from gnn.metrics import Scores, eba, learning_curve_at, mape, scores_by_group
 from llmco2.errors import InvalidRequestError
 
 
@@ -37,3 +37,11 @@ def test_scores_by_group() -> None:
 def test_bad_inputs(predicted: list[float], measured: list[float], message: str) -> None:
     with pytest.raises(InvalidRequestError, match=message):
         mape(predicted, measured)
+
+
+def test_a_learning_curve_is_read_at_the_last_model_within_the_count() -> None:
+    curve = [(60, 20.0), (90, 12.0), (120, 9.0)]
+    assert learning_curve_at(curve, 59) is None  # before the first model
+    assert learning_curve_at(curve, 60) == 20.0
+    assert learning_curve_at(curve, 119) == 12.0
+    assert learning_curve_at(curve, 500) == 9.0  # a run that stopped keeps its last model
