@@ -158,7 +158,7 @@ class CampaignConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]
     database: str = "sqlite:///llmco2.db"
     engine: str = "simulated"
-    strategy: Literal["focused", "random", "disagreement"] = "focused"
+    strategy: Literal["focused", "random", "disagreement", "diverse"] = "focused"
     seed: int = 0
     target_mape: Annotated[float, Field(gt=0)] = 5.0
     priors: Priors
@@ -169,9 +169,9 @@ class CampaignConfig(_Strict):
     max_attempts: PositiveInt = 3
 
     @model_validator(mode="after")
-    def _disagreement_needs_an_ensemble(self) -> CampaignConfig:
-        if self.strategy == "disagreement" and self.training.ensemble < 2:
-            raise ValueError("strategy 'disagreement' needs training.ensemble ≥ 2")
+    def _committee_strategies_need_an_ensemble(self) -> CampaignConfig:
+        if self.strategy in ("disagreement", "diverse") and self.training.ensemble < 2:
+            raise ValueError(f"strategy {self.strategy!r} needs training.ensemble ≥ 2")
         return self
 
     def fingerprint(self) -> dict[str, Any]:

@@ -11,7 +11,10 @@ points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
   nearest to it on the same engine configuration (architecture, precision, GPU setup) — the pool's
   stand-in for "within ±C", which a fixed dataset rarely has;
 - ``disagreement`` (ours): the unchosen pool points on which the round's ensemble of two
-  disagrees most (:func:`orchestrator.strategies.disagreement_order`).
+  disagrees most (:func:`orchestrator.strategies.disagreement_order`);
+- ``diverse`` (ours): a third of the round uniform from the unchosen pool, the rest by
+  disagreement discounted per point of the same engine configuration already chosen
+  (:func:`orchestrator.strategies.diverse_order`).
 
 After every round the ensemble (trained as the campaign driver trains it,
 :func:`orchestrator.campaign.train_members`) is scored on the held-out points. The table gives,
@@ -31,6 +34,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +45,19 @@ from gnn.metrics import Scores, learning_curve_at
 from gnn.training import Predictor
 from orchestrator.campaign import train_members
 from orchestrator.config import HighErrorRule
-from orchestrator.strategies import disagreement_order, high_error_indices
+from orchestrator.strategies import (
+    HEDGE_FRACTION,
+    disagreement_order,
+    diverse_order,
+    engine_key,
+    high_error_indices,
+)
 from storage.export import read_exported_points
 
-STRATEGIES = ("random", "focused", "disagreement")
+STRATEGIES = ("random", "focused", "disagreement", "diverse")
 LEVELS = (30.0, 20.0, 15.0, 10.0, 7.5, 5.0)
 
 Row = tuple[InferencePoint, dict[str, Any]]
-
-
-def engine_key(point: InferencePoint) -> tuple[Any, ...]:
-    """What one engine load serves: architecture, precision, attention kernel, GPU setup."""
-    return (point.architecture, point.precision, point.flash_attention, point.setup)
 
 
 def request_distance(a: InferencePoint, b: InferencePoint) -> float:
@@ -94,6 +99,16 @@ def choose(
     if strategy == "disagreement":
         order = disagreement_order(predictions(members, [rows[i][0] for i in free]))
         return [free[i] for i in order[:count]]
+    if strategy == "diverse":
+        hedge = [free[i] for i in rng.choice(len(free), size=round(HEDGE_FRACTION * count),
+                                             replace=False)]  # fmt: skip
+        rest = [i for i in free if i not in set(hedge)]
+        already = Counter(engine_key(rows[i][0]) for i in [*chosen, *hedge])
+        order = diverse_order(
+            predictions(members, [rows[i][0] for i in rest]),
+            [engine_key(rows[i][0]) for i in rest], already, count=count - len(hedge),
+        )  # fmt: skip
+        return hedge + [rest[i] for i in order]
     test = [i for i, t in zip(chosen, is_test, strict=True) if t]
     truth = np.array([rows[i][1]["energy_j"] for i in test])
     predicted = predictions(members, [rows[i][0] for i in test]).mean(axis=0)

@@ -16,14 +16,15 @@ def test_a_tiny_benchmark_runs_every_strategy_and_can_be_resummarised(tmp_path: 
         sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--seeds", "1",
         "--initial", "30", "--per-round", "15", "--neighbours", "5", "--budget", "60",
         "--epochs", "6", "--patience", "6", "--evaluation", "40", "--target", "0.01",
-        "--out", str(out),
+        "--jobs", "2", "--out", str(out),
     ]  # fmt: skip
     result = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
-    assert {r["strategy"] for r in data["runs"]} == {"random", "focused", "disagreement"}
+    strategies = {"random", "focused", "disagreement", "diverse", "oracle"}
+    assert {r["strategy"] for r in data["runs"]} == strategies
     for run in data["runs"]:
         counts = [count for count, _ in run["curve"]]
         assert counts[0] == 30 and counts == sorted(counts) and counts[-1] <= 60
@@ -31,7 +32,8 @@ def test_a_tiny_benchmark_runs_every_strategy_and_can_be_resummarised(tmp_path: 
     for row in data["summary"].values():
         assert row["median_measurements"] == 60  # unreached runs count as the budget
         assert row["mape_at"]["60"] is not None
-    assert data["bars"] == {"half_of_random": False, "two_thirds_of_focused": False}
+    unmet = {"half_of_random": False, "two_thirds_of_focused": False}
+    assert data["bars"] == {"disagreement": unmet, "diverse": unmet}
     again = subprocess.run(
         [sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--resummarise", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,

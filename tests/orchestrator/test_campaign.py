@@ -44,7 +44,7 @@ def small(strategy: str = "focused", **changes: Any) -> CampaignConfig:
         "sampling": {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}},
         "budget": {"rounds": 3},
         "training": {"epochs": 8, "patience": 8,
-                     "ensemble": 2 if strategy == "disagreement" else 1},
+                     "ensemble": 2 if strategy in ("disagreement", "diverse") else 1},
         "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
     }  # fmt: skip
     data.update(changes)
@@ -59,7 +59,7 @@ def run(config: CampaignConfig, url: str) -> Any:
         store.close()
 
 
-@pytest.mark.parametrize("strategy", ["focused", "random", "disagreement"])
+@pytest.mark.parametrize("strategy", ["focused", "random", "disagreement", "diverse"])
 def test_a_campaign_runs_its_rounds_and_persists_each(
     ray_cluster: None, db_url: str, strategy: str
 ) -> None:

@@ -49,6 +49,7 @@ def test_fingerprint_ignores_the_database_url_only() -> None:
         ({"priors": {"architectures": {"models": ["x"]}, "gpus": {"tp": [4, 1]}}}, "reversed"),
         ({"name": "has space"}, "name"),
         ({"strategy": "disagreement"}, "ensemble ≥ 2"),
+        ({"strategy": "diverse"}, "'diverse' needs training.ensemble ≥ 2"),
     ],
 )
 def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:

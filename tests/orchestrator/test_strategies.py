@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-import numpy as np
+from collections import Counter
+from collections.abc import Sequence
 
-from orchestrator.config import HighErrorRule
-from orchestrator.strategies import disagreement_order, high_error_indices
+import numpy as np
+import pytest
+
+from featurize import InferencePoint, get_gpu
+from orchestrator.config import HighErrorRule, parse_config
+from orchestrator.sampling import PointSampler
+from orchestrator.strategies import (
+    CANDIDATE_FACTOR,
+    HEDGE_FRACTION,
+    disagreement_order,
+    diverse_order,
+    engine_key,
+    high_error_indices,
+    select,
+)
 
 
 def test_disagreement_ranks_by_relative_spread_not_by_size() -> None:
@@ -24,3 +38,79 @@ def test_high_error_rules_pick_the_worst_first() -> None:
         1, 4,
     ]  # fmt: skip
     assert high_error_indices(errors, HighErrorRule(rule="above", value=0.1)).tolist() == [1, 4, 2]
+
+
+def test_diverse_discounts_a_configuration_for_each_point_it_already_has() -> None:
+    # Two candidates of configuration "a" (spreads ≈ 1.0 and 0.9), one of "b" (≈ 0.6).
+    spread = np.array([1.0, 0.9, 0.6])
+    predictions = np.stack([np.exp(spread), np.exp(-spread)])  # log-std = spread
+    keys = [("a",), ("a",), ("b",)]
+    # After "a" is picked once, the other "a" counts 0.9 × 0.5 < 0.6: "b" goes next.
+    assert diverse_order(predictions, keys).tolist() == [0, 2, 1]
+    # With "a" measured twice before, "b" (0.6) beats "a" (1.0 × 0.25) from the start.
+    assert diverse_order(predictions, keys, {("a",): 2}).tolist() == [2, 0, 1]
+    assert diverse_order(predictions, keys, count=1).tolist() == [0]
+
+
+def _sampler() -> PointSampler:
+    config = parse_config({
+        "name": "d", "strategy": "diverse", "training": {"ensemble": 2},
+        "priors": {"architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b", "llama3.1-8b"]},
+                   "requests": {"batch": [1, 4]}, "gpus": {"tp": [1, 2]}},
+    })  # fmt: skip
+    return PointSampler(config, [get_gpu("H100-SXM"), get_gpu("A100-80GB")])
+
+
+def _disputed_llama(points: Sequence[InferencePoint]) -> np.ndarray:
+    """An ensemble that disputes Llama-3.1-8B on one H100 only and agrees elsewhere."""
+    hot = np.array([
+        p.architecture.name.endswith("Llama-3.1-8B") and p.setup.label == "1xH100-SXM"
+        for p in points
+    ])  # fmt: skip
+    base = np.ones(len(points))
+    return np.stack([base, np.where(hot, 3.0, 1.0 + 0.01 * np.arange(len(points)) / len(points))])
+
+
+def test_diverse_rounds_hedge_with_prior_draws_and_spread_over_configurations() -> None:
+    sampler = _sampler()
+    measured = set(sampler.sample(40, np.random.default_rng(1)))
+    test = list(measured)[:10]
+    args = {
+        "budget": 100, "neighbours": 10, "test_points": test, "test_ids": list(range(10)),
+        "test_errors": np.linspace(0.5, 0.01, 10),
+        "rule": HighErrorRule(rule="top_fraction", value=0.2), "exclude": measured,
+    }  # fmt: skip
+    diverse = select("diverse", sampler, np.random.default_rng(2), ensemble=_disputed_llama,
+                     **args)  # type: ignore[arg-type]  # fmt: skip
+    plain = select("disagreement", sampler, np.random.default_rng(2), ensemble=_disputed_llama,
+                   **args)  # type: ignore[arg-type]  # fmt: skip
+    wanted = 2 * 10  # two high-error test points × B
+    assert len(diverse.points) == len(plain.points) == wanted
+    assert not set(diverse.points) & measured and len(set(diverse.points)) == wanted
+    assert diverse.parents == [None] * wanted
+
+    def hot(points: Sequence[InferencePoint]) -> int:
+        return sum(_disputed_llama(points)[1] == 3.0)
+
+    # Plain disagreement spends the round on the one disputed configuration (as far as the
+    # pool holds it); diverse takes a few of it, then moves on to other configurations.
+    pool_hot = hot(sampler.sample(wanted * CANDIDATE_FACTOR, np.random.default_rng(2)))
+    assert hot(plain.points) >= min(wanted, pool_hot) - 1
+    assert 1 <= hot(diverse.points) < hot(plain.points)
+    assert len(Counter(engine_key(p) for p in diverse.points)) > len(
+        Counter(engine_key(p) for p in plain.points)
+    )
+    # The hedge: the first third of the round is a plain prior draw.
+    hedge = round(HEDGE_FRACTION * wanted)
+    assert (
+        diverse.points[:hedge]
+        == [p for p in sampler.sample(hedge, np.random.default_rng(2)) if p not in measured][:hedge]
+    )
+
+
+def test_diverse_needs_an_ensemble() -> None:
+    sampler = _sampler()
+    with pytest.raises(ValueError, match="needs an ensemble"):
+        select("diverse", sampler, np.random.default_rng(0), budget=5, neighbours=5,
+               test_points=[], test_ids=[], test_errors=np.array([]),
+               rule=HighErrorRule(rule="top_fraction", value=0.1))  # fmt: skip
