@@ -51,8 +51,10 @@ bench: $(STAMP)
 	$(BIN)/python experiments/benchmarks/featurize_throughput.py
 	$(BIN)/python experiments/benchmarks/export_throughput.py
 	$(BIN)/python experiments/benchmarks/predictor_performance.py
-	$(BIN)/python experiments/benchmarks/strategy_benchmark.py \
-		--out experiments/benchmarks/results/strategy_benchmark.json
+	$(BIN)/python experiments/benchmarks/strategy_benchmark.py --seeds 5 --jobs 2 \
+		--out experiments/benchmarks/results/strategy_benchmark_target5.json
+	$(BIN)/python experiments/benchmarks/spread_vs_error.py \
+		--out experiments/benchmarks/results/spread_vs_error.json
 	$(BIN)/python experiments/benchmarks/campaign_scale.py
 
 clean:

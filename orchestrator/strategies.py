@@ -11,7 +11,8 @@
   configuration (architecture, GPU setup, precision) already measured or chosen, so one
   disputed configuration cannot take the whole round — and a share of the round drawn plainly
   from the priors, a hedge for the rounds in which the ensemble's spread is a poor guide to its
-  error (on the twin its rank correlation with the true error is only 0.1–0.3).
+  error (on the twin its rank correlation with the true error is 0.03–0.23:
+  ``experiments/benchmarks/spread_vs_error.py``).
 """
 
 from __future__ import annotations

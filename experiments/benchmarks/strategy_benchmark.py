@@ -16,7 +16,7 @@ is largest (the twin's exact energies). What it needs bounds what any strategy c
 model's error could save.
 
     python experiments/benchmarks/strategy_benchmark.py --seeds 5 --jobs 2 \
-        --out experiments/benchmarks/results/strategy_benchmark.json
+        --out experiments/benchmarks/results/strategy_benchmark_target5.json
 """
 
 from __future__ import annotations
@@ -268,11 +268,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--target", type=float, default=10.0, help="target MAPE %%")
+    parser.add_argument("--target", type=float, default=5.0, help="target MAPE %%")
     parser.add_argument("--initial", type=int, default=60, help="A")
     parser.add_argument("--per-round", type=int, default=30)
     parser.add_argument("--neighbours", type=int, default=10, help="B")
-    parser.add_argument("--budget", type=int, default=360, help="most measurements per run")
+    parser.add_argument("--budget", type=int, default=400, help="most measurements per run")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--patience", type=int, default=20)
     parser.add_argument("--noise", type=float, default=0.01, help="repeat noise (log σ)")
