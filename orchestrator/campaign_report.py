@@ -1,37 +1,118 @@
 """The report a campaign leaves: its rounds, how the test MAPE fell, and its exported dataset.
 
 Written under ``experiments/reports/NAME/`` (or another folder): ``report.md`` (one row per
-round: points measured, train/test sizes, MAPE, EBA10, duty cycle, GPU-hours; the stop reason),
-``mape_per_round.png``, and ``dataset/`` — the campaign exported as Parquet with its manifest.
+round: points measured, train/test sizes, MAPE, EBA10, duty cycle, GPU-hours; the stop reason;
+the final model's measured vs predicted energy on the test points, with the worst of them; the
+strategy comparison: every campaign in the same database, its strategy and how its test MAPE
+fell), ``mape_per_round.png`` (this campaign's curve, the others' dashed),
+``measured_vs_predicted.png``, and ``dataset/`` — the campaign exported as Parquet with its
+manifest.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from gnn.metrics import Scores
 from storage import CampaignStore
 from storage.export import export_campaign
 from storage.records import RoundRecord
 
+#: Test points listed by name in the report, worst first.
+WORST_LISTED = 5
 
-def _plot(rounds: list[RoundRecord], path: Path, target: float) -> None:
+
+@dataclass(frozen=True)
+class TestPredictions:
+    """The final model on the campaign's test points."""
+
+    labels: list[str]
+    measured_j: np.ndarray
+    predicted_j: np.ndarray
+
+    @property
+    def errors(self) -> np.ndarray:
+        """Absolute relative error of each prediction."""
+        return np.asarray(np.abs(self.predicted_j - self.measured_j) / self.measured_j, float)
+
+
+def _measured_curve(rounds: list[RoundRecord]) -> tuple[list[int], list[float]]:
+    """Points measured so far and the test MAPE after each round."""
+    measured, total = [], 0
+    for record in rounds:
+        total += record.points_selected
+        measured.append(total)
+    return measured, [r.mape if r.mape is not None else float("nan") for r in rounds]
+
+
+def final_test_predictions(store: CampaignStore, campaign_id: int, rounds: list[RoundRecord]) -> (
+    TestPredictions | None
+):  # fmt: skip
+    """The last round's model on every measured test point (None before the first model)."""
+    from orchestrator.campaign import unpack_members
+
+    if not rounds or rounds[-1].model_id is None:
+        return None
+    pairs = [
+        (p, r) for p, r in store.labelled_points(campaign_id)
+        if p.split == "test" and r["energy_j"] and r["prefill_energy_j"]
+    ]  # fmt: skip
+    if not pairs:
+        return None
+    members = unpack_members(store.load_model(rounds[-1].model_id)["checkpoint"])
+    points = [p.inference_point() for p, _ in pairs]
+    predicted = np.mean([m.predict_points(points)[:, 2] for m in members], axis=0)
+    labels = [
+        f"{pt.architecture.name} {pt.setup.label} b{pt.request.batch_size} "
+        f"p{pt.request.prompt_tokens} g{pt.request.generated_tokens}"
+        for pt in points
+    ]
+    measured = np.array([r["energy_j"] for _, r in pairs], dtype=float)
+    return TestPredictions(labels, measured, np.asarray(predicted, dtype=float))
+
+
+def _plot_scatter(predictions: TestPredictions, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.loglog(predictions.measured_j, predictions.predicted_j, "o", alpha=0.7, label="test point")
+    low = float(min(predictions.measured_j.min(), predictions.predicted_j.min()))
+    high = float(max(predictions.measured_j.max(), predictions.predicted_j.max()))
+    ax.plot([low, high], [low, high], color="grey", linestyle="--", label="exact")
+    ax.set_xlabel("measured energy (J)")
+    ax.set_ylabel("predicted energy (J)")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot(
+    rounds: list[RoundRecord],
+    path: Path,
+    target: float,
+    others: dict[str, list[RoundRecord]] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    measured, total = [], 0
-    for record in rounds:
-        total += record.points_selected
-        measured.append(total)
-    ax.plot(
-        measured,
-        [r.mape if r.mape is not None else float("nan") for r in rounds],
-        "o-",
-        label="test MAPE",
-    )
+    measured, mape = _measured_curve(rounds)
+    ax.plot(measured, mape, "o-", label=f"test MAPE ({rounds[0].strategy})")
+    for name, records in (others or {}).items():
+        if records:
+            x, y = _measured_curve(records)
+            ax.plot(x, y, ".--", alpha=0.7, label=f"{name} ({records[0].strategy})")
     ax.axhline(target, color="grey", linestyle="--", label=f"target {target:g} %")
     ax.set_xlabel("points measured")
     ax.set_ylabel("test MAPE of total energy (%)")
@@ -84,8 +165,59 @@ def write_campaign_report(
             f"| {r.round_index} | {r.points_selected} | {r.train_points} | {r.test_points} | "
             f"{r.mape:.2f} | {r.eba10:.0f} | {duty} | {r.gpu_hours or 0:.3f} |"
         )
+    predictions = final_test_predictions(store, campaign.id, rounds)
+    if predictions is not None:
+        scores = Scores.of(predictions.predicted_j, predictions.measured_j)
+        lines += [
+            "", "## Measured vs predicted",
+            "",
+            f"The last round's model on the {scores.count} test points: MAPE {scores.mape:.2f} %, "
+            f"EBA5 {scores.eba5:.0f} %, EBA10 {scores.eba10:.0f} %, EBA30 {scores.eba30:.0f} %, "
+            f"median error {100 * float(np.median(predictions.errors)):.2f} %.",
+            "", "| worst test points | measured J | predicted J | error % |",
+            "| --- | --- | --- | --- |",
+        ]  # fmt: skip
+        for i in np.argsort(-predictions.errors, kind="stable")[:WORST_LISTED]:
+            lines.append(
+                f"| {predictions.labels[i]} | {predictions.measured_j[i]:.4g} | "
+                f"{predictions.predicted_j[i]:.4g} | {100 * predictions.errors[i]:.1f} |"
+            )
+        _plot_scatter(predictions, folder / "measured_vs_predicted.png")
+        lines += ["", "![measured vs predicted](measured_vs_predicted.png)"]
+    others = {c.name: store.rounds(c.id) for c in store.list_campaigns() if c.name != campaign.name}
+    lines += _comparison(name, rounds, others, target_mape)
     if rounds:
-        _plot(rounds, folder / "mape_per_round.png", target_mape)
+        _plot(rounds, folder / "mape_per_round.png", target_mape, others)
         lines += ["", "![MAPE per round](mape_per_round.png)"]
     (folder / "report.md").write_text("\n".join(lines) + "\n", "utf-8")
     return folder
+
+
+def _comparison(
+    name: str,
+    rounds: list[RoundRecord],
+    others: dict[str, list[RoundRecord]],
+    target: float,
+) -> list[str]:
+    """The strategy comparison: every campaign of the database, this one first."""
+    lines = [
+        "", "## Strategy comparison",
+        "",
+        "Campaigns in this database (each on its own test points: compare them when their "
+        "priors match; `experiments/benchmarks/strategy_benchmark.py` compares the strategies "
+        "on one yardstick).",
+        "", f"| campaign | strategy | rounds | points measured | last test MAPE % | "
+        f"measured when ≤ {target:g} % |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for campaign, records in {name: rounds, **others}.items():
+        if not records:
+            lines.append(f"| {campaign} | - | 0 | 0 | - | - |")
+            continue
+        measured, mape = _measured_curve(records)
+        reached = next((m for m, e in zip(measured, mape, strict=True) if e <= target), None)
+        lines.append(
+            f"| {campaign} | {records[0].strategy} | {len(records)} | {measured[-1]} | "
+            f"{mape[-1]:.2f} | {reached if reached is not None else '-'} |"
+        )
+    return lines

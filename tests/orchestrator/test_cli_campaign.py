@@ -50,10 +50,19 @@ def test_run_list_status_and_a_rerun_that_adds_nothing(tmp_path: Path) -> None:
     assert "round budget spent" in result.stdout
     assert (report / "report.md").exists() and (report / "mape_per_round.png").exists()
     assert (report / "dataset" / "points.parquet").exists()
+    assert (report / "measured_vs_predicted.png").exists()
     db = f"sqlite:///{tmp_path / 'campaign.db'}"
     store = CampaignStore(db)
     campaign = store.get_campaign("tiny")
     before = store.measurement_count(campaign.id)
+    # The report's measured-vs-predicted section is the last round's model on its test points,
+    # so its MAPE is the one the last round stored; the comparison lists this campaign.
+    text = (report / "report.md").read_text()
+    last = store.rounds(campaign.id)[-1]
+    assert last.mape is not None and last.test_points is not None
+    assert f"on the {last.test_points} test points: MAPE {last.mape:.2f} %" in text
+    assert "| worst test points |" in text
+    assert f"| tiny | focused | 2 | {before} | {last.mape:.2f} |" in text
     again = llmco2("campaign", "run", str(path), "--workers", "2", "--report", str(report))
     assert again.returncode == 0, again.stderr
     assert "round 0:" not in again.stdout  # nothing repeated
@@ -78,6 +87,9 @@ def test_a_changed_config_needs_a_new_name_or_force(tmp_path: Path) -> None:
     forced = llmco2("campaign", "run", str(changed), "--force", "--report", str(tmp_path / "r"))
     assert forced.returncode == 0, forced.stderr
     assert "round 1:" in forced.stdout and "round 0:" not in forced.stdout
+    # Both campaigns share the database: each report compares them.
+    comparison = (tmp_path / "r" / "report.md").read_text().split("## Strategy comparison")[1]
+    assert "| tiny | focused |" in comparison and "| tiny2 | focused |" in comparison
 
 
 @pytest.mark.parametrize(
