@@ -90,3 +90,13 @@ def learning_curve_at(curve: Sequence[tuple[int, float]], measurements: int) -> 
     """
     before = [score for count, score in curve if count <= measurements]
     return before[-1] if before else None
+
+
+def first_reaching(curve: Sequence[tuple[int, float]], level: float) -> int | None:
+    """Measurements at the first round whose score was ≤ ``level`` (None if none was).
+
+    Args:
+        curve: (measurements so far, score) after each round, in round order.
+        level: The score to reach (a MAPE, say).
+    """
+    return next((count for count, score in curve if score <= level), None)

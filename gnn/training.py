@@ -182,6 +182,18 @@ class Predictor:
         return cls(model, blob["stats"], TrainConfig(**blob["train_config"]), blob["metadata"])
 
 
+def ensemble_energies(members: Sequence[Predictor], points: Sequence[Any]) -> np.ndarray:
+    """Total energy (J) of ``points`` by each member, shape (members, points).
+
+    The graphs are built once for all members: building them costs more than the members'
+    forward passes.
+    """
+    from featurize.graphs import build_graphs
+
+    graphs = build_graphs(points)
+    return np.stack([member.predict(graphs)[:, 2] for member in members])
+
+
 def _loss(
     log_pred: Tensor,
     log_prefill: Tensor,

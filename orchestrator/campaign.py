@@ -290,8 +290,10 @@ class CampaignDriver:
         rows: list[tuple[InferencePoint, dict[str, Any]]],
         test: np.ndarray,
     ) -> tuple[list[InferencePoint], np.ndarray, np.ndarray]:
+        from gnn.training import ensemble_energies
+
         test_points = [rows[i][0] for i in np.flatnonzero(test)]
-        predicted = np.mean([m.predict_points(test_points)[:, 2] for m in members], axis=0)
+        predicted = ensemble_energies(members, test_points).mean(axis=0)
         measured = np.array([rows[i][1]["energy_j"] for i in np.flatnonzero(test)], dtype=float)
         return test_points, predicted, measured
 
@@ -314,7 +316,9 @@ class CampaignDriver:
         total = self.store.measurement_count(campaign_id)
 
         def ensemble(points: Sequence[InferencePoint]) -> np.ndarray:
-            return np.stack([m.predict_points(points)[:, 2] for m in members])
+            from gnn.training import ensemble_energies
+
+            return ensemble_energies(members, points)
 
         with self._stage("selecting"):
             if predicted is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.metrics import Scores
+from gnn.metrics import Scores, first_reaching
 from storage import CampaignStore
 from storage.export import export_campaign
 from storage.records import RoundRecord
@@ -27,17 +27,14 @@ WORST_LISTED = 5
 
 
 @dataclass(frozen=True)
-class TestPredictions:
+class FinalPredictions:
     """The final model on the campaign's test points."""
 
     labels: list[str]
     measured_j: np.ndarray
     predicted_j: np.ndarray
-
-    @property
-    def errors(self) -> np.ndarray:
-        """Absolute relative error of each prediction."""
-        return np.asarray(np.abs(self.predicted_j - self.measured_j) / self.measured_j, float)
+    #: Absolute relative error of each prediction.
+    errors: np.ndarray
 
 
 def _measured_curve(rounds: list[RoundRecord]) -> tuple[list[int], list[float]]:
@@ -50,9 +47,10 @@ def _measured_curve(rounds: list[RoundRecord]) -> tuple[list[int], list[float]]:
 
 
 def final_test_predictions(store: CampaignStore, campaign_id: int, rounds: list[RoundRecord]) -> (
-    TestPredictions | None
+    FinalPredictions | None
 ):  # fmt: skip
     """The last round's model on every measured test point (None before the first model)."""
+    from gnn.training import ensemble_energies
     from orchestrator.campaign import unpack_members
 
     if not rounds or rounds[-1].model_id is None:
@@ -65,17 +63,17 @@ def final_test_predictions(store: CampaignStore, campaign_id: int, rounds: list[
         return None
     members = unpack_members(store.load_model(rounds[-1].model_id)["checkpoint"])
     points = [p.inference_point() for p, _ in pairs]
-    predicted = np.mean([m.predict_points(points)[:, 2] for m in members], axis=0)
+    predicted = ensemble_energies(members, points).mean(axis=0)
     labels = [
         f"{pt.architecture.name} {pt.setup.label} b{pt.request.batch_size} "
         f"p{pt.request.prompt_tokens} g{pt.request.generated_tokens}"
         for pt in points
     ]
     measured = np.array([r["energy_j"] for _, r in pairs], dtype=float)
-    return TestPredictions(labels, measured, np.asarray(predicted, dtype=float))
+    return FinalPredictions(labels, measured, predicted, np.abs(predicted - measured) / measured)
 
 
-def _plot_scatter(predictions: TestPredictions, path: Path) -> None:
+def _plot_scatter(predictions: FinalPredictions, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -215,7 +213,7 @@ def _comparison(
             lines.append(f"| {campaign} | - | 0 | 0 | - | - |")
             continue
         measured, mape = _measured_curve(records)
-        reached = next((m for m, e in zip(measured, mape, strict=True) if e <= target), None)
+        reached = first_reaching(list(zip(measured, mape, strict=True)), target)
         lines.append(
             f"| {campaign} | {records[0].strategy} | {len(records)} | {measured[-1]} | "
             f"{mape[-1]:.2f} | {reached if reached is not None else '-'} |"

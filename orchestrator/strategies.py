@@ -8,7 +8,7 @@
   ones on which an ensemble of predictors disagrees most (spread of their log energies).
 - ``diverse`` (ours, needs no measured truth either): disagreement spread over engine
   configurations — a candidate's spread is discounted for every point of its engine
-  configuration (architecture, GPU setup, precision) already measured or chosen, so one
+  configuration (the stored ``config_key``) already measured or chosen, so one
   disputed configuration cannot take the whole round — and a share of the round drawn plainly
   from the priors, a hedge for the rounds in which the ensemble's spread is a poor guide to its
   error (on the twin its rank correlation with the true error is 0.03–0.23:
@@ -17,7 +17,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from featurize.point import InferencePoint
 from orchestrator.config import HighErrorRule
 from orchestrator.sampling import PointSampler
+from storage.records import config_key
 
 #: Energies (J, total) of points by each ensemble member: shape (members, points).
 EnsemblePredict = Callable[[Sequence[InferencePoint]], np.ndarray]
@@ -38,17 +40,6 @@ HEDGE_FRACTION = 1 / 3
 #: ``diverse``: factor on a candidate's spread per point of its engine configuration already
 #: measured or chosen.
 CONFIGURATION_DISCOUNT = 0.5
-
-#: What makes points share an engine load.
-EngineKey = tuple[object, ...]
-
-
-def engine_key(point: InferencePoint) -> EngineKey:
-    """The engine configuration of ``point``; points with one key share an engine load.
-
-    Architecture, precision, attention kernel and GPU setup.
-    """
-    return (point.architecture, point.precision, point.flash_attention, point.setup)
 
 
 @dataclass(frozen=True)
@@ -68,48 +59,56 @@ def high_error_indices(errors: np.ndarray, rule: HighErrorRule) -> np.ndarray:
     return order[errors[order] > rule.value]
 
 
+def _log_spread(predictions: np.ndarray) -> np.ndarray:
+    """How much the members disagree on each candidate: the std of their log energies."""
+    return np.asarray(np.log(np.maximum(predictions, 1e-9)).std(axis=0), dtype=float)
+
+
 def disagreement_order(predictions: np.ndarray) -> np.ndarray:
     """Candidates, most disputed first: the spread of the members' log energies.
 
     Args:
         predictions: Energies (J) by each ensemble member, shape (members, candidates).
     """
-    spread = np.log(np.maximum(predictions, 1e-9)).std(axis=0)
-    return np.argsort(-spread, kind="stable")
+    return np.argsort(-_log_spread(predictions), kind="stable")
 
 
 def diverse_order(
     predictions: np.ndarray,
-    keys: Sequence[EngineKey],
-    already: dict[EngineKey, int] | None = None,
+    keys: Sequence[str],
+    already: Mapping[str, int] | None = None,
     count: int | None = None,
 ) -> np.ndarray:
-    """Candidates in the order ``diverse`` takes them: greedy on discounted spread.
+    """Candidates in the order ``diverse`` takes them.
 
-    Each pick multiplies the spread of every remaining candidate of its engine configuration
-    by :data:`CONFIGURATION_DISCOUNT`, as do the points of that configuration measured before.
+    Greedy on discounted spread: each pick multiplies the spread of the remaining candidates of
+    its engine configuration by :data:`CONFIGURATION_DISCOUNT`, as do the points of that
+    configuration measured before. Since a configuration's candidates are then taken most
+    disputed first, that greedy order is a sort: each candidate's spread times the discount to
+    the power of the points of its configuration ahead of it (measured, or more disputed).
 
     Args:
         predictions: Energies (J) by each ensemble member, shape (members, candidates).
         keys: Each candidate's engine configuration.
         already: Points per engine configuration measured (or chosen) before.
-        count: Stop after this many (default: order them all).
+        count: Keep only the first ``count`` (default: order them all).
     """
-    spread = np.log(np.maximum(predictions, 1e-9)).std(axis=0)
-    codes: dict[EngineKey, int] = {}
-    code_of = np.array([codes.setdefault(key, len(codes)) for key in keys], dtype=int)
-    seen = np.zeros(len(codes), dtype=float)
-    for key, code in codes.items():
-        seen[code] = (already or {}).get(key, 0)
-    alive = np.ones(len(keys), dtype=bool)
-    order: list[int] = []
-    for _ in range(len(keys) if count is None else min(count, len(keys))):
-        score = np.where(alive, spread * CONFIGURATION_DISCOUNT ** seen[code_of], -np.inf)
-        best = int(np.argmax(score))
-        order.append(best)
-        alive[best] = False
-        seen[code_of[best]] += 1
-    return np.array(order, dtype=int)
+    spread = _log_spread(predictions)
+    ahead = dict(already or {})
+    power = np.empty(len(keys), dtype=float)
+    for index in np.argsort(-spread, kind="stable"):
+        power[index] = ahead.get(keys[index], 0)
+        ahead[keys[index]] = int(power[index]) + 1
+    order = np.argsort(-(spread * CONFIGURATION_DISCOUNT**power), kind="stable")
+    return order if count is None else order[:count]
+
+
+def round_size(budget: int, neighbours: int, high_error_count: int) -> int:
+    """Points a round adds: B per high-error test point (at least one), at most ``budget``.
+
+    Every strategy takes as many as focused resampling would, so they compare at equal cost.
+    """
+    return min(budget, max(1, high_error_count) * neighbours)
 
 
 def select(
@@ -153,8 +152,8 @@ def select(
         parents.append(parent)
         return True
 
-    worst = high_error_indices(test_errors, rule) if len(test_errors) else np.array([], int)
-    wanted = min(budget, max(1, len(worst)) * neighbours)
+    worst = high_error_indices(test_errors, rule)
+    wanted = round_size(budget, neighbours, len(worst))
     if strategy == "focused":
         for index in worst:
             for point in sampler.neighbours(test_points[index], neighbours, rng):
@@ -179,10 +178,9 @@ def select(
             keep(point, None)
         pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in taken]
         if pool:
-            already: dict[EngineKey, int] = {}
-            for point in taken:
-                already[engine_key(point)] = already.get(engine_key(point), 0) + 1
-            keys = [engine_key(p) for p in pool]
+            engine = sampler.config.engine
+            already = Counter(config_key(point, engine) for point in taken)
+            keys = [config_key(point, engine) for point in pool]
             for index in diverse_order(ensemble(pool), keys, already, count=wanted - len(chosen)):
                 keep(pool[index], None)
     else:

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategy_benchmark import GPUS, Twin, campaign_config, exact_energy
 
-from gnn.training import Predictor
+from gnn.training import Predictor, ensemble_energies
 from orchestrator.campaign import train_members
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import disagreement_order
@@ -52,7 +52,7 @@ def measure_one(seed: int, args: argparse.Namespace, sampler: PointSampler) -> l
     pool = [p for p in sampler.sample(args.pool, np.random.default_rng([seed, 5]))
             if p not in set(points)]  # fmt: skip
     truth = exact_energy(pool)
-    predictions = np.stack([m.predict_points(pool)[:, 2] for m in members])
+    predictions = ensemble_energies(members, pool)
     result = []
     for size in sizes:
         mine = predictions[:size]

@@ -36,11 +36,17 @@ import torch
 
 from featurize import InferencePoint, get_gpu
 from gnn.metrics import Scores, learning_curve_at
-from gnn.training import Predictor
+from gnn.training import Predictor, ensemble_energies
 from orchestrator.campaign import train_members
 from orchestrator.config import CampaignConfig, parse_config
 from orchestrator.sampling import PointSampler
-from orchestrator.strategies import CANDIDATE_FACTOR, Selection, high_error_indices, select
+from orchestrator.strategies import (
+    CANDIDATE_FACTOR,
+    Selection,
+    high_error_indices,
+    round_size,
+    select,
+)
 from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
 
 STRATEGIES = ("random", "focused", "disagreement", "diverse", "oracle")
@@ -134,7 +140,7 @@ def oracle_select(
     pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in exclude]
     if not pool:
         return Selection([], [])
-    predicted = np.mean([m.predict_points(pool)[:, 2] for m in members], axis=0)
+    predicted = ensemble_energies(members, pool).mean(axis=0)
     exact = exact_energy(pool)
     worst = np.argsort(-np.abs(predicted - exact) / exact, kind="stable")[:wanted]
     return Selection([pool[i] for i in worst], [None] * len(worst))
@@ -157,7 +163,7 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
     while True:
         train_rows = [(p, r) for p, r, t in zip(points, labels, is_test, strict=True) if not t]
         members = train(train_rows, args, seed * 1000 + round_index)
-        predicted = np.mean([m.predict_points(evaluation)[:, 2] for m in members], axis=0)
+        predicted = ensemble_energies(members, evaluation).mean(axis=0)
         mape = Scores.of(predicted, truth).mape
         run.curve.append((len(points), mape))
         print(f"  {strategy:<12} seed {seed} round {round_index}: {len(points)} measured, "
@@ -170,16 +176,16 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
             break
         test_points = [p for p, t in zip(points, is_test, strict=True) if t]
         test_measured = np.array([r["energy_j"] for r, t in zip(labels, is_test, strict=True) if t])
-        test_predicted = np.mean([m.predict_points(test_points)[:, 2] for m in members], axis=0)
+        test_predicted = ensemble_energies(members, test_points).mean(axis=0)
         rng = np.random.default_rng([seed, round_index + 1])
 
         def ensemble(candidates: Any, members: list[Predictor] = members) -> np.ndarray:
-            return np.stack([m.predict_points(candidates)[:, 2] for m in members])
+            return ensemble_energies(members, candidates)
 
         test_errors = np.abs(test_predicted - test_measured) / test_measured
         if strategy == "oracle":
             worst = high_error_indices(test_errors, config.sampling.high_error)
-            wanted = min(room, max(1, len(worst)) * args.neighbours)  # as many as select takes
+            wanted = round_size(room, args.neighbours, len(worst))
             selection = oracle_select(sampler, rng, wanted, members, set(points))
         else:
             selection = select(

@@ -41,15 +41,14 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint
-from gnn.metrics import Scores, learning_curve_at
-from gnn.training import Predictor
+from gnn.metrics import Scores, first_reaching, learning_curve_at
+from gnn.training import Predictor, ensemble_energies
 from orchestrator.campaign import train_members
 from orchestrator.config import HighErrorRule
 from orchestrator.strategies import (
     HEDGE_FRACTION,
     disagreement_order,
     diverse_order,
-    engine_key,
     high_error_indices,
 )
 from storage.export import read_exported_points
@@ -58,6 +57,11 @@ STRATEGIES = ("random", "focused", "disagreement", "diverse")
 LEVELS = (30.0, 20.0, 15.0, 10.0, 7.5, 5.0)
 
 Row = tuple[InferencePoint, dict[str, Any]]
+
+
+def engine_key(rows: list[Row], index: int) -> str:
+    """The engine configuration row ``index`` was measured in (the dataset's ``config_key``)."""
+    return str(rows[index][1]["config_key"])
 
 
 def request_distance(a: InferencePoint, b: InferencePoint) -> float:
@@ -76,11 +80,6 @@ def train(rows: list[Row], args: argparse.Namespace, seed: int) -> list[Predicto
     return [Predictor.from_bytes(blob) for blob in blobs]
 
 
-def predictions(members: list[Predictor], points: list[InferencePoint]) -> np.ndarray:
-    """Total energy by each member, shape (members, points)."""
-    return np.stack([m.predict_points(points)[:, 2] for m in members])
-
-
 def choose(
     strategy: str,
     members: list[Predictor],
@@ -97,21 +96,22 @@ def choose(
     if strategy == "random":
         return [free[i] for i in rng.choice(len(free), size=count, replace=False)]
     if strategy == "disagreement":
-        order = disagreement_order(predictions(members, [rows[i][0] for i in free]))
+        order = disagreement_order(ensemble_energies(members, [rows[i][0] for i in free]))
         return [free[i] for i in order[:count]]
     if strategy == "diverse":
         hedge = [free[i] for i in rng.choice(len(free), size=round(HEDGE_FRACTION * count),
                                              replace=False)]  # fmt: skip
-        rest = [i for i in free if i not in set(hedge)]
-        already = Counter(engine_key(rows[i][0]) for i in [*chosen, *hedge])
+        hedged = set(hedge)
+        rest = [i for i in free if i not in hedged]
+        already = Counter(engine_key(rows, i) for i in [*chosen, *hedge])
         order = diverse_order(
-            predictions(members, [rows[i][0] for i in rest]),
-            [engine_key(rows[i][0]) for i in rest], already, count=count - len(hedge),
+            ensemble_energies(members, [rows[i][0] for i in rest]),
+            [engine_key(rows, i) for i in rest], already, count=count - len(hedge),
         )  # fmt: skip
         return hedge + [rest[i] for i in order]
     test = [i for i, t in zip(chosen, is_test, strict=True) if t]
     truth = np.array([rows[i][1]["energy_j"] for i in test])
-    predicted = predictions(members, [rows[i][0] for i in test]).mean(axis=0)
+    predicted = ensemble_energies(members, [rows[i][0] for i in test]).mean(axis=0)
     errors = np.abs(predicted - truth) / truth
     worst = high_error_indices(errors, HighErrorRule(rule="top_fraction", value=args.high_error))
     # Once the worst points' configurations have no unchosen pool point left, the next-worst
@@ -122,9 +122,9 @@ def choose(
     for rank, index in enumerate([*worst.tolist(), *rest]):
         if rank >= len(worst) and picked:
             break
-        parent = rows[test[index]][0]
+        parent, parent_key = rows[test[index]][0], engine_key(rows, test[index])
         near = sorted(
-            (i for i in left if engine_key(rows[i][0]) == engine_key(parent)),
+            (i for i in left if engine_key(rows, i) == parent_key),
             key=lambda i: request_distance(rows[i][0], parent),
         )[: args.neighbours]
         for i in near:
@@ -152,7 +152,7 @@ def run_one(
             [rows[i] for i, t in zip(chosen, is_test, strict=True) if not t], args,
             seed * 1000 + round_index,
         )  # fmt: skip
-        mape = Scores.of(predictions(members, held_points).mean(axis=0), held_truth).mape
+        mape = Scores.of(ensemble_energies(members, held_points).mean(axis=0), held_truth).mape
         curve.append((len(chosen), mape))
         print(f"  {strategy:<12} seed {seed} round {round_index}: {len(chosen)} measured, "
               f"held-out MAPE {mape:.2f} %", flush=True)  # fmt: skip
@@ -172,11 +172,6 @@ def run_one(
             "seconds": time.perf_counter() - start}  # fmt: skip
 
 
-def needed(curve: list[tuple[int, float]], level: float) -> int | None:
-    """Measurements at the first round whose held-out MAPE was ≤ ``level``."""
-    return next((count for count, mape in curve if mape <= level), None)
-
-
 def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
     """Median measurements to each MAPE level per strategy (never reached → ``pool_size``)."""
     summary: dict[str, Any] = {}
@@ -186,7 +181,7 @@ def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
             continue
         row: dict[str, Any] = {}
         for level in LEVELS:
-            counts = [needed(r["curve"], level) for r in mine]
+            counts = [first_reaching(r["curve"], level) for r in mine]
             row[str(level)] = {
                 "median": statistics.median(c if c is not None else pool_size for c in counts),
                 "reached": sum(c is not None for c in counts),

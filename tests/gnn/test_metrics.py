@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gnn.metrics import Scores, eba, learning_curve_at, mape, scores_by_group
+from gnn.metrics import Scores, eba, first_reaching, learning_curve_at, mape, scores_by_group
 from llmco2.errors import InvalidRequestError
 
 
@@ -45,3 +45,10 @@ def test_a_learning_curve_is_read_at_the_last_model_within_the_count() -> None:
     assert learning_curve_at(curve, 60) == 20.0
     assert learning_curve_at(curve, 119) == 12.0
     assert learning_curve_at(curve, 500) == 9.0  # a run that stopped keeps its last model
+
+
+def test_first_reaching_is_the_count_of_the_first_round_at_the_level() -> None:
+    curve = [(60, 20.0), (90, 9.0), (120, 12.0), (150, 4.0)]
+    assert first_reaching(curve, 10.0) == 90  # not the later, lower round
+    assert first_reaching(curve, 4.0) == 150
+    assert first_reaching(curve, 1.0) is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -16,10 +15,10 @@ from orchestrator.strategies import (
     HEDGE_FRACTION,
     disagreement_order,
     diverse_order,
-    engine_key,
     high_error_indices,
     select,
 )
+from storage.records import config_key
 
 
 def test_disagreement_ranks_by_relative_spread_not_by_size() -> None:
@@ -44,12 +43,30 @@ def test_diverse_discounts_a_configuration_for_each_point_it_already_has() -> No
     # Two candidates of configuration "a" (spreads ≈ 1.0 and 0.9), one of "b" (≈ 0.6).
     spread = np.array([1.0, 0.9, 0.6])
     predictions = np.stack([np.exp(spread), np.exp(-spread)])  # log-std = spread
-    keys = [("a",), ("a",), ("b",)]
+    keys = ["a", "a", "b"]
     # After "a" is picked once, the other "a" counts 0.9 × 0.5 < 0.6: "b" goes next.
     assert diverse_order(predictions, keys).tolist() == [0, 2, 1]
     # With "a" measured twice before, "b" (0.6) beats "a" (1.0 × 0.25) from the start.
-    assert diverse_order(predictions, keys, {("a",): 2}).tolist() == [2, 0, 1]
+    assert diverse_order(predictions, keys, {"a": 2}).tolist() == [2, 0, 1]
     assert diverse_order(predictions, keys, count=1).tolist() == [0]
+
+
+def test_diverse_order_is_the_greedy_pick_by_discounted_spread() -> None:
+    rng = np.random.default_rng(3)
+    predictions = np.exp(rng.normal(size=(3, 200)))
+    keys = [f"config-{k}" for k in rng.integers(0, 12, size=200)]
+    already = {"config-0": 3, "config-5": 1}
+    # The definition, one pick at a time: the highest spread × 0.5^(points of its
+    # configuration measured or picked so far).
+    spread = np.log(predictions).std(axis=0)
+    seen = dict(already)
+    left, greedy = list(range(200)), []
+    while left:
+        best = max(left, key=lambda i: spread[i] * 0.5 ** seen.get(keys[i], 0))
+        greedy.append(best)
+        left.remove(best)
+        seen[keys[best]] = seen.get(keys[best], 0) + 1
+    assert diverse_order(predictions, keys, already).tolist() == greedy
 
 
 def _sampler() -> PointSampler:
@@ -97,8 +114,8 @@ def test_diverse_rounds_hedge_with_prior_draws_and_spread_over_configurations() 
     pool_hot = hot(sampler.sample(wanted * CANDIDATE_FACTOR, np.random.default_rng(2)))
     assert hot(plain.points) >= min(wanted, pool_hot) - 1
     assert 1 <= hot(diverse.points) < hot(plain.points)
-    assert len(Counter(engine_key(p) for p in diverse.points)) > len(
-        Counter(engine_key(p) for p in plain.points)
+    assert len({config_key(p, "simulated") for p in diverse.points}) > len(
+        {config_key(p, "simulated") for p in plain.points}
     )
     # The hedge: the first third of the round is a plain prior draw.
     hedge = round(HEDGE_FRACTION * wanted)
