@@ -3,7 +3,12 @@
 Every method has the same two calls, ``fit(data, index)`` and ``predict(data, index)`` → energy
 in J with columns prefill, decode, total (NaN where a method does not model a phase):
 
-- ``llmco2``: the LLMCO2 GNN with prefill/decode features and heads and roofline features.
+- ``llmco2``: the analytical model corrected by the LLMCO2 GNN (:mod:`gnn.hybrid`), and its
+  ablations ``llmco2-no-roofline`` (the correction network without roofline features),
+  ``llmco2-no-phases`` (without the prefill/decode split: merged features, total energy only)
+  and ``llmco2-unregularised`` (no bound and no penalty on the correction).
+- ``physics``: the analytical model alone (:mod:`gnn.physics`).
+- ``gnn``: the pure LLMCO2 GNN with prefill/decode features and heads and roofline features.
 - ``gnn+phases``: the same without roofline features (ablation).
 - ``nnlqp``: an NNLQP-style GNN — the same network, no phase split, no roofline features,
   trained on total energy (Liu et al., 2023, as the LLMCO2 paper uses it).
@@ -27,7 +32,9 @@ from featurize.graphs import GLOBAL_FEATURE_NAMES
 from featurize.kernels import kernel_counts
 from gnn.dataset import LabelledData
 from gnn.features import FeatureView
+from gnn.hybrid import CorrectionSettings, HybridOutput, HybridPredictor, train_hybrid
 from gnn.model import ModelConfig
+from gnn.physics import PhysicsModel
 from gnn.training import Predictor, TrainConfig, train_predictor
 
 
@@ -88,6 +95,64 @@ class GnnMethod:
         if not self.view.phase_split:
             result[:, :2] = np.nan
         return result
+
+
+@dataclass
+class PhysicsMethod:
+    """The analytical model alone, fitted on the training rows."""
+
+    name: str = "physics"
+    model: PhysicsModel | None = None
+
+    def fit(self, data: LabelledData, index: np.ndarray) -> None:
+        """Fit the coefficients of every GPU type of the rows ``index``."""
+        self.model = PhysicsModel.fit(
+            data.physics_inputs.subset(index), data.energy_j[index], data.phase_latency_s[index]
+        )
+
+    def predict(self, data: LabelledData, index: np.ndarray) -> np.ndarray:
+        """Energy per phase and in total."""
+        assert self.model is not None, "fit first"
+        energy, _ = self.model.predict(data.physics_inputs.subset(index))
+        return np.concatenate([energy, energy.sum(axis=1, keepdims=True)], axis=1)
+
+    def predict_latency(self, data: LabelledData, index: np.ndarray) -> np.ndarray:
+        """Modelled prefill and decode seconds."""
+        assert self.model is not None, "fit first"
+        return self.model.predict(data.physics_inputs.subset(index))[1]
+
+
+@dataclass
+class HybridMethod:
+    """The llmco2 predictor: physics plus the GNN's bounded correction."""
+
+    name: str
+    settings: CorrectionSettings = field(default_factory=CorrectionSettings)
+    config: TrainConfig = field(default_factory=TrainConfig)
+    shape: NetworkShape = field(default_factory=NetworkShape)
+    predictor: HybridPredictor | None = None
+
+    def fit(self, data: LabelledData, index: np.ndarray) -> None:
+        """Fit the analytical model and train the correction on the rows ``index``."""
+        self.predictor = train_hybrid(
+            data, index, self.config, self.settings, self.shape.graph_layers, self.shape.dropout
+        )
+
+    def _output(self, data: LabelledData, index: np.ndarray) -> HybridOutput:
+        assert self.predictor is not None, "fit first"
+        return self.predictor.predict_inputs(
+            data.physics_inputs.subset(index),
+            [data.points[i] for i in index],
+            [data.graphs[i] for i in index],
+        )
+
+    def predict(self, data: LabelledData, index: np.ndarray) -> np.ndarray:
+        """Energy per phase and in total."""
+        return self._output(data, index).energy_j
+
+    def predict_latency(self, data: LabelledData, index: np.ndarray) -> np.ndarray:
+        """Corrected prefill and decode seconds."""
+        return self._output(data, index).latency_s
 
 
 def _flops_and_bytes(data: LabelledData) -> tuple[np.ndarray, np.ndarray]:
@@ -166,10 +231,6 @@ class RandomForestMethod:
         return np.stack([np.full_like(total, np.nan), np.full_like(total, np.nan), total], axis=1)
 
 
-#: Every method, in the order of the paper's tables (baselines, then the ablation ladder).
-METHOD_NAMES: tuple[str, ...] = ("llmcarbon", "deepen-rf", "nnlqp", "gnn+phases", "llmco2")
-
-
 def make_methods(
     names: Sequence[str], config: TrainConfig | None = None, shape: NetworkShape | None = None
 ) -> list[EnergyMethod]:
@@ -179,8 +240,19 @@ def make_methods(
     factories: dict[str, Any] = {
         "llmcarbon": LLMCarbonMethod,
         "deepen-rf": lambda: RandomForestMethod(seed=train.seed),
+        "physics": PhysicsMethod,
         "nnlqp": lambda: GnnMethod("nnlqp", FeatureView(False, False), train, net),
         "gnn+phases": lambda: GnnMethod("gnn+phases", FeatureView(True, False), train, net),
-        "llmco2": lambda: GnnMethod("llmco2", FeatureView(True, True), train, net),
+        "gnn": lambda: GnnMethod("gnn", FeatureView(True, True), train, net),
+        "llmco2": lambda: HybridMethod("llmco2", CorrectionSettings(), train, net),
+        "llmco2-no-roofline": lambda: HybridMethod(
+            "llmco2-no-roofline", CorrectionSettings(view=FeatureView(True, False)), train, net
+        ),
+        "llmco2-no-phases": lambda: HybridMethod(
+            "llmco2-no-phases", CorrectionSettings(view=FeatureView(False, True)), train, net
+        ),
+        "llmco2-unregularised": lambda: HybridMethod(
+            "llmco2-unregularised", CorrectionSettings(bound=0.0, penalty=0.0), train, net
+        ),
     }
     return [factories[name]() for name in names]

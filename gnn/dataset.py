@@ -8,19 +8,24 @@ reader). Rows without a prefill energy (an engine that cannot meter energy) are 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from featurize.graphs import build_graphs, graph_arrays
-from featurize.kernels import KernelCounts, PointArrays
+from featurize.kernels import KernelCounts, PointArrays, kernel_counts
 from featurize.point import InferencePoint
+from gnn.physics import PhysicsInputs
 from llmco2.errors import InvalidRequestError
 
 #: Fewer rows than this cannot be split into training and test shares.
 MIN_ROWS = 10
+
+
+def _number(value: Any) -> float:
+    return float(value) if value is not None else float("nan")
 
 
 @dataclass
@@ -41,9 +46,37 @@ class LabelledData:
     counts: KernelCounts | None
     simulated: bool
     source: str
+    #: Measured prefill and decode latency (s) of every row, ``(N, 2)``; NaN where unknown.
+    latency_s: np.ndarray | None = None
+    _physics: PhysicsInputs | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.points)
+
+    @property
+    def physics_inputs(self) -> PhysicsInputs:
+        """The analytical model's per-phase quantities of every row (computed once)."""
+        if self._physics is None:
+            counts = self.counts if self.counts is not None else kernel_counts(self.points)
+            self._physics = PhysicsInputs.of(counts, self.gpu_type.tolist())
+        return self._physics
+
+    @property
+    def energy_j(self) -> np.ndarray:
+        """Measured prefill and decode energy, ``(N, 2)``."""
+        return np.stack([self.prefill_j, self.decode_j], axis=1)
+
+    @property
+    def phase_latency_s(self) -> np.ndarray:
+        """Measured prefill and decode latency, ``(N, 2)`` (NaN where not recorded)."""
+        if self.latency_s is None:
+            return np.full((len(self), 2), np.nan)
+        return self.latency_s
+
+    @property
+    def size_b(self) -> np.ndarray:
+        """Parameters of every row's architecture, in billions."""
+        return np.array([p.architecture.total_params / 1e9 for p in self.points])
 
     @property
     def setup(self) -> np.ndarray:
@@ -72,6 +105,10 @@ class LabelledData:
             raise InvalidRequestError(f"{source} has non-positive energies")
         decode = np.maximum(total - prefill, 0.0)  # a 1-token request has no decode
         features = graph_arrays(points)
+        latency = np.array(
+            [[_number(r.get("prefill_latency_s")), _number(r.get("latency_s"))] for _, r in kept]
+        )
+        latency[:, 1] -= latency[:, 0]  # decode = whole request − prefill
         return cls(
             points=points,
             graphs=build_graphs(features),
@@ -87,6 +124,7 @@ class LabelledData:
             counts=features.counts,
             simulated=any(bool(r["simulated"]) for _, r in kept),
             source=source,
+            latency_s=latency,
         )
 
     @classmethod

@@ -2,15 +2,23 @@
 
 Splits:
 
-- ``random``: K folds of random held-out configurations (each configuration is one point:
-  architecture, request and GPU setup);
+- ``shape``: leave one architecture shape out (every distinct architecture, perturbed shapes
+  included, held out in turn): the primary figure, since `predict` is asked about models nobody
+  measured;
 - ``family``: leave one model family out (train on the others, test on it);
-- ``gpu``: leave one GPU type out;
-- ``tp``: leave one GPU count out (the data has TP 1, 2 and 4 from the same host).
+- ``tp``: leave one GPU count out;
+- ``size``: size extrapolation, two folds: train on shapes of at most :data:`SIZE_SPLIT_B`
+  billion parameters and test on the larger ones, and the reverse;
+- ``gpu``: leave one GPU type out (when the data has two types);
+- ``random``: K folds of random held-out configurations (each configuration is one point:
+  architecture, request and GPU setup), the paper's split, for comparison.
 
-Every point is predicted exactly once per split (by the fold that held it out), so a split's
-scores cover the whole dataset. Scores are MAPE and EBA(5/10/30 %) of total energy, overall, per
-family and per GPU setup, and of each phase for the methods that model phases.
+Every point is predicted at most once per split (by the fold that held it out). Scores are MAPE
+and EBA(5/10/30 %) of total energy, overall, per family, per GPU setup, per size band, per TP
+degree and per shape, of each phase for the methods that model phases, and of latency for those
+that model it. The coverage of a conformal interval is scored too: each fold's interval comes
+from the held-out errors of the *other* folds (cross-conformal), so it says how well an interval
+calibrated on held-out groups covers a new one.
 """
 
 from __future__ import annotations
@@ -21,13 +29,23 @@ from typing import Any
 
 import numpy as np
 
-from gnn.baselines import METHOD_NAMES, make_methods
+from gnn.baselines import make_methods
 from gnn.dataset import LabelledData
+from gnn.hybrid import INTERVAL_LEVEL
 from gnn.metrics import Scores, scores_by_group
+from gnn.names import DEFAULT_METHODS, METHOD_NAMES, SPLIT_NAMES
 from gnn.training import TrainConfig
 from llmco2.errors import InvalidRequestError
 
-SPLIT_NAMES: tuple[str, ...] = ("random", "family", "gpu", "tp")
+#: Size extrapolation splits the shapes here (billions of parameters).
+SIZE_SPLIT_B = 9.0
+#: Size bands of the per-size breakdown (upper bounds, billions of parameters).
+SIZE_BANDS: tuple[tuple[str, float], ...] = (("<2B", 2.0), ("2-9B", 9.0), (">9B", float("inf")))
+
+
+def size_band(billions: float) -> str:
+    """The label of the size band of a model with ``billions`` parameters."""
+    return next(label for label, upper in SIZE_BANDS if billions <= upper)
 
 
 @dataclass(frozen=True)
@@ -61,10 +79,30 @@ def _leave_one_out(name: str, groups: np.ndarray, what: str) -> Split:
     return Split(name, folds)
 
 
+def _size_split(data: LabelledData, billions: float) -> Split:
+    small = data.size_b <= billions
+    if small.all() or not small.any():
+        side = "at most" if small.all() else "over"
+        return Split("size", [], f"every shape has {side} {billions:g}B parameters")
+    everything = np.arange(len(data))
+    limit = f"{billions:g}B"
+    return Split(
+        "size",
+        [
+            Fold(f"<={limit} -> >{limit}", everything[small], everything[~small]),
+            Fold(f">{limit} -> <={limit}", everything[~small], everything[small]),
+        ],
+    )
+
+
 def make_splits(
-    data: LabelledData, names: Sequence[str], folds: int = 5, seed: int = 0
+    data: LabelledData,
+    names: Sequence[str],
+    folds: int = 5,
+    seed: int = 0,
+    size_split_b: float = SIZE_SPLIT_B,
 ) -> list[Split]:
-    """The requested splits of ``data``.
+    """The requested splits of ``data`` (``size_split_b``: where the size split cuts).
 
     Raises:
         InvalidRequestError: An unknown split name or fewer than 2 folds.
@@ -78,7 +116,11 @@ def make_splits(
         raise InvalidRequestError(f"--folds must be ≥ 2, got {folds}")
     result = []
     for name in names:
-        if name == "random":
+        if name == "shape":
+            result.append(_leave_one_out(name, data.model_name, "architecture shape"))
+        elif name == "size":
+            result.append(_size_split(data, size_split_b))
+        elif name == "random":
             order = np.random.default_rng(seed).permutation(len(data))
             parts = np.array_split(order, min(folds, len(data)))
             result.append(
@@ -112,18 +154,40 @@ class MethodScores:
     by_fold: dict[str, Scores]
     prefill: Scores | None
     decode: Scores | None
+    by_size: dict[str, Scores] = field(default_factory=dict)
+    by_tp: dict[str, Scores] = field(default_factory=dict)
+    by_shape: dict[str, Scores] = field(default_factory=dict)
+    latency: Scores | None = None
+    #: Share of points inside the cross-conformal interval (:data:`INTERVAL_LEVEL`), in %.
+    coverage: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The headline figures: MAPE, EBA5/10/30, points, coverage, latency MAPE."""
+        s = self.overall
+        return {
+            "mape": s.mape,
+            "eba5": s.eba5,
+            "eba10": s.eba10,
+            "eba30": s.eba30,
+            "n": s.count,
+            "coverage": self.coverage,
+            "latency_mape": self.latency.mape if self.latency else None,
+            "prefill_mape": self.prefill.mape if self.prefill else None,
+            "decode_mape": self.decode.mape if self.decode else None,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (predictions included, as lists)."""
+        groups = ("by_family", "by_setup", "by_fold", "by_size", "by_tp", "by_shape")
         return {
             "method": self.method,
             "split": self.split,
             "overall": asdict(self.overall),
-            "by_family": {k: asdict(v) for k, v in self.by_family.items()},
-            "by_setup": {k: asdict(v) for k, v in self.by_setup.items()},
-            "by_fold": {k: asdict(v) for k, v in self.by_fold.items()},
+            **{g: {k: asdict(v) for k, v in getattr(self, g).items()} for g in groups},
             "prefill": asdict(self.prefill) if self.prefill else None,
             "decode": asdict(self.decode) if self.decode else None,
+            "latency": asdict(self.latency) if self.latency else None,
+            "coverage": self.coverage,
             "predicted_total_j": [None if np.isnan(v) else float(v) for v in self.predicted[:, 2]],
         }
 
@@ -140,10 +204,20 @@ class EvaluationResult:
     results: list[MethodScores] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     measured_total_j: np.ndarray | None = None
+    #: Per point, for the worst-point tables: shape, family, TP, size (B), prefill share.
+    point_info: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
 
     def get(self, method: str, split: str) -> MethodScores | None:
         """The scores of one method on one split, if it ran."""
         return next((r for r in self.results if r.method == method and r.split == split), None)
+
+    def summary(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """``{split: {method: {"mape", "eba10", "n", ...}}}``."""
+        result: dict[str, dict[str, dict[str, Any]]] = {}
+        for r in self.results:
+            result.setdefault(r.split, {})[r.method] = r.summary()
+        return result
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready result."""
@@ -154,83 +228,228 @@ class EvaluationResult:
             "methods": self.methods,
             "train_config": asdict(self.train_config),
             "skipped_splits": self.skipped,
+            "seconds": self.seconds,
+            "summary": self.summary(),
             "measured_total_j": [float(v) for v in self.measured_total_j]
             if self.measured_total_j is not None
             else [],
+            "point_info": self.point_info,
             "results": [r.to_dict() for r in self.results],
         }
 
 
 def _phase_scores(predicted: np.ndarray, measured: np.ndarray) -> Scores | None:
-    mask = ~np.isnan(predicted) & (measured > 0)
+    mask = np.isfinite(predicted) & (measured > 0)
     return Scores.of(predicted[mask], measured[mask]) if mask.any() else None
+
+
+def cross_conformal_coverage(
+    predicted: np.ndarray, measured: np.ndarray, folds: Sequence[Fold], level: float
+) -> float | None:
+    """Share (%) of points inside an interval made from the other folds' held-out errors.
+
+    For each fold, the interval is the ``(1 ± level)/2`` quantiles of ``log(measured /
+    predicted)`` over the points the *other* folds held out; the coverage is the share of this
+    fold's points whose own log ratio falls inside it.
+    """
+    ratios = np.log(measured / predicted)
+    inside, counted = 0, 0
+    for fold in folds:
+        others = np.setdiff1d(np.concatenate([f.test for f in folds]), fold.test)
+        others = others[np.isfinite(ratios[others])]
+        mine = fold.test[np.isfinite(ratios[fold.test])]
+        if len(others) < 5 or not len(mine):
+            continue
+        low, high = np.quantile(ratios[others], [(1 - level) / 2, (1 + level) / 2])
+        inside += int(((ratios[mine] >= low) & (ratios[mine] <= high)).sum())
+        counted += len(mine)
+    return 100.0 * inside / counted if counted else None
+
+
+@dataclass(frozen=True)
+class _FitTask:
+    split: str
+    method: str
+    fold: str
+    train: np.ndarray
+    test: np.ndarray
+
+
+_WORKER_DATA: dict[str, Any] = {}
+
+
+def _init_worker(data: LabelledData, config: TrainConfig) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one core per fold: the folds are the parallelism
+    _WORKER_DATA["data"], _WORKER_DATA["config"] = data, config
+
+
+def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None]:
+    data: LabelledData = _WORKER_DATA["data"]
+    (method,) = make_methods([task.method], _WORKER_DATA["config"])
+    method.fit(data, task.train)
+    predicted = method.predict(data, task.test)
+    latency = None
+    if hasattr(method, "predict_latency"):
+        latency = method.predict_latency(data, task.test)
+    return task, predicted, latency
+
+
+def _score(
+    data: LabelledData,
+    split: Split,
+    method: str,
+    predicted: np.ndarray,
+    latency: np.ndarray | None,
+) -> MethodScores:
+    covered = ~np.isnan(predicted[:, 2])
+    total, measured = predicted[covered, 2], data.total_j[covered]
+
+    def by(labels: np.ndarray) -> dict[str, Scores]:
+        groups = scores_by_group(total, measured, labels[covered].tolist())
+        groups.pop("all")
+        return groups
+
+    latency_scores = None
+    if latency is not None:
+        measured_latency = data.phase_latency_s.sum(axis=1)
+        ok = np.isfinite(latency.sum(axis=1)) & np.isfinite(measured_latency)
+        ok &= measured_latency > 0
+        if ok.any():
+            latency_scores = Scores.of(latency.sum(axis=1)[ok], measured_latency[ok])
+    by_fold = {
+        f.label: Scores.of(predicted[f.test, 2], data.total_j[f.test])
+        for f in split.folds
+        if len(f.test)
+    }
+    return MethodScores(
+        method=method,
+        split=split.name,
+        predicted=predicted,
+        overall=Scores.of(total, measured),
+        by_family=by(data.family),
+        by_setup=by(data.setup),
+        by_fold=by_fold,
+        prefill=_phase_scores(predicted[:, 0], data.prefill_j),
+        decode=_phase_scores(predicted[:, 1], data.decode_j),
+        by_size=by(np.array([size_band(b) for b in data.size_b])),
+        by_tp=by(np.array([f"TP {c}" for c in data.gpu_count])),
+        by_shape=by(data.model_name),
+        latency=latency_scores,
+        coverage=cross_conformal_coverage(
+            predicted[:, 2], data.total_j, split.folds, INTERVAL_LEVEL
+        ),
+    )
+
+
+def _point_info(data: LabelledData) -> list[dict[str, Any]]:
+    return [
+        {
+            "shape": str(data.model_name[i]),
+            "family": str(data.family[i]),
+            "tp": int(data.gpu_count[i]),
+            "size_b": round(float(data.size_b[i]), 2),
+            "batch": int(p.request.batch_size),
+            "prompt": int(p.request.prompt_tokens),
+            "generated": int(p.request.generated_tokens),
+            "prefill_share": float(data.prefill_j[i] / data.total_j[i]),
+        }
+        for i, p in enumerate(data.points)
+    ]
 
 
 def evaluate(
     data: LabelledData,
-    methods: Sequence[str] = METHOD_NAMES,
+    methods: Sequence[str] = DEFAULT_METHODS,
     splits: Sequence[str] = SPLIT_NAMES,
     *,
     folds: int = 5,
     train_config: TrainConfig | None = None,
     on_fit: Callable[[str, str, str], None] | None = None,
+    jobs: int = 1,
 ) -> EvaluationResult:
     """Train and score every method on every split.
 
     Args:
         data: The labelled dataset.
-        methods: Method names (see :data:`gnn.baselines.METHOD_NAMES`).
+        methods: Method names (see :data:`gnn.names.METHOD_NAMES`).
         splits: Split names (see :data:`SPLIT_NAMES`).
         folds: Folds of the random split.
         train_config: Training knobs of the GNN methods (seed included).
         on_fit: Called after each fit with (split, method, fold label), for progress bars.
+        jobs: Fits run at once, each in its own process on one core (1: in this process).
 
     Raises:
-        InvalidRequestError: Unknown method or split names.
+        InvalidRequestError: Unknown method or split names, or jobs < 1.
     """
+    import time
+
+    started = time.perf_counter()
     config = train_config or TrainConfig()
     unknown = [m for m in methods if m not in METHOD_NAMES]
     if unknown:
         raise InvalidRequestError(
             f"unknown method {unknown[0]!r}; choose from {', '.join(METHOD_NAMES)}"
         )
+    if jobs < 1:
+        raise InvalidRequestError(f"--jobs must be ≥ 1, got {jobs}")
     result = EvaluationResult(
         data.source, data.simulated, len(data), list(methods), config,
-        measured_total_j=data.total_j,
+        measured_total_j=data.total_j, point_info=_point_info(data),
     )  # fmt: skip
-    setups = data.setup
-    for split in make_splits(data, splits, folds, config.seed):
+    made = make_splits(data, splits, folds, config.seed)
+    tasks: list[_FitTask] = []
+    for split in made:
         if split.skipped is not None:
             result.skipped[split.name] = split.skipped
             continue
         for method_name in methods:
-            predicted = np.full((len(data), 3), np.nan)
-            by_fold = {}
-            for fold in split.folds:
-                (method,) = make_methods([method_name], config)
-                method.fit(data, fold.train)
-                predicted[fold.test] = method.predict(data, fold.test)
-                by_fold[fold.label] = Scores.of(predicted[fold.test, 2], data.total_j[fold.test])
-                if on_fit is not None:
-                    on_fit(split.name, method_name, fold.label)
-            covered = ~np.isnan(predicted[:, 2])
-            groups = scores_by_group(predicted[covered, 2], data.total_j[covered],
-                                     data.family[covered].tolist())  # fmt: skip
-            per_setup = scores_by_group(predicted[covered, 2], data.total_j[covered],
-                                        setups[covered].tolist())  # fmt: skip
+            tasks.extend(
+                _FitTask(split.name, method_name, f.label, f.train, f.test) for f in split.folds
+            )
+    predicted = {(s.name, m): np.full((len(data), 3), np.nan) for s in made for m in methods}
+    latency: dict[tuple[str, str], np.ndarray] = {}
+
+    def collect(task: _FitTask, energy: np.ndarray, seconds: np.ndarray | None) -> None:
+        predicted[(task.split, task.method)][task.test] = energy
+        if seconds is not None:
+            latency.setdefault((task.split, task.method), np.full((len(data), 2), np.nan))
+            latency[(task.split, task.method)][task.test] = seconds
+        if on_fit is not None:
+            on_fit(task.split, task.method, task.fold)
+
+    if jobs == 1:
+        _WORKER_DATA.update(data=data, config=config)
+        for task in tasks:
+            collect(*_run_task(task))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            jobs, mp_context=context, initializer=_init_worker, initargs=(data, config)
+        ) as pool:
+            # The slowest fits first, so that the last ones do not run alone.
+            cheap = ("llmcarbon", "physics", "deepen-rf")
+            order = sorted(tasks, key=lambda t: (t.method in cheap, -len(t.train)))
+            for future in as_completed([pool.submit(_run_task, t) for t in order]):
+                collect(*future.result())
+    for split in made:
+        if split.skipped is not None:
+            continue
+        for method_name in methods:
             result.results.append(
-                MethodScores(
-                    method=method_name,
-                    split=split.name,
-                    predicted=predicted,
-                    overall=groups.pop("all"),
-                    by_family=groups,
-                    by_setup={k: v for k, v in per_setup.items() if k != "all"},
-                    by_fold=by_fold,
-                    prefill=_phase_scores(predicted[:, 0], data.prefill_j),
-                    decode=_phase_scores(predicted[:, 1], data.decode_j),
+                _score(
+                    data,
+                    split,
+                    method_name,
+                    predicted[(split.name, method_name)],
+                    latency.get((split.name, method_name)),
                 )
             )
+    result.seconds = time.perf_counter() - started
     return result
 
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from featurize.graphs import GLOBAL_FEATURE_NAMES, NODE_FEATURE_NAMES
 
@@ -80,6 +79,8 @@ class FeatureView:
         """Copies of PyG graphs with their features in this view (the input is not modified)."""
         if self.phase_split and self.roofline:
             return list(graphs)
+        import torch
+
         result = []
         for graph in graphs:
             x, u = self.transform(graph.x.numpy(), graph.u.numpy())

@@ -24,6 +24,7 @@ from featurize.graphs import (
     graph_template,
 )
 from featurize.point import InferencePoint
+from gnn.features import FeatureView
 from llmco2.errors import ConfigFileError
 
 if TYPE_CHECKING:
@@ -33,6 +34,20 @@ _GEN_COLUMN = GLOBAL_FEATURE_NAMES.index("log2_generated_tokens")
 FORMAT = "llmco2-portable-predictor"
 _CHUNK = 64
 _SLICE = 2048
+
+
+def mean_adjacency(edge_index: np.ndarray, nodes: int) -> np.ndarray:
+    """Row-normalised adjacency of the undirected graph: row ``i`` averages ``i``'s neighbours.
+
+    Edges count in both directions, as PyG's ``SAGEConv`` (mean aggregation) sees the edge list
+    concatenated with its reverse; a node without neighbours aggregates zeros.
+    """
+    src = np.concatenate([edge_index[0], edge_index[1]])
+    dst = np.concatenate([edge_index[1], edge_index[0]])
+    adjacency = np.zeros((nodes, nodes), dtype=np.float32)
+    np.add.at(adjacency, (dst, src), 1.0)
+    degree = adjacency.sum(axis=1, keepdims=True)
+    return np.asarray(np.divide(adjacency, degree, out=np.zeros_like(adjacency), where=degree > 0))
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -57,11 +72,19 @@ class PortablePredictor:
     """A predictor's weights as NumPy arrays, with the same ``metadata`` as its source."""
 
     def __init__(
-        self, weights: dict[str, np.ndarray], config: dict[str, Any], metadata: dict[str, Any]
+        self,
+        weights: dict[str, np.ndarray],
+        config: dict[str, Any],
+        metadata: dict[str, Any],
+        correction_bound: float = 0.0,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self.weights = weights
         self.config = config
         self.metadata = metadata
+        self.correction_bound = correction_bound
+        #: Further header entries a wrapper stored (e.g. the hybrid's physics).
+        self.extra = extra if extra is not None else {}
 
     @classmethod
     def from_predictor(cls, predictor: Predictor) -> PortablePredictor:
@@ -71,15 +94,22 @@ class PortablePredictor:
             for k, v in predictor.model.state_dict().items()
         }
         weights.update({k: v.cpu().numpy().astype(np.float32) for k, v in predictor.stats.items()})
-        return cls(weights, predictor.model.config.to_dict(), dict(predictor.metadata))
+        return cls(
+            weights,
+            predictor.model.config.to_dict(),
+            dict(predictor.metadata),
+            predictor.correction_bound,
+        )
 
-    def save(self, path: Path) -> None:
-        """Write the ``.npz`` file."""
+    def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write the ``.npz`` file (``extra``: further header entries, e.g. a wrapper's)."""
         header = {
             "format": FORMAT,
             "feature_schema_version": FEATURE_SCHEMA_VERSION,
             "model_config": self.config,
             "metadata": self.metadata,
+            "correction_bound": self.correction_bound,
+            **(extra if extra is not None else self.extra),
         }
         with Path(path).open("wb") as handle:
             arrays: dict[str, Any] = {"__header__": np.array(json.dumps(header)), **self.weights}
@@ -110,7 +140,14 @@ class PortablePredictor:
                 f"{header.get('feature_schema_version')}, this llmco2 uses "
                 f"{FEATURE_SCHEMA_VERSION}: retrain it with `llmco2 train`"
             )
-        return cls(weights, header["model_config"], header.get("metadata", {}))
+        known = {"format", "feature_schema_version", "model_config", "metadata", "correction_bound"}
+        return cls(
+            weights,
+            header["model_config"],
+            header.get("metadata", {}),
+            float(header.get("correction_bound", 0.0)),
+            {k: v for k, v in header.items() if k not in known},
+        )
 
     def _linear(self, name: str, x: np.ndarray, bias: bool = True) -> np.ndarray:
         # One GEMM over all rows: a stacked (graphs, nodes, F) matmul would run one small GEMM
@@ -126,13 +163,7 @@ class PortablePredictor:
         x = (x - w["x_mean"]) / w["x_std"]
         u = (u - w["u_mean"]) / w["u_std"]
         nodes = x.shape[1]
-        # Undirected edges, mean over each node's in-neighbours (PyG SAGEConv, aggr="mean").
-        src = np.concatenate([edge_index[0], edge_index[1]])
-        dst = np.concatenate([edge_index[1], edge_index[0]])
-        adjacency = np.zeros((nodes, nodes), dtype=np.float32)
-        np.add.at(adjacency, (dst, src), 1.0)
-        degree = adjacency.sum(axis=1, keepdims=True)
-        adjacency = np.divide(adjacency, degree, out=np.zeros_like(adjacency), where=degree > 0)
+        adjacency = mean_adjacency(edge_index, nodes)
         hidden = _silu(self._linear("node_in", x))
         for layer in range(self.config["graph_layers"]):
             graphs, _, width = hidden.shape
@@ -150,34 +181,53 @@ class PortablePredictor:
         return self._linear("head.3", head)
 
     def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
-        """Energy (J) of each point: columns prefill, decode, total."""
+        """Energy (J) of each point: columns prefill, decode, total (a plain energy model)."""
+        log_energy, has_decode = self._outputs(points, None)
+        prefill = np.exp(log_energy[:, 0])
+        decode = np.exp(log_energy[:, 1]) * has_decode
+        return np.stack([prefill, decode, prefill + decode], axis=1)
+
+    def outputs(self, points: Sequence[InferencePoint], view: FeatureView | None) -> np.ndarray:
+        """The network's outputs ``(N, outputs)`` per point, features in ``view``.
+
+        A correction model's outputs come bounded, as the torch predictor gives them.
+        """
+        raw, _ = self._outputs(points, view)
+        if self.correction_bound > 0:
+            return np.asarray(self.correction_bound * np.tanh(raw / self.correction_bound))
+        return raw
+
+    def _outputs(
+        self, points: Sequence[InferencePoint], view: FeatureView | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         # Featurised in slices: the (points, kernels, features) array of a whole large batch
         # would be hundreds of MB of memory traffic.
-        return (
-            np.concatenate(
-                [self._predict_slice(points[i : i + _SLICE]) for i in range(0, len(points), _SLICE)]
-            )
-            if len(points)
-            else np.zeros((0, 3))
-        )
+        width = int(self.config.get("outputs", 2))
+        if not len(points):
+            return np.zeros((0, width)), np.zeros(0)
+        parts = [self._slice(points[i : i + _SLICE], view) for i in range(0, len(points), _SLICE)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
-    def _predict_slice(self, points: Sequence[InferencePoint]) -> np.ndarray:
+    def _slice(
+        self, points: Sequence[InferencePoint], view: FeatureView | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         arrays = graph_arrays(points)
-        result = np.zeros((len(points), 3))
+        result = np.zeros((len(points), int(self.config.get("outputs", 2))))
         structures = [tuple(row) for row in arrays.structure.tolist()]
         for key in sorted(set(structures)):
             rows = np.array([i for i, s in enumerate(structures) if s == key])
             template = graph_template(*key)
             x = arrays.node_features[np.ix_(rows, template.kernel_index)].astype(np.float32)
             u = arrays.global_features[rows].astype(np.float32)
+            if view is not None and not (view.phase_split and view.roofline):
+                flat, u = view.transform(x.reshape(-1, x.shape[-1]), u)
+                x = flat.reshape(x.shape)
             # Chunks of graphs keep the element-wise passes in cache.
-            log_energy = np.concatenate(
+            result[rows] = np.concatenate(
                 [
                     self._log_energy(x[i : i + _CHUNK], u[i : i + _CHUNK], template.edge_index)
                     for i in range(0, len(rows), _CHUNK)
                 ]
             ).astype(np.float64)
-            prefill = np.exp(log_energy[:, 0])
-            decode = np.exp(log_energy[:, 1]) * (u[:, _GEN_COLUMN] > 0)
-            result[rows] = np.stack([prefill, decode, prefill + decode], axis=1)
-        return result
+        has_decode = (arrays.global_features[:, _GEN_COLUMN] > 0).astype(np.float64)
+        return result, has_decode

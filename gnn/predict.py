@@ -1,13 +1,15 @@
 """What a request will cost: energy per phase from the predictor, CO2eq from the grid and the chips.
 
-Energy comes from the GNN; latency, which the GNN does not predict, from the simulated twin
-(calibrated on the real H200 data, datasheet-derived for other GPUs), and it sets the share of
-the hardware's lifetime charged as embodied carbon (:mod:`gnn.embodied`).
+Energy, its interval and latency come from the llmco2 predictor (:mod:`gnn.hybrid`: the
+analytical model corrected by the GNN, latency trained on measured latencies); a plain GNN
+checkpoint (from older releases) predicts energy only, and its latency then comes from the
+simulated twin. Latency sets the share of the hardware's lifetime charged as embodied carbon
+(:mod:`gnn.embodied`).
 
-The default predictor ships in ``gnn/data/default_predictor.pt`` (see its card,
+The default predictor ships in ``gnn/data/default_predictor.npz`` (see its card,
 ``gnn/data/DEFAULT_PREDICTOR.md``); another checkpoint can be named. Each answer says whether the
-GPU setup and model family were in the predictor's training data, so an extrapolation is never
-presented as a measurement-backed number.
+GPU setup and model family were in the predictor's training data, and whether its GPU type has
+measured coefficients, so an extrapolation is never presented as a measurement-backed number.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from featurize.point import InferencePoint
 from gnn.carbon import CarbonIntensity, operational_co2_g
 from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
+from gnn.hybrid import HybridPredictor, is_hybrid_file
 from gnn.portable import PortablePredictor
 
 
@@ -40,6 +43,13 @@ class EnergyPrediction:
     operational_g: float | None
     embodied_g: float
     extrapolated: bool
+    #: The interval's bounds of total energy (None for a predictor without one).
+    total_low_j: float | None = None
+    total_high_j: float | None = None
+    #: Nominal coverage of that interval (e.g. 0.8 for its 10-90 % quantiles).
+    interval_level: float | None = None
+    #: Where the latency came from: ``"measured latencies"`` or ``"simulated twin"``.
+    latency_source: str = "simulated twin"
 
 
 class EnergyPredictor(Protocol):
@@ -52,16 +62,26 @@ class EnergyPredictor(Protocol):
 
 
 @cache
-def default_predictor() -> PortablePredictor:
+def default_predictor() -> HybridPredictor:
     """The predictor shipped with the package (its NumPy copy: no torch import)."""
     with resources.as_file(resources.files("gnn").joinpath("data/default_predictor.npz")) as path:
-        return PortablePredictor.load(Path(path))
+        return HybridPredictor.load(Path(path))
 
 
 def load_predictor(path: Path | None) -> EnergyPredictor:
-    """A predictor by path (``.npz`` portable or a torch checkpoint), or the shipped default."""
+    """A predictor by path (llmco2 or plain GNN, ``.npz`` or torch), or the shipped default.
+
+    Raises:
+        ConfigFileError: The file is missing or not a predictor.
+    """
     if path is None:
         return default_predictor()
+    if not path.is_file():
+        from llmco2.errors import ConfigFileError
+
+        raise ConfigFileError(f"no predictor at {str(path)!r}")
+    if is_hybrid_file(path):
+        return HybridPredictor.load(path)
     if path.suffix == ".npz":
         return PortablePredictor.load(path)
     from gnn.training import Predictor
@@ -70,7 +90,13 @@ def load_predictor(path: Path | None) -> EnergyPredictor:
 
 
 def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
-    """Whether the point's GPU setup or model family is outside the training data."""
+    """Whether the point lies outside the predictor's training data.
+
+    That is: its GPU setup or model family was not measured, or its GPU type has no fitted
+    coefficients in the analytical model.
+    """
+    if isinstance(predictor, HybridPredictor) and not predictor.gpu_measured(point.setup.gpu.id):
+        return True
     setups = set(predictor.metadata.get("setups", []))
     families = {
         name.split("/")[-1].split("-")[0].lower() for name in predictor.metadata.get("models", [])
@@ -103,10 +129,26 @@ def predict_energy(
     embodied: EmbodiedAssumptions | None = None,
 ) -> list[EnergyPrediction]:
     """Energy, latency, embodied and (given an intensity) operational CO2eq of each point."""
-    energies = predictor.predict_points(points)
-    latencies = twin_latency_s(points)
+    low: list[float | None] = [None] * len(points)
+    high: list[float | None] = [None] * len(points)
+    level = None
+    if isinstance(predictor, HybridPredictor):
+        detailed = predictor.predict_detailed(points)
+        energies = detailed.energy_j
+        latencies = [float(v) for v in detailed.latency_s.sum(axis=1)]
+        source = "measured latencies (analytical time × learned correction)"
+        if predictor.interval is not None:
+            low = [float(v) for v in detailed.low_j[:, 2]]
+            high = [float(v) for v in detailed.high_j[:, 2]]
+            level = predictor.interval.level
+    else:
+        energies = predictor.predict_points(points)
+        latencies = twin_latency_s(points)
+        source = "simulated twin"
     results = []
-    for point, (prefill, decode, total), latency in zip(points, energies, latencies, strict=True):
+    for index, (point, (prefill, decode, total), latency) in enumerate(
+        zip(points, energies, latencies, strict=True)
+    ):
         co2 = operational_co2_g(float(total), intensity, pue) if intensity is not None else None
         results.append(
             EnergyPrediction(
@@ -119,6 +161,10 @@ def predict_energy(
                 operational_g=co2,
                 embodied_g=embodied_co2_g(point.setup.gpu, point.setup.count, latency, embodied),
                 extrapolated=extrapolates(predictor, point),
+                total_low_j=low[index],
+                total_high_j=high[index],
+                interval_level=level,
+                latency_source=source,
             )
         )
     return results

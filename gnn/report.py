@@ -1,9 +1,11 @@
 """The evaluation report: tables, plots and the exact command, written atomically to a folder.
 
-``report.md`` holds one table per split (methods × MAPE / EBA5 / EBA10 / EBA30), the per-family
-and per-setup breakdown of our model and the best baseline, per-phase scores, and the quality
+``report.md`` holds one table per split (methods × MAPE / EBA5 / EBA10 / EBA30, per-phase and
+latency MAPE, interval coverage), llmco2's and the analytical model's breakdown on unseen shapes
+(per family, size band, TP degree, phase), the points each model gets most wrong, and the quality
 bars; ``scatter.png`` shows measured against predicted energy and ``error_cdf.png`` the CDF of
-absolute relative errors (random split); ``results.json`` holds every number and prediction.
+absolute relative errors (on unseen shapes when that split ran, else the first split);
+``results.json`` holds every number and prediction.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from pathlib import Path
 
 import numpy as np
 
-from gnn.evaluation import EvaluationResult, MethodScores
+from gnn.evaluation import SIZE_SPLIT_B, EvaluationResult, MethodScores
+from gnn.hybrid import INTERVAL_LEVEL
 from gnn.metrics import Scores
 from llmco2.errors import ExportError
 from llmco2.version import code_version
 
-#: The bars of the specification, on real held-out data.
-BARS = {"mape": 5.0, "eba10": 90.0, "family_mape": 10.0, "gpu_mape": 12.0}
+#: The bars of the specification, on real held-out data: (split, what, target, higher is better).
+BARS: tuple[tuple[str, str, str, float, bool], ...] = (
+    ("shape", "mape", "MAPE, unseen architecture shape", 5.0, False),
+    ("shape", "eba10", "EBA10, unseen architecture shape", 90.0, True),
+    ("family", "mape", "MAPE, unseen family", 6.0, False),
+    ("tp", "mape", "MAPE, unseen TP degree", 8.0, False),
+    ("gpu", "mape", "MAPE, unseen GPU type", 12.0, False),
+    ("random", "mape", "MAPE, random held-out configurations", 4.1, False),
+)
+#: Size extrapolation: each direction ≤ this MAPE.
+SIZE_BAR = 6.0
+#: The interval's coverage on held-out shapes: within this many points of its nominal level.
+COVERAGE_TOLERANCE = 3.0
 
 
 def _row(name: str, s: Scores) -> str:
@@ -34,11 +48,26 @@ _HEADER = (
 
 
 def _split_table(result: EvaluationResult, split: str) -> list[str]:
-    lines = [_HEADER]
+    lines = [
+        "| | points | MAPE % | EBA5 % | EBA10 % | EBA30 % | prefill MAPE % | decode MAPE % "
+        "| latency MAPE % | 80 % interval coverage % |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for method in result.methods:
         scores = result.get(method, split)
         if scores is not None:
-            lines.append(_row(method, scores.overall))
+            s = scores.overall
+            lines.append(
+                f"| {method} | {s.count} | {s.mape:.1f} | {s.eba5:.0f} | {s.eba10:.0f} "
+                f"| {s.eba30:.0f} | {cell(scores.prefill.mape if scores.prefill else None)} "
+                f"| {cell(scores.decode.mape if scores.decode else None)} "
+                f"| {cell(scores.latency.mape if scores.latency else None)} "
+                f"| {cell(scores.coverage)} |"
+            )
     return lines
 
 
@@ -50,8 +79,7 @@ def _breakdown(scores: MethodScores, attribute: str) -> list[str]:
 
 
 def _bars(result: EvaluationResult) -> list[str]:
-    ours = {split: result.get("llmco2", split) for split in ("random", "family", "gpu")}
-    lines = ["| bar | target | ours | met |", "| --- | --- | --- | --- |"]
+    lines = ["| bar | target | llmco2 | met |", "| --- | --- | --- | --- |"]
 
     def add(label: str, target: str, value: float | None, ok: bool | None) -> None:
         shown = "not run" if value is None else f"{value:.1f} %"
@@ -59,18 +87,58 @@ def _bars(result: EvaluationResult) -> list[str]:
             f"| {label} | {target} | {shown} | {'-' if ok is None else 'yes' if ok else 'no'} |"
         )
 
-    rnd = ours["random"]
-    add("MAPE, held-out configurations", "≤ 5 %", rnd.overall.mape if rnd else None,
-        rnd.overall.mape <= BARS["mape"] if rnd else None)  # fmt: skip
-    add("EBA10, held-out configurations", "≥ 90 %", rnd.overall.eba10 if rnd else None,
-        rnd.overall.eba10 >= BARS["eba10"] if rnd else None)  # fmt: skip
-    fam = ours["family"]
-    add("MAPE, unseen family", "≤ 10 %", fam.overall.mape if fam else None,
-        fam.overall.mape <= BARS["family_mape"] if fam else None)  # fmt: skip
-    gpu = ours["gpu"]
-    add("MAPE, unseen GPU type", "≤ 12 %", gpu.overall.mape if gpu else None,
-        gpu.overall.mape <= BARS["gpu_mape"] if gpu else None)  # fmt: skip
+    for split, key, label, target, higher in BARS:
+        ours = result.get("llmco2", split)
+        value = None if ours is None else getattr(ours.overall, key)
+        ok = None if value is None else (value >= target if higher else value <= target)
+        add(label, f"{'≥' if higher else '≤'} {target:g} %", value, ok)
+    size = result.get("llmco2", "size")
+    for fold, scores in size.by_fold.items() if size else []:
+        add(f"MAPE, size extrapolation {fold}", f"≤ {SIZE_BAR:g} %", scores.mape,
+            scores.mape <= SIZE_BAR)  # fmt: skip
+    shape = result.get("llmco2", "shape")
+    coverage = shape.coverage if shape else None
+    nominal = 100 * INTERVAL_LEVEL
+    add(
+        f"coverage of the {nominal:.0f} % interval, unseen shapes",
+        f"{nominal:.0f} ± {COVERAGE_TOLERANCE:g}",
+        coverage,
+        None if coverage is None else abs(coverage - nominal) <= COVERAGE_TOLERANCE,
+    )
+    physics, gnn = result.get("physics", "shape"), result.get("gnn", "shape")
+    if shape is not None and physics is not None and gnn is not None:
+        lines += [
+            "",
+            f"On unseen shapes llmco2 scores {shape.overall.mape:.1f} % MAPE against "
+            f"{physics.overall.mape:.1f} % for the analytical model alone and "
+            f"{gnn.overall.mape:.1f} % for the pure GNN.",
+        ]
     return lines
+
+
+def _worst(result: EvaluationResult, method: str, split: str, count: int = 8) -> list[str]:
+    """The points a method gets most wrong on a split, with what characterises them."""
+    scores = result.get(method, split)
+    measured = result.measured_total_j
+    if scores is None or measured is None or not result.point_info:
+        return []
+    errors = scores.predicted[:, 2] / measured - 1.0
+    order = [i for i in np.argsort(-np.abs(np.nan_to_num(errors))) if np.isfinite(errors[i])]
+    lines = [
+        f"{method}, {split} split: the {count} points it gets most wrong",
+        "",
+        "| shape | TP | size (B) | batch × prompt → generated | prefill share of energy "
+        "| measured J | error % |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for i in order[:count]:
+        info = result.point_info[i]
+        lines.append(
+            f"| {info['shape']} | {info['tp']} | {info['size_b']:.1f} "
+            f"| {info['batch']} × {info['prompt']} → {info['generated']} "
+            f"| {100 * info['prefill_share']:.0f} % | {measured[i]:.1f} | {100 * errors[i]:+.1f} |"
+        )
+    return [*lines, ""]
 
 
 def _plots(result: EvaluationResult, folder: Path) -> list[str]:
@@ -80,7 +148,8 @@ def _plots(result: EvaluationResult, folder: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     measured = result.measured_total_j
-    split = "random" if any(r.split == "random" for r in result.results) else None
+    present = {r.split for r in result.results}
+    split = next((s for s in ("shape", "random", *sorted(present)) if s in present), None)
     if measured is None or split is None:
         return []
     runs = [r for r in result.results if r.split == split]
@@ -93,7 +162,7 @@ def _plots(result: EvaluationResult, folder: Path) -> list[str]:
         ax.plot([low, high], [low, high], "k--", linewidth=0.8)
         ax.set_xlim(low, high)
         ax.set_ylim(low, high)
-        ax.set_title(f"{run.method}: MAPE {run.overall.mape:.1f} %")
+        ax.set_title(f"{run.method} ({split}): MAPE {run.overall.mape:.1f} %")
         ax.set_xlabel("measured energy (J)")
         ax.set_ylabel("predicted energy (J)")
     for ax in list(axes.flat)[len(runs) :]:
@@ -109,7 +178,7 @@ def _plots(result: EvaluationResult, folder: Path) -> list[str]:
     for bound in (5, 10, 30):
         ax.axvline(bound, color="grey", linewidth=0.6, linestyle=":")
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("absolute relative error of total energy (%)")
+    ax.set_xlabel(f"absolute relative error of total energy (%), {split} split")
     ax.set_ylabel("share of held-out points")
     ax.legend()
     ax.grid(alpha=0.3)
@@ -137,11 +206,14 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
         f"    {command}",
         "",
     ]
+    out += [f"- Evaluation time: {result.seconds:.0f} s", ""]
     titles = {
-        "random": "Random held-out configurations",
+        "shape": "Leave one architecture shape out (primary)",
         "family": "Leave one model family out",
+        "tp": "Leave one TP degree out",
+        "size": f"Size extrapolation (≤ {SIZE_SPLIT_B:g}B ↔ > {SIZE_SPLIT_B:g}B parameters)",
         "gpu": "Leave one GPU type out",
-        "tp": "Leave one GPU count out",
+        "random": "Random held-out configurations (the paper's split)",
     }
     for split, title in titles.items():
         out.append(f"## {title}")
@@ -156,17 +228,23 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
         ours = result.get("llmco2", split)
         if ours is not None and split != "random":
             out += [f"llmco2 per held-out {split}:", "", *_breakdown(ours, "by_fold"), ""]
-    ours = result.get("llmco2", "random")
-    if ours is not None:
-        out += ["## llmco2 per family and GPU setup (random split)", ""]
-        out += [*_breakdown(ours, "by_family"), "", *_breakdown(ours, "by_setup"), ""]
+    for method in ("llmco2", "physics"):
+        ours = result.get(method, "shape")
+        if ours is None:
+            continue
+        out += [f"## {method} on unseen shapes: per family, size band, TP degree and phase", ""]
+        for attribute in ("by_family", "by_size", "by_tp"):
+            out += [*_breakdown(ours, attribute), ""]
         phases = []
         if ours.prefill:
             phases.append(_row("prefill", ours.prefill))
         if ours.decode:
             phases.append(_row("decode (requests with > 1 token)", ours.decode))
         if phases:
-            out += ["Per phase (random split):", "", _HEADER, *phases, ""]
+            out += [_HEADER, *phases, ""]
+    out += ["## Where the models are most wrong (unseen shapes)", ""]
+    for method in ("llmco2", "physics", "gnn"):
+        out += _worst(result, method, "shape")
     out += ["## Quality bars", "", *_bars(result), ""]
     if result.simulated:
         out += ["These are simulated data: the bars apply to real measurements.", ""]

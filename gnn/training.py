@@ -11,12 +11,13 @@ is refused with a clear message.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from featurize.graphs import FEATURE_SCHEMA_VERSION, GLOBAL_FEATURE_NAMES
 from gnn.model import LLMCO2Net, ModelConfig
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from llmco2.version import code_version
+
+if TYPE_CHECKING:
+    from gnn.dense import DenseGraphs
 
 _GEN_COLUMN = GLOBAL_FEATURE_NAMES.index("log2_generated_tokens")
 
@@ -44,6 +48,12 @@ class TrainConfig:
     device: str = "cpu"
     #: False: learn from total energy only (a model without the prefill/decode split).
     phase_labels: bool = True
+    #: > 0: the outputs are log corrections of another model, kept within ±this by a tanh.
+    correction_bound: float = 0.0
+    #: Weight of the squared energy corrections in the loss (pulls them towards zero).
+    correction_penalty: float = 0.0
+    #: Weight of the latency terms in the loss (when latencies are given).
+    latency_weight: float = 1.0
 
 
 @dataclass
@@ -69,10 +79,6 @@ def _spread(features: Tensor) -> Tensor:
     return torch.where(std > 1e-3, std, torch.ones_like(std))
 
 
-def _undirected(edge_index: Tensor) -> Tensor:
-    return torch.cat([edge_index, edge_index.flip(0)], dim=1)
-
-
 class Predictor:
     """A trained network with its feature standardisation."""
 
@@ -88,26 +94,54 @@ class Predictor:
         self.train_config = train_config or TrainConfig()
         self.metadata = metadata or {}
 
-    def _normalise(self, x: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        s = self.stats
-        return (x - s["x_mean"]) / s["x_std"], (u - s["u_mean"]) / s["u_std"]
+    def normalise(self, dense: DenseGraphs) -> DenseGraphs:
+        """Standardised copies of dense graphs (the network's inputs)."""
+        from gnn.dense import DenseGraphs, DenseGroup
 
-    def _forward(self, batch: Any) -> Tensor:
-        x, u = self._normalise(batch.x, batch.u)
-        return torch.as_tensor(self.model(x, _undirected(batch.edge_index), batch.batch, u))
+        s = self.stats
+        groups = tuple(
+            DenseGroup(
+                g.rows,
+                (g.x - s["x_mean"]) / s["x_std"],
+                (g.u - s["u_mean"]) / s["u_std"],
+                g.adjacency,
+            )
+            for g in dense.groups
+        )
+        return DenseGraphs(groups, dense.size)
+
+    def forward_dense(self, normalised: DenseGraphs) -> Tensor:
+        """Raw network outputs of standardised dense graphs, group by group."""
+        return torch.cat(
+            [self.model.forward_dense(g.x, g.adjacency, g.u) for g in normalised.groups]
+        )
+
+    @property
+    def correction_bound(self) -> float:
+        """The bound of a correction model's outputs (0 for a plain energy model)."""
+        return self.train_config.correction_bound
 
     @torch.no_grad()
-    def predict(self, graphs: Sequence[Any], batch_size: int = 1024) -> np.ndarray:
-        """Energy in J of each graph: columns prefill, decode, total."""
-        from torch_geometric.loader import DataLoader
+    def outputs(self, graphs: Sequence[Any]) -> np.ndarray:
+        """The network's outputs per graph, bounded for a correction model: ``(N, outputs)``."""
+        from gnn.dense import DenseGraphs
 
-        outputs = []
-        for batch in DataLoader(list(graphs), batch_size=batch_size, shuffle=False):
-            log_energy = self._forward(batch)
-            prefill = torch.exp(log_energy[:, 0])
-            decode = torch.exp(log_energy[:, 1]) * _has_decode(batch.u)
-            outputs.append(torch.stack([prefill, decode, prefill + decode], dim=1))
-        return torch.cat(outputs).double().numpy()
+        if not len(graphs):
+            return np.zeros((0, self.model.config.outputs))
+        normalised = self.normalise(DenseGraphs.from_graphs(graphs))
+        raw = bounded(self.forward_dense(normalised), self.correction_bound)
+        result = np.zeros((len(graphs), raw.shape[1]))
+        result[normalised.order] = raw.double().numpy()
+        return result
+
+    def predict(self, graphs: Sequence[Any], batch_size: int = 1024) -> np.ndarray:
+        """Energy in J of each graph: columns prefill, decode, total (a plain energy model)."""
+        del batch_size  # the dense path evaluates every structure in one pass
+        log_energy = self.outputs(graphs)
+        decode_steps = np.array([bool(_has_decode(g.u)[0]) for g in graphs], dtype=np.float64)
+        prefill = np.exp(log_energy[:, 0]) if len(graphs) else np.zeros(0)
+        decode = np.exp(log_energy[:, 1]) * decode_steps if len(graphs) else np.zeros(0)
+        return np.stack([prefill, decode, prefill + decode], axis=1)
 
     def predict_points(self, points: Sequence[Any]) -> np.ndarray:
         """Energy (J) of inference points: columns prefill, decode, total."""
@@ -194,21 +228,79 @@ def ensemble_energies(members: Sequence[Predictor], points: Sequence[Any]) -> np
     return np.stack([member.predict(graphs)[:, 2] for member in members])
 
 
-def _loss(
+def _row_loss(
     log_pred: Tensor,
     log_prefill: Tensor,
     log_decode: Tensor,
     decode_mask: Tensor,
     phase_labels: bool = True,
 ) -> Tensor:
+    """Squared log errors of prefill, decode and total per row (total alone without phases)."""
     total_pred = torch.logaddexp(log_pred[:, 0], log_pred[:, 1] + torch.log(decode_mask + 1e-12))
     total_true = torch.logaddexp(log_prefill, log_decode + torch.log(decode_mask + 1e-12))
     total_err = (total_pred - total_true) ** 2
     if not phase_labels:
-        return torch.as_tensor(total_err.mean())
+        return total_err
     prefill_err = (log_pred[:, 0] - log_prefill) ** 2
     decode_err = ((log_pred[:, 1] - log_decode) ** 2) * decode_mask
-    return torch.as_tensor((prefill_err + decode_err + total_err).mean())
+    return prefill_err + decode_err + total_err
+
+
+def bounded(raw: Tensor, bound: float) -> Tensor:
+    """``bound · tanh(raw / bound)``: a correction that never leaves ±``bound`` (identity if 0)."""
+    return bound * torch.tanh(raw / bound) if bound > 0 else raw
+
+
+@dataclass
+class _Labels:
+    """Training targets of every graph, as tensors of length N (or N × 2)."""
+
+    log_prefill: Tensor
+    log_decode: Tensor
+    decode_mask: Tensor
+    base: Tensor  # log energy the outputs correct (zeros for a plain model)
+    log_latency: Tensor  # (N, 2) prefill, decode
+    latency_mask: Tensor  # (N,) 1 where the latency is known
+    base_latency: Tensor
+
+    def take(self, order: np.ndarray) -> _Labels:
+        picked = torch.from_numpy(order).to(self.base.device)
+        return _Labels(*(getattr(self, f)[picked] for f in self.__dataclass_fields__))
+
+    def to(self, device: str) -> _Labels:
+        return _Labels(*(getattr(self, f).to(device) for f in self.__dataclass_fields__))
+
+
+def _loss(
+    outputs: Tensor, labels: _Labels, cfg: TrainConfig, with_latency: bool
+) -> tuple[Tensor, Tensor]:
+    """(loss summed over the batch, number of rows) of a batch's network outputs."""
+    correction = bounded(outputs, cfg.correction_bound)
+    rows = _row_loss(
+        labels.base + correction[:, :2],
+        labels.log_prefill,
+        labels.log_decode,
+        labels.decode_mask,
+        cfg.phase_labels,
+    )
+    if cfg.correction_penalty > 0:
+        penalised = correction[:, :2] ** 2
+        penalised[:, 1] = penalised[:, 1] * labels.decode_mask
+        rows = rows + cfg.correction_penalty * penalised.sum(dim=1)
+    if with_latency:
+        latency = _row_loss(
+            labels.base_latency + correction[:, 2:4],
+            labels.log_latency[:, 0],
+            labels.log_latency[:, 1],
+            labels.decode_mask,
+        )
+        rows = rows + cfg.latency_weight * latency * labels.latency_mask
+    return rows.sum(), torch.tensor(float(len(rows)))
+
+
+def _log_or_zero(values: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(values) & (values > 0)
+    return np.where(ok, np.log(np.where(ok, values, 1.0)), 0.0)
 
 
 def train_predictor(
@@ -217,38 +309,64 @@ def train_predictor(
     decode_j: Sequence[float] | np.ndarray,
     config: TrainConfig | None = None,
     model_config: ModelConfig | None = None,
+    *,
+    base_log_energy: np.ndarray | None = None,
+    latency_s: np.ndarray | None = None,
+    base_log_latency: np.ndarray | None = None,
 ) -> tuple[Predictor, History]:
     """Train on graphs labelled with measured prefill and decode energy (J).
+
+    Args:
+        graphs: PyG graphs of the requests.
+        prefill_j: Measured prefill energy of each graph.
+        decode_j: Measured decode energy (0 for a one-token request).
+        config: Training knobs.
+        model_config: The network's shape (its output width is set here).
+        base_log_energy: ``(N, 2)`` log prefill and decode energy of another model that the
+            network corrects: its outputs are then added to these (a correction model).
+        latency_s: ``(N, 2)`` measured prefill and decode latency (NaN where unknown): the
+            network then has two more outputs, log latencies (or their corrections).
+        base_log_latency: ``(N, 2)`` log latencies the latency outputs correct.
 
     Raises:
         InvalidRequestError: Too few graphs, mismatched labels or non-positive prefill energy.
     """
-    from torch_geometric.loader import DataLoader
+    from gnn.dense import DenseGraphs
 
     cfg = config or TrainConfig()
     prefill = np.asarray(prefill_j, dtype=np.float64)
     decode = np.asarray(decode_j, dtype=np.float64)
-    if len(graphs) < 4 or len(prefill) != len(graphs) or len(decode) != len(graphs):
+    n = len(graphs)
+    if n < 4 or len(prefill) != n or len(decode) != n:
         raise InvalidRequestError("training needs ≥ 4 graphs with one label pair each")
     if np.any(prefill <= 0) or np.any(~np.isfinite(decode)):
         raise InvalidRequestError("prefill energies must be positive and decode energies finite")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    labelled = []
-    for graph, pre, dec in zip(graphs, prefill, decode, strict=True):
-        item = copy.copy(graph)
-        has_decode = bool(_has_decode(graph.u)[0]) and dec > 0
-        item.log_prefill = torch.tensor([math.log(pre)], dtype=torch.float32)
-        item.log_decode = torch.tensor([math.log(dec) if has_decode else 0.0], dtype=torch.float32)
-        item.decode_mask = torch.tensor([1.0 if has_decode else 0.0])
-        labelled.append(item)
-    order = rng.permutation(len(labelled))
-    n_val = max(1, round(cfg.validation_fraction * len(labelled)))
-    val = [labelled[i] for i in order[:n_val]]
-    train = [labelled[i] for i in order[n_val:]]
+    has_decode = np.array([bool(_has_decode(g.u)[0]) for g in graphs]) & (decode > 0)
+    with_latency = latency_s is not None
+    latency = np.asarray(latency_s, dtype=np.float64) if with_latency else np.full((n, 2), np.nan)
+    latency_known = np.isfinite(latency[:, 0]) & (latency[:, 0] > 0)
 
-    x_all = torch.cat([g.x for g in train])
-    u_all = torch.cat([g.u for g in train])
+    def tensor(values: np.ndarray) -> Tensor:
+        return torch.as_tensor(np.asarray(values, dtype=np.float32))
+
+    labels = _Labels(
+        log_prefill=tensor(np.log(prefill)),
+        log_decode=tensor(np.where(has_decode, _log_or_zero(decode), 0.0)),
+        decode_mask=tensor(has_decode.astype(np.float64)),
+        base=tensor(base_log_energy if base_log_energy is not None else np.zeros((n, 2))),
+        log_latency=tensor(np.stack([_log_or_zero(latency[:, 0]), _log_or_zero(latency[:, 1])], 1)),
+        latency_mask=tensor(latency_known.astype(np.float64)),
+        base_latency=tensor(base_log_latency if base_log_latency is not None else np.zeros((n, 2))),
+    )
+    order = rng.permutation(n)
+    n_val = max(1, round(cfg.validation_fraction * n))
+    val_index, train_index = np.sort(order[:n_val]), order[n_val:]
+
+    dense = DenseGraphs.from_graphs(graphs)
+    train_dense, _ = dense.select(train_index)
+    x_all, u_all = train_dense.all_x(), train_dense.all_u()
     stats = {
         "x_mean": x_all.mean(0),
         "x_std": _spread(x_all),
@@ -256,51 +374,45 @@ def train_predictor(
         "u_std": _spread(u_all),
     }
     mcfg = model_config or ModelConfig(x_all.shape[1], u_all.shape[1])
-    model = LLMCO2Net(mcfg).to(cfg.device)
-    device = torch.device(cfg.device)
-    predictor = Predictor(model, {k: v.to(device) for k, v in stats.items()}, cfg)
+    mcfg = dataclasses.replace(mcfg, outputs=4 if with_latency else 2)
+    model = LLMCO2Net(mcfg)
+    if base_log_energy is not None:
+        # A correction starts at zero: before it learns anything, the answer is the base model's.
+        last = model.head[-1]
+        assert isinstance(last, torch.nn.Linear)
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
+    predictor = Predictor(model, stats, cfg)
+    normalised = predictor.normalise(dense).to(cfg.device)
+    model.to(cfg.device)
+    labels = labels.to(cfg.device)
+    val_graphs, val_order = normalised.select(val_index)
+    val_labels = labels.take(val_order)
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(cfg.epochs, 1))
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(train, batch_size=cfg.batch_size, shuffle=True, generator=generator)
-    val_loader = DataLoader(val, batch_size=1024)
     history = History()
     best_state, best_loss = copy.deepcopy(model.state_dict()), math.inf
+    batches = max(1, math.ceil(len(train_index) / cfg.batch_size))
     for epoch in range(cfg.epochs):
         model.train()
         total = 0.0
-        for batch in train_loader:
-            batch = batch.to(device)  # noqa: PLW2901 - the same batch, on the training device
+        for chunk in np.array_split(rng.permutation(train_index), batches):
+            batch, batch_order = normalised.select(chunk)
             optimiser.zero_grad()
-            loss = _loss(
-                predictor._forward(batch),
-                batch.log_prefill,
-                batch.log_decode,
-                batch.decode_mask,
-                cfg.phase_labels,
+            loss_sum, rows = _loss(
+                predictor.forward_dense(batch), labels.take(batch_order), cfg, with_latency
             )
-            loss.backward()  # type: ignore[no-untyped-call]
+            (loss_sum / rows).backward()  # type: ignore[no-untyped-call]
             optimiser.step()
-            total += loss.item() * batch.num_graphs
+            total += float(loss_sum.detach())
         scheduler.step()
         model.eval()
         with torch.no_grad():
-            val_loss = sum(
-                float(
-                    _loss(
-                        predictor._forward(b),
-                        b.log_prefill,
-                        b.log_decode,
-                        b.decode_mask,
-                        cfg.phase_labels,
-                    )
-                )
-                * b.num_graphs
-                for b in (v.to(device) for v in val_loader)
-            ) / len(val)
-        history.train_loss.append(total / len(train))
+            val_sum, _ = _loss(predictor.forward_dense(val_graphs), val_labels, cfg, with_latency)
+        val_loss = float(val_sum) / len(val_index)
+        history.train_loss.append(total / len(train_index))
         history.validation_loss.append(val_loss)
         if val_loss < best_loss:
             best_loss, best_state, history.best_epoch = (
@@ -313,5 +425,5 @@ def train_predictor(
     model.load_state_dict(best_state)
     # Predictions and checkpoints live on the CPU whatever device trained the network.
     predictor = Predictor(model.cpu().eval(), stats, cfg)
-    predictor.metadata = {"train_graphs": len(train), "validation_graphs": len(val)}
+    predictor.metadata = {"train_graphs": len(train_index), "validation_graphs": len(val_index)}
     return predictor, history

@@ -561,7 +561,13 @@ def predict(
                         "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
                         "carbon_intensity_source": grid.source if grid else None,
                         "predictor_trained_on": trained_on,
-                        "latency": "simulated twin of the GPU type",
+                        "latency": results[0].latency_source,
+                        "interval": (
+                            f"{results[0].interval_level:.0%} interval, conformal on "
+                            "held-out architecture shapes"
+                            if results[0].interval_level is not None
+                            else None
+                        ),
                         "embodied": embodied.to_dict(),
                     },
                     "predictions": [dataclasses.asdict(r) for r in results],
@@ -571,8 +577,10 @@ def predict(
         )
         return
     table = Table(title=f"{architecture.name}: batch {batch}, prompt {prompt}, generate {gen}")
-    headers = ("GPUs", "prefill", "decode", "total", "latency", "operational CO2eq",
-               "embodied CO2eq", "note")  # fmt: skip
+    level = results[0].interval_level
+    interval_header = f"total {level:.0%} interval" if level is not None else "interval"
+    headers = ("GPUs", "prefill", "decode", "total", interval_header, "latency",
+               "operational CO2eq", "embodied CO2eq", "note")  # fmt: skip
     for header in headers:
         table.add_column(header, justify="left" if header in ("GPUs", "note") else "right")
     for r in results:
@@ -581,21 +589,25 @@ def predict(
             f"{r.prefill_j:.1f} J",
             f"{r.decode_j:.1f} J",
             f"{r.total_j:.1f} J",
+            f"{r.total_low_j:.1f}-{r.total_high_j:.1f} J"
+            if r.total_low_j is not None and r.total_high_j is not None
+            else "-",
             _seconds(r.latency_s),
             f"{r.operational_g:.3g} g" if r.operational_g is not None else "-",
             f"{r.embodied_g:.3g} g",
             "extrapolated" if r.extrapolated else "",
         )
     for skip in skipped:
-        table.add_row(f"{skip['gpus']}×{target.id}", *["-"] * 6, "does not fit")
+        table.add_row(f"{skip['gpus']}×{target.id}", *["-"] * 7, "does not fit")
     _stdout.print(table)
     if grid is not None:
         _stdout.print(f"grid: {grid.g_per_kwh:.0f} gCO2eq/kWh ({grid.source}), PUE {pue:g}")
     else:
         _stdout.print("no --region or --intensity given: operational CO2eq not computed")
     _stdout.print(
-        f"predictor trained on {trained_on}; 'extrapolated' rows lie outside that data. "
-        f"Latency from the simulated twin; embodied CO2eq by LLMCarbon's method over a "
+        f"predictor trained on {trained_on}; 'extrapolated' rows lie outside that data "
+        f"(GPU setup, model family or a GPU type without measurements). Latency from the "
+        f"{results[0].latency_source}; embodied CO2eq by LLMCarbon's method over a "
         f"{lifetime_years:g}-year lifetime (die, HBM, host share)."
     )
     if plot is not None:

@@ -15,7 +15,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from orchestrator.cli import DbOption, _stdout, app, invocation
+from gnn.names import DEFAULT_METHODS, SPLIT_NAMES
+from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
 if TYPE_CHECKING:
     from gnn.dataset import LabelledData
@@ -48,14 +49,18 @@ def _load(
     return LabelledData.from_campaign(db, campaign, include_simulated=include_simulated)
 
 
-def _progress() -> Progress:
+def _progress(quiet: bool = False) -> Progress:
+    from rich.console import Console
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_stdout,
-        transient=not sys.stdout.isatty(),
+        # With --json, stdout carries the document alone.
+        console=Console(stderr=True) if quiet else _stdout,
+        transient=quiet or not sys.stdout.isatty(),
+        disable=quiet and not sys.stderr.isatty(),
     )
 
 
@@ -76,22 +81,34 @@ def evaluate(
         Path | None, typer.Option(help="Report folder (default experiments/reports/NAME).")
     ] = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated methods.")
-    ] = "llmcarbon,deepen-rf,nnlqp,gnn+phases,llmco2",
-    splits: Annotated[str, typer.Option(help="Comma-separated splits.")] = "random,family,gpu,tp",
+        str, typer.Option(help="Comma-separated methods (see the README for the list).")
+    ] = ",".join(DEFAULT_METHODS),
+    splits: Annotated[
+        str, typer.Option(help="Comma-separated splits: shape, family, tp, size, gpu, random.")
+    ] = ",".join(SPLIT_NAMES),
     folds: Annotated[int, typer.Option(help="Folds of the random split.")] = 5,
+    jobs: Annotated[
+        int | None, typer.Option(help="Fits at once, one core each (default: every core).")
+    ] = None,
     epochs: EpochsOption = 300,
     patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 40,
     seed: SeedOption = 0,
     include_simulated: SimulatedFlag = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Compare our GNN with its ablations and the baselines; write a report with plots."""
+    """Compare llmco2 with its ablations and the baselines; write a report with plots.
+
+    With --json, stdout is one JSON document {split: {method: {"mape", "eba10", "n", ...}}}.
+    """
+    import json
+    import os
+
     from gnn.evaluation import count_fits
     from gnn.evaluation import evaluate as run_evaluation
     from gnn.report import write_report
     from gnn.training import TrainConfig
-    from llmco2.errors import ExportError
+    from llmco2.errors import ExportError, InvalidRequestError
 
     dataset = _load(db, campaign, data, include_simulated)
     name = campaign or (data[0].resolve().name if data else "report")
@@ -99,8 +116,11 @@ def evaluate(
     if target.exists() and not overwrite:  # checked before hours of training, not after
         raise ExportError(f"report folder {str(target)!r} exists; pass --overwrite to replace it")
     method_names, split_names = _csv(methods), _csv(splits)
+    if jobs is not None and jobs < 1:
+        raise InvalidRequestError(f"--jobs must be ≥ 1, got {jobs}")
+    workers = jobs if jobs is not None else max(1, os.cpu_count() or 1)
     config = TrainConfig(epochs=epochs, patience=patience, seed=seed)
-    with _progress() as progress:
+    with _progress(quiet=as_json) as progress:
         task = progress.add_task(
             "training", total=count_fits(dataset, method_names, split_names, folds)
         )
@@ -109,9 +129,13 @@ def evaluate(
             progress.update(task, advance=1, description=f"{split}: {method}, {fold}")
 
         result = run_evaluation(
-            dataset, method_names, split_names, folds=folds, train_config=config, on_fit=advance
-        )
+            dataset, method_names, split_names, folds=folds, train_config=config, on_fit=advance,
+            jobs=workers,
+        )  # fmt: skip
     folder = write_report(result, target, _command_line(), overwrite=overwrite)
+    if as_json:
+        print(json.dumps(result.summary(), indent=2))
+        return
     table = Table(title=f"{dataset.source}: {len(dataset)} points, total energy")
     for header in ("split", "method", "MAPE %", "EBA5 %", "EBA10 %", "EBA30 %"):
         table.add_column(header, justify="left" if header in ("split", "method") else "right")
@@ -144,14 +168,31 @@ def train(
         str | None,
         typer.Option(help="Where the Optuna study lives (default: --db; with --data: required)."),
     ] = None,
+    interval: Annotated[
+        bool,
+        typer.Option(
+            help="Calibrate the interval on leave-one-shape-out errors (one fit per shape)."
+        ),
+    ] = True,
+    jobs: Annotated[
+        int | None, typer.Option(help="Fits at once for the interval (default: every core).")
+    ] = None,
 ) -> None:
-    """Train the LLMCO2 predictor (optionally after an Optuna search) and save a checkpoint."""
+    """Train the llmco2 predictor (physics + GNN correction) and save a checkpoint.
+
+    The GNN's shape and training knobs can come from an Optuna search (--hpo). A ``.npz`` --out
+    writes the portable copy that `predict` loads without torch.
+    """
     import os
     import tempfile
 
+    import numpy as np
+
     from gnn.baselines import NetworkShape
+    from gnn.evaluation import evaluate
     from gnn.hpo import tune
-    from gnn.training import TrainConfig, train_predictor
+    from gnn.hybrid import CorrectionSettings, Interval, held_out_log_ratios, train_hybrid
+    from gnn.training import TrainConfig
     from llmco2.errors import ExportError, InvalidRequestError
 
     storage = study_db or (db if campaign is not None else None)
@@ -187,15 +228,36 @@ def train(
         summary.add_row(f"best {folds}-fold CV MAPE", f"{tuned.best_mape:.2f} %")
         for key, value in tuned.params.items():
             summary.add_row(key, f"{value:.3g}" if isinstance(value, float) else str(value))
+    settings = CorrectionSettings(hidden=shape.hidden)
+    shapes = len(set(dataset.model_name.tolist()))
+    calibration = None
+    if interval and shapes >= 3:
+        with _progress() as progress:
+            task = progress.add_task("interval: leave one shape out", total=shapes)
+            held_out = evaluate(
+                dataset, ["llmco2"], ["shape"], train_config=config,
+                on_fit=lambda *_: progress.update(task, advance=1),
+                jobs=jobs if jobs is not None else max(1, os.cpu_count() or 1),
+            )  # fmt: skip
+        scores = held_out.get("llmco2", "shape")
+        assert scores is not None
+        measured = np.concatenate([dataset.energy_j, dataset.total_j[:, None]], axis=1)
+        calibration = Interval.of(held_out_log_ratios(measured, scores.predicted))
+        summary.add_row(
+            "leave-one-shape-out MAPE", f"{scores.overall.mape:.2f} % ({shapes} shapes)"
+        )
+        summary.add_row(
+            f"{calibration.level:.0%} interval of the total",
+            f"× {np.exp(calibration.low[2]):.3f} … × {np.exp(calibration.high[2]):.3f}",
+        )
+    elif interval:
+        summary.add_row("interval", f"none: {shapes} shape(s), at least 3 are needed")
     with _progress() as progress:
         progress.add_task("training the final model", total=None)
-        predictor, history = train_predictor(
-            dataset.graphs,
-            dataset.prefill_j,
-            dataset.decode_j,
-            config,
-            shape.model_config(dataset.graphs[0]),
+        predictor = train_hybrid(
+            dataset, np.arange(len(dataset)), config, settings, shape.graph_layers, shape.dropout
         )
+    predictor.interval = calibration
     predictor.metadata.update(
         {
             "trained_on": dataset.source,
@@ -206,7 +268,9 @@ def train(
         }
     )
     # Written beside the target and renamed: a crash never leaves half a checkpoint.
-    handle, staging_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    handle, staging_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=target.suffix
+    )
     os.close(handle)
     staging = Path(staging_name)
     try:
@@ -214,7 +278,9 @@ def train(
         staging.replace(target)
     finally:
         staging.unlink(missing_ok=True)
-    summary.add_row("epochs (best)", f"{len(history.train_loss)} ({history.best_epoch + 1})")
-    summary.add_row("validation loss (log² J)", f"{min(history.validation_loss):.4f}")
+    for gpu, fitted in predictor.physics.gpus.items():
+        summary.add_row(f"analytical model, {gpu}", f"{fitted.measured_points} points, static "
+                        f"{fitted.energy.static_w:.0f} W, {fitted.energy.per_byte_j * 1e12:.0f} "
+                        f"pJ/byte, step floor {fitted.time.step_floor_s * 1e3:.2f} ms")  # fmt: skip
     summary.add_row("checkpoint", str(target))
     _stdout.print(summary)

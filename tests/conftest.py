@@ -159,6 +159,7 @@ def twin_labels(points: list[InferencePoint]) -> list[dict[str, object]]:
                 "prefill_energy_j": float(cost[2]),
                 "energy_j": float(cost[2] + cost[3]),
                 "latency_s": float(cost[0] + cost[1]),
+                "prefill_latency_s": float(cost[0]),
                 "simulated": True,
             }
         )

@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 
 from gnn.baselines import (
-    METHOD_NAMES,
     GnnMethod,
+    HybridMethod,
     LLMCarbonMethod,
     NetworkShape,
+    PhysicsMethod,
     RandomForestMethod,
     make_methods,
 )
 from gnn.features import FeatureView
 from gnn.metrics import mape
+from gnn.names import METHOD_NAMES
 from gnn.training import TrainConfig
 
 QUICK = TrainConfig(epochs=15, patience=15, seed=0)
@@ -64,7 +66,7 @@ def test_gnn_without_phase_split_answers_totals_only(twin_data: Any) -> None:
 
 
 def test_gnn_shape_reaches_the_network(twin_data: Any) -> None:
-    method = GnnMethod("llmco2", FeatureView(), QUICK, NetworkShape(hidden=24, graph_layers=3))
+    method = GnnMethod("gnn", FeatureView(), QUICK, NetworkShape(hidden=24, graph_layers=3))
     method.fit(twin_data, np.arange(40))
     assert method.predictor is not None
     assert method.predictor.model.config.hidden == 24
@@ -74,3 +76,24 @@ def test_gnn_shape_reaches_the_network(twin_data: Any) -> None:
 def test_make_methods_builds_every_named_method() -> None:
     methods = make_methods(METHOD_NAMES, QUICK)
     assert [m.name for m in methods] == list(METHOD_NAMES)
+
+
+def test_physics_and_hybrid_methods_predict_phases_and_latency(twin_data: Any) -> None:
+    train, test = np.arange(60), np.arange(60, 90)
+    for method in (PhysicsMethod(), HybridMethod("llmco2", config=QUICK)):
+        method.fit(twin_data, train)
+        energy = method.predict(twin_data, test)
+        latency = method.predict_latency(twin_data, test)
+        assert energy.shape == (30, 3) and latency.shape == (30, 2)
+        assert np.isfinite(energy).all() and (energy[:, 0] > 0).all()
+        np.testing.assert_allclose(energy[:, 2], energy[:, :2].sum(axis=1))
+        assert (latency[:, 0] > 0).all()
+
+
+def test_hybrid_ablations_change_what_the_correction_sees() -> None:
+    by_name = {m.name: m for m in make_methods(METHOD_NAMES, QUICK)}
+    assert isinstance(by_name["llmco2"], HybridMethod)
+    assert by_name["llmco2-no-roofline"].settings.view == FeatureView(True, False)  # type: ignore[attr-defined]
+    assert by_name["llmco2-no-phases"].settings.view == FeatureView(False, True)  # type: ignore[attr-defined]
+    unregularised = by_name["llmco2-unregularised"].settings  # type: ignore[attr-defined]
+    assert unregularised.bound == 0 and unregularised.penalty == 0

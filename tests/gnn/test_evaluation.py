@@ -86,3 +86,57 @@ def test_evaluate_predicts_every_point_once_per_split_and_writes_a_report(
     write_report(result, folder, "again", overwrite=True)
     assert "again" in (folder / "report.md").read_text()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_shape_and_size_splits_hold_out_exactly_their_groups(twin_data: Any) -> None:
+    shape, size = make_splits(twin_data, ["shape", "size"], size_split_b=2.0)
+    assert {f.label for f in shape.folds} == set(twin_data.model_name.tolist())
+    for fold in shape.folds:
+        assert set(twin_data.model_name[fold.test].tolist()) == {fold.label}
+        assert fold.label not in set(twin_data.model_name[fold.train].tolist())
+        assert len(fold.train) + len(fold.test) == len(twin_data)
+    small = twin_data.size_b <= 2.0
+    up, down = size.folds
+    assert set(up.train.tolist()) == set(np.flatnonzero(small).tolist())
+    assert set(up.test.tolist()) == set(np.flatnonzero(~small).tolist())
+    assert set(down.train.tolist()) == set(up.test.tolist())
+    assert set(down.test.tolist()) == set(up.train.tolist())
+    (only_small,) = make_splits(twin_data, ["size"])  # every twin shape is below 9B
+    assert only_small.folds == [] and "at most 9B" in str(only_small.skipped)
+
+
+def test_cross_conformal_coverage_uses_the_other_folds() -> None:
+    from gnn.evaluation import Fold, cross_conformal_coverage
+
+    rng = np.random.default_rng(0)
+    measured = np.full(400, 100.0)
+    predicted = measured / np.exp(rng.normal(0, 0.1, 400))  # exchangeable errors
+    folds = [Fold(str(i), np.array([]), np.arange(i * 100, (i + 1) * 100)) for i in range(4)]
+    coverage = cross_conformal_coverage(predicted, measured, folds, 0.8)
+    assert coverage is not None and abs(coverage - 80) < 6
+    biased = predicted.copy()
+    biased[:100] *= 1.5  # one group far off: the others' interval misses it
+    low = cross_conformal_coverage(biased, measured, folds, 0.8)
+    assert low is not None and low < coverage - 15
+
+
+def test_summary_and_parallel_fits_give_the_same_numbers(twin_data: Any) -> None:
+    methods = ["llmcarbon", "physics"]
+    serial = evaluate(twin_data, methods, ["shape", "tp"], train_config=QUICK)
+    parallel = evaluate(twin_data, methods, ["shape", "tp"], train_config=QUICK, jobs=2)
+    summary = serial.summary()
+    assert set(summary) == {"shape", "tp"} and set(summary["shape"]) == set(methods)
+    entry = summary["shape"]["physics"]
+    assert {"mape", "eba10", "n", "coverage", "latency_mape"} <= set(entry)
+    assert entry["n"] == len(twin_data) and entry["latency_mape"] is not None
+    for split in ("shape", "tp"):
+        for method in methods:
+            a, b = serial.get(method, split), parallel.get(method, split)
+            assert a is not None and b is not None
+            np.testing.assert_allclose(a.predicted, b.predicted)
+    physics = serial.get("physics", "shape")
+    assert physics is not None
+    assert set(physics.by_shape) == set(twin_data.model_name.tolist())
+    assert set(physics.by_tp) == {"TP 1", "TP 2"}
+    with pytest.raises(InvalidRequestError, match="jobs"):
+        evaluate(twin_data, methods, ["shape"], jobs=0)

@@ -96,3 +96,26 @@ def test_bad_checkpoints_are_refused(
 def test_training_input_checks() -> None:
     with pytest.raises(InvalidRequestError, match="≥ 4 graphs"):
         train_predictor([], [], [])
+
+
+def test_the_dense_forward_equals_the_pyg_forward(
+    trained: tuple[Predictor, list[object], np.ndarray],
+) -> None:
+    from torch_geometric.loader import DataLoader
+
+    from gnn.dense import DenseGraphs
+
+    predictor, graphs, _ = trained
+    dense = predictor.normalise(DenseGraphs.from_graphs(graphs))
+    assert len(dense.groups) > 1  # several structures (TP 1 and 2 at least)
+    with torch.no_grad():
+        by_dense = np.zeros((len(graphs), 2))
+        by_dense[dense.order] = predictor.forward_dense(dense).numpy()
+        batch = next(iter(DataLoader(list(graphs), batch_size=len(graphs))))
+        s = predictor.stats
+        edges = torch.cat([batch.edge_index, batch.edge_index.flip(0)], dim=1)
+        by_pyg = predictor.model(
+            (batch.x - s["x_mean"]) / s["x_std"], edges, batch.batch,
+            (batch.u - s["u_mean"]) / s["u_std"],
+        ).numpy()  # fmt: skip
+    np.testing.assert_allclose(by_dense, by_pyg, rtol=1e-4, atol=1e-5)

@@ -95,3 +95,22 @@ def test_unknown_method_and_hpo_without_a_study_database(twin_export: Path, tmp_
     assert not (tmp_path / "r").exists()
     no_study = llmco2("train", "--data", str(twin_export), "--include-simulated", "--hpo", "1")
     assert no_study.returncode == 2 and "--study-db" in no_study.stderr
+
+
+def test_evaluate_json_is_one_document_by_split_and_method(
+    twin_export: Path, tmp_path: Path
+) -> None:
+    result = llmco2(
+        "evaluate", "--data", str(twin_export), "--include-simulated", "--methods",
+        "llmcarbon,physics", "--splits", "shape,size,tp", "--out", str(tmp_path / "r"),
+        "--json", "--jobs", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) <= {"shape", "size", "tp"} and "shape" in document
+    for split in document.values():
+        assert set(split) == {"llmcarbon", "physics"}
+        for scores in split.values():
+            assert {"mape", "eba10", "n"} <= set(scores)
+    bad = llmco2("evaluate", "--data", str(twin_export), "--include-simulated", "--jobs", "0")
+    assert bad.returncode == 2 and "--jobs" in bad.stderr

@@ -1,0 +1,354 @@
+"""The llmco2 predictor: the analytical model, corrected by the LLMCO2 GNN, with an interval.
+
+Energy of each phase = analytical energy × exp(c), where ``c`` is the GNN's output for that phase,
+kept within ±``bound`` by a tanh and pulled towards zero by a penalty in the loss: near the data
+the network corrects what the physics misses (kernel efficiencies, engine overheads of a shape),
+far from it the answer falls back on physics. Latency gets the same treatment (analytical time ×
+a learned correction, two more outputs of the same network), trained on measured latencies.
+
+The interval is split-conformal over held-out shapes: the quantiles of ``log(measured /
+predicted)`` of every point when its architecture was left out of training (leave-one-shape-out),
+so a request on an unmeasured architecture gets the spread such requests showed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from featurize.point import InferencePoint
+from gnn.features import FeatureView
+from gnn.physics import PhysicsInputs, PhysicsModel, log_ratio
+from llmco2.errors import ConfigFileError, InvalidRequestError
+
+if TYPE_CHECKING:
+    from gnn.dataset import LabelledData
+    from gnn.portable import PortablePredictor
+    from gnn.training import Predictor, TrainConfig
+
+FORMAT = "llmco2-hybrid-predictor"
+#: Nominal coverage of the interval `predict` reports (its 10 % and 90 % quantiles).
+INTERVAL_LEVEL = 0.8
+
+
+@dataclass(frozen=True)
+class CorrectionSettings:
+    """How the correction network is trained.
+
+    Attributes:
+        bound: Largest |log correction| (0.5: the physics is scaled by 0.61 … 1.65).
+        penalty: Weight of the squared corrections in the loss.
+        view: The features the network sees (ablations remove some).
+        hidden: Width of the network.
+    """
+
+    bound: float = 0.5
+    penalty: float = 0.3
+    view: FeatureView = field(default_factory=FeatureView)
+    hidden: int = 64
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Quantiles of log(measured / predicted) on held-out shapes, per phase and in total."""
+
+    level: float
+    low: tuple[float, float, float]
+    high: tuple[float, float, float]
+    points: int
+
+    @classmethod
+    def of(cls, log_ratios: np.ndarray, level: float = INTERVAL_LEVEL) -> Interval:
+        """From held-out log ratios ``(N, 3)`` (NaN where a phase was not predicted)."""
+        tail = (1.0 - level) / 2
+        low, high = [], []
+        for column in range(3):
+            values = log_ratios[:, column]
+            values = values[np.isfinite(values)]
+            low.append(float(np.quantile(values, tail)) if values.size else 0.0)
+            high.append(float(np.quantile(values, 1 - tail)) if values.size else 0.0)
+        return cls(level, (low[0], low[1], low[2]), (high[0], high[1], high[2]), len(log_ratios))
+
+
+@dataclass
+class HybridOutput:
+    """Predictions of many points.
+
+    Attributes:
+        energy_j: ``(N, 3)`` prefill, decode, total (J).
+        latency_s: ``(N, 2)`` prefill, decode (s).
+        low_j: ``(N, 3)`` the interval's lower bounds (NaN without an interval).
+        high_j: ``(N, 3)`` its upper bounds.
+    """
+
+    energy_j: np.ndarray
+    latency_s: np.ndarray
+    low_j: np.ndarray
+    high_j: np.ndarray
+
+
+def combine(
+    physics_energy: np.ndarray, physics_seconds: np.ndarray, corrections: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Energy ``(N, 3)`` and latency ``(N, 2)`` from the physics and the network's outputs."""
+    energy = physics_energy * np.exp(corrections[:, :2])
+    latency = physics_seconds.copy()
+    if corrections.shape[1] >= 4:
+        latency = physics_seconds * np.exp(corrections[:, 2:4])
+    return np.concatenate([energy, energy.sum(axis=1, keepdims=True)], axis=1), latency
+
+
+class HybridPredictor:
+    """The analytical model with the GNN's bounded correction (and an interval)."""
+
+    def __init__(
+        self,
+        physics: PhysicsModel,
+        network: Predictor | PortablePredictor,
+        settings: CorrectionSettings,
+        interval: Interval | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.physics = physics
+        self.network = network
+        self.settings = settings
+        self.interval = interval
+        self.metadata = metadata if metadata is not None else {}
+
+    # Prediction ---------------------------------------------------------------------------
+    def corrections(self, points: Sequence[InferencePoint], graphs: Sequence[Any] | None) -> Any:
+        """The network's bounded outputs for ``points`` (graphs reused when given)."""
+        from gnn.portable import PortablePredictor
+
+        if isinstance(self.network, PortablePredictor):
+            return self.network.outputs(points, self.settings.view)
+        if graphs is None:
+            from featurize.graphs import build_graphs
+
+            graphs = build_graphs(points)
+        return self.network.outputs(self.settings.view.apply(graphs))
+
+    def predict_inputs(
+        self, inputs: PhysicsInputs, points: Sequence[InferencePoint], graphs: Sequence[Any] | None
+    ) -> HybridOutput:
+        """Predictions from precomputed physics inputs (and graphs)."""
+        physics_energy, physics_seconds = self.physics.predict(inputs)
+        energy, latency = combine(physics_energy, physics_seconds, self.corrections(points, graphs))
+        low = np.full_like(energy, np.nan)
+        high = np.full_like(energy, np.nan)
+        if self.interval is not None:
+            low = energy * np.exp(np.array(self.interval.low))
+            high = energy * np.exp(np.array(self.interval.high))
+        return HybridOutput(energy, latency, low, high)
+
+    def predict_detailed(self, points: Sequence[InferencePoint]) -> HybridOutput:
+        """Energy, latency and interval of inference points."""
+        if not len(points):
+            empty = np.zeros((0, 3))
+            return HybridOutput(empty, np.zeros((0, 2)), empty, empty)
+        return self.predict_inputs(PhysicsInputs.of_points(points), points, None)
+
+    def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
+        """Energy (J) of inference points: columns prefill, decode, total."""
+        return self.predict_detailed(points).energy_j
+
+    def gpu_measured(self, gpu_type: str) -> bool:
+        """Whether the analytical model has coefficients fitted on ``gpu_type``."""
+        return self.physics.measured(gpu_type)
+
+    # Files ----------------------------------------------------------------------------------
+    def _header(self) -> dict[str, Any]:
+        return {
+            "physics": self.physics.to_dict(),
+            "settings": {
+                "bound": self.settings.bound,
+                "penalty": self.settings.penalty,
+                "hidden": self.settings.hidden,
+                "phase_split": self.settings.view.phase_split,
+                "roofline": self.settings.view.roofline,
+            },
+            "interval": dataclasses.asdict(self.interval) if self.interval else None,
+        }
+
+    def save(self, path: Path) -> None:
+        """Write a torch checkpoint (``weights_only``-loadable), or for ``.npz`` a portable copy.
+
+        The portable copy is what `predict` loads without importing torch.
+        """
+        from gnn.portable import PortablePredictor
+
+        path = Path(path)
+        if path.suffix == ".npz":
+            network = self.network
+            if not isinstance(network, PortablePredictor):
+                network = PortablePredictor.from_predictor(network)
+            network.save(path, extra={"hybrid": self._header(), "metadata": self.metadata})
+            return
+        import torch
+
+        from gnn.portable import PortablePredictor as _Portable
+
+        if isinstance(self.network, _Portable):
+            raise InvalidRequestError("a predictor loaded from .npz can only be saved as .npz")
+        blob = {
+            "format": FORMAT,
+            "network": self.network.to_bytes(),
+            "hybrid": _json(self._header()),
+            "metadata": _json(self.metadata),
+        }
+        torch.save(blob, path)
+
+    @classmethod
+    def load(cls, path: Path) -> HybridPredictor:
+        """Read a torch checkpoint or a portable ``.npz`` written by :meth:`save`.
+
+        Raises:
+            ConfigFileError: Missing, unreadable, not a hybrid predictor, or another schema.
+        """
+        import json
+
+        path = Path(path)
+        if path.suffix == ".npz":
+            from gnn.portable import PortablePredictor
+
+            portable = PortablePredictor.load(path)
+            if "hybrid" not in portable.extra:
+                raise ConfigFileError(f"{str(path)!r} holds a plain GNN, not an llmco2 predictor")
+            return cls._from_header(portable, portable.extra["hybrid"], portable.metadata, path)
+        import torch
+
+        from gnn.training import Predictor
+
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise ConfigFileError(f"no predictor checkpoint at {str(path)!r}") from exc
+        except Exception as exc:
+            raise ConfigFileError(
+                f"cannot read predictor checkpoint {str(path)!r}: {type(exc).__name__}"
+            ) from exc
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            raise ConfigFileError(f"{str(path)!r} is not an llmco2 hybrid predictor checkpoint")
+        network = Predictor.from_bytes(blob["network"], repr(str(path)))
+        return cls._from_header(
+            network, json.loads(blob["hybrid"]), json.loads(blob["metadata"]), path
+        )
+
+    @classmethod
+    def _from_header(
+        cls,
+        network: Predictor | PortablePredictor,
+        header: dict[str, Any],
+        metadata: dict[str, Any],
+        path: Path,
+    ) -> HybridPredictor:
+        try:
+            settings = header["settings"]
+            interval = header.get("interval")
+            return cls(
+                PhysicsModel.from_dict(header["physics"]),
+                network,
+                CorrectionSettings(
+                    float(settings["bound"]),
+                    float(settings["penalty"]),
+                    FeatureView(bool(settings["phase_split"]), bool(settings["roofline"])),
+                    int(settings["hidden"]),
+                ),
+                Interval(
+                    float(interval["level"]),
+                    tuple(interval["low"]),
+                    tuple(interval["high"]),
+                    int(interval["points"]),
+                )
+                if interval
+                else None,
+                metadata,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigFileError(f"malformed llmco2 predictor {str(path)!r}: {exc}") from exc
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=float)
+
+
+def is_hybrid_file(path: Path) -> bool:
+    """Whether ``path`` holds a hybrid predictor (rather than a plain GNN checkpoint)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        from gnn.portable import PortablePredictor
+
+        return "hybrid" in PortablePredictor.load(path).extra
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return False
+    return isinstance(blob, dict) and blob.get("format") == FORMAT
+
+
+def train_hybrid(
+    data: LabelledData,
+    index: np.ndarray,
+    config: TrainConfig | None = None,
+    settings: CorrectionSettings | None = None,
+    graph_layers: int = 2,
+    dropout: float = 0.0,
+) -> HybridPredictor:
+    """Fit the analytical model on rows ``index``, then the GNN's correction of it.
+
+    Raises:
+        InvalidRequestError: Too few rows.
+    """
+    from gnn.model import ModelConfig
+    from gnn.training import TrainConfig, train_predictor
+
+    settings = settings or CorrectionSettings()
+    inputs = data.physics_inputs.subset(index)
+    energy = data.energy_j[index]
+    latency = data.phase_latency_s[index]
+    physics = PhysicsModel.fit(inputs, energy, latency)
+    physics_energy, physics_seconds = physics.predict(inputs)
+    graphs = settings.view.apply([data.graphs[i] for i in index])
+    cfg = dataclasses.replace(
+        config or TrainConfig(),
+        correction_bound=settings.bound,
+        correction_penalty=settings.penalty,
+        phase_labels=settings.view.phase_split,
+    )
+    network, _ = train_predictor(
+        graphs,
+        data.prefill_j[index],
+        data.decode_j[index],
+        cfg,
+        ModelConfig(
+            int(graphs[0].x.shape[1]),
+            int(graphs[0].u.shape[1]),
+            settings.hidden,
+            graph_layers,
+            dropout,
+        ),
+        base_log_energy=_safe_log(physics_energy),
+        latency_s=latency,
+        base_log_latency=_safe_log(physics_seconds),
+    )
+    return HybridPredictor(physics, network, settings, None, {})
+
+
+def _safe_log(values: np.ndarray) -> np.ndarray:
+    return np.asarray(np.log(np.maximum(values, 1e-12)))
+
+
+def held_out_log_ratios(measured: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """``log(measured / predicted)`` per phase and in total, ``(N, 3)``; NaN where undefined."""
+    ratios = log_ratio(measured, predicted)
+    defined = (measured > 0) & (predicted > 0)
+    return np.where(defined, ratios, np.nan)

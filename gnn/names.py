@@ -1,0 +1,22 @@
+"""Names of the predictors and splits the evaluation knows (importable without torch)."""
+
+from __future__ import annotations
+
+#: Every method: the baselines, the analytical model, the pure GNN, ours and its ablations.
+METHOD_NAMES: tuple[str, ...] = (
+    "llmcarbon",
+    "physics",
+    "deepen-rf",
+    "nnlqp",
+    "gnn+phases",
+    "gnn",
+    "llmco2",
+    "llmco2-no-roofline",
+    "llmco2-no-phases",
+    "llmco2-unregularised",
+)
+#: What `llmco2 evaluate` runs unless told otherwise (``gnn+phases`` is the pure GNN's own
+#: ablation, kept out of the default run for time).
+DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_NAMES if m != "gnn+phases")
+#: Splits of the evaluation, primary first (see :mod:`gnn.evaluation`).
+SPLIT_NAMES: tuple[str, ...] = ("shape", "family", "tp", "size", "gpu", "random")

@@ -1,0 +1,495 @@
+"""The analytical energy model: roofline time with fitted efficiencies, times power, plus work.
+
+Per GPU type, for each phase (prefill, decode) of a request on a tensor-parallel group of ``l``
+GPUs, from the featurizer's per-GPU kernel counts:
+
+**Time** (seconds, the group runs in lock-step)::
+
+    W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K          # kernel work of the phase
+    T_pre = smax(W_pre, τ) + c_0                         # one forward pass and the request's set-up
+    T_dec = S · smax(W_dec / S, τ)                       # S = G - 1 forward passes
+
+``T_c``, ``T_m``, ``T_n`` are the roofline's compute, memory and network times summed over kernels
+(``O/Th``, ``M/BW``, ``I/NET``), ``a_c``, ``a_m``, ``a_n`` the reciprocals of the efficiency each
+reaches (≥ 1 on real GPUs), ``a_k`` the fill and launch time of one kernel call and ``K`` the kernel
+calls of the phase. A forward pass never takes less than ``τ``, the engine's per-step floor
+(scheduling, sampling, the host's share under CUDA graphs: on vLLM and an H200 it is what small
+models' decode steps cost, about 2 ms whatever their size). ``smax`` is a smooth maximum
+(``(x^p + y^p)^(1/p)``, ``p = 16``) so that the fit has gradients on both sides. ``c_0`` is the
+per-request set-up of the prefill.
+
+**Energy** (joules, all GPUs of the group)::
+
+    E = l · (P_s·T + e_f·F + e_m·M + e_n·I + E_0·[prefill])
+
+``P_s`` is the power each GPU draws whatever it does while the request runs (idle power with the
+engine loaded plus the clock's static share), ``e_f`` the energy per operation ``F``, ``e_m`` per
+byte of device-memory traffic ``M`` (weights, activations, KV cache), ``e_n`` per byte sent to the
+other GPUs ``I``, and ``E_0`` a fixed energy per request.
+
+**Fitting.** The time coefficients are fitted to measured latencies (total and prefill), by least
+squares on relative error over their logarithms (so they stay positive); the energy coefficients,
+given the fitted time, by non-negative least squares on relative error of total and prefill
+energy. Both take milliseconds.
+
+**Priors from the datasheet.** Each coefficient is expressed relative to a datasheet figure of
+its GPU type: ``P_s = p_s·TDP``, ``e_f = p_f·TDP / peak tensor FLOP/s``, ``e_m = p_m·TDP /
+memory bandwidth``, ``e_n = p_n·TDP / link bandwidth``, ``E_0 = p_0·TDP`` (so ``p_f = 0.5`` says
+that running the tensor cores flat out costs half the board's TDP beyond static power), while the
+time coefficients are dimensionless efficiencies and host-side seconds that carry over as they
+are. The prior is the normalised fit over all measured GPU types of the training data (each type
+weighted equally), or, with no measurements at all, :data:`DATASHEET_PRIOR`. A GPU type without
+measurements gets the prior scaled by its own datasheet: physically sensible coefficients, never
+the H200's joules. A measured GPU type is fitted on its own rows with a ridge pull towards the
+prior in relative terms (``prior_strength``), so a type with a handful of rows stays close to the
+prior and one with hundreds follows its data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from featurize.kernels import KERNEL_TYPES, NETWORK_KERNELS, KernelCounts, kernel_counts
+from featurize.point import InferencePoint
+from llmco2.errors import ConfigFileError, InvalidRequestError
+
+#: Exponent of the smooth maximum of kernel work and the per-step floor.
+SMOOTH_MAX_POWER = 16.0
+
+_NETWORK = np.array([k in NETWORK_KERNELS for k in KERNEL_TYPES])
+
+
+@dataclass(frozen=True)
+class TimeCoefficients:
+    """Time model of one GPU type (see the module docstring).
+
+    Attributes:
+        compute: ``a_c``, reciprocal compute efficiency (roofline compute time → time).
+        memory: ``a_m``, reciprocal memory-bandwidth efficiency.
+        network: ``a_n``, reciprocal link efficiency (all-reduce bytes, latency included).
+        per_kernel_s: ``a_k``, seconds of fill, tail and launch per kernel call.
+        step_floor_s: ``τ``, the shortest forward pass the engine runs.
+        request_s: ``c_0``, seconds of per-request set-up in the prefill.
+    """
+
+    compute: float = 1.0 / 0.7
+    memory: float = 1.0 / 0.8
+    network: float = 1.0 / 0.65
+    per_kernel_s: float = 3e-6
+    step_floor_s: float = 2e-3
+    request_s: float = 5e-3
+
+    def as_array(self) -> np.ndarray:
+        """The coefficients in field order."""
+        return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class EnergyCoefficients:
+    """Energy model of one GPU type in SI units (see the module docstring).
+
+    Attributes:
+        static_w: ``P_s``, watts per GPU while the request runs.
+        per_flop_j: ``e_f``, joules per operation.
+        per_byte_j: ``e_m``, joules per byte of device-memory traffic.
+        per_network_byte_j: ``e_n``, joules per byte sent over the GPU link.
+        per_request_j: ``E_0``, joules per GPU per request.
+    """
+
+    static_w: float
+    per_flop_j: float
+    per_byte_j: float
+    per_network_byte_j: float
+    per_request_j: float
+
+    def as_array(self) -> np.ndarray:
+        """The coefficients in field order."""
+        return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class NormalisedEnergy:
+    """Energy coefficients relative to the datasheet (the transferable prior).
+
+    Attributes:
+        static: ``p_s``: static power as a share of TDP.
+        flop: ``p_f``: TDP shares drawn by the tensor cores at their peak rate.
+        byte: ``p_m``: TDP shares drawn by device memory at its peak bandwidth.
+        network_byte: ``p_n``: TDP shares drawn by the link at its peak bandwidth.
+        request: ``p_0``: seconds at TDP per request.
+    """
+
+    static: float = 0.25
+    flop: float = 0.5
+    byte: float = 0.3
+    network_byte: float = 0.1
+    request: float = 1e-3
+
+    def as_array(self) -> np.ndarray:
+        """The coefficients in field order."""
+        return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
+
+
+#: The prior when no GPU type has measurements: TDP shares of the order published GPU power
+#: breakdowns give (idle with an engine loaded ≈ ¼ TDP; tensor cores and HBM at full rate take
+#: about half and a third of it) and the efficiencies the twin starts from.
+DATASHEET_PRIOR = (TimeCoefficients(), NormalisedEnergy())
+
+
+@dataclass(frozen=True)
+class DatasheetScale:
+    """The datasheet figures that turn normalised energy coefficients into SI ones."""
+
+    tdp_w: float
+    tensor_flops: float
+    memory_bandwidth: float
+    link_bandwidth: float
+
+    def divisors(self) -> np.ndarray:
+        """SI coefficient = normalised × TDP ÷ this, per energy coefficient."""
+        return np.array([1.0, self.tensor_flops, self.memory_bandwidth, self.link_bandwidth, 1.0])
+
+    def to_si(self, normalised: NormalisedEnergy) -> EnergyCoefficients:
+        """SI coefficients of this GPU from normalised ones."""
+        return EnergyCoefficients(*(normalised.as_array() * self.tdp_w / self.divisors()))
+
+    def to_normalised(self, energy: EnergyCoefficients) -> NormalisedEnergy:
+        """Normalised coefficients of SI ones of this GPU."""
+        return NormalisedEnergy(*(energy.as_array() * self.divisors() / self.tdp_w))
+
+
+@dataclass(frozen=True)
+class PhysicsInputs:
+    """What the model needs of each point, per phase: arrays ``(N, 2)`` unless noted.
+
+    Attributes:
+        compute_s: Roofline compute time ``T_c`` per GPU.
+        memory_s: Roofline memory time ``T_m``.
+        network_s: Roofline network time ``T_n``.
+        kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes).
+        passes: Forward passes ``S`` (1 and ``G - 1``).
+        flops: Operations ``F`` per GPU.
+        memory_bytes: Device-memory bytes ``M`` per GPU.
+        network_bytes: Bytes sent ``I`` per GPU.
+        gpus: ``(N,)`` GPUs in the group.
+        gpu_type: ``(N,)`` GPU type ids.
+        scale: ``(N, 4)`` TDP, tensor FLOP/s, memory and link bandwidth.
+    """
+
+    compute_s: np.ndarray
+    memory_s: np.ndarray
+    network_s: np.ndarray
+    kernel_calls: np.ndarray
+    passes: np.ndarray
+    flops: np.ndarray
+    memory_bytes: np.ndarray
+    network_bytes: np.ndarray
+    gpus: np.ndarray
+    gpu_type: np.ndarray
+    scale: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.gpus)
+
+    @classmethod
+    def of(cls, counts: KernelCounts, gpu_type: Sequence[str]) -> PhysicsInputs:
+        """From kernel counts (and the GPU type id of every point)."""
+        roof = counts.roofline()
+        present = counts.present[:, None, :]
+        p = counts.inputs
+        passes = np.stack([np.ones_like(p.generated), p.generated - 1.0], axis=1)
+        calls = (counts.calls * counts.present)[:, None, :] * passes[:, :, None]
+        return cls(
+            compute_s=(np.nan_to_num(roof.compute_time) * present).sum(axis=2),
+            memory_s=(roof.memory_time * present).sum(axis=2),
+            network_s=(roof.network_time * present).sum(axis=2),
+            kernel_calls=calls.sum(axis=2),
+            passes=passes,
+            flops=counts.quantity("flops").sum(axis=2),
+            memory_bytes=(counts.memory_bytes * present).sum(axis=2),
+            network_bytes=counts.quantity("network_bytes").sum(axis=2),
+            gpus=np.asarray(p.tp, dtype=np.float64),
+            gpu_type=np.asarray(gpu_type),
+            scale=np.stack([p.tdp, p.tensor_flops, p.memory_bandwidth, p.link_bandwidth], axis=1),
+        )
+
+    @classmethod
+    def of_points(cls, points: Sequence[InferencePoint]) -> PhysicsInputs:
+        """From inference points (counts computed here)."""
+        return cls.of(kernel_counts(points), [p.setup.gpu.id for p in points])
+
+    def subset(self, index: np.ndarray) -> PhysicsInputs:
+        """The rows ``index``."""
+        return PhysicsInputs(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def scale_of(self, gpu_type: str) -> DatasheetScale:
+        """The datasheet figures of one GPU type present in these inputs."""
+        row = self.scale[np.flatnonzero(self.gpu_type == gpu_type)[0]]
+        return DatasheetScale(*(float(v) for v in row))
+
+
+def _smooth_max(x: np.ndarray, floor: float) -> np.ndarray:
+    scale = np.maximum(x, floor)  # scaled so the powers stay in range
+    ratio_x = np.divide(x, scale, out=np.zeros_like(x), where=scale > 0)
+    ratio_f = np.divide(floor, scale, out=np.zeros_like(x), where=scale > 0)
+    return np.asarray(
+        scale * (ratio_x**SMOOTH_MAX_POWER + ratio_f**SMOOTH_MAX_POWER) ** (1 / SMOOTH_MAX_POWER)
+    )
+
+
+def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
+    """Modelled seconds of each phase, shape ``(N, 2)``; 0 for a decode of no steps."""
+    work = (
+        time.compute * inputs.compute_s
+        + time.memory * inputs.memory_s
+        + time.network * inputs.network_s
+        + time.per_kernel_s * inputs.kernel_calls
+    )
+    steps = inputs.passes
+    per_step = np.divide(work, steps, out=np.zeros_like(work), where=steps > 0)
+    seconds = _smooth_max(per_step, time.step_floor_s) * steps
+    seconds[:, 0] += time.request_s
+    return np.asarray(np.where(steps > 0, seconds, 0.0))
+
+
+def _energy_design(inputs: PhysicsInputs, seconds: np.ndarray) -> np.ndarray:
+    """Columns of the energy model per phase, all GPUs: ``(N, 2, 5)``."""
+    request = np.zeros_like(seconds)
+    request[:, 0] = 1.0
+    columns = np.stack(
+        [seconds, inputs.flops, inputs.memory_bytes, inputs.network_bytes, request], axis=-1
+    )
+    return np.asarray(columns * inputs.gpus[:, None, None])
+
+
+@dataclass(frozen=True)
+class GpuPhysics:
+    """Fitted (or prior) coefficients of one GPU type."""
+
+    time: TimeCoefficients
+    energy: EnergyCoefficients
+    measured_points: int = 0
+
+
+@dataclass
+class PhysicsModel:
+    """The analytical model: coefficients per measured GPU type plus a datasheet prior.
+
+    Attributes:
+        gpus: Coefficients of every GPU type the model was fitted on.
+        prior_time: The time prior (used for GPU types without measurements).
+        prior_energy: The normalised energy prior.
+        prior_strength: Weight of the pull towards the prior in each type's fit.
+    """
+
+    gpus: dict[str, GpuPhysics] = field(default_factory=dict)
+    prior_time: TimeCoefficients = DATASHEET_PRIOR[0]
+    prior_energy: NormalisedEnergy = DATASHEET_PRIOR[1]
+    prior_strength: float = 1e-3
+
+    def coefficients(self, gpu_type: str, scale: DatasheetScale) -> GpuPhysics:
+        """The coefficients of ``gpu_type``: fitted, or the prior scaled by its datasheet."""
+        fitted = self.gpus.get(gpu_type)
+        if fitted is not None:
+            return fitted
+        return GpuPhysics(self.prior_time, scale.to_si(self.prior_energy))
+
+    def measured(self, gpu_type: str) -> bool:
+        """Whether ``gpu_type`` has fitted coefficients."""
+        return gpu_type in self.gpus
+
+    def predict(self, inputs: PhysicsInputs) -> tuple[np.ndarray, np.ndarray]:
+        """Energy (J, all GPUs) and time (s) of each phase, two arrays ``(N, 2)``."""
+        energy = np.zeros((len(inputs), 2))
+        seconds = np.zeros((len(inputs), 2))
+        for gpu_type in sorted(set(inputs.gpu_type.tolist())):
+            rows = np.flatnonzero(inputs.gpu_type == gpu_type)
+            part = inputs.subset(rows)
+            coefficients = self.coefficients(gpu_type, part.scale_of(gpu_type))
+            seconds[rows] = phase_seconds(part, coefficients.time)
+            energy[rows] = _energy_design(part, seconds[rows]) @ coefficients.energy.as_array()
+        return energy, seconds
+
+    def predict_points(self, points: Sequence[InferencePoint]) -> np.ndarray:
+        """Energy (J) of inference points: columns prefill, decode, total."""
+        energy, _ = self.predict(PhysicsInputs.of_points(points))
+        return np.concatenate([energy, energy.sum(axis=1, keepdims=True)], axis=1)
+
+    @classmethod
+    def fit(
+        cls,
+        inputs: PhysicsInputs,
+        energy_j: np.ndarray,
+        latency_s: np.ndarray | None = None,
+        prior_strength: float = 1e-3,
+    ) -> PhysicsModel:
+        """Fit every GPU type of ``inputs`` on its rows.
+
+        Args:
+            inputs: Per-phase quantities of the training rows.
+            energy_j: Measured energy ``(N, 2)``: prefill and decode (J, all GPUs).
+            latency_s: Measured latency ``(N, 2)``: prefill and decode (s); NaN where unknown.
+                Without it the time prior is used.
+            prior_strength: Weight of the pull towards the pooled prior.
+
+        Raises:
+            InvalidRequestError: Non-positive total or prefill energies, or too few rows.
+        """
+        energy_j = np.asarray(energy_j, dtype=np.float64)
+        if len(inputs) < 3 or energy_j.shape != (len(inputs), 2):
+            raise InvalidRequestError("the analytical model needs ≥ 3 rows with prefill and decode")
+        if np.any(energy_j[:, 0] <= 0) or np.any(~np.isfinite(energy_j)):
+            raise InvalidRequestError("prefill energies must be positive and decode ones finite")
+        latency = (
+            np.full((len(inputs), 2), np.nan)
+            if latency_s is None
+            else np.asarray(latency_s, dtype=np.float64)
+        )
+        types = sorted(set(inputs.gpu_type.tolist()))
+        # The pooled prior: every measured type fitted against the datasheet prior, then their
+        # coefficients averaged (time in logarithms, normalised energy plainly: a fitted energy
+        # coefficient may be 0), each type weighted equally.
+        first = {
+            t: _fit_type(inputs, energy_j, latency, t, DATASHEET_PRIOR, 1e-6).physics for t in types
+        }
+        prior_time = TimeCoefficients(
+            *np.exp(np.mean([np.log(g.time.as_array()) for g in first.values()], axis=0))
+        )
+        normalised = [inputs.scale_of(t).to_normalised(first[t].energy) for t in types]
+        # A zero average would be a prior no fit can move off (the pull is relative to it).
+        prior_energy = NormalisedEnergy(
+            *np.maximum(np.mean([n.as_array() for n in normalised], axis=0), 1e-6)
+        )
+        model = cls({}, prior_time, prior_energy, prior_strength)
+        for t in types:
+            model.gpus[t] = _fit_type(
+                inputs, energy_j, latency, t, (prior_time, prior_energy), prior_strength
+            ).physics
+        return model
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready coefficients."""
+        return {
+            "format": "llmco2-physics",
+            "prior_time": asdict(self.prior_time),
+            "prior_energy": asdict(self.prior_energy),
+            "prior_strength": self.prior_strength,
+            "gpus": {
+                gpu: {
+                    "time": asdict(g.time),
+                    "energy": asdict(g.energy),
+                    "measured_points": g.measured_points,
+                }
+                for gpu, g in self.gpus.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, blob: Mapping[str, Any]) -> PhysicsModel:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigFileError: Not a physics model, or coefficients missing or unknown.
+        """
+        try:
+            if blob.get("format") != "llmco2-physics":
+                raise ConfigFileError("not an llmco2 analytical model")
+            return cls(
+                {
+                    gpu: GpuPhysics(
+                        TimeCoefficients(**g["time"]),
+                        EnergyCoefficients(**g["energy"]),
+                        int(g["measured_points"]),
+                    )
+                    for gpu, g in blob["gpus"].items()
+                },
+                TimeCoefficients(**blob["prior_time"]),
+                NormalisedEnergy(**blob["prior_energy"]),
+                float(blob["prior_strength"]),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigFileError(f"malformed analytical model coefficients: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class _TypeFit:
+    physics: GpuPhysics
+
+
+def _fit_time(
+    inputs: PhysicsInputs, latency: np.ndarray, prior: TimeCoefficients, strength: float
+) -> TimeCoefficients:
+    from scipy.optimize import least_squares
+
+    total = latency.sum(axis=1)
+    rows_total = np.isfinite(total) & (total > 0)
+    rows_prefill = np.isfinite(latency[:, 0]) & (latency[:, 0] > 0)
+    if rows_total.sum() < 3:
+        return prior
+    log_prior = np.log(prior.as_array())
+
+    def residuals(log_theta: np.ndarray) -> np.ndarray:
+        seconds = phase_seconds(inputs, TimeCoefficients(*np.exp(log_theta)))
+        return np.concatenate(
+            [
+                seconds[rows_total].sum(axis=1) / total[rows_total] - 1.0,
+                seconds[rows_prefill, 0] / latency[rows_prefill, 0] - 1.0,
+                np.sqrt(strength) * (log_theta - log_prior),
+            ]
+        )
+
+    solution = least_squares(residuals, log_prior, method="trf", x_scale=1.0, max_nfev=400)
+    return TimeCoefficients(*np.exp(solution.x))
+
+
+def _fit_energy(
+    inputs: PhysicsInputs,
+    energy_j: np.ndarray,
+    seconds: np.ndarray,
+    prior: EnergyCoefficients,
+    strength: float,
+) -> EnergyCoefficients:
+    from scipy.optimize import lsq_linear
+
+    design = _energy_design(inputs, seconds)
+    total = energy_j.sum(axis=1)
+    rows = [design.sum(axis=1) / total[:, None], design[:, 0] / energy_j[:, [0]]]
+    prior_values = prior.as_array()
+    # The pull towards the prior is relative, (β_j − prior_j) / prior_j: priors are positive.
+    weight = np.sqrt(strength * len(inputs))
+    matrix = np.concatenate([*rows, weight * np.diag(1.0 / prior_values)])
+    target = np.concatenate([np.ones(2 * len(inputs)), np.full(len(prior_values), weight)])
+    norms = np.sqrt((matrix**2).sum(axis=0))
+    norms = np.where(norms > 0, norms, 1.0)
+    solution = lsq_linear(matrix / norms, target, bounds=(0.0, np.inf), method="bvls")
+    return EnergyCoefficients(*(solution.x / norms))
+
+
+def _fit_type(
+    inputs: PhysicsInputs,
+    energy_j: np.ndarray,
+    latency: np.ndarray,
+    gpu_type: str,
+    prior: tuple[TimeCoefficients, NormalisedEnergy],
+    strength: float,
+) -> _TypeFit:
+    rows = np.flatnonzero(inputs.gpu_type == gpu_type)
+    part = inputs.subset(rows)
+    time = _fit_time(part, latency[rows], prior[0], strength)
+    seconds = phase_seconds(part, time)
+    energy = _fit_energy(
+        part, energy_j[rows], seconds, part.scale_of(gpu_type).to_si(prior[1]), strength
+    )
+    return _TypeFit(GpuPhysics(time, energy, len(rows)))
+
+
+def log_ratio(measured: np.ndarray, modelled: np.ndarray) -> np.ndarray:
+    """``log(measured / modelled)``, 0 where either is not positive (a phase without work)."""
+    ok = (measured > 0) & (modelled > 0)
+    return np.asarray(
+        np.where(ok, np.log(np.where(ok, measured, 1.0) / np.where(ok, modelled, 1.0)), 0.0)
+    )

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
+from gnn.hybrid import CorrectionSettings, HybridPredictor, Interval, train_hybrid
+from gnn.physics import PhysicsInputs
+from gnn.training import TrainConfig
+from llmco2.errors import ConfigFileError
+
+QUICK = TrainConfig(epochs=25, patience=25, seed=0)
+
+
+@pytest.fixture(scope="module")
+def hybrid(twin_data: Any) -> HybridPredictor:
+    predictor = train_hybrid(twin_data, np.arange(70), QUICK, CorrectionSettings(hidden=32))
+    predictor.interval = Interval(0.8, (-0.1, -0.2, -0.12), (0.08, 0.15, 0.1), 70)
+    predictor.metadata = {"setups": ["1xH100-SXM"], "models": ["x"]}
+    return predictor
+
+
+def _physics(predictor: HybridPredictor, data: Any, index: np.ndarray) -> np.ndarray:
+    energy, _ = predictor.physics.predict(data.physics_inputs.subset(index))
+    return np.asarray(energy)
+
+
+def test_corrections_stay_within_their_bound(hybrid: HybridPredictor, twin_data: Any) -> None:
+    index = np.arange(len(twin_data))
+    points = [twin_data.points[i] for i in index]
+    energy = hybrid.predict_detailed(points).energy_j
+    ratio = np.log(energy[:, :2] / _physics(hybrid, twin_data, index))
+    decode = twin_data.decode_j > 0
+    assert np.abs(ratio[:, 0]).max() <= hybrid.settings.bound + 1e-9
+    assert np.abs(ratio[decode, 1]).max() <= hybrid.settings.bound + 1e-9
+    np.testing.assert_allclose(energy[:, 2], energy[:, 0] + energy[:, 1])
+
+
+def test_a_correction_regularised_to_zero_returns_the_analytical_answer(twin_data: Any) -> None:
+    frozen = train_hybrid(
+        twin_data, np.arange(70), QUICK, CorrectionSettings(penalty=1e7, hidden=16)
+    )
+    index = np.arange(70, 90)
+    physics = _physics(frozen, twin_data, index)
+    energy = frozen.predict_detailed([twin_data.points[i] for i in index]).energy_j
+    np.testing.assert_allclose(energy[:, 0], physics[:, 0], rtol=2e-3)
+    decode = twin_data.decode_j[index] > 0
+    np.testing.assert_allclose(energy[decode, 1], physics[decode, 1], rtol=2e-3)
+
+
+def test_the_correction_improves_on_the_physics_where_it_was_trained(twin_data: Any) -> None:
+    from gnn.metrics import mape
+
+    trained = train_hybrid(
+        twin_data, np.arange(90), TrainConfig(epochs=120, patience=120), CorrectionSettings()
+    )
+    index = np.arange(90)
+    physics = _physics(trained, twin_data, index).sum(axis=1)
+    hybrid = trained.predict_detailed(list(twin_data.points)).energy_j[:, 2]
+    assert mape(hybrid, twin_data.total_j) < mape(physics, twin_data.total_j)
+
+
+def test_the_interval_brackets_the_prediction(hybrid: HybridPredictor, twin_data: Any) -> None:
+    out = hybrid.predict_detailed(list(twin_data.points[:10]))
+    assert np.all(out.low_j[:, 2] < out.energy_j[:, 2])
+    assert np.all(out.energy_j[:, 2] < out.high_j[:, 2])
+    np.testing.assert_allclose(out.high_j[:, 2] / out.energy_j[:, 2], np.exp(0.1))
+    ratios = np.log(np.array([[0.9, 1.0, 1.1]] * 5 + [[1.2, 0.8, np.nan]] * 5))
+    interval = Interval.of(ratios, 0.8)
+    assert interval.low[0] == pytest.approx(np.quantile(ratios[:, 0], 0.1))
+    assert interval.high[2] == pytest.approx(np.log(1.1))  # NaN rows left out
+
+
+def test_torch_and_portable_files_round_trip(
+    hybrid: HybridPredictor, twin_data: Any, tmp_path: Path
+) -> None:
+    points = list(twin_data.points[:25])
+    expected = hybrid.predict_detailed(points)
+    for name in ("h.pt", "h.npz"):
+        hybrid.save(tmp_path / name)
+        loaded = HybridPredictor.load(tmp_path / name)
+        got = loaded.predict_detailed(points)
+        np.testing.assert_allclose(got.energy_j, expected.energy_j, rtol=1e-4)
+        np.testing.assert_allclose(got.latency_s, expected.latency_s, rtol=1e-4)
+        np.testing.assert_allclose(got.high_j, expected.high_j, rtol=1e-4)
+        assert loaded.metadata == hybrid.metadata and loaded.interval == hybrid.interval
+        assert loaded.physics.to_dict() == json.loads(json.dumps(hybrid.physics.to_dict()))
+
+
+def test_files_that_are_not_hybrid_predictors_are_refused(
+    hybrid: HybridPredictor, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.pt"
+    hybrid.network.save(plain)
+    with pytest.raises(ConfigFileError, match="not an llmco2 hybrid"):
+        HybridPredictor.load(plain)
+    with pytest.raises(ConfigFileError, match="no predictor"):
+        HybridPredictor.load(tmp_path / "missing.pt")
+    path = tmp_path / "h.pt"
+    hybrid.save(path)
+    blob = torch.load(path, weights_only=True)
+    blob["hybrid"] = json.dumps({"physics": {"format": "llmco2-physics"}})
+    torch.save(blob, path)
+    with pytest.raises(ConfigFileError, match="malformed"):
+        HybridPredictor.load(path)
+    npz = tmp_path / "h.npz"
+    hybrid.save(npz)
+    with np.load(npz) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    header = json.loads(str(arrays["__header__"]))
+    header["feature_schema_version"] = -1
+    arrays["__header__"] = np.array(json.dumps(header))
+    np.savez(npz, **arrays)
+    with pytest.raises(ConfigFileError, match="feature schema"):
+        HybridPredictor.load(npz)
+
+
+def test_an_unmeasured_gpu_type_falls_back_on_the_datasheet_prior(
+    hybrid: HybridPredictor,
+) -> None:
+    point = InferencePoint(
+        resolve_architecture("llama3.1-8b"), InferenceRequest(1, 512, 64), GpuSetup(get_gpu("L4"))
+    )
+    assert not hybrid.gpu_measured("L4") and hybrid.gpu_measured("H100-SXM")
+    inputs = PhysicsInputs.of_points([point])
+    prior = hybrid.physics.coefficients("L4", inputs.scale_of("L4"))
+    assert prior.measured_points == 0
+    energy = hybrid.predict_points([point])
+    assert np.isfinite(energy).all() and energy[0, 2] > 0

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from featurize import GpuSetup, InferencePoint, get_gpu
+from gnn.physics import (
+    DatasheetScale,
+    EnergyCoefficients,
+    NormalisedEnergy,
+    PhysicsInputs,
+    PhysicsModel,
+    TimeCoefficients,
+    _energy_design,
+    phase_seconds,
+)
+from llmco2.errors import ConfigFileError, InvalidRequestError
+from tests.conftest import twin_points
+
+TIME = TimeCoefficients(
+    compute=1.6, memory=1.3, network=2.5, per_kernel_s=4e-6, step_floor_s=1.5e-3, request_s=4e-3
+)
+
+
+def _synthetic(
+    points: list[InferencePoint], energy: dict[str, EnergyCoefficients]
+) -> tuple[PhysicsInputs, np.ndarray, np.ndarray]:
+    """Inputs, energies and latencies made exactly by the model with known coefficients."""
+    inputs = PhysicsInputs.of_points(points)
+    seconds = phase_seconds(inputs, TIME)
+    joules = np.zeros_like(seconds)
+    for gpu, coefficients in energy.items():
+        rows = inputs.gpu_type == gpu
+        joules[rows] = _energy_design(inputs.subset(np.flatnonzero(rows)), seconds[rows]) @ (
+            coefficients.as_array()
+        )
+    return inputs, joules, seconds
+
+
+H100 = EnergyCoefficients(150.0, 0.6e-12, 90e-12, 1.5e-9, 0.3)
+A100 = EnergyCoefficients(110.0, 1.1e-12, 120e-12, 2.0e-9, 0.2)
+
+
+def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
+    inputs, joules, seconds = _synthetic(twin_points(120, seed=3), {"H100-SXM": H100,
+                                                                    "A100-80GB": A100})  # fmt: skip
+    model = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
+    for gpu, truth in (("H100-SXM", H100), ("A100-80GB", A100)):
+        fitted = model.gpus[gpu]
+        np.testing.assert_allclose(fitted.time.as_array(), TIME.as_array(), rtol=2e-2)
+        np.testing.assert_allclose(fitted.energy.as_array(), truth.as_array(), rtol=5e-2)
+        assert fitted.measured_points == int((inputs.gpu_type == gpu).sum())
+    energy, predicted_seconds = model.predict(inputs)
+    np.testing.assert_allclose(energy, joules, rtol=1e-2, atol=1e-6)
+    np.testing.assert_allclose(predicted_seconds, seconds, rtol=1e-2)
+
+
+def test_time_has_a_floor_per_forward_pass() -> None:
+    gpu = get_gpu("H100-SXM")
+    point = twin_points(1)[0]
+    tiny = InferencePoint(point.architecture, point.request, GpuSetup(gpu, 1))
+    inputs = PhysicsInputs.of_points([tiny])
+    floor = TimeCoefficients(1.0, 1.0, 1.0, 0.0, 1.0, 0.0)  # a 1 s floor dwarfs any kernel
+    seconds = phase_seconds(inputs, floor)
+    assert seconds[0, 0] == pytest.approx(1.0, rel=1e-3)
+    assert seconds[0, 1] == pytest.approx(inputs.passes[0, 1], rel=1e-3)
+
+
+def test_an_unmeasured_gpu_type_gets_the_prior_scaled_by_its_datasheet() -> None:
+    inputs, joules, seconds = _synthetic(twin_points(120, seed=3), {"H100-SXM": H100,
+                                                                    "A100-80GB": A100})  # fmt: skip
+    h100_rows = np.flatnonzero(inputs.gpu_type == "H100-SXM")
+    model = PhysicsModel.fit(inputs.subset(h100_rows), joules[h100_rows], seconds[h100_rows])
+    assert model.measured("H100-SXM") and not model.measured("A100-80GB")
+    a100_scale = inputs.scale_of("A100-80GB")
+    h100_scale = inputs.scale_of("H100-SXM")
+    prior = model.coefficients("A100-80GB", a100_scale)
+    # The H100's normalised fit is the prior, carried over through the datasheet figures.
+    normalised = h100_scale.to_normalised(model.gpus["H100-SXM"].energy)
+    np.testing.assert_allclose(normalised.as_array(), model.prior_energy.as_array(), rtol=5e-2)
+    np.testing.assert_allclose(
+        prior.energy.as_array(), a100_scale.to_si(model.prior_energy).as_array()
+    )
+    assert prior.time == model.prior_time and prior.measured_points == 0
+    h100_prior = h100_scale.to_si(model.prior_energy)
+    assert prior.energy.static_w == pytest.approx(
+        h100_prior.static_w * a100_scale.tdp_w / h100_scale.tdp_w
+    )
+    ratio = (a100_scale.tdp_w / a100_scale.memory_bandwidth) / (
+        h100_scale.tdp_w / h100_scale.memory_bandwidth
+    )
+    assert prior.energy.per_byte_j == pytest.approx(h100_prior.per_byte_j * ratio)
+    a100_rows = np.flatnonzero(inputs.gpu_type == "A100-80GB")
+    energy, _ = model.predict(inputs.subset(a100_rows))
+    assert np.all(np.isfinite(energy)) and np.all(energy[:, 0] > 0)
+
+
+def test_without_any_measurement_the_datasheet_prior_applies() -> None:
+    model = PhysicsModel()
+    scale = DatasheetScale(700.0, 989e12, 4.8e12, 900e9)
+    coefficients = model.coefficients("H200", scale)
+    assert coefficients.energy.static_w == pytest.approx(NormalisedEnergy().static * 700.0)
+    assert coefficients.time == TimeCoefficients()
+
+
+def test_a_strong_prior_holds_the_coefficients_near_it() -> None:
+    inputs, joules, seconds = _synthetic(twin_points(60, seed=5), {"H100-SXM": H100,
+                                                                   "A100-80GB": A100})  # fmt: skip
+    loose = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
+    tight = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e6)
+    for gpu in ("H100-SXM", "A100-80GB"):
+        scale = inputs.scale_of(gpu)
+        prior = scale.to_si(tight.prior_energy).as_array()
+        assert np.abs(tight.gpus[gpu].energy.as_array() / prior - 1).max() < 0.01
+        assert np.abs(loose.gpus[gpu].energy.as_array() / prior - 1).max() > 0.01
+
+
+def test_round_trip_and_malformed_coefficients() -> None:
+    inputs, joules, seconds = _synthetic(twin_points(40), {"H100-SXM": H100, "A100-80GB": A100})
+    model = PhysicsModel.fit(inputs, joules, seconds)
+    again = PhysicsModel.from_dict(model.to_dict())
+    np.testing.assert_allclose(again.predict(inputs)[0], model.predict(inputs)[0])
+    with pytest.raises(ConfigFileError, match="not an llmco2 analytical model"):
+        PhysicsModel.from_dict({"format": "other"})
+    broken = model.to_dict()
+    del broken["gpus"]["H100-SXM"]["energy"]["static_w"]
+    with pytest.raises(ConfigFileError, match="malformed"):
+        PhysicsModel.from_dict(broken)
+
+
+def test_bad_training_data_is_refused(twin_data: Any) -> None:
+    inputs = twin_data.physics_inputs
+    with pytest.raises(InvalidRequestError, match="≥ 3 rows"):
+        PhysicsModel.fit(inputs.subset(np.arange(2)), twin_data.energy_j[:2])
+    energy = twin_data.energy_j.copy()
+    energy[0, 0] = -1.0
+    with pytest.raises(InvalidRequestError, match="positive"):
+        PhysicsModel.fit(inputs, energy)
