@@ -31,7 +31,7 @@ import numpy as np
 
 from gnn.baselines import make_methods
 from gnn.dataset import LabelledData
-from gnn.hybrid import INTERVAL_LEVEL
+from gnn.hybrid import INTERVAL_LEVEL, group_calibrated_level
 from gnn.metrics import Scores, scores_by_group
 from gnn.names import DEFAULT_METHODS, METHOD_NAMES, SPLIT_NAMES
 from gnn.training import TrainConfig
@@ -248,11 +248,15 @@ def cross_conformal_coverage(
 ) -> float | None:
     """Share (%) of points inside an interval made from the other folds' held-out errors.
 
-    For each fold, the interval is the ``(1 ± level)/2`` quantiles of ``log(measured /
-    predicted)`` over the points the *other* folds held out; the coverage is the share of this
-    fold's points whose own log ratio falls inside it.
+    For each fold, the interval is made as `predict`'s is (:class:`gnn.hybrid.Interval`), but
+    from the points the *other* folds held out only: the quantiles of ``log(measured /
+    predicted)`` at the level :func:`gnn.hybrid.group_calibrated_level` finds among those folds.
+    The coverage is the share of this fold's points whose own log ratio falls inside it.
     """
     ratios = np.log(measured / predicted)
+    fold_of = np.full(len(measured), -1)
+    for number, fold in enumerate(folds):
+        fold_of[fold.test] = number
     inside, counted = 0, 0
     for fold in folds:
         others = np.setdiff1d(np.concatenate([f.test for f in folds]), fold.test)
@@ -260,7 +264,8 @@ def cross_conformal_coverage(
         mine = fold.test[np.isfinite(ratios[fold.test])]
         if len(others) < 5 or not len(mine):
             continue
-        low, high = np.quantile(ratios[others], [(1 - level) / 2, (1 + level) / 2])
+        calibrated = group_calibrated_level(ratios[others], fold_of[others], level)
+        low, high = np.quantile(ratios[others], [(1 - calibrated) / 2, (1 + calibrated) / 2])
         inside += int(((ratios[mine] >= low) & (ratios[mine] <= high)).sum())
         counted += len(mine)
     return 100.0 * inside / counted if counted else None

@@ -8,7 +8,9 @@ a learned correction, two more outputs of the same network), trained on measured
 
 The interval is split-conformal over held-out shapes: the quantiles of ``log(measured /
 predicted)`` of every point when its architecture was left out of training (leave-one-shape-out),
-so a request on an unmeasured architecture gets the spread such requests showed.
+widened until they cover held-out architectures at their nominal level (errors of one
+architecture share a bias), so a request on an unmeasured architecture gets the spread such
+requests showed.
 """
 
 from __future__ import annotations
@@ -43,36 +45,93 @@ class CorrectionSettings:
     Attributes:
         bound: Largest |log correction| (0.5: the physics is scaled by 0.61 … 1.65).
         penalty: Weight of the squared corrections in the loss.
-        view: The features the network sees (ablations remove some).
+        view: The features the network sees. By default the kernel graph's counts (operations,
+            bytes, shapes, calls) and the global features without the roofline-derived ones:
+            the physics already carries the roofline, and a correction that also sees roofline
+            times learns their scale and extrapolates badly to an unseen TP degree (measured:
+            `evaluate`'s ``llmco2-roofline`` ablation).
         hidden: Width of the network.
     """
 
     bound: float = 0.5
     penalty: float = 0.3
-    view: FeatureView = field(default_factory=FeatureView)
+    view: FeatureView = field(default_factory=lambda: FeatureView(phase_split=True, roofline=False))
     hidden: int = 64
+
+
+def group_calibrated_level(
+    log_ratios: np.ndarray, groups: np.ndarray, level: float = INTERVAL_LEVEL
+) -> float:
+    """The quantile level whose interval covers ``level`` of each held-out group's points.
+
+    Held-out errors of one architecture share a bias, so quantiles of the pooled errors cover a
+    new architecture less often than their level says. This is the smallest level ``q`` such
+    that, holding each group out in turn, the central ``q`` interval of the *other* groups'
+    errors covers at least ``level`` of the held-out points (a leave-one-group-out calibration;
+    it needs only the errors, no refits).
+    """
+    ok = np.isfinite(log_ratios)
+    values, labels = log_ratios[ok], np.asarray(groups)[ok]
+    names = sorted(set(labels.tolist()))
+    if len(names) < 3:
+        return level
+    for candidate in np.arange(level, 0.995, 0.005):
+        inside = 0
+        for name in names:
+            others = values[labels != name]
+            low, high = np.quantile(others, [(1 - candidate) / 2, (1 + candidate) / 2])
+            mine = values[labels == name]
+            inside += int(((mine >= low) & (mine <= high)).sum())
+        if inside >= level * len(values):
+            return float(candidate)
+    return 0.99
 
 
 @dataclass(frozen=True)
 class Interval:
-    """Quantiles of log(measured / predicted) on held-out shapes, per phase and in total."""
+    """Quantiles of log(measured / predicted) on held-out shapes, per phase and in total.
+
+    Attributes:
+        level: The nominal coverage (0.8: a 10-90 % interval).
+        low: Lower log-ratio bound of prefill, decode and total.
+        high: Upper bounds.
+        points: Held-out points it was calibrated on.
+        quantile_level: The central quantile level used, widened from ``level`` so that it
+            covers held-out groups (see :func:`group_calibrated_level`).
+    """
 
     level: float
     low: tuple[float, float, float]
     high: tuple[float, float, float]
     points: int
+    quantile_level: float | None = None
 
     @classmethod
-    def of(cls, log_ratios: np.ndarray, level: float = INTERVAL_LEVEL) -> Interval:
-        """From held-out log ratios ``(N, 3)`` (NaN where a phase was not predicted)."""
-        tail = (1.0 - level) / 2
+    def of(
+        cls, log_ratios: np.ndarray, level: float = INTERVAL_LEVEL, groups: np.ndarray | None = None
+    ) -> Interval:
+        """From held-out log ratios ``(N, 3)`` (NaN where a phase was not predicted).
+
+        With ``groups`` (the architecture of each row), the quantiles are widened until they
+        cover held-out groups at the nominal level (judged on the total).
+        """
+        quantile_level = (
+            group_calibrated_level(log_ratios[:, 2], groups, level) if groups is not None else level
+        )
+        tail = (1.0 - quantile_level) / 2
         low, high = [], []
         for column in range(3):
             values = log_ratios[:, column]
             values = values[np.isfinite(values)]
             low.append(float(np.quantile(values, tail)) if values.size else 0.0)
             high.append(float(np.quantile(values, 1 - tail)) if values.size else 0.0)
-        return cls(level, (low[0], low[1], low[2]), (high[0], high[1], high[2]), len(log_ratios))
+        return cls(
+            level,
+            (low[0], low[1], low[2]),
+            (high[0], high[1], high[2]),
+            len(log_ratios),
+            quantile_level,
+        )
 
 
 @dataclass
@@ -264,6 +323,7 @@ class HybridPredictor:
                     tuple(interval["low"]),
                     tuple(interval["high"]),
                     int(interval["points"]),
+                    interval.get("quantile_level"),
                 )
                 if interval
                 else None,

@@ -242,7 +242,9 @@ def train(
         scores = held_out.get("llmco2", "shape")
         assert scores is not None
         measured = np.concatenate([dataset.energy_j, dataset.total_j[:, None]], axis=1)
-        calibration = Interval.of(held_out_log_ratios(measured, scores.predicted))
+        calibration = Interval.of(
+            held_out_log_ratios(measured, scores.predicted), groups=dataset.model_name
+        )
         summary.add_row(
             "leave-one-shape-out MAPE", f"{scores.overall.mape:.2f} % ({shapes} shapes)"
         )

@@ -46,7 +46,9 @@ def main() -> None:
     shape = held_out.get("llmco2", "shape")
     assert shape is not None
     measured = np.concatenate([data.energy_j, data.total_j[:, None]], axis=1)
-    interval = Interval.of(held_out_log_ratios(measured, shape.predicted), INTERVAL_LEVEL)
+    interval = Interval.of(
+        held_out_log_ratios(measured, shape.predicted), INTERVAL_LEVEL, data.model_name
+    )
     predictor = train_hybrid(data, np.arange(len(data)), config, CorrectionSettings())
     predictor.interval = interval
     s = shape.overall

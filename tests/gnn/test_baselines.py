@@ -92,8 +92,14 @@ def test_physics_and_hybrid_methods_predict_phases_and_latency(twin_data: Any) -
 
 def test_hybrid_ablations_change_what_the_correction_sees() -> None:
     by_name = {m.name: m for m in make_methods(METHOD_NAMES, QUICK)}
-    assert isinstance(by_name["llmco2"], HybridMethod)
-    assert by_name["llmco2-no-roofline"].settings.view == FeatureView(True, False)  # type: ignore[attr-defined]
-    assert by_name["llmco2-no-phases"].settings.view == FeatureView(False, True)  # type: ignore[attr-defined]
-    unregularised = by_name["llmco2-unregularised"].settings  # type: ignore[attr-defined]
-    assert unregularised.bound == 0 and unregularised.penalty == 0
+
+    def settings(name: str) -> Any:
+        method = by_name[name]
+        assert isinstance(method, HybridMethod)
+        return method.settings
+
+    assert settings("llmco2").view == FeatureView(True, False)
+    assert settings("llmco2-roofline").view == FeatureView(True, True)
+    assert settings("llmco2-no-phases").view == FeatureView(False, False)
+    assert settings("llmco2-unregularised").bound == 0
+    assert settings("llmco2-unregularised").penalty == 0

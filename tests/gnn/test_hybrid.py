@@ -132,3 +132,18 @@ def test_an_unmeasured_gpu_type_falls_back_on_the_datasheet_prior(
     assert prior.measured_points == 0
     energy = hybrid.predict_points([point])
     assert np.isfinite(energy).all() and energy[0, 2] > 0
+
+
+def test_the_interval_widens_until_it_covers_held_out_groups() -> None:
+    from gnn.hybrid import group_calibrated_level
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(8), 50)
+    biased = rng.normal(0, 0.03, 400) + rng.normal(0, 0.1, 8)[groups]  # a bias per group
+    level = group_calibrated_level(biased, groups, 0.8)
+    assert 0.8 < level <= 0.99
+    exchangeable = rng.normal(0, 0.1, 400)
+    assert group_calibrated_level(exchangeable, groups, 0.8) < level
+    interval = Interval.of(np.stack([biased] * 3, axis=1), 0.8, groups)
+    assert interval.quantile_level == level and interval.level == 0.8
+    assert interval.high[2] == pytest.approx(np.quantile(biased, (1 + level) / 2))
