@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from gnn.baselines import GnnMethod, NetworkShape
+from gnn.baselines import HybridMethod, NetworkShape
 from gnn.dataset import LabelledData
-from gnn.evaluation import make_splits
-from gnn.features import FeatureView
+from gnn.evaluation import Fold, make_splits
+from gnn.hybrid import CorrectionSettings
 from gnn.metrics import Scores
 from gnn.training import TrainConfig
 from llmco2.errors import DatabaseError, InvalidRequestError
@@ -55,11 +55,25 @@ def _suggest(trial: Any, base: TrainConfig) -> tuple[NetworkShape, TrainConfig]:
 def cross_validated_mape(
     data: LabelledData, shape: NetworkShape, config: TrainConfig, folds: int
 ) -> float:
-    """K-fold MAPE (%) of total energy of the full LLMCO2 model."""
+    """K-fold MAPE (%) of total energy of the llmco2 predictor (physics + GNN correction).
+
+    The folds hold out whole architecture shapes (``folds`` groups of them) when the data has
+    enough shapes — what the predictor is for — and random rows otherwise.
+    """
     predicted = np.full(len(data), np.nan)
-    (split,) = make_splits(data, ["random"], folds, config.seed)
-    for fold in split.folds:
-        method = GnnMethod("llmco2", FeatureView(), config, shape)
+    shapes = sorted(set(data.model_name.tolist()))
+    if len(shapes) >= folds:
+        order = np.random.default_rng(config.seed).permutation(len(shapes))
+        everything = np.arange(len(data))
+        split_folds = []
+        for group in np.array_split(order, folds):
+            held = np.isin(data.model_name, [shapes[i] for i in group])
+            split_folds.append(Fold("shapes", everything[~held], everything[held]))
+    else:
+        (split,) = make_splits(data, ["random"], folds, config.seed)
+        split_folds = split.folds
+    for fold in split_folds:
+        method = HybridMethod("llmco2", CorrectionSettings(hidden=shape.hidden), config, shape)
         method.fit(data, fold.train)
         predicted[fold.test] = method.predict(data, fold.test)[:, 2]
     return Scores.of(predicted, data.total_j).mape

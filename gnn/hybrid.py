@@ -279,18 +279,9 @@ class HybridPredictor:
             if "hybrid" not in portable.extra:
                 raise ConfigFileError(f"{str(path)!r} holds a plain GNN, not an llmco2 predictor")
             return cls._from_header(portable, portable.extra["hybrid"], portable.metadata, path)
-        import torch
+        from gnn.training import Predictor, read_checkpoint
 
-        from gnn.training import Predictor
-
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError as exc:
-            raise ConfigFileError(f"no predictor checkpoint at {str(path)!r}") from exc
-        except Exception as exc:
-            raise ConfigFileError(
-                f"cannot read predictor checkpoint {str(path)!r}: {type(exc).__name__}"
-            ) from exc
+        blob = read_checkpoint(path)
         if not isinstance(blob, dict) or blob.get("format") != FORMAT:
             raise ConfigFileError(f"{str(path)!r} is not an llmco2 hybrid predictor checkpoint")
         network = Predictor.from_bytes(blob["network"], repr(str(path)))
@@ -346,11 +337,11 @@ def is_hybrid_file(path: Path) -> bool:
         from gnn.portable import PortablePredictor
 
         return "hybrid" in PortablePredictor.load(path).extra
-    import torch
+    from gnn.training import read_checkpoint
 
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
+        blob = read_checkpoint(path)
+    except ConfigFileError:
         return False
     return isinstance(blob, dict) and blob.get("format") == FORMAT
 

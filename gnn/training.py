@@ -79,6 +79,35 @@ def _spread(features: Tensor) -> Tensor:
     return torch.where(std > 1e-3, std, torch.ones_like(std))
 
 
+def unpickle_checkpoint(data: bytes, source: str) -> Any:
+    """The object of a torch checkpoint's bytes, loaded ``weights_only`` (no code runs).
+
+    Raises:
+        ConfigFileError: The bytes are not a readable checkpoint.
+    """
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigFileError(
+            f"cannot read predictor checkpoint {source}: {type(exc).__name__}"
+        ) from exc
+
+
+def read_checkpoint(path: Path) -> Any:
+    """The object of a torch checkpoint file (see :func:`unpickle_checkpoint`).
+
+    Raises:
+        ConfigFileError: Missing, unreadable or not a checkpoint.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise ConfigFileError(f"no predictor checkpoint at {str(path)!r}") from exc
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read predictor checkpoint {str(path)!r}: {exc}") from exc
+    return unpickle_checkpoint(data, repr(str(path)))
+
+
 class Predictor:
     """A trained network with its feature standardisation."""
 
@@ -178,13 +207,7 @@ class Predictor:
         Raises:
             ConfigFileError: Corrupted, not a predictor, or another feature schema.
         """
-        try:
-            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise ConfigFileError(
-                f"cannot read predictor checkpoint {source}: {type(exc).__name__}"
-            ) from exc
-        return cls._from_blob(blob, source)
+        return cls._from_blob(unpickle_checkpoint(data, source), source)
 
     @classmethod
     def load(cls, path: Path) -> Predictor:
@@ -193,13 +216,7 @@ class Predictor:
         Raises:
             ConfigFileError: Missing, corrupted, not a predictor, or another feature schema.
         """
-        try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError as exc:
-            raise ConfigFileError(f"no predictor checkpoint at {str(path)!r}") from exc
-        except OSError as exc:
-            raise ConfigFileError(f"cannot read predictor checkpoint {str(path)!r}: {exc}") from exc
-        return cls.from_bytes(data, repr(str(path)))
+        return cls._from_blob(read_checkpoint(path), repr(str(path)))
 
     @classmethod
     def _from_blob(cls, blob: Any, source: str) -> Predictor:
