@@ -269,25 +269,10 @@ class HybridPredictor:
         Raises:
             ConfigFileError: Missing, unreadable, not a hybrid predictor, or another schema.
         """
-        import json
-
-        path = Path(path)
-        if path.suffix == ".npz":
-            from gnn.portable import PortablePredictor
-
-            portable = PortablePredictor.load(path)
-            if "hybrid" not in portable.extra:
-                raise ConfigFileError(f"{str(path)!r} holds a plain GNN, not an llmco2 predictor")
-            return cls._from_header(portable, portable.extra["hybrid"], portable.metadata, path)
-        from gnn.training import Predictor, read_checkpoint
-
-        blob = read_checkpoint(path)
-        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        predictor = load_any(Path(path))
+        if not isinstance(predictor, HybridPredictor):
             raise ConfigFileError(f"{str(path)!r} is not an llmco2 hybrid predictor checkpoint")
-        network = Predictor.from_bytes(blob["network"], repr(str(path)))
-        return cls._from_header(
-            network, json.loads(blob["hybrid"]), json.loads(blob["metadata"]), path
-        )
+        return predictor
 
     @classmethod
     def _from_header(
@@ -330,20 +315,32 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=float)
 
 
-def is_hybrid_file(path: Path) -> bool:
-    """Whether ``path`` holds a hybrid predictor (rather than a plain GNN checkpoint)."""
-    path = Path(path)
+def load_any(path: Path) -> HybridPredictor | Predictor | PortablePredictor:
+    """The predictor in ``path``, read once: llmco2's, or a plain GNN (torch or portable).
+
+    Raises:
+        ConfigFileError: Missing, unreadable, not a predictor, or another feature schema.
+    """
+    import json
+
     if path.suffix == ".npz":
         from gnn.portable import PortablePredictor
 
-        return "hybrid" in PortablePredictor.load(path).extra
-    from gnn.training import read_checkpoint
+        portable = PortablePredictor.load(path)
+        if "hybrid" not in portable.extra:
+            return portable
+        return HybridPredictor._from_header(
+            portable, portable.extra["hybrid"], portable.metadata, path
+        )
+    from gnn.training import Predictor, read_checkpoint
 
-    try:
-        blob = read_checkpoint(path)
-    except ConfigFileError:
-        return False
-    return isinstance(blob, dict) and blob.get("format") == FORMAT
+    blob = read_checkpoint(path)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        return Predictor.from_blob(blob, repr(str(path)))
+    network = Predictor.from_bytes(blob["network"], repr(str(path)))
+    return HybridPredictor._from_header(
+        network, json.loads(blob["hybrid"]), json.loads(blob["metadata"]), path
+    )
 
 
 def train_hybrid(

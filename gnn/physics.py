@@ -353,9 +353,7 @@ class PhysicsModel:
         # The pooled prior: every measured type fitted against the datasheet prior, then their
         # coefficients averaged (time in logarithms, normalised energy plainly: a fitted energy
         # coefficient may be 0), each type weighted equally.
-        first = {
-            t: _fit_type(inputs, energy_j, latency, t, DATASHEET_PRIOR, 1e-6).physics for t in types
-        }
+        first = {t: _fit_type(inputs, energy_j, latency, t, DATASHEET_PRIOR, 1e-6) for t in types}
         prior_time = TimeCoefficients(
             *np.exp(np.mean([np.log(g.time.as_array()) for g in first.values()], axis=0))
         )
@@ -368,7 +366,7 @@ class PhysicsModel:
         for t in types:
             model.gpus[t] = _fit_type(
                 inputs, energy_j, latency, t, (prior_time, prior_energy), prior_strength
-            ).physics
+            )
         return model
 
     def to_dict(self) -> dict[str, Any]:
@@ -413,11 +411,6 @@ class PhysicsModel:
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigFileError(f"malformed analytical model coefficients: {exc}") from exc
-
-
-@dataclass(frozen=True)
-class _TypeFit:
-    physics: GpuPhysics
 
 
 def _fit_time(
@@ -476,7 +469,7 @@ def _fit_type(
     gpu_type: str,
     prior: tuple[TimeCoefficients, NormalisedEnergy],
     strength: float,
-) -> _TypeFit:
+) -> GpuPhysics:
     rows = np.flatnonzero(inputs.gpu_type == gpu_type)
     part = inputs.subset(rows)
     time = _fit_time(part, latency[rows], prior[0], strength)
@@ -484,7 +477,7 @@ def _fit_type(
     energy = _fit_energy(
         part, energy_j[rows], seconds, part.scale_of(gpu_type).to_si(prior[1]), strength
     )
-    return _TypeFit(GpuPhysics(time, energy, len(rows)))
+    return GpuPhysics(time, energy, len(rows))
 
 
 def log_ratio(measured: np.ndarray, modelled: np.ndarray) -> np.ndarray:

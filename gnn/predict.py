@@ -26,8 +26,7 @@ import numpy as np
 from featurize.point import InferencePoint
 from gnn.carbon import CarbonIntensity, operational_co2_g
 from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
-from gnn.hybrid import HybridPredictor, is_hybrid_file
-from gnn.portable import PortablePredictor
+from gnn.hybrid import HybridPredictor, load_any
 
 
 @dataclass(frozen=True)
@@ -80,13 +79,7 @@ def load_predictor(path: Path | None) -> EnergyPredictor:
         from llmco2.errors import ConfigFileError
 
         raise ConfigFileError(f"no predictor at {str(path)!r}")
-    if is_hybrid_file(path):
-        return HybridPredictor.load(path)
-    if path.suffix == ".npz":
-        return PortablePredictor.load(path)
-    from gnn.training import Predictor
-
-    return Predictor.load(path)
+    return load_any(path)
 
 
 def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:

@@ -207,7 +207,7 @@ class Predictor:
         Raises:
             ConfigFileError: Corrupted, not a predictor, or another feature schema.
         """
-        return cls._from_blob(unpickle_checkpoint(data, source), source)
+        return cls.from_blob(unpickle_checkpoint(data, source), source)
 
     @classmethod
     def load(cls, path: Path) -> Predictor:
@@ -216,10 +216,15 @@ class Predictor:
         Raises:
             ConfigFileError: Missing, corrupted, not a predictor, or another feature schema.
         """
-        return cls._from_blob(read_checkpoint(path), repr(str(path)))
+        return cls.from_blob(read_checkpoint(path), repr(str(path)))
 
     @classmethod
-    def _from_blob(cls, blob: Any, source: str) -> Predictor:
+    def from_blob(cls, blob: Any, source: str) -> Predictor:
+        """A predictor from a loaded checkpoint object.
+
+        Raises:
+            ConfigFileError: Not a predictor, or another feature schema.
+        """
         if not isinstance(blob, dict) or blob.get("format") != "llmco2-predictor":
             raise ConfigFileError(f"{source} is not an llmco2 predictor checkpoint")
         if blob.get("feature_schema_version") != FEATURE_SCHEMA_VERSION:
