@@ -11,8 +11,6 @@ absolute relative errors (on unseen shapes when that split ran, else the first s
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ import numpy as np
 from gnn.evaluation import SIZE_SPLIT_B, EvaluationResult, MethodScores
 from gnn.hybrid import INTERVAL_LEVEL
 from gnn.metrics import Scores
-from llmco2.errors import ExportError
+from llmco2.outputs import atomic_directory, check_output_folder
 from llmco2.version import code_version
 
 #: The bars of the specification, on real held-out data: (split, what, target, higher is better).
@@ -256,29 +254,17 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
 def write_report(
     result: EvaluationResult, out_dir: Path, command: str, *, overwrite: bool = False
 ) -> Path:
-    """Write the report folder atomically (a staging folder renamed into place).
+    """Write the report folder atomically (see :mod:`llmco2.outputs`).
 
     Raises:
-        ExportError: The folder exists (without ``overwrite``) or cannot be written.
+        ExportError: The target is a file, a non-empty folder llmco2 did not write (or one it
+            wrote, without ``overwrite``), or cannot be written.
     """
-    out_dir = out_dir.expanduser().absolute()
-    if out_dir.exists() and not overwrite:
-        raise ExportError(f"report folder {str(out_dir)!r} exists; pass --overwrite to replace it")
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        staging.mkdir(parents=True)
+    out_dir = check_output_folder(out_dir, overwrite=overwrite, what="report folder")
+    with atomic_directory(out_dir, overwrite=overwrite, what="report folder") as staging:
         plots = _plots(result, staging)
         (staging / "report.md").write_text(_markdown(result, command, plots), "utf-8")
         (staging / "results.json").write_text(
             json.dumps({"command": command, **result.to_dict()}, indent=1), "utf-8"
         )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise ExportError(f"cannot write the report to {str(out_dir)!r}: {exc}") from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out_dir

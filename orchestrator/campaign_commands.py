@@ -8,7 +8,6 @@ job it joins the job's cluster, elsewhere it starts a local loopback-only Ray (o
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from llmco2.redact import command_line
 from orchestrator.cli import DbOption, _stdout, app, invocation
 
 campaign_app = typer.Typer(
@@ -86,6 +86,7 @@ def run_campaign(
     ] = None,
 ) -> None:
     """Run a campaign, or continue it: rerun the same command after any interruption."""
+    from llmco2.outputs import check_output_folder
     from orchestrator.campaign import CampaignDriver, RoundReport
     from orchestrator.campaign_report import write_campaign_report
     from orchestrator.config import load_config
@@ -99,6 +100,10 @@ def run_campaign(
 
         config = parse_config({**config.model_dump(mode="json"), "name": new_name}, "--new-name")
     uses_gpus = bool(engine_class(config.engine).uses_gpus)
+    report_folder = check_output_folder(
+        report or Path("experiments") / "reports" / config.name, overwrite=True,
+        what="report folder",
+    )  # fmt: skip
     store = CampaignStore(db or config.database)
     store.list_campaigns()  # an unreachable or foreign database fails here, before Ray starts
     connect(ray_address)
@@ -134,9 +139,9 @@ def run_campaign(
             )  # fmt: skip
             outcome = driver.run()
         folder = write_campaign_report(
-            store, config.name, report or Path("experiments") / "reports" / config.name,
+            store, config.name, report_folder,
             target_mape=config.target_mape, stop_reason=outcome.stop_reason,
-            command=" ".join(["llmco2", *(shlex.quote(a) for a in invocation)]),
+            command=command_line("llmco2", invocation),
             include_simulated=not uses_gpus,
         )  # fmt: skip
     finally:

@@ -11,16 +11,16 @@ manifest.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gnn.metrics import Scores, first_reaching
+from llmco2.outputs import atomic_directory
 from storage import CampaignStore
 from storage.export import export_campaign
-from storage.records import RoundRecord
+from storage.records import CampaignInfo, RoundRecord
 
 #: Test points listed by name in the report, worst first.
 WORST_LISTED = 5
@@ -132,15 +132,38 @@ def write_campaign_report(
     command: str,
     include_simulated: bool,
 ) -> Path:
-    """Write (replace) the campaign's report folder; returns it."""
+    """Write the campaign's report folder whole, replacing the one llmco2 wrote before.
+
+    Raises:
+        ExportError: ``folder`` is a file or holds files llmco2 did not write, or cannot be
+            written (see :mod:`llmco2.outputs`).
+    """
     campaign = store.get_campaign(name)
     rounds = store.rounds(campaign.id)
     counts = store.status_counts(campaign.id)
-    folder.mkdir(parents=True, exist_ok=True)
-    dataset = folder / "dataset"
-    if dataset.exists():
-        shutil.rmtree(dataset)
-    export = export_campaign(store, name, "parquet", dataset, include_simulated=include_simulated)
+    with atomic_directory(folder, overwrite=True, what="report folder") as staging:
+        _write_report(store, name, campaign, rounds, counts, staging,
+                      target_mape=target_mape, stop_reason=stop_reason, command=command,
+                      include_simulated=include_simulated)  # fmt: skip
+    return folder.expanduser().absolute()
+
+
+def _write_report(
+    store: CampaignStore,
+    name: str,
+    campaign: CampaignInfo,
+    rounds: list[RoundRecord],
+    counts: dict[str, int],
+    folder: Path,
+    *,
+    target_mape: float,
+    stop_reason: str,
+    command: str,
+    include_simulated: bool,
+) -> None:
+    export = export_campaign(
+        store, name, "parquet", folder / "dataset", include_simulated=include_simulated
+    )
     lines = [
         f"# Campaign {name}",
         "",
@@ -188,7 +211,6 @@ def write_campaign_report(
         _plot(rounds, folder / "mape_per_round.png", target_mape, others)
         lines += ["", "![MAPE per round](mape_per_round.png)"]
     (folder / "report.md").write_text("\n".join(lines) + "\n", "utf-8")
-    return folder
 
 
 def _comparison(

@@ -6,7 +6,6 @@ folders (``--data PATH``, repeatable).
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gnn.names import DEFAULT_METHODS, SPLIT_NAMES
+from llmco2.redact import command_line
 from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def _progress(quiet: bool = False) -> Progress:
 
 
 def _command_line() -> str:
-    return " ".join(["llmco2", *(shlex.quote(a) for a in invocation)])
+    return command_line("llmco2", invocation)
 
 
 def _csv(text: str) -> list[str]:
@@ -108,14 +108,17 @@ def evaluate(
     from gnn.evaluation import evaluate as run_evaluation
     from gnn.report import write_report
     from gnn.training import TrainConfig
-    from llmco2.errors import ExportError, InvalidRequestError
+    from llmco2.errors import InvalidRequestError
+    from llmco2.outputs import check_output_folder
 
-    dataset = _load(db, campaign, data, include_simulated)
     name = campaign or (data[0].resolve().name if data else "report")
     target = out if out is not None else Path("experiments") / "reports" / name
-    if target.exists() and not overwrite:  # checked before hours of training, not after
-        raise ExportError(f"report folder {str(target)!r} exists; pass --overwrite to replace it")
+    # Checked before hours of training, not after.
+    check_output_folder(target, overwrite=overwrite, what="report folder")
+    dataset = _load(db, campaign, data, include_simulated)
     method_names, split_names = _csv(methods), _csv(splits)
+    if not method_names or not split_names:
+        raise InvalidRequestError(f"--{'methods' if not method_names else 'splits'} names nothing")
     if jobs is not None and jobs < 1:
         raise InvalidRequestError(f"--jobs must be ≥ 1, got {jobs}")
     workers = jobs if jobs is not None else max(1, os.cpu_count() or 1)

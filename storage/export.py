@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +33,7 @@ from featurize.kernels import PHASES, QUANTITIES, KernelCounts, PointArrays, ker
 from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
-from llmco2.errors import ExportError
+from llmco2.outputs import atomic_directory, check_output_folder
 from llmco2.version import code_version
 from storage.database import current_revision, translate_errors
 from storage.models import Measurement, Point, PointStatus
@@ -276,17 +274,6 @@ def _write_graphs(rows: Sequence[dict[str, Any]], counts: KernelCounts | None, p
     ExportedGraphs.save(graphs, str(path))
 
 
-def _prepare_target(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"export target {str(out_dir)!r} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(
-            f"export folder {str(out_dir)!r} exists and is not empty (use --overwrite)"
-        )
-    if not out_dir.parent.exists():
-        raise ExportError(f"parent folder of {str(out_dir)!r} does not exist")
-
-
 def export_campaign(
     store: CampaignStore,
     campaign_name: str,
@@ -301,12 +288,12 @@ def export_campaign(
 
     Raises:
         UnknownCampaignError: No campaign of that name.
-        ExportError: The target is a non-empty folder (without ``overwrite``) or unusable.
+        ExportError: The target is a file, a non-empty folder llmco2 did not write (or one it
+            wrote, without ``overwrite``), or cannot be written.
         DatabaseError: The database cannot be read.
     """
     fmt = ExportFormat(fmt)
-    out_dir = out_dir.expanduser().absolute()
-    _prepare_target(out_dir, overwrite)
+    out_dir = check_output_folder(out_dir, overwrite=overwrite, what="export folder")
     campaign = store.get_campaign(campaign_name)
     complete, failed, architectures = _read_rows(store, campaign.id)
     excluded = 0
@@ -317,9 +304,7 @@ def export_campaign(
     catalog = gpus if gpus is not None else GpuCatalog.default()
     features, counts = _feature_columns(_point_arrays(complete, architectures, catalog))
 
-    staging = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
-    try:
+    with atomic_directory(out_dir, overwrite=overwrite, what="export folder") as staging:
         table_format = ExportFormat.PARQUET if fmt is ExportFormat.PYG else fmt
         written = [
             _write_table(
@@ -371,16 +356,6 @@ def export_campaign(
             },
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if out_dir.exists():
-            backup = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            out_dir.rename(backup)
-            staging.rename(out_dir)
-            shutil.rmtree(backup)
-        else:
-            staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ExportResult(out_dir, len(complete), len(failed), excluded, files)
 
 

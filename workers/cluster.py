@@ -1,7 +1,8 @@
 """Connecting to Ray: an existing cluster (``--ray-address`` / ``RAY_ADDRESS``) or a local one.
 
-A local cluster binds to the loopback interface only and reserves the CPUs and the GPUs this
-machine has; its dashboard stays off.
+A local cluster listens on the loopback interface only (every server: GCS, raylet, workers,
+agents), requires Ray's token authentication, reserves the CPUs and the GPUs this machine has,
+and keeps its dashboard off.
 """
 
 from __future__ import annotations
@@ -30,6 +31,33 @@ def _probe(target: str, timeout_s: float = 5.0) -> None:
         ) from None
 
 
+#: The environment a single-node, loopback-only Ray needs. Ray 2.60 turns a loopback node address
+#: into the machine's routable one, and its servers then listen on every interface, unless
+#: multi-node clusters are off (as Ray has them on macOS and Windows): then the node's address
+#: stays 127.0.0.1 and every server listens there.
+LOCAL_RAY_ENVIRONMENT = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _local_only() -> None:
+    """Set :data:`LOCAL_RAY_ENVIRONMENT` here and for the processes Ray starts.
+
+    Raises:
+        EngineUnavailableError: ``RAY_AUTH_MODE`` turns token authentication off (a new local
+            cluster has it on unless told otherwise, and llmco2 does not start one without it).
+    """
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.lower() != "token":
+        raise EngineUnavailableError(
+            f"RAY_AUTH_MODE={mode} turns Ray's token authentication off; a local cluster needs "
+            "it (unset RAY_AUTH_MODE or set it to token)"
+        )
+    os.environ.update(LOCAL_RAY_ENVIRONMENT)
+    from ray._private import ray_constants
+
+    # Read from the environment when Ray is imported, which may have happened already.
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[str, Any]:
     """Join ``address`` (or ``$RAY_ADDRESS``), or start a local loopback-only Ray.
 
@@ -54,6 +82,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
         if target:
             ray.init(address=target, logging_level=logging.ERROR, log_to_driver=False)
         else:
+            _local_only()
             ray.init(
                 _node_ip_address="127.0.0.1",
                 include_dashboard=False,

@@ -25,7 +25,8 @@ fi
 if [[ -f .gpu-bundle/extras/ray-default.tgz && ! -d /tmp/site/aiohttp_cors ]]; then
     tar -xzf .gpu-bundle/extras/ray-default.tgz -C /tmp
 fi
-export RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
+# Loopback only (see workers/cluster.py: LOCAL_RAY_ENVIRONMENT) and token auth on.
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
     VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD
 if [[ -z ${RAY_AUTH_TOKEN:-} && ! -f ~/.ray/auth_token ]]; then
     mkdir -p ~/.ray && python -c 'import secrets; print(secrets.token_hex(32))' > ~/.ray/auth_token

@@ -113,6 +113,24 @@ def test_bad_configs_are_one_line(tmp_path: Path, text: str, message: str) -> No
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+def test_a_report_target_it_may_not_write_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path)
+    mine = tmp_path / "mine"
+    (mine / "dataset").mkdir(parents=True)
+    (mine / "dataset" / "notes.txt").write_text("keep")
+    file = tmp_path / "report.txt"
+    file.write_text("x")
+    for target, message in ((mine, "holds files llmco2 did not write"), (file, "not a folder")):
+        result = llmco2("campaign", "run", str(path), "--report", str(target))
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], result.stderr
+    assert (mine / "dataset" / "notes.txt").read_text() == "keep" and file.read_text() == "x"
+    assert not (tmp_path / "campaign.db").exists()  # refused before any work started
+
+
 def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
     """SIGKILL the driver while it measures; the same command finishes the campaign."""
     path = write_config(tmp_path, sampling={"initial": 60, "neighbours": 3,

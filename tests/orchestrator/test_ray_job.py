@@ -18,6 +18,8 @@ import pytest
 
 from storage import CampaignStore
 from tests.orchestrator.test_cli_campaign import write_config
+from tests.workers.test_cluster import is_loopback, listening_addresses
+from workers.cluster import LOCAL_RAY_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,10 +32,13 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def ray_head(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, dict[str, str], str]]:
     ray = shutil.which("ray", path=str(BIN))
     assert ray is not None, "the ray CLI is installed with the workers extra"
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env = {**os.environ, **LOCAL_RAY_ENVIRONMENT, "RAY_AUTH_MODE": "token",
+           "PATH": f"{BIN}:{os.environ['PATH']}"}  # fmt: skip
     env.pop("RAY_ADDRESS", None)
     dashboard = _free_port()
     # A short temp dir of its own (Ray's socket paths must stay under ~107 characters): the
@@ -48,23 +53,28 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, di
              "--temp-dir", temp_dir],
             env=env, check=True, capture_output=True, timeout=180,
         )  # fmt: skip
-        yield f"http://127.0.0.1:{dashboard}", env
+        yield f"http://127.0.0.1:{dashboard}", env, temp_dir
     finally:
         _stop_cluster(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
+def _members(temp_dir: str) -> list[int]:
+    """The processes whose command line names ``temp_dir`` (one cluster's)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if temp_dir.encode() in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+    return found
+
+
 def _stop_cluster(temp_dir: str) -> None:
-    """End every process whose command line names ``temp_dir`` (SIGTERM, then SIGKILL)."""
+    """End every process of the cluster in ``temp_dir`` (SIGTERM, then SIGKILL)."""
 
     def members() -> list[int]:
-        found = []
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) != os.getpid():
-                with contextlib.suppress(OSError):
-                    if temp_dir.encode() in (proc / "cmdline").read_bytes():
-                        found.append(int(proc.name))
-        return found
+        return _members(temp_dir)
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in members():
@@ -89,10 +99,16 @@ def _submit(command: list[str], env: dict[str, str]) -> subprocess.CompletedProc
         time.sleep(3)
 
 
+def test_the_head_listens_on_loopback_only(ray_head: tuple[str, dict[str, str], str]) -> None:
+    sockets = listening_addresses(_members(ray_head[2]))
+    assert {"gcs_server", "raylet"} <= {name for name, _ in sockets}, sockets
+    assert all(is_loopback(address) for _, address in sockets), sorted(sockets)
+
+
 def test_a_submitted_campaign_runs_and_a_resubmission_continues_it(
-    ray_head: tuple[str, dict[str, str]], tmp_path: Path
+    ray_head: tuple[str, dict[str, str], str], tmp_path: Path
 ) -> None:
-    address, env = ray_head
+    address, env, _ = ray_head
     config = write_config(tmp_path, name="job")
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
               "--", "python", "-m", "orchestrator", "campaign", "run", str(config),

@@ -126,16 +126,30 @@ def test_pyg_export_loads_in_one_line(filled: CampaignStore, exports: Path) -> N
     check_manifest(exports / "graphs")
 
 
-def test_a_non_empty_folder_needs_overwrite(filled: CampaignStore, exports: Path) -> None:
+def test_a_users_folder_is_never_replaced(filled: CampaignStore, exports: Path) -> None:
     out = exports / "dataset"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
+    for overwrite in (False, True):
+        with pytest.raises(ExportError, match="llmco2 did not write"):
+            export_campaign(filled, "exp", "parquet", out, overwrite=overwrite)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert (out / "keep.txt").read_text() == "mine"
+    assert [p.name for p in exports.iterdir()] == ["dataset"]  # no temporary folders left
+
+
+def test_an_llmco2_export_needs_overwrite_to_be_replaced(
+    filled: CampaignStore, exports: Path
+) -> None:
+    out = exports / "dataset"
+    export_campaign(filled, "exp", "parquet", out)
+    first = (out / "manifest.json").read_text()
     with pytest.raises(ExportError, match="not empty"):
         export_campaign(filled, "exp", "parquet", out)
-    assert (out / "keep.txt").read_text() == "mine"
-    export_campaign(filled, "exp", "parquet", out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "points.parquet").exists()
-    assert [p.name for p in exports.iterdir()] == ["dataset"]  # no temporary folders left
+    assert (out / "manifest.json").read_text() == first
+    export_campaign(filled, "exp", "csv", out, overwrite=True)
+    assert (out / "points.csv").exists() and not (out / "points.parquet").exists()
+    assert [p.name for p in exports.iterdir()] == ["dataset"]
 
 
 def test_an_interrupted_export_leaves_nothing(
