@@ -68,7 +68,7 @@ def test_targets_that_cannot_be_written_are_refused_up_front(tmp_path: Path) -> 
     file.write_text("x")
     with pytest.raises(ExportError, match="is not a folder"):
         check_output_folder(file, overwrite=True, what="report folder")
-    with pytest.raises(ExportError, match="parent folder .* does not exist"):
+    with pytest.raises(ExportError, match=r"parent folder .* does not exist"):
         check_output_folder(tmp_path / "no" / "out", overwrite=False, what="report folder")
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
