@@ -11,6 +11,7 @@ from gnn.evaluation import count_fits, evaluate, make_splits
 from gnn.report import write_report
 from gnn.training import TrainConfig
 from llmco2.errors import ExportError, InvalidRequestError
+from llmco2.outputs import MARKER
 
 QUICK = TrainConfig(epochs=10, patience=10, seed=0)
 
@@ -74,7 +75,7 @@ def test_evaluate_predicts_every_point_once_per_split_and_writes_a_report(
 
     folder = write_report(result, tmp_path / "report", "llmco2 evaluate --test")
     assert {p.name for p in folder.iterdir()} == {
-        "report.md", "results.json", "scatter.png", "error_cdf.png"
+        "report.md", "results.json", "scatter.png", "error_cdf.png", MARKER
     }  # fmt: skip
     text = (folder / "report.md").read_text()
     assert "llmco2 evaluate --test" in text and "Leave one GPU type out" in text

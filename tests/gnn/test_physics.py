@@ -5,7 +5,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from featurize import GpuSetup, InferencePoint, get_gpu
+from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
 from gnn.physics import (
     DatasheetScale,
     EnergyCoefficients,
@@ -20,8 +20,30 @@ from llmco2.errors import ConfigFileError, InvalidRequestError
 from tests.conftest import twin_points
 
 TIME = TimeCoefficients(
-    compute=1.6, memory=1.3, network=2.5, per_kernel_s=4e-6, step_floor_s=1.5e-3, request_s=4e-3
+    compute=1.6,
+    memory=1.3,
+    network=2.5,
+    per_kernel_s=4e-6,
+    step_floor_s=1.5e-3,
+    request_s=4e-3,
+    expert=0.6,
 )
+
+
+def _with_moe(count: int, seed: int = 0) -> list[InferencePoint]:
+    """Twin points plus a quarter as many requests on small Mixtral-shaped MoE models."""
+    points = twin_points(count, seed)
+    mixtral = resolve_architecture("mixtral-8x7b")
+    rng = np.random.default_rng(seed)
+    for index in range(count // 4):
+        layers = int(rng.integers(2, 7))
+        arch = mixtral.replace(num_layers=layers, name=f"{mixtral.name}~L{layers}")
+        request = InferenceRequest(
+            int(rng.integers(1, 5)), int(rng.integers(16, 2048)), int(rng.integers(1, 256))
+        )
+        gpu = get_gpu(["H100-SXM", "A100-80GB"][index % 2])
+        points.append(InferencePoint(arch, request, GpuSetup(gpu, 1 + index % 2)))
+    return points
 
 
 def _synthetic(
@@ -33,19 +55,19 @@ def _synthetic(
     joules = np.zeros_like(seconds)
     for gpu, coefficients in energy.items():
         rows = inputs.gpu_type == gpu
-        joules[rows] = _energy_design(inputs.subset(np.flatnonzero(rows)), seconds[rows]) @ (
+        joules[rows] = _energy_design(inputs.subset(np.flatnonzero(rows)), TIME) @ (
             coefficients.as_array()
         )
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 0.6e-12, 90e-12, 1.5e-9, 0.3)
-A100 = EnergyCoefficients(110.0, 1.1e-12, 120e-12, 2.0e-9, 0.2)
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3)
+A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2)
 
 
 def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
-    inputs, joules, seconds = _synthetic(twin_points(120, seed=3), {"H100-SXM": H100,
-                                                                    "A100-80GB": A100})  # fmt: skip
+    inputs, joules, seconds = _synthetic(_with_moe(120, seed=3), {"H100-SXM": H100,
+                                                                  "A100-80GB": A100})  # fmt: skip
     model = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
     for gpu, truth in (("H100-SXM", H100), ("A100-80GB", A100)):
         fitted = model.gpus[gpu]
@@ -69,8 +91,8 @@ def test_time_has_a_floor_per_forward_pass() -> None:
 
 
 def test_an_unmeasured_gpu_type_gets_the_prior_scaled_by_its_datasheet() -> None:
-    inputs, joules, seconds = _synthetic(twin_points(120, seed=3), {"H100-SXM": H100,
-                                                                    "A100-80GB": A100})  # fmt: skip
+    inputs, joules, seconds = _synthetic(_with_moe(120, seed=3), {"H100-SXM": H100,
+                                                                  "A100-80GB": A100})  # fmt: skip
     h100_rows = np.flatnonzero(inputs.gpu_type == "H100-SXM")
     model = PhysicsModel.fit(inputs.subset(h100_rows), joules[h100_rows], seconds[h100_rows])
     assert model.measured("H100-SXM") and not model.measured("A100-80GB")
@@ -106,8 +128,8 @@ def test_without_any_measurement_the_datasheet_prior_applies() -> None:
 
 
 def test_a_strong_prior_holds_the_coefficients_near_it() -> None:
-    inputs, joules, seconds = _synthetic(twin_points(60, seed=5), {"H100-SXM": H100,
-                                                                   "A100-80GB": A100})  # fmt: skip
+    inputs, joules, seconds = _synthetic(_with_moe(60, seed=5), {"H100-SXM": H100,
+                                                                 "A100-80GB": A100})  # fmt: skip
     loose = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
     tight = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e6)
     for gpu in ("H100-SXM", "A100-80GB"):
@@ -118,7 +140,7 @@ def test_a_strong_prior_holds_the_coefficients_near_it() -> None:
 
 
 def test_round_trip_and_malformed_coefficients() -> None:
-    inputs, joules, seconds = _synthetic(twin_points(40), {"H100-SXM": H100, "A100-80GB": A100})
+    inputs, joules, seconds = _synthetic(_with_moe(40), {"H100-SXM": H100, "A100-80GB": A100})
     model = PhysicsModel.fit(inputs, joules, seconds)
     again = PhysicsModel.from_dict(model.to_dict())
     np.testing.assert_allclose(again.predict(inputs)[0], model.predict(inputs)[0])
@@ -138,3 +160,36 @@ def test_bad_training_data_is_refused(twin_data: Any) -> None:
     energy[0, 0] = -1.0
     with pytest.raises(InvalidRequestError, match="positive"):
         PhysicsModel.fit(inputs, energy)
+
+
+def test_expert_terms_slow_and_charge_moe_requests_only() -> None:
+    points = _with_moe(40, seed=2)
+    inputs = PhysicsInputs.of_points(points)
+    moe = np.array([p.architecture.is_moe for p in points])
+    assert moe.any() and (~moe).any()
+    assert np.all(inputs.expert_s[~moe] == 0) and np.all(inputs.expert_s[moe, 0] > 0)
+    # Raise a_e: the time of MoE requests grows by exactly a_e·T_e, that of dense ones not at all.
+    slow = TimeCoefficients(**{**TIME.__dict__, "expert": TIME.expert + 1.0})
+    fast, slowed = phase_seconds(inputs, TIME), phase_seconds(inputs, slow)
+    np.testing.assert_allclose(slowed[~moe], fast[~moe])
+    assert np.all(slowed[moe, 0] > fast[moe, 0])
+    # P_e charges the expert kernels' extra seconds at its power, only on MoE requests.
+    design = _energy_design(inputs, TIME)
+    np.testing.assert_allclose(design[~moe, :, 1], 0.0)
+    gpus = inputs.gpus[moe, None]
+    np.testing.assert_allclose(design[moe, :, 1], TIME.expert * inputs.expert_s[moe] * gpus)
+
+
+def test_coefficients_written_before_the_expert_terms_still_load() -> None:
+    inputs, joules, seconds = _synthetic(_with_moe(40), {"H100-SXM": H100, "A100-80GB": A100})
+    blob = PhysicsModel.fit(inputs, joules, seconds).to_dict()
+    for gpu in blob["gpus"].values():
+        del gpu["time"]["expert"], gpu["energy"]["expert_w"]
+    del blob["prior_time"]["expert"], blob["prior_energy"]["expert"]
+    old = PhysicsModel.from_dict(blob)
+    # Such a model had no such terms: they read as zero, not as today's priors.
+    for gpu in old.gpus.values():
+        assert gpu.time.expert == 0 and gpu.energy.expert_w == 0
+    assert old.prior_energy.expert == 0
+    energy, _ = old.predict(inputs)
+    assert np.all(np.isfinite(energy))
