@@ -9,6 +9,7 @@ or ``europe-west1`` where the name is unique), or is given by the user as a numb
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -34,9 +35,9 @@ class CarbonIntensity:
     source: str
 
     def __post_init__(self) -> None:
-        if not self.g_per_kwh >= 0:
+        if not 0 <= self.g_per_kwh < math.inf:
             raise InvalidRequestError(
-                f"carbon intensity must be ≥ 0 gCO2eq/kWh, got {self.g_per_kwh}"
+                f"carbon intensity must be a finite number ≥ 0 gCO2eq/kWh, got {self.g_per_kwh}"
             )
 
 
@@ -78,14 +79,26 @@ def lookup_intensity(region: str) -> CarbonIntensity:
     return CarbonIntensity(cloud["g_per_kwh"], f"{key} ({cloud['location']}, provider figure)")
 
 
+def check_pue(pue: float) -> float:
+    """``pue`` if it is a power usage effectiveness (finite, ≥ 1).
+
+    Raises:
+        InvalidRequestError: PUE below 1 or not finite.
+    """
+    if not 1.0 <= pue < math.inf:
+        raise InvalidRequestError(
+            f"PUE must be a finite number ≥ 1 (total facility ÷ IT energy), got {pue}"
+        )
+    return pue
+
+
 def operational_co2_g(energy_j: float, intensity: CarbonIntensity, pue: float = 1.0) -> float:
     """Grams of CO2eq for ``energy_j`` of IT energy in a data centre of the given PUE.
 
     Raises:
-        InvalidRequestError: PUE below 1 or negative energy.
+        InvalidRequestError: PUE below 1 or not finite, or negative energy.
     """
-    if not pue >= 1.0:
-        raise InvalidRequestError(f"PUE must be ≥ 1 (total facility ÷ IT energy), got {pue}")
+    check_pue(pue)
     if energy_j < 0:
         raise InvalidRequestError(f"energy must be ≥ 0 J, got {energy_j}")
     return energy_j / JOULES_PER_KWH * pue * intensity.g_per_kwh

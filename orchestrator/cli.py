@@ -493,7 +493,7 @@ def predict(
         check_fits,
         resolve_architecture,
     )
-    from gnn.carbon import CarbonIntensity, lookup_intensity
+    from gnn.carbon import CarbonIntensity, check_pue, lookup_intensity
     from gnn.embodied import EmbodiedAssumptions
     from gnn.predict import load_predictor, predict_energy
     from llmco2.errors import InfeasibleConfigError, InvalidRequestError
@@ -505,8 +505,7 @@ def predict(
         raise InvalidRequestError(f"folder of --plot {str(plot)!r} does not exist")
     if region is not None and intensity is not None:
         raise InvalidRequestError("give --region or --intensity, not both")
-    if not pue >= 1.0:
-        raise InvalidRequestError(f"PUE must be ≥ 1 (total facility ÷ IT energy), got {pue}")
+    check_pue(pue)
     grid = (
         lookup_intensity(region)
         if region is not None

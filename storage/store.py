@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -38,7 +39,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from llmco2.errors import CampaignConflictError, InvalidRequestError, UnknownCampaignError
+from llmco2.errors import (
+    CampaignConflictError,
+    DatabaseError,
+    InvalidRequestError,
+    UnknownCampaignError,
+)
 from llmco2.version import code_version
 from storage.database import (
     DEFAULT_DATABASE_URL,
@@ -121,6 +127,16 @@ class CampaignStore:
     def engine(self) -> Engine:
         """The SQLAlchemy engine, created and schema-checked on first use."""
         if self._engine is None:
+            database = self._url.database
+            if (
+                not self._create
+                and self.dialect == "sqlite"
+                and database
+                and database != ":memory:"
+                and not Path(database).expanduser().exists()
+            ):
+                # A reader must not leave an empty file behind where the user mistyped a path.
+                raise DatabaseError(f"database file {database!r} does not exist ({self.url})")
             engine = make_engine(self._url)
             try:
                 ensure_schema(engine, create=self._create)

@@ -90,10 +90,12 @@ def test_a_sweep_reports_counts_that_do_not_fit() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--pue", "0.9"], "PUE must be ≥ 1"),
+        (["--pue", "0.9"], "PUE must be a finite number ≥ 1"),
+        (["--pue", "inf"], "PUE must be a finite number ≥ 1"),
+        (["--intensity", "inf"], "carbon intensity must be a finite number ≥ 0"),
         (["--region", "XYZ"], "unknown region 'XYZ'"),
         (["--region", "FRA", "--intensity", "50"], "not both"),
-        (["--intensity", "-5"], "carbon intensity must be ≥ 0"),
+        (["--intensity", "-5"], "carbon intensity must be a finite number ≥ 0"),
         (["--sweep-gpus", "1,two"], "--sweep-gpus takes counts"),
         (["--gpu", "H999"], "unknown gpu"),
         (["--model", "/nonexistent/model.pt"], "no predictor at"),

@@ -72,3 +72,17 @@ def test_database_errors_are_one_line(tmp_path: Path, url: str, message: str) ->
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
     result = llmco2("db", "upgrade", "--db", url)
     one_line_error(result, message)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["campaign", "list"], ["campaign", "status", "x"], ["export", "--campaign", "x", "--out"]],
+)
+def test_readers_of_a_missing_sqlite_file_do_not_create_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    path = tmp_path / "typo.db"
+    args = [*command, str(tmp_path / "out")] if command[-1] == "--out" else command
+    result = llmco2(*args, "--db", f"sqlite:///{path}")
+    one_line_error(result, f"database file {str(path)!r} does not exist")
+    assert sorted(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
 from llmco2.errors import DatabaseError, SchemaVersionError
 from storage import CampaignStore, current_revision, head_revision, make_engine, upgrade
@@ -101,6 +101,10 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
 
 
 def test_an_empty_database_is_not_created_when_reading(sqlite_url: str) -> None:
+    with pytest.raises(DatabaseError, match="does not exist"):
+        CampaignStore(sqlite_url, create=False).list_campaigns()
+    assert not Path(make_url(sqlite_url).database or "").exists()
+    Path(make_url(sqlite_url).database or "").touch()  # a file without llmco2's tables
     with pytest.raises(DatabaseError, match="holds no llmco2 campaigns"):
         CampaignStore(sqlite_url, create=False).list_campaigns()
 
