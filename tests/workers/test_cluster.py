@@ -59,7 +59,7 @@ def test_every_server_of_a_local_cluster_listens_on_loopback_only(local_ray: Non
 
 
 def test_a_local_cluster_requires_a_token(local_ray: None) -> None:
-    from ray._raylet import AuthenticationMode, get_authentication_mode
+    from ray._raylet import AuthenticationMode, get_authentication_mode  # type: ignore[attr-defined]
 
     assert get_authentication_mode() == AuthenticationMode.TOKEN
 
