@@ -1,4 +1,4 @@
-"""GNN: the LLMCO2 predictor, its training and metrics (baselines, HPO and carbon follow).
+"""Predictors: the analytical model, the LLMCO2 GNN and its correction, baselines and carbon.
 
 Torch and PyTorch Geometric are imported by the submodules that need them.
 """

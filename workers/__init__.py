@@ -1,3 +1,3 @@
-"""Workers: Ray GPU actors, inference engines and NVML energy metering (issue 4)."""
+"""Workers: Ray GPU actors, inference engines and NVML energy metering."""
 
 from __future__ import annotations

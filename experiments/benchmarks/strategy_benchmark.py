@@ -7,8 +7,8 @@ per seed; after each round the ensemble is scored on a fixed evaluation set draw
 (the accuracy a user sees over the configurations the priors describe, the same yardstick for
 every strategy). A run stops at the target or at the measurement budget. The table gives, per
 strategy, the median over seeds of the measurements needed (runs that never reach the target
-count as the budget, marked ``>``), and the bars of issue 6 for each of ours (≤ ½ of random,
-≤ ⅔ of focused).
+count as the budget, marked ``>``), and whether each of ours needs ≤ ½ of random's and ≤ ⅔ of
+focused's.
 
 ``oracle`` is a yardstick, not a strategy a campaign can run: from the same kind of prior pool as
 the disagreement strategies it takes the candidates on which the current model's *true* error
@@ -51,7 +51,7 @@ from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
 
 STRATEGIES = ("random", "focused", "disagreement", "diverse", "oracle")
 
-#: The strategies of ours that issue 6's bars are about.
+#: The strategies of ours, held to ≤ ½ of random's and ≤ ⅔ of focused's measurements.
 OURS = ("disagreement", "diverse")
 
 PRIORS: dict[str, Any] = {
@@ -240,7 +240,7 @@ def summarise(runs: list[Run], budget: int) -> dict[str, dict[str, Any]]:
 def report(
     runs: list[Run], budget: int, target: float, seeds: int
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
-    """Print the tables; the summary and issue 6's bars."""
+    """Print the tables; the summary and the bars of our strategies."""
     summary = summarise(runs, budget)
     print(f"\nmeasurements to an evaluation MAPE ≤ {target} % (median of {seeds} seeds;"
           f" budget {budget})")  # fmt: skip
