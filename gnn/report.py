@@ -18,7 +18,7 @@ import numpy as np
 from gnn.evaluation import SIZE_SPLIT_B, EvaluationResult, MethodScores
 from gnn.hybrid import INTERVAL_LEVEL
 from gnn.metrics import Scores
-from llmco2.outputs import atomic_directory, check_output_folder
+from llmco2.outputs import atomic_directory
 from llmco2.version import code_version
 
 #: The bars of the specification, on real held-out data: (split, what, target, higher is better).
@@ -260,7 +260,7 @@ def write_report(
         ExportError: The target is a file, a non-empty folder llmco2 did not write (or one it
             wrote, without ``overwrite``), or cannot be written.
     """
-    out_dir = check_output_folder(out_dir, overwrite=overwrite, what="report folder")
+    out_dir = out_dir.expanduser().absolute()
     with atomic_directory(out_dir, overwrite=overwrite, what="report folder") as staging:
         plots = _plots(result, staging)
         (staging / "report.md").write_text(_markdown(result, command, plots), "utf-8")
