@@ -23,6 +23,10 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "mixtral",
 )
 
+#: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
+#: a shape of theirs cannot have any other intermediate size.
+FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
+
 
 @dataclass(frozen=True, slots=True)
 class Architecture:
@@ -95,6 +99,12 @@ class Architecture:
                 raise UnsupportedArchitectureError(
                     f"{self.name}: {key} must be a positive integer, got {value!r}"
                 )
+        ratio = FIXED_MLP_RATIO.get(self.family)
+        if ratio is not None and self.intermediate_size != ratio * self.hidden_size:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} MLP is {ratio} x hidden_size wide "
+                f"({ratio * self.hidden_size}), got intermediate_size {self.intermediate_size}"
+            )
         if self.num_heads % self.num_kv_heads:
             raise UnsupportedArchitectureError(
                 f"{self.name}: {self.num_heads} attention heads are not a multiple of "

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from featurize.architecture import SUPPORTED_FAMILIES, Architecture
+from featurize.architecture import FIXED_MLP_RATIO, SUPPORTED_FAMILIES, Architecture
 from llmco2.errors import ConfigFileError, UnsupportedArchitectureError
 
 # Defaults of the transformers configuration classes for keys a config.json may omit.
@@ -78,7 +78,7 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
             name=name,
             family=family,
             hidden_size=hidden,
-            intermediate_size=4 * hidden,  # BloomMLP hard-codes 4 × hidden
+            intermediate_size=FIXED_MLP_RATIO["bloom"] * hidden,
             num_layers=_require(config, name, "n_layer", "num_hidden_layers"),
             num_heads=heads,
             num_kv_heads=heads,

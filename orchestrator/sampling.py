@@ -22,6 +22,7 @@ from featurize import (
     check_fits,
     resolve_architecture,
 )
+from featurize.architecture import FIXED_MLP_RATIO
 from featurize.priors import RequestPrior
 from llmco2.errors import InvalidRequestError, Llmco2Error
 from orchestrator.config import CampaignConfig
@@ -131,6 +132,9 @@ class PointSampler:
                 changes |= {"num_heads": heads, "num_kv_heads": kv}
                 if hidden is not None:
                     changes["hidden_size"] = hidden
+            ratio = FIXED_MLP_RATIO.get(base.family)
+            if ratio is not None:
+                changes["intermediate_size"] = ratio * int(changes.get("hidden_size", base.hidden_size))
             try:
                 arch = base.replace(**changes)
             except Llmco2Error:

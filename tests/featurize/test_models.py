@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from featurize import catalog_models, get_catalog_model, resolve_architecture
-from llmco2.errors import UnknownModelError
+from llmco2.errors import UnknownModelError, UnsupportedArchitectureError
 
 
 def test_catalog_holds_the_papers_17_models_from_five_families() -> None:
@@ -72,3 +72,9 @@ def test_unknown_model_suggests_the_closest_names() -> None:
         resolve_architecture("llama3-8b")
     assert "llama3.1-8b" in str(info.value)
     assert "did you mean" in str(info.value)
+
+
+def test_a_bloom_shape_with_another_mlp_width_is_refused() -> None:
+    bloom = resolve_architecture("bloom-560m")
+    with pytest.raises(UnsupportedArchitectureError, match="4 x hidden_size"):
+        bloom.replace(intermediate_size=3 * bloom.hidden_size)

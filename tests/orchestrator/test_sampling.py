@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from featurize import check_fits, get_gpu
+from featurize.hf_config import architecture_from_hf_config, to_hf_config
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import parse_config
 from orchestrator.sampling import PointSampler
@@ -60,6 +61,23 @@ def test_perturbed_shapes_keep_the_head_grouping() -> None:
         assert 0.7 * base.num_layers - 1 <= arch.num_layers <= 1.3 * base.num_layers + 1
         assert arch.name.startswith(base.name)
 
+
+
+def test_perturbed_bloom_keeps_the_mlp_width_its_engine_builds() -> None:
+    config = parse_config({
+        "name": "b",
+        "priors": {"architectures": {"models": ["bloom-560m"], "perturbed_fraction": 1.0,
+                                     "perturbation": {"num_layers": 0.3, "intermediate_size": 0.3,
+                                                      "num_heads": 0.5}}},
+    })  # fmt: skip
+    sampler = PointSampler(config, [get_gpu("H100-SXM")])
+    rng = np.random.default_rng(3)
+    shapes = [sampler.perturb(sampler.bases[0], rng) for _ in range(30)]
+    assert len({(a.num_layers, a.hidden_size) for a in shapes}) > 5  # it does perturb
+    for arch in shapes:
+        assert arch.intermediate_size == 4 * arch.hidden_size  # what BloomMLP builds
+        # the config handed to vLLM reads back as the same shape
+        assert architecture_from_hf_config(to_hf_config(arch), name=arch.name) == arch
 
 def test_neighbours_lie_within_the_radius() -> None:
     sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]
