@@ -116,9 +116,11 @@ def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int =
             result.point_id, result.error_message or "", result.error_kind or "infeasible"
         )
     else:
+        # An engine that cannot load a configuration usually fails the same way every time.
         store.record_failure(
             result.point_id, result.error_kind or "error", result.error_message or "",
             retryable=result.retryable, max_attempts=max_attempts,
+            final_if_repeated=result.error_kind == "engine_load_failed",
         )  # fmt: skip
     return False
 

@@ -449,13 +449,29 @@ class CampaignStore:
         *,
         retryable: bool = True,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        final_if_repeated: bool = False,
     ) -> str | None:
         """Count a failed try: back to PENDING while tries remain and ``retryable``, else FAILED.
+
+        Args:
+            point_id: The point.
+            kind: Short failure class (``engine_load_failed``, ``measurement``...).
+            message: One line on what went wrong.
+            retryable: Whether another try may succeed at all.
+            max_attempts: Tries after which the point is FAILED.
+            final_if_repeated: Make the point FAILED at once when its previous try failed with
+                the same kind and message (a deterministic failure: another try would only
+                spend GPU time on the same error).
 
         Returns:
             The point's new status, or None if it was already finished (nothing changes).
         """
-        final = literal(not retryable) | (Point.attempts + 1 >= max_attempts)
+        repeated = (Point.error_kind == kind[:40]) & (Point.error_message == message)
+        final = (
+            literal(not retryable)
+            | (Point.attempts + 1 >= max_attempts)
+            | (literal(final_if_repeated) & repeated)
+        )
         with translate_errors(self._url), self.engine.begin() as conn:
             status = conn.execute(
                 update(Point)

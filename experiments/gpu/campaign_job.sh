@@ -66,6 +66,11 @@ done
 grep -hE "Loading weights took|Model loading took|torch.compile takes|Compiling a graph|Graph capturing finished|init engine|KV cache|Available KV|Directly load the compiled" \
     /tmp/ray/session_latest/logs/worker-*.out /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
     | cut -c1-300 > "$out/engine-start.log"
+# Why an engine failed to start: the engine core logs the root cause in its own process, and the
+# driver only sees "Engine core initialization failed. See root cause above."
+grep -hE -B2 -A12 "Traceback|Error|error:|not supported|NotImplemented" \
+    /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
+    | grep -v "logging.cc" | cut -c1-400 | tail -400 > "$out/engine-errors.log"
 ray stop --force > /dev/null 2>&1
 cp "$state/campaign.db" "$out/campaign.db" 2>/dev/null
 [[ -d $state/report ]] && cp -r "$state/report" "$out/report"

@@ -3,6 +3,8 @@
 - A request whose prompt length ends in 3 kills its worker process the first time any worker
   runs it (a marker file in ``$LLMCO2_FAULT_DIR`` remembers), like a segfault in a kernel.
 - A request whose prompt length ends in 7 runs out of GPU memory, every time.
+- An engine of the family named by ``$LLMCO2_FAIL_LOAD_FAMILY`` fails to start, every time, with
+  the same error (as vLLM's engine core does for a model it builds but cannot run).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from workers.engines.simulated import SimulatedEngine
 
 class FaultyEngine(SimulatedEngine):
     """The simulated engine with a one-off crash and a permanent out-of-memory shape."""
+
+    def load(self) -> None:
+        if self.config.architecture.family == os.environ.get("LLMCO2_FAIL_LOAD_FAMILY"):
+            raise RuntimeError("Engine core initialization failed. See root cause above.")
+        super().load()
 
     def run(self, request: InferenceRequest) -> RunResult:
         if request.prompt_tokens % 10 == 7:

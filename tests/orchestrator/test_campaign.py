@@ -152,6 +152,33 @@ def test_a_crashed_worker_is_retried_and_out_of_memory_is_never_retried(
     store.close()
 
 
+
+def test_an_engine_that_fails_to_load_the_same_way_twice_is_not_tried_again(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    import ray
+
+    ray.shutdown()
+    ray.init(
+        _node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=2, num_gpus=0,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "LLMCO2_FAULT_DIR": str(tmp_path),
+                                  "LLMCO2_FAIL_LOAD_FAMILY": "bloom"}},
+        logging_level="ERROR",
+    )  # fmt: skip
+    config = small(engine="tests.orchestrator.faulty:FaultyEngine", budget={"rounds": 1},
+                   sampling={"initial": 30, "neighbours": 2}, max_attempts=5)  # fmt: skip
+    run(config, sqlite_url)
+    store = CampaignStore(sqlite_url)
+    points = store.get_points(store.get_campaign(config.name).id)
+    store.close()
+    bloom = [p for p in points if p.architecture["family"] == "bloom"]
+    assert bloom, "the sample should contain BLOOM points"
+    # Two engine starts, not max_attempts (5): the second identical failure is final.
+    assert all(p.status == "FAILED" and p.error_kind == "engine_load_failed" for p in bloom)
+    assert {p.attempts for p in bloom} == {2}
+    others = [p for p in points if p not in bloom and p.prompt_tokens % 10 != 7]  # 7: OOM
+    assert others and all(p.status == "COMPLETE" for p in others)
+
 def test_the_driver_reports_its_phases_and_where_its_time_went(
     ray_cluster: None, sqlite_url: str
 ) -> None:

@@ -204,6 +204,30 @@ def test_failures_are_retried_up_to_the_limit(store: CampaignStore) -> None:
     )
 
 
+
+def test_a_failure_repeated_word_for_word_is_final_when_asked(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    same, other = store.add_points(campaign.id, make_specs(2))
+    load = "RuntimeError: Engine core initialization failed"
+    store.claim(campaign.id, "a", 2)
+    assert store.record_failure(same, "engine_load_failed", load, final_if_repeated=True) == (
+        "PENDING"
+    )
+    assert store.record_failure(other, "engine_load_failed", load, final_if_repeated=True) == (
+        "PENDING"
+    )
+    store.claim(campaign.id, "a", 2)
+    # the same error again: final after two tries of three
+    assert store.record_failure(same, "engine_load_failed", load, final_if_repeated=True) == (
+        "FAILED"
+    )
+    # another error is not a repeat: the point keeps its last try
+    assert store.record_failure(
+        other, "engine_load_failed", "CUDA error: unknown", final_if_repeated=True
+    ) == "PENDING"  # fmt: skip
+    (failed,) = store.get_points(campaign.id, statuses=["FAILED"])
+    assert (failed.id, failed.attempts) == (same, 2)
+
 def test_infeasible_points_are_never_retried(store: CampaignStore) -> None:
     campaign = store.create_campaign("c", {})
     (point_id,) = store.add_points(campaign.id, make_specs(1))
