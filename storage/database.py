@@ -9,6 +9,7 @@ masked wherever a URL is shown.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -190,29 +191,52 @@ def _adopt_legacy_version_table(connection: Connection) -> str | None:
     return legacy
 
 
+#: Key of the PostgreSQL advisory lock that serialises llmco2's schema changes (any 64-bit
+#: number no other tool uses: the first 8 bytes of sha256("llmco2 schema")).
+SCHEMA_LOCK_KEY = int.from_bytes(hashlib.sha256(b"llmco2 schema").digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def schema_lock(engine: Engine) -> Iterator[Connection]:
+    """One transaction holding llmco2's schema lock: creations and migrations queue on it.
+
+    Processes that open a new database at the same moment would otherwise all see no schema
+    and all create it. On PostgreSQL the lock is a transaction-level advisory lock; on SQLite the
+    transaction's ``BEGIN IMMEDIATE`` (see :func:`make_engine`) already holds the write lock.
+    """
+    with translate_errors(engine.url), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+        yield connection
+
+
+def _revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    revision = context.get_current_revision()
+    if revision is None:
+        revision = _adopt_legacy_version_table(connection)
+    return revision
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None for a database without llmco2 tables."""
     with translate_errors(engine.url), engine.begin() as connection:
-        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-        revision = context.get_current_revision()
-        if revision is None:
-            revision = _adopt_legacy_version_table(connection)
-        return revision
+        return _revision(connection)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
-    """Migrate the database to ``revision``; returns (before, after).
+    """Migrate the database to ``revision``, under the schema lock; returns (before, after).
 
     Raises:
         SchemaVersionError: When the database is newer than this code.
         DatabaseError: When the database cannot be reached.
     """
-    before = current_revision(engine)
-    if before is not None and before not in known_revisions():
-        raise _newer_schema(before, engine)
-    with translate_errors(engine.url), engine.begin() as connection:
+    with schema_lock(engine) as connection:
+        before = _revision(connection)
+        if before is not None and before not in known_revisions():
+            raise _newer_schema(before, engine)
         command.upgrade(_alembic_config(connection), revision)
-    after = current_revision(engine)
+        after = _revision(connection)
     assert after is not None
     return before, after
 
@@ -236,21 +260,24 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
         SchemaVersionError: When the schema is older (run ``llmco2 db upgrade``) or newer.
         DatabaseError: When the database cannot be reached, or is empty and ``create`` is off.
     """
-    revision = current_revision(engine)
     head = head_revision()
-    if revision == head:
+    if current_revision(engine) == head:
         return
-    if revision is None:
-        with translate_errors(engine.url), engine.connect() as connection:
+    # Decided again under the lock: another process may be creating the schema right now.
+    with schema_lock(engine) as connection:
+        revision = _revision(connection)
+        if revision == head:
+            return
+        if revision is None:
             tables = set(inspect(connection).get_table_names())
-        if tables & {"campaigns", "points"}:
-            raise SchemaVersionError(
-                f"database {mask_url(engine.url)!r} has llmco2 tables but no schema revision"
-            )
-        if not create:
-            raise DatabaseError(f"database {mask_url(engine.url)!r} holds no llmco2 campaigns")
-        upgrade(engine)
-        return
+            if tables & {"campaigns", "points"}:
+                raise SchemaVersionError(
+                    f"database {mask_url(engine.url)!r} has llmco2 tables but no schema revision"
+                )
+            if not create:
+                raise DatabaseError(f"database {mask_url(engine.url)!r} holds no llmco2 campaigns")
+            command.upgrade(_alembic_config(connection), "head")
+            return
     if revision not in known_revisions():
         raise _newer_schema(revision, engine)
     raise SchemaVersionError(

@@ -152,7 +152,6 @@ def test_a_crashed_worker_is_retried_and_out_of_memory_is_never_retried(
     store.close()
 
 
-
 def test_an_engine_that_fails_to_load_the_same_way_twice_is_not_tried_again(
     ray_cluster: None, sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -178,6 +177,7 @@ def test_an_engine_that_fails_to_load_the_same_way_twice_is_not_tried_again(
     assert {p.attempts for p in bloom} == {2}
     others = [p for p in points if p not in bloom and p.prompt_tokens % 10 != 7]  # 7: OOM
     assert others and all(p.status == "COMPLETE" for p in others)
+
 
 def test_the_driver_reports_its_phases_and_where_its_time_went(
     ray_cluster: None, sqlite_url: str

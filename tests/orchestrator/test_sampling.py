@@ -62,7 +62,6 @@ def test_perturbed_shapes_keep_the_head_grouping() -> None:
         assert arch.name.startswith(base.name)
 
 
-
 def test_perturbed_bloom_keeps_the_mlp_width_its_engine_builds() -> None:
     config = parse_config({
         "name": "b",
@@ -78,6 +77,7 @@ def test_perturbed_bloom_keeps_the_mlp_width_its_engine_builds() -> None:
         assert arch.intermediate_size == 4 * arch.hidden_size  # what BloomMLP builds
         # the config handed to vLLM reads back as the same shape
         assert architecture_from_hf_config(to_hf_config(arch), name=arch.name) == arch
+
 
 def test_neighbours_lie_within_the_radius() -> None:
     sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]

@@ -66,3 +66,32 @@ def test_several_processes_share_one_sqlite_file(sqlite_url: str, processes: int
     store, campaign_id = run_workers(sqlite_url, processes=processes, points=200)
     assert store.measurement_count(campaign_id) == 200
     assert store.status_counts(campaign_id)["COMPLETE"] == 200
+
+
+def _open_new_database(url: str, start_at: float) -> str:
+    """Wait for the common start time, then open the store (creating the schema) and write."""
+    import time
+
+    time.sleep(max(0.0, start_at - time.time()))
+    store = CampaignStore(url)
+    try:
+        campaign = store.create_campaign(f"c-{multiprocessing.current_process().pid}", {})
+        store.add_points(campaign.id, make_specs(2))
+        return str(store.status_counts(campaign.id)["PENDING"])
+    finally:
+        store.close()
+
+
+def test_eight_processes_creating_one_new_database_all_succeed(db_url: str) -> None:
+    import time
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(8) as pool:
+        # The processes start their imports at different times: a common wall-clock start
+        # makes them create the schema at the same moment.
+        start_at = time.time() + 8.0
+        results = pool.starmap(_open_new_database, [(db_url, start_at)] * 8)
+    assert results == ["2"] * 8
+    store = CampaignStore(db_url, create=False)
+    assert len(store.list_campaigns()) == 8
+    store.close()

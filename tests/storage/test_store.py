@@ -204,7 +204,6 @@ def test_failures_are_retried_up_to_the_limit(store: CampaignStore) -> None:
     )
 
 
-
 def test_a_failure_repeated_word_for_word_is_final_when_asked(store: CampaignStore) -> None:
     campaign = store.create_campaign("c", {})
     same, other = store.add_points(campaign.id, make_specs(2))
@@ -227,6 +226,7 @@ def test_a_failure_repeated_word_for_word_is_final_when_asked(store: CampaignSto
     ) == "PENDING"  # fmt: skip
     (failed,) = store.get_points(campaign.id, statuses=["FAILED"])
     assert (failed.id, failed.attempts) == (same, 2)
+
 
 def test_infeasible_points_are_never_retried(store: CampaignStore) -> None:
     campaign = store.create_campaign("c", {})
