@@ -134,7 +134,9 @@ class PointSampler:
                     changes["hidden_size"] = hidden
             ratio = FIXED_MLP_RATIO.get(base.family)
             if ratio is not None:
-                changes["intermediate_size"] = ratio * int(changes.get("hidden_size", base.hidden_size))
+                changes["intermediate_size"] = ratio * int(
+                    changes.get("hidden_size", base.hidden_size)
+                )
             try:
                 arch = base.replace(**changes)
             except Llmco2Error:
