@@ -87,6 +87,10 @@ class CampaignConflictError(Llmco2Error):
     """A campaign name is reused with a different configuration."""
 
 
+class CampaignBusyError(Llmco2Error):
+    """Another driver holds the campaign's lease: two drivers of one campaign are refused."""
+
+
 class ExportError(Llmco2Error):
     """An export cannot be written (target not empty, nothing to export, ...)."""
 

@@ -30,12 +30,14 @@ from featurize import Gpu, GpuCatalog, InferencePoint, Precision
 from featurize.graphs import FEATURE_SCHEMA_VERSION
 from gnn.dataset import LabelledData
 from gnn.metrics import Scores
-from llmco2.errors import InvalidRequestError
+from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
+from orchestrator.driver_lease import DriverLease
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import select
-from storage import CampaignStore, PointSpec, PointStatus, RoundRecord
+from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
 from storage.records import StoredPoint
+from storage.store import DEFAULT_DRIVER_LEASE_SECONDS
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
 from workers.pool import PointTask, group_timings, measure_tasks
@@ -140,6 +142,7 @@ class CampaignDriver:
         on_phase: Callable[[str, int | None], None] | None = None,
         workers: int = 4,
         replace_config: bool = False,
+        lease_seconds: float = DEFAULT_DRIVER_LEASE_SECONDS,
     ) -> None:
         """Prepare a campaign.
 
@@ -154,8 +157,11 @@ class CampaignDriver:
                 steps (points to measure; None for training, whose length is unknown).
             workers: Actors for engines without GPUs (the simulated engine).
             replace_config: Continue a campaign stored with another configuration (--force).
+            lease_seconds: The driver's lease on the campaign (renewed while it runs): how long
+                a second driver is refused after this one hangs or dies on another host.
         """
         self.replace_config = replace_config
+        self.lease_seconds = lease_seconds
         self.config = config
         self.store = store
         self.catalog = catalog or GpuCatalog.default()
@@ -349,17 +355,30 @@ class CampaignDriver:
         campaign = self.store.create_campaign(
             config.name, config.fingerprint(), replace_config=self.replace_config
         )
+        with DriverLease(self.store, campaign.id, self.lease_seconds) as lease:
+            self.store.set_campaign_status(campaign.id, CampaignStatus.ACTIVE)
+            outcome = self._run(campaign.id, lease)
+            self.store.set_campaign_status(campaign.id, CampaignStatus.COMPLETE)
+        return outcome
+
+    def _run(self, campaign_id: int, lease: DriverLease) -> CampaignOutcome:
+        config = self.config
         outcome = CampaignOutcome(config.name)
-        if not self.store.get_points(campaign.id):
+        if not self.store.get_points(campaign_id):
             with self._stage("sampling"):
                 initial = self.sampler.sample(config.sampling.initial, self._rng(0))
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
             with self._stage("storing"):
-                self.store.add_points(campaign.id, self._specs(initial, 0, "initial"))
+                self.store.add_points(campaign_id, self._specs(initial, 0, "initial"))
         while True:
-            rounds = self.store.rounds(campaign.id)
-            newest = max(p.round_index for p in self.store.get_points(campaign.id))
+            if lease.lost.is_set():
+                raise CampaignBusyError(
+                    f"campaign {config.name!r}: this driver's lease ended and "
+                    f"{self.store.driver_of(campaign_id) or 'another driver'} took it over"
+                )
+            rounds = self.store.rounds(campaign_id)
+            newest = max(p.round_index for p in self.store.get_points(campaign_id))
             if len(rounds) > newest:
                 # Round `newest` was trained and stored, its successors not yet chosen (the
                 # driver stopped in between): choose them from the stored model.
@@ -370,17 +389,17 @@ class CampaignDriver:
                     break
                 assert last.model_id is not None
                 blob = self.store.load_model(last.model_id)["checkpoint"]
-                rows, stored = self._labelled(campaign.id)
-                self._select_next(campaign.id, newest, unpack_members(blob), rows, stored)
+                rows, stored = self._labelled(campaign_id)
+                self._select_next(campaign_id, newest, unpack_members(blob), rows, stored)
                 continue
-            report = self._round(campaign.id, newest, rounds)
+            report = self._round(campaign_id, newest, rounds)
             outcome.rounds.append(report)
             if self.on_round is not None:
                 self.on_round(report)
             if report.stop_reason is not None:
                 outcome.stop_reason = report.stop_reason
                 break
-        outcome.complete_points = self.store.status_counts(campaign.id)["COMPLETE"]
+        outcome.complete_points = self.store.status_counts(campaign_id)["COMPLETE"]
         return outcome
 
     def _round(self, campaign_id: int, round_index: int, done: list[RoundRecord]) -> RoundReport:

@@ -90,6 +90,7 @@ def run_campaign(
     from orchestrator.campaign import CampaignDriver, RoundReport
     from orchestrator.campaign_report import write_campaign_report
     from orchestrator.config import load_config
+    from orchestrator.driver_lease import refuse_if_busy
     from storage import CampaignStore
     from workers.cluster import connect, disconnect
     from workers.engines import engine_class
@@ -105,7 +106,9 @@ def run_campaign(
         what="report folder",
     )  # fmt: skip
     store = CampaignStore(db or config.database)
-    store.list_campaigns()  # an unreachable or foreign database fails here, before Ray starts
+    # An unreachable or foreign database, or a campaign another driver runs, fails here, before
+    # Ray starts.
+    refuse_if_busy(store, config.name)
     connect(ray_address)
     try:
         gpus = _cluster_gpus(config, uses_gpus)

@@ -81,6 +81,11 @@ class Campaign(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, server_default=func.now(), onupdate=func.now()
     )
+    #: The driver running the campaign (``HOST:PID``), while its lease lasts.
+    driver: Mapped[str | None] = mapped_column(String(200))
+    driver_since: Mapped[datetime | None] = mapped_column(DateTime)
+    #: End of the driver's lease in seconds since the epoch, by the database server's clock.
+    driver_lease_expires_at: Mapped[float | None] = mapped_column(Float)
 
     points: Mapped[list[Point]] = relationship(back_populates="campaign")
 

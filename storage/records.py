@@ -18,6 +18,7 @@ from featurize.gpus import GpuCatalog
 from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
+from llmco2.errors import CampaignBusyError
 
 
 def canonical_json(value: Any) -> str:
@@ -202,6 +203,24 @@ class CampaignInfo:
     status: str
     code_version: str
     created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DriverLeaseInfo:
+    """Who runs a campaign: the driver holding its lease, since when, for how long still."""
+
+    campaign: str
+    driver: str
+    since: datetime | None
+    remaining_s: float
+
+    def busy_error(self) -> CampaignBusyError:
+        """The error that refuses a second driver."""
+        since = f" since {self.since:%Y-%m-%d %H:%M:%S} (database clock)" if self.since else ""
+        return CampaignBusyError(
+            f"campaign {self.campaign!r} is being run by {self.driver}{since}; its lease ends in "
+            f"{self.remaining_s:.0f} s unless that driver renews it"
+        )
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,12 @@ Contract (modelled on Optuna's RDB storage):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Float,
     case,
@@ -66,6 +67,7 @@ from storage.models import (
 )
 from storage.records import (
     CampaignInfo,
+    DriverLeaseInfo,
     MeasurementRecord,
     PointSpec,
     RoundRecord,
@@ -75,6 +77,8 @@ from storage.records import (
 
 #: Default lease of a claimed point: longer than the slowest measurement of one point.
 DEFAULT_LEASE_SECONDS = 900.0
+#: Default lease of a campaign's driver: it renews it several times within (see orchestrator).
+DEFAULT_DRIVER_LEASE_SECONDS = 60.0
 #: Default number of tries before a point is FAILED.
 DEFAULT_MAX_ATTEMPTS = 3
 _INSERT_CHUNK = 500
@@ -250,6 +254,88 @@ class CampaignStore:
         with translate_errors(self._url), self.engine.connect() as conn:
             rows = conn.execute(select(Campaign).order_by(Campaign.id)).all()
         return [_campaign_info(row) for row in rows]
+
+    def acquire_driver(
+        self,
+        campaign_id: int,
+        driver: str,
+        lease_seconds: float = DEFAULT_DRIVER_LEASE_SECONDS,
+        holder_gone: Callable[[str], bool] = lambda _holder: False,
+    ) -> None:
+        """Take the campaign's driver lease, by the database server's clock.
+
+        Args:
+            campaign_id: The campaign.
+            driver: Who runs it (``HOST:PID``).
+            lease_seconds: How long the lease lasts without :meth:`renew_driver`.
+            holder_gone: Says whether another holder is known to be gone (its process no longer
+                exists), so that its lease is taken over at once instead of at its end.
+
+        Raises:
+            CampaignBusyError: Another driver holds an unexpired lease.
+        """
+        with translate_errors(self._url), self.engine.begin() as conn:
+            lease = self._driver_lease(conn, campaign_id, for_update=True)
+            if lease is not None and lease.driver != driver and not holder_gone(lease.driver):
+                raise lease.busy_error()
+            conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id)
+                .values(
+                    driver=driver,
+                    driver_since=func.now()
+                    if lease is None or lease.driver != driver
+                    else Campaign.driver_since,
+                    driver_lease_expires_at=server_epoch() + literal(float(lease_seconds)),
+                )
+            )
+
+    def renew_driver(
+        self, campaign_id: int, driver: str, lease_seconds: float = DEFAULT_DRIVER_LEASE_SECONDS
+    ) -> bool:
+        """Extend ``driver``'s lease; False when it no longer holds it (another took over)."""
+        with translate_errors(self._url), self.engine.begin() as conn:
+            result = conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.driver == driver)
+                .values(driver_lease_expires_at=server_epoch() + literal(float(lease_seconds)))
+            )
+        return bool(result.rowcount)
+
+    def release_driver(self, campaign_id: int, driver: str) -> bool:
+        """Give the lease up (a driver's clean end); False when ``driver`` did not hold it."""
+        with translate_errors(self._url), self.engine.begin() as conn:
+            result = conn.execute(
+                update(Campaign)
+                .where(Campaign.id == campaign_id, Campaign.driver == driver)
+                .values(driver=None, driver_since=None, driver_lease_expires_at=None)
+            )
+        return bool(result.rowcount)
+
+    def driver_lease(self, campaign_id: int) -> DriverLeaseInfo | None:
+        """The driver whose lease on the campaign has not ended, if any."""
+        with translate_errors(self._url), self.engine.connect() as conn:
+            return self._driver_lease(conn, campaign_id)
+
+    def driver_of(self, campaign_id: int) -> str | None:
+        """The id of the driver whose lease on the campaign has not ended, if any."""
+        lease = self.driver_lease(campaign_id)
+        return lease.driver if lease is not None else None
+
+    @staticmethod
+    def _driver_lease(
+        conn: Connection, campaign_id: int, for_update: bool = False
+    ) -> DriverLeaseInfo | None:
+        statement = select(
+            Campaign.name, Campaign.driver, Campaign.driver_since,
+            Campaign.driver_lease_expires_at, server_epoch(),
+        ).where(Campaign.id == campaign_id)  # fmt: skip
+        name, driver, since, expires, now = conn.execute(
+            statement.with_for_update() if for_update else statement
+        ).one()
+        if driver is None or expires is None or expires <= now:
+            return None
+        return DriverLeaseInfo(name, driver, since, expires - now)
 
     def set_campaign_status(self, campaign_id: int, status: CampaignStatus) -> None:
         """Mark a campaign ACTIVE, COMPLETE or STOPPED."""

@@ -72,7 +72,7 @@ def test_run_list_status_and_a_rerun_that_adds_nothing(tmp_path: Path) -> None:
     listing = llmco2("campaign", "list", "--db", db)
     assert listing.returncode == 0 and "tiny" in listing.stdout
     status = llmco2("campaign", "status", "tiny", "--db", db)
-    assert status.returncode == 0 and "COMPLETE" in status.stdout
+    assert status.returncode == 0 and "campaign tiny (COMPLETE," in status.stdout  # finished
 
 
 def test_a_changed_config_needs_a_new_name_or_force(tmp_path: Path) -> None:
@@ -166,6 +166,37 @@ def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
     assert counts["COMPLETE"] == len(points) == store.measurement_count(campaign.id)
     assert [r.round_index for r in store.rounds(campaign.id)] == [0, 1]
     store.close()
+
+
+def test_a_second_driver_of_a_running_campaign_is_refused_at_once(tmp_path: Path) -> None:
+    path = write_config(tmp_path, sampling={"initial": 60, "neighbours": 3,
+                                            "high_error": {"value": 0.25}})  # fmt: skip
+    command = [sys.executable, "-m", "orchestrator", "campaign", "run", str(path),
+               "--workers", "2", "--report", str(tmp_path / "r")]  # fmt: skip
+    first = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    store = CampaignStore(f"sqlite:///{tmp_path / 'campaign.db'}")
+    try:
+        deadline = time.monotonic() + 240
+        holder = None
+        while holder is None and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.5)
+            try:
+                holder = store.driver_of(store.get_campaign("tiny").id)
+            except Exception:
+                continue
+        assert holder is not None and holder.endswith(f":{first.pid}")
+        second = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120,
+                                check=False)  # fmt: skip
+        assert second.returncode == 2
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"is being run by {holder} since" in lines[0], second.stderr
+        assert not (tmp_path / "r").exists()  # refused before it wrote anything
+        assert first.poll() is None  # the first one runs on
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+        store.close()
 
 
 def test_an_unreachable_ray_address_is_one_line(tmp_path: Path) -> None:

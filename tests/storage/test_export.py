@@ -15,6 +15,7 @@ import torch
 import storage.export as export_module
 from llmco2.errors import ExportError, UnknownCampaignError
 from storage import CampaignStore, MeasurementRecord
+from storage.database import head_revision
 from storage.export import export_campaign, read_exported_points
 from storage.graph_dataset import ExportedGraphs
 from tests.conftest import make_specs
@@ -87,7 +88,7 @@ def test_parquet_export_has_features_labels_and_a_manifest(
     assert {f["error_message"] for f in failures} >= {"needs 90 GB", "actor died"}
     manifest = check_manifest(out)
     assert manifest["counts"] == {"points": 10, "failures": 3, "excluded_simulated": 4}
-    assert manifest["schema_revision"] == "0002"
+    assert manifest["schema_revision"] == head_revision()
     assert manifest["campaign"]["config"] == {"engine": "vllm", "A": 20}
     assert "code_version" in manifest
 

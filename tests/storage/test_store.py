@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
 from llmco2.errors import (
+    CampaignBusyError,
     CampaignConflictError,
     DatabaseError,
     InvalidRequestError,
@@ -291,3 +292,22 @@ def test_passwords_are_masked_in_urls_and_errors() -> None:
     with pytest.raises(DatabaseError) as info:
         store.list_campaigns()
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+def test_one_driver_holds_a_campaign_until_its_lease_ends(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    store.acquire_driver(campaign.id, "host-a:1", lease_seconds=30)
+    store.acquire_driver(campaign.id, "host-a:1", lease_seconds=30)  # its own lease: renewed
+    with pytest.raises(CampaignBusyError, match=r"'c' is being run by host-a:1 since 20"):
+        store.acquire_driver(campaign.id, "host-b:2", lease_seconds=30)
+    assert store.driver_of(campaign.id) == "host-a:1"
+    # a holder known to be gone is taken over at once
+    store.acquire_driver(campaign.id, "host-b:2", holder_gone=lambda h: h == "host-a:1")
+    assert not store.renew_driver(campaign.id, "host-a:1")  # it lost the lease
+    assert not store.release_driver(campaign.id, "host-a:1")
+    assert store.renew_driver(campaign.id, "host-b:2", lease_seconds=0.2)
+    time.sleep(0.5)
+    assert store.driver_of(campaign.id) is None  # expired by the database clock
+    store.acquire_driver(campaign.id, "host-c:3")
+    assert store.release_driver(campaign.id, "host-c:3")
+    store.acquire_driver(campaign.id, "host-d:4")  # released: free at once
