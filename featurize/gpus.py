@@ -145,12 +145,23 @@ class GpuCatalog:
         return cls.builtin().with_file(Path(extra)) if extra else cls.builtin()
 
     def with_file(self, path: Path) -> GpuCatalog:
-        """A new catalog with the entries of a user's YAML/JSON file added (they win on clashes).
+        """A new catalog with the entries of a user's YAML/JSON file added.
 
         Raises:
-            ConfigFileError: When the file is unreadable or an entry is malformed.
+            ConfigFileError: When the file is unreadable, an entry is malformed, or an entry's
+                id, alias or NVML name is one the catalog knows already (it would silently
+                replace a GPU every stored campaign and predictor refers to).
         """
-        return GpuCatalog([*self._gpus.values(), *load_gpu_file(path)])
+        added = load_gpu_file(path)
+        for gpu in added:
+            for key in (gpu.id, *gpu.entry.aliases, *gpu.entry.nvml_names):
+                known = self._index.get(_normalise(key))
+                if known is not None:
+                    raise ConfigFileError(
+                        f"GPU file {str(path)!r}: entry {gpu.id!r} reuses the name {key!r} of "
+                        f"the known GPU {known.id!r}; give it a name of its own"
+                    )
+        return GpuCatalog([*self._gpus.values(), *added])
 
     def __iter__(self) -> Any:
         return iter(self._gpus.values())

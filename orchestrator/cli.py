@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmco2 import __version__
-from llmco2.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, Llmco2Error
+from llmco2.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, Llmco2Error, MissingDependencyError
 
 app = typer.Typer(
     name="llmco2",
@@ -501,8 +501,13 @@ def predict(
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
     if plot is not None and not sweep_gpus:
         raise InvalidRequestError("--plot draws a GPU-count sweep: add --sweep-gpus, e.g. 1,2,4")
-    if plot is not None and not plot.expanduser().absolute().parent.is_dir():
-        raise InvalidRequestError(f"folder of --plot {str(plot)!r} does not exist")
+    if plot is not None:
+        if plot.expanduser().is_dir():
+            raise InvalidRequestError(f"--plot {str(plot)!r} is a folder; give a .png file")
+        if plot.suffix.lower() != ".png":
+            raise InvalidRequestError(f"--plot {str(plot)!r}: the plot is a PNG, name it *.png")
+        if not plot.expanduser().absolute().parent.is_dir():
+            raise InvalidRequestError(f"folder of --plot {str(plot)!r} does not exist")
     if region is not None and intensity is not None:
         raise InvalidRequestError("give --region or --intensity, not both")
     check_pue(pue)
@@ -644,6 +649,26 @@ def _plot_sweep(results: list[Any], path: Path, title: str) -> None:
 
 
 @app.command()
+def regions(
+    search: Annotated[
+        str | None, typer.Argument(help="Show only names or places containing this text.")
+    ] = None,
+) -> None:
+    """List the countries and cloud regions whose grid carbon intensity --region knows."""
+    from gnn.carbon import lookup_intensity, region_names
+
+    table = Table(title="grid carbon intensity (gCO2eq/kWh) for --region")
+    for header in ("region", "gCO2eq/kWh", "source"):
+        table.add_column(header, justify="right" if header == "gCO2eq/kWh" else "left")
+    needle = (search or "").lower()
+    for name in region_names():
+        intensity = lookup_intensity(name)
+        if needle in name.lower() or needle in intensity.source.lower():
+            table.add_row(name, f"{intensity.g_per_kwh:g}", intensity.source)
+    _stdout.print(table)
+
+
+@app.command()
 def version() -> None:
     """Print the llmco2 version."""
     _stdout.print(__version__)
@@ -675,6 +700,11 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(exc.format_message(), EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except ModuleNotFoundError as exc:  # an optional dependency imported lazily
+        if exc.name is None or os.environ.get("LLMCO2_DEBUG"):
+            raise
+        missing = MissingDependencyError.for_module(exc.name, f"`llmco2 {' '.join(args[:1])}`")
+        return _fail(str(missing), missing.exit_code)
     except Exception as exc:  # a bug: one line, or the traceback with LLMCO2_DEBUG=1
         if os.environ.get("LLMCO2_DEBUG"):
             raise

@@ -36,6 +36,17 @@ IntRange = Annotated[tuple[PositiveInt, PositiveInt], AfterValidator(_ordered)]
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        # YAML reads `true` as a boolean and pydantic would take it for 1: no key of a campaign
+        # is a yes/no, so a boolean is always a mistake.
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if isinstance(value, bool):
+                    raise ValueError(f"{key} must be a number or a name, not {str(value).lower()}")
+        return data
+
 
 class PerturbationRanges(_Strict):
     """Relative ± ranges of architecture perturbations (0.25: up to 25 % smaller or larger).
@@ -174,6 +185,16 @@ class CampaignConfig(_Strict):
             raise ValueError(f"strategy {self.strategy!r} needs training.ensemble ≥ 2")
         return self
 
+    @model_validator(mode="after")
+    def _budget_covers_round_zero(self) -> CampaignConfig:
+        budget = self.budget.measurements
+        if budget is not None and budget < self.sampling.initial:
+            raise ValueError(
+                f"budget.measurements ({budget}) is below sampling.initial "
+                f"({self.sampling.initial}), which round 0 measures whatever the budget"
+            )
+        return self
+
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the campaign's meaning (stored with it; a rerun must match it).
 
@@ -203,7 +224,7 @@ def _first_error(exc: ValidationError) -> str:
         return f"unknown key {where!r}"
     if error["type"] == "missing":
         return f"missing key {where!r}"
-    return f"{where}: {error['msg']}"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def parse_config(data: Any, source: str = "config") -> CampaignConfig:
@@ -221,6 +242,25 @@ def parse_config(data: Any, source: str = "config") -> CampaignConfig:
         raise ConfigFileError(f"{source}: {_first_error(exc)}{extra}") from None
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (the last would win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKeyError(
+                    f"key {key!r} appears twice (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: Path) -> CampaignConfig:
     """Read and validate a campaign YAML file.
 
@@ -234,7 +274,9 @@ def load_config(path: Path) -> CampaignConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileError(f"cannot read {str(path)!r}: {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _DuplicateKeyError as exc:
+        raise ConfigFileError(f"{str(path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

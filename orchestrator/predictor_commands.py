@@ -153,6 +153,26 @@ def evaluate(
     _stdout.print(f"report: {folder / 'report.md'}")
 
 
+def _check_checkpoint_target(path: Path) -> Path:
+    """The absolute checkpoint path, refused before any training if it cannot be written.
+
+    Raises:
+        ExportError: A folder, a suffix other than ``.pt``/``.npz``, or a missing parent.
+    """
+    from llmco2.errors import ExportError
+
+    target = path.expanduser().absolute()
+    if target.is_dir():
+        raise ExportError(f"--out {str(path)!r} is a folder; give a checkpoint file (.pt, .npz)")
+    if target.suffix not in (".pt", ".npz"):
+        raise ExportError(
+            f"--out {str(path)!r}: a checkpoint ends in .pt (torch) or .npz (portable copy)"
+        )
+    if not target.parent.is_dir():
+        raise ExportError(f"folder {str(target.parent)!r} does not exist")
+    return target
+
+
 @app.command()
 def train(
     db: DbOption = "sqlite:///llmco2.db",
@@ -196,16 +216,16 @@ def train(
     from gnn.hpo import tune
     from gnn.hybrid import CorrectionSettings, Interval, held_out_log_ratios, train_hybrid
     from gnn.training import TrainConfig
-    from llmco2.errors import ExportError, InvalidRequestError
+    from llmco2.errors import InvalidRequestError
 
     storage = study_db or (db if campaign is not None else None)
     if hpo and storage is None:
         raise InvalidRequestError("--hpo with --data needs --study-db URL for the Optuna study")
+    if out is not None:
+        _check_checkpoint_target(out)
     dataset = _load(db, campaign, data, include_simulated)
     name = campaign or (data[0].resolve().name if data else "predictor")
-    target = (out if out is not None else Path(f"{name}-predictor.pt")).expanduser().absolute()
-    if not target.parent.is_dir():
-        raise ExportError(f"folder {str(target.parent)!r} does not exist")
+    target = _check_checkpoint_target(out if out is not None else Path(f"{name}-predictor.pt"))
     config = TrainConfig(epochs=epochs, patience=patience, seed=seed)
     shape = NetworkShape()
     summary = Table(title=f"llmco2 train: {dataset.source}, {len(dataset)} points")

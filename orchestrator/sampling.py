@@ -215,3 +215,36 @@ class PointSampler:
                 seen.add(candidate)
                 result.append(candidate)
         return result
+
+
+def check_priors(config: CampaignConfig, gpus: Sequence[Gpu]) -> None:
+    """Refuse priors that cannot produce a point, before a database or Ray is touched.
+
+    Args:
+        config: The campaign.
+        gpus: The GPU types it samples, when known before the cluster is (the config's own
+            list); empty to check the models only.
+
+    Raises:
+        UnknownModelError: A model that is not in the catalog and not a readable config.
+        InvalidRequestError: No point of the priors fits its GPUs, with the first reason.
+    """
+    bases = [resolve_architecture(m) for m in config.priors.architectures.models]
+    if not gpus:
+        return
+    sampler = PointSampler(config, gpus)
+    if sampler.sample(1, np.random.default_rng(config.seed)):
+        return
+    low, high = config.priors.gpus.tp
+    reasons: list[str] = []
+    for arch in bases:
+        for gpu in gpus:
+            for tp in range(low, high + 1):
+                try:
+                    check_fits(InferencePoint(arch, InferenceRequest(1, 16, 16), GpuSetup(gpu, tp)))
+                except Llmco2Error as exc:
+                    reasons.append(str(exc))
+                else:
+                    break
+    reason = reasons[0] if reasons else "no request of the request prior fits"
+    raise InvalidRequestError(f"the priors produced no point that fits its GPUs: {reason}")

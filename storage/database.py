@@ -21,14 +21,26 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.pool import NullPool
 
-from llmco2.errors import DatabaseError, SchemaVersionError
+from llmco2.errors import DatabaseError, DatabaseUnreachableError, SchemaVersionError
 
 DEFAULT_DATABASE_URL = "sqlite:///llmco2.db"
 #: How long a SQLite writer waits for the lock before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+#: SQLAlchemy's asyncio drivers: the store runs synchronous transactions.
+_ASYNC_DRIVERS = frozenset(
+    {"postgresql+asyncpg", "postgresql+psycopg_async", "sqlite+aiosqlite", "sqlite+pysqlite_async"}
+)
 
 
 def parse_url(url: str) -> URL:
@@ -41,8 +53,20 @@ def parse_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseError(f"invalid database URL {mask_url(url)!r}: {exc}") from exc
+    except ValueError:  # SQLAlchemy parses the port with int()
+        raise DatabaseError(
+            f"invalid database URL {mask_url(url)!r}: the port is not a number"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in _ASYNC_DRIVERS:
+        raise DatabaseError(
+            f"{parsed.drivername} in {mask_url(url)!r} is an asyncio driver; llmco2 needs a "
+            "synchronous one: postgresql+psycopg://... or sqlite:///FILE"
+        )
+    port = parsed.port
+    if port is not None and not 0 < port < 65536:
+        raise DatabaseError(f"invalid database URL {mask_url(url)!r}: port {port} out of range")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise DatabaseError(
             f"unsupported database {parsed.get_backend_name()!r} in "
@@ -55,7 +79,7 @@ def mask_url(url: str | URL) -> str:
     """The URL with its password replaced by ``***``."""
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable URL>"
     return parsed.render_as_string(hide_password=True)
 
@@ -120,6 +144,12 @@ def make_engine(url: str | URL) -> Engine:
         )
     except NoSuchModuleError as exc:
         raise DatabaseError(f"no driver for {mask_url(parsed)!r}: {exc}") from exc
+    except ImportError as exc:  # the dialect exists, its driver package is not installed
+        missing = exc.name or str(exc)
+        raise DatabaseUnreachableError(
+            f"the driver of {mask_url(parsed)!r} is not installed (no module {missing!r}): "
+            f"pip install {missing}, or use postgresql+psycopg://, which llmco2 installs"
+        ) from exc
 
 
 def describe_db_error(exc: BaseException, url: str | URL) -> str:
@@ -142,6 +172,8 @@ def translate_errors(url: str | URL) -> Iterator[None]:
     """Turn SQLAlchemy errors into one-line :class:`DatabaseError` messages."""
     try:
         yield
+    except OperationalError as exc:  # cannot connect, cannot open the file, locked too long
+        raise DatabaseUnreachableError(describe_db_error(exc, url)) from exc
     except SQLAlchemyError as exc:
         raise DatabaseError(describe_db_error(exc, url)) from exc
 
@@ -288,8 +320,5 @@ def ensure_schema(engine: Engine, create: bool = True) -> None:
 
 def probe(engine: Engine) -> None:
     """Open and close one connection, raising a one-line error if the database is unreachable."""
-    try:
-        with engine.connect():
-            pass
-    except SQLAlchemyError as exc:
-        raise DatabaseError(describe_db_error(exc, engine.url)) from exc
+    with translate_errors(engine.url), engine.connect():
+        pass

@@ -12,7 +12,7 @@ import os
 import socket
 from typing import Any
 
-from llmco2.errors import EngineUnavailableError
+from llmco2.errors import ClusterUnreachableError, EngineNotInstalledError, EngineUnavailableError
 from workers.devices import detect_gpu_names
 
 
@@ -26,7 +26,7 @@ def _probe(target: str, timeout_s: float = 5.0) -> None:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
-        raise EngineUnavailableError(
+        raise ClusterUnreachableError(
             f"cannot reach the Ray cluster at {target}: {exc.strerror or type(exc).__name__}"
         ) from None
 
@@ -70,7 +70,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
     try:
         import ray
     except ImportError as exc:
-        raise EngineUnavailableError("Ray is not installed (pip install 'ray[default]')") from exc
+        raise EngineNotInstalledError(
+            "Ray is not installed: pip install 'llmco2[workers]'"
+        ) from exc
     if ray.is_initialized():
         return dict(ray.cluster_resources())
     # Ray warns on every start that token authentication is on; the CLI's stderr is for errors.
@@ -92,7 +94,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
                 log_to_driver=False,
             )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise EngineUnavailableError(
+        raise ClusterUnreachableError(
             f"cannot reach the Ray cluster at {target or 'a new local cluster'}: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc

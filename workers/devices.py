@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llmco2.errors import EngineUnavailableError
+from llmco2.errors import EngineNotInstalledError, EngineUnavailableError, GpuUnavailableError
 
 
 class Clock(Protocol):
@@ -111,14 +111,14 @@ def map_visible_to_nvml(visible: list[str] | None, nvml_uuids: list[str]) -> lis
         if entry.isdigit():
             index = int(entry)
             if index >= len(nvml_uuids):
-                raise EngineUnavailableError(
+                raise GpuUnavailableError(
                     f"CUDA_VISIBLE_DEVICES names GPU {index} but NVML sees {len(nvml_uuids)}"
                 )
             indices.append(index)
             continue
         matches = [n for n, uuid in enumerate(nvml_uuids) if uuid.startswith(entry)]
         if len(matches) != 1:
-            raise EngineUnavailableError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches no GPU")
+            raise GpuUnavailableError(f"CUDA_VISIBLE_DEVICES entry {entry!r} matches no GPU")
         indices.append(matches[0])
     return indices
 
@@ -137,11 +137,13 @@ class NvmlCounterSource:
         try:
             import pynvml
         except ImportError as exc:
-            raise EngineUnavailableError("nvidia-ml-py (pynvml) is not installed") from exc
+            raise EngineNotInstalledError(
+                "nvidia-ml-py (pynvml) is not installed: pip install 'llmco2[workers]'"
+            ) from exc
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:
-            raise EngineUnavailableError(f"no NVIDIA driver or GPU found ({exc})") from exc
+            raise GpuUnavailableError(f"no NVIDIA driver or GPU found ({exc})") from exc
         self._nvml = pynvml
         total = pynvml.nvmlDeviceGetCount()
         all_uuids = [
@@ -151,12 +153,12 @@ class NvmlCounterSource:
         indices = map_visible_to_nvml(visible_device_ids(), all_uuids)
         if count is not None:
             if count > len(indices):
-                raise EngineUnavailableError(
+                raise GpuUnavailableError(
                     f"TP {count} needs {count} GPUs but {len(indices)} are visible"
                 )
             indices = indices[:count]
         if not indices:
-            raise EngineUnavailableError("no GPU is visible to this process")
+            raise GpuUnavailableError("no GPU is visible to this process")
         self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         self.nvml_indices = indices
         self._names = [_text(pynvml.nvmlDeviceGetName(h)) for h in self._handles]

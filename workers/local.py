@@ -6,7 +6,7 @@ import importlib.util
 
 from featurize.gpus import Gpu, GpuCatalog
 from featurize.request import InferenceRequest
-from llmco2.errors import EngineUnavailableError
+from llmco2.errors import EngineUnavailableError, GpuUnavailableError
 from workers.actors import WorkerResult
 from workers.devices import detect_gpu_names
 from workers.engines import EngineConfig
@@ -42,12 +42,12 @@ def resolve_measurement_gpu(engine: str, gpu: str, tp: int) -> tuple[Gpu | None,
             if tp != 1:
                 raise EngineUnavailableError("the transformers engine runs TP 1 only")
             return None, "no GPU here: transformers runs on the CPU, energy is not metered"
-        raise EngineUnavailableError(
+        raise GpuUnavailableError(
             f"no GPU found for --engine {engine}"
             + (" and vLLM is not installed" if engine == "vllm" else "")
         )
     if tp > len(present):
-        raise EngineUnavailableError(f"TP {tp} needs {tp} GPUs but {len(present)} are visible")
+        raise GpuUnavailableError(f"TP {tp} needs {tp} GPUs but {len(present)} are visible")
     if engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise EngineUnavailableError("vLLM is not installed (pip install vllm)")
     detected = catalog.get(present[0])

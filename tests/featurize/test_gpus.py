@@ -109,6 +109,8 @@ def test_user_gpu_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
         (USER_GPU.replace("memory_gb: 48", "memory_gb: -1"), "memory_gb"),
         (USER_GPU + "colour: green\n", "colour"),
         ("- 1\n- 2\n", "GPU entry 1"),
+        (USER_GPU.replace("id: RTX-6000-Ada", "id: H200"), "reuses the name 'H200' of the known"),
+        (USER_GPU.replace("[rtx6000ada]", "[h100]"), "reuses the name 'h100' of the known GPU"),
     ],
 )
 def test_malformed_gpu_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

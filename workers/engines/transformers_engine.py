@@ -13,7 +13,7 @@ from typing import Any
 
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
-from llmco2.errors import EngineUnavailableError, InfeasibleConfigError
+from llmco2.errors import EngineNotInstalledError, GpuUnavailableError, InfeasibleConfigError
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 from workers.engines.vllm_engine import is_infeasible_error
@@ -45,7 +45,9 @@ class TransformersEngine(InferenceEngine):
             import torch
             import transformers
         except ImportError as exc:
-            raise EngineUnavailableError("transformers and torch are not installed") from exc
+            raise EngineNotInstalledError(
+                "transformers and torch are not installed: pip install transformers torch"
+            ) from exc
         self._torch = torch
         self._version = f"transformers-{transformers.__version__}"
         raw = to_hf_config(self.config.architecture)
@@ -54,7 +56,7 @@ class TransformersEngine(InferenceEngine):
         attention = "sdpa" if self.config.flash_attention else "eager"
         if self.config.gpu is not None:
             if not torch.cuda.is_available():
-                raise EngineUnavailableError("torch sees no CUDA GPU for the transformers engine")
+                raise GpuUnavailableError("torch sees no CUDA GPU for the transformers engine")
             self._device = "cuda"
             self._counters = NvmlCounterSource(1)
         torch.manual_seed(self.config.seed)

