@@ -111,18 +111,20 @@ def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int =
         Whether the point was measured.
     """
     if result.status == PointStatus.COMPLETE and result.record is not None:
-        store.record_result(result.point_id, result.record)
+        store.record_result(result.point_id, result.record, result.gpu_seconds)
         return True
     if result.status == PointStatus.INFEASIBLE:
         store.record_infeasible(
-            result.point_id, result.error_message or "", result.error_kind or "infeasible"
-        )
+            result.point_id, result.error_message or "", result.error_kind or "infeasible",
+            result.gpu_seconds,
+        )  # fmt: skip
     else:
         # An engine that cannot load a configuration usually fails the same way every time.
         store.record_failure(
             result.point_id, result.error_kind or "error", result.error_message or "",
             retryable=result.retryable, max_attempts=max_attempts,
             final_if_repeated=result.error_kind == "engine_load_failed",
+            gpu_seconds=result.gpu_seconds,
         )  # fmt: skip
     return False
 
@@ -425,15 +427,19 @@ class CampaignDriver:
             campaign_id=campaign_id,
         )
         this_round = sum(p.round_index == round_index for p in stored)
+        # GPU time as stored with each result: what a crashed attempt at this round spent is
+        # counted here too, where the actors' own accounting died with them.
+        spent_before = sum(r.gpu_hours or 0.0 for r in done)
+        gpu_hours = max(0.0, self.store.gpu_seconds(campaign_id) / 3600.0 - spent_before)
         record = RoundRecord(
             round_index=round_index, strategy=config.strategy, points_selected=this_round,
             train_points=int((~test).sum()), test_points=int(test.sum()), mape=scores.mape,
             eba5=scores.eba5, eba10=scores.eba10, eba30=scores.eba30,
             duty_cycle=timing["duty_cycle"] if timing["held_s"] else None,
-            gpu_hours=timing["held_s"] / 3600.0, model_id=model_id,
+            gpu_hours=gpu_hours, model_id=model_id,
         )  # fmt: skip
         self.store.add_round(campaign_id, record)
-        stop = self._stop_reason(record, round_index, [*done, record])
+        stop = self._stop_reason(record, round_index)
         selected = 0
         if stop is None:
             selected = self._select_next(campaign_id, round_index, members, rows, stored, predicted)
@@ -450,9 +456,7 @@ class CampaignDriver:
             limits.append(self.config.budget.measurements - total)
         return max(0, min(limits))
 
-    def _stop_reason(
-        self, record: RoundRecord, round_index: int, rounds: list[RoundRecord] | None = None
-    ) -> str | None:
+    def _stop_reason(self, record: RoundRecord, round_index: int) -> str | None:
         budget = self.config.budget
         mape = record.mape if record.mape is not None else float("inf")
         if mape <= self.config.target_mape:
@@ -462,12 +466,7 @@ class CampaignDriver:
         total = self.store.measurement_count(self.store.get_campaign(self.config.name).id)
         if budget.measurements is not None and total >= budget.measurements:
             return f"measurement budget spent ({total} ≥ {budget.measurements} measurements)"
-        history = (
-            rounds
-            if rounds is not None
-            else self.store.rounds(self.store.get_campaign(self.config.name).id)
-        )
-        spent = sum(r.gpu_hours or 0.0 for r in history)
+        spent = self.store.gpu_seconds(self.store.get_campaign(self.config.name).id) / 3600.0
         if budget.gpu_hours is not None and spent >= budget.gpu_hours:
             return f"GPU-hour budget spent ({spent:.2f} h)"
         return None

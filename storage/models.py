@@ -129,6 +129,8 @@ class Point(Base):
     attempts: Mapped[int] = mapped_column(default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    #: GPU time spent on the point's tries (engine loads included), stored with each result.
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
     error_kind: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())

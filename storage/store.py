@@ -504,8 +504,15 @@ class CampaignStore:
         failed = sum(1 for status in statuses if status == PointStatus.FAILED)
         return len(statuses) - failed, failed
 
-    def record_result(self, point_id: int, record: MeasurementRecord) -> bool:
+    def record_result(
+        self, point_id: int, record: MeasurementRecord, gpu_seconds: float = 0.0
+    ) -> bool:
         """Store the measurement of a point and mark it COMPLETE.
+
+        Args:
+            point_id: The point.
+            record: Its measurement.
+            gpu_seconds: GPU time this try took (added to the point's).
 
         Returns:
             True if stored; False if the point was already finished (nothing changes).
@@ -515,6 +522,7 @@ class CampaignStore:
                 update(Point)
                 .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
                 .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
                     status=PointStatus.COMPLETE,
                     lease_owner=None,
                     lease_expires_at=None,
@@ -536,6 +544,7 @@ class CampaignStore:
         retryable: bool = True,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         final_if_repeated: bool = False,
+        gpu_seconds: float = 0.0,
     ) -> str | None:
         """Count a failed try: back to PENDING while tries remain and ``retryable``, else FAILED.
 
@@ -548,6 +557,7 @@ class CampaignStore:
             final_if_repeated: Make the point FAILED at once when its previous try failed with
                 the same kind and message (a deterministic failure: another try would only
                 spend GPU time on the same error).
+            gpu_seconds: GPU time this try took (added to the point's).
 
         Returns:
             The point's new status, or None if it was already finished (nothing changes).
@@ -563,6 +573,7 @@ class CampaignStore:
                 update(Point)
                 .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
                 .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
                     status=case((final, PointStatus.FAILED), else_=PointStatus.PENDING),
                     attempts=Point.attempts + 1,
                     error_kind=kind[:40],
@@ -576,13 +587,16 @@ class CampaignStore:
             ).scalar_one_or_none()
         return str(status) if status is not None else None
 
-    def record_infeasible(self, point_id: int, reason: str, kind: str = "infeasible") -> bool:
+    def record_infeasible(
+        self, point_id: int, reason: str, kind: str = "infeasible", gpu_seconds: float = 0.0
+    ) -> bool:
         """Mark a point INFEASIBLE (out of memory, unsupported): it is never retried."""
         with translate_errors(self._url), self.engine.begin() as conn:
             moved = conn.execute(
                 update(Point)
                 .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
                 .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
                     status=PointStatus.INFEASIBLE,
                     error_kind=kind[:40],
                     error_message=reason,
@@ -611,6 +625,16 @@ class CampaignStore:
         with translate_errors(self._url), self.engine.connect() as conn:
             rows = conn.execute(select(*columns).where(*conditions).order_by(Point.id)).all()
         return [_stored_point(row) for row in rows]
+
+    def gpu_seconds(self, campaign_id: int) -> float:
+        """GPU time every try of the campaign's points took, as stored with their results."""
+        with translate_errors(self._url), self.engine.connect() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(Point.gpu_seconds), 0.0)).where(
+                    Point.campaign_id == campaign_id
+                )
+            ).scalar_one()
+        return float(total)
 
     def status_counts(self, campaign_id: int) -> dict[str, int]:
         """Points per status (every status present, zeros included)."""

@@ -11,6 +11,7 @@ This module is safe to import under ``spawn`` (vLLM spawns processes): it starts
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import traceback
@@ -40,6 +41,8 @@ class WorkerResult:
         error_message: One line for the user.
         retryable: Whether a FAILED point may be tried again.
         healthy: Whether the actor can take more points (False: replace it).
+        gpu_seconds: GPU time the actor held since its previous result (its engine load
+            included), times the GPUs it holds: stored with the point, so a crash loses none.
     """
 
     point_id: int
@@ -49,6 +52,7 @@ class WorkerResult:
     error_message: str | None = None
     retryable: bool = False
     healthy: bool = True
+    gpu_seconds: float = 0.0
 
 
 @dataclass
@@ -64,9 +68,17 @@ class WorkerStats:
     load_seconds: float = 0.0
     window_seconds: float = 0.0
     measured_points: int = 0
+    charged_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         self.started_at = self.clock.now()
+
+    def charge(self) -> float:
+        """Held seconds not yet attributed to a result; from now on they are."""
+        held = self.held_seconds()
+        delta = max(0.0, held - self.charged_seconds)
+        self.charged_seconds = held
+        return delta
 
     def held_seconds(self) -> float:
         """Time since the actor started (its GPUs were held all along)."""
@@ -170,7 +182,14 @@ class EngineWorker:
         }
 
     def measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
-        """Measure one request shape; never raises for a per-point problem."""
+        """Measure one request shape; never raises for a per-point problem.
+
+        The result carries the GPU time held since the previous one (:class:`WorkerResult`).
+        """
+        result = self._measure(point_id, request)
+        return dataclasses.replace(result, gpu_seconds=self.stats.charge() * self.config.tp)
+
+    def _measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
         if self.load_error is not None:
             kind, message = self.load_error
             status = PointStatus.INFEASIBLE if kind == "infeasible" else PointStatus.FAILED

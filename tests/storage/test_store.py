@@ -311,3 +311,17 @@ def test_one_driver_holds_a_campaign_until_its_lease_ends(store: CampaignStore) 
     store.acquire_driver(campaign.id, "host-c:3")
     assert store.release_driver(campaign.id, "host-c:3")
     store.acquire_driver(campaign.id, "host-d:4")  # released: free at once
+
+
+def test_gpu_time_is_stored_with_every_try_and_never_twice(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    done, failed, infeasible = store.add_points(campaign.id, make_specs(3))
+    store.claim(campaign.id, "a", 3)
+    assert store.record_failure(failed, "engine_load_failed", "x", gpu_seconds=40.0) == "PENDING"
+    assert store.record_result(done, RESULT, gpu_seconds=10.0)
+    assert not store.record_result(done, RESULT, gpu_seconds=10.0)  # delivered twice
+    assert store.record_infeasible(infeasible, "oom", gpu_seconds=5.0)
+    store.claim(campaign.id, "a", 3)
+    store.record_failure(failed, "engine_load_failed", "x", gpu_seconds=30.0, retryable=False)
+    assert store.gpu_seconds(campaign.id) == pytest.approx(85.0)
+    assert {p.id: p.status for p in store.get_points(campaign.id)}[failed] == "FAILED"

@@ -120,3 +120,17 @@ def test_actors_without_gpus_are_reused_across_configurations(ray_cluster: None)
         assert reused.status == result.status == PointStatus.COMPLETE
         assert reused.record is not None and result.record is not None
         assert reused.record.energy_j == pytest.approx(result.record.energy_j, rel=1e-9)
+
+
+def test_each_result_carries_the_gpu_time_held_since_the_previous_one() -> None:
+    from workers.actors import EngineWorker
+
+    worker = EngineWorker("simulated", config("qwen2-0.5b", tp=2), FAST, idle_seconds=1.0)
+    first = worker.measure(1, InferenceRequest(1, 64, 8))
+    second = worker.measure(2, InferenceRequest(2, 128, 8))
+    assert first.status == second.status == PointStatus.COMPLETE
+    # The first carries the engine load and idle-power measurement, each at least one window.
+    assert first.gpu_seconds > second.gpu_seconds > 2 * FAST.min_window_s * 2
+    held = worker.timing()["held_s"]
+    assert first.gpu_seconds + second.gpu_seconds == pytest.approx(2 * held, rel=1e-6)  # TP 2
+    worker.shutdown()
