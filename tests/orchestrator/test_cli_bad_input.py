@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.cli import run
 from storage import CampaignStore
+from tests.featurize.test_gpus import USER_GPU
 
 #: A small real dataset of the repository (the evaluate cases need one to get past reading).
 DATA = Path(__file__).resolve().parents[2] / "experiments" / "data" / "real-h200-moe"
@@ -24,15 +25,6 @@ priors:
   gpus: {types: [H100-SXM], tp: [1, 1]}
 """
 
-USER_GPU = """id: MY-GPU
-peak_tflops_dense: {fp32: 91.1, fp16: 364.2, bf16: 364.2}
-memory_gb: 48
-memory_bandwidth_gbps: 960
-pcie_gbps: 64
-tdp_w: 300
-die_area_mm2: 608.5
-process_nm: 5
-"""
 
 #: (case id, arguments, exit code, a phrase of the one-line message). ``{db}`` is the campaign
 #: database of the working folder, ``{data}`` :data:`DATA`; files named in arguments are made by
@@ -151,7 +143,7 @@ def _inputs(folder: Path) -> None:
     (folder / "broken.json").write_text('{"model_type": "llama",')
     (folder / "t5.json").write_text('{"model_type": "t5", "d_model": 512}')
     (folder / "garbage.pt").write_bytes(b"not a checkpoint" * 64)
-    (folder / "reuse.yaml").write_text(USER_GPU.replace("MY-GPU", "H200"))
+    (folder / "reuse.yaml").write_text(USER_GPU.replace("id: RTX-6000-Ada", "id: H200"))
     (folder / "folder").mkdir()
     (folder / "notes.txt").write_text("mine")
     (folder / "ok.yaml").write_text(CONFIG)
