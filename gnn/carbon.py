@@ -15,16 +15,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from llmco2.errors import InvalidRequestError, UnknownNameError
+from llmco2.errors import InvalidRequestError, UnknownRegionError
 
 JOULES_PER_KWH = 3.6e6
-
-
-class UnknownRegionError(UnknownNameError):
-    """A country code or cloud region that is not in the carbon table."""
-
-    def __init__(self, name: str, known: list[str]) -> None:
-        super().__init__("region", name, known)
 
 
 @dataclass(frozen=True)

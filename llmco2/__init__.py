@@ -10,12 +10,28 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from llmco2.errors import (
+    CampaignBusyError,
+    CampaignConflictError,
+    ClusterUnreachableError,
     ConfigFileError,
+    DatabaseError,
+    DatabaseUnreachableError,
+    EngineNotInstalledError,
+    EngineUnavailableError,
+    EnvironmentProblemError,
+    ExportError,
+    GpuUnavailableError,
     InfeasibleConfigError,
     InvalidRequestError,
     Llmco2Error,
+    MeasurementError,
+    MissingDependencyError,
+    SchemaVersionError,
+    UnknownCampaignError,
     UnknownGpuError,
     UnknownModelError,
+    UnknownNameError,
+    UnknownRegionError,
     UnsupportedArchitectureError,
 )
 
@@ -25,12 +41,28 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+source"
 
 __all__ = [
+    "CampaignBusyError",
+    "CampaignConflictError",
+    "ClusterUnreachableError",
     "ConfigFileError",
+    "DatabaseError",
+    "DatabaseUnreachableError",
+    "EngineNotInstalledError",
+    "EngineUnavailableError",
+    "EnvironmentProblemError",
+    "ExportError",
+    "GpuUnavailableError",
     "InfeasibleConfigError",
     "InvalidRequestError",
     "Llmco2Error",
+    "MeasurementError",
+    "MissingDependencyError",
+    "SchemaVersionError",
+    "UnknownCampaignError",
     "UnknownGpuError",
     "UnknownModelError",
+    "UnknownNameError",
+    "UnknownRegionError",
     "UnsupportedArchitectureError",
     "__version__",
 ]

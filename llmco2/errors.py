@@ -74,6 +74,13 @@ class UnknownGpuError(UnknownNameError):
         super().__init__("gpu", name, known)
 
 
+class UnknownRegionError(UnknownNameError):
+    """A country code or cloud region that is not in the carbon-intensity table."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__("region", name, known)
+
+
 class ConfigFileError(Llmco2Error):
     """A file given by the user (config.json, GPU entry, YAML) is missing or malformed."""
 

@@ -201,3 +201,19 @@ def test_bad_input_is_one_line_and_changes_nothing(
     assert "Traceback" not in captured.err + captured.out
     assert "pw@" not in captured.err  # a password is never printed
     assert _snapshot(workdir) == before
+
+
+def test_a_missing_optional_package_is_exit_3_with_its_extra(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    monkeypatch.chdir(workdir)
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` now fails as if absent
+    before = _snapshot(workdir)
+    argv = ["train", "--data", str(DATA), "--hpo", "1", "--study-db", "sqlite:///study.db",
+            "--no-interval", "--out", "m.pt"]  # fmt: skip
+    assert run(argv) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install 'llmco2[predictor]'" in err[0], err
+    assert _snapshot(workdir) == before
