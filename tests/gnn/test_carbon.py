@@ -9,11 +9,10 @@ import pytest
 
 from gnn.carbon import (
     CarbonIntensity,
-    UnknownRegionError,
     lookup_intensity,
     operational_co2_g,
 )
-from llmco2.errors import InvalidRequestError
+from llmco2.errors import InvalidRequestError, UnknownRegionError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "carbon"
 
