@@ -16,8 +16,8 @@ from tests.storage.test_export import fill
 ASSET = Path(__file__).parents[1] / "storage" / "assets" / "schema_v1.sqlite"
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], message: str) -> None:
-    assert result.returncode == 2
+def one_line_error(result: subprocess.CompletedProcess[str], message: str, code: int = 2) -> None:
+    assert result.returncode == code
     stderr = result.stderr.strip().splitlines()
     assert len(stderr) == 1, result.stderr
     assert stderr[0].startswith("llmco2: error: ") and message in stderr[0], stderr[0]
@@ -59,21 +59,22 @@ def test_export_command(tmp_path: Path, postgres_url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("url", "message"),
+    ("url", "message", "code"),
     [
-        ("postgresql+psycopg://alice:s3cret@127.0.0.1:1/db", "alice:***@127.0.0.1:1"),
-        ("postgresql+psycopg://no_such_role:pw@127.0.0.1:5432/test", "no_such_role"),
-        ("sqlite:////nonexistent/folder/x.db", "does not exist"),
-        ("mysql://root@127.0.0.1/test", "unsupported database 'mysql'"),
-        ("not a url", "invalid database URL"),
+        # a server that cannot be reached or refuses the role: the environment (exit 3)
+        ("postgresql+psycopg://alice:s3cret@127.0.0.1:1/db", "alice:***@127.0.0.1:1", 3),
+        ("postgresql+psycopg://no_such_role:pw@127.0.0.1:5432/test", "no_such_role", 3),
+        ("sqlite:////nonexistent/folder/x.db", "does not exist", 2),
+        ("mysql://root@127.0.0.1/test", "unsupported database 'mysql'", 2),
+        ("not a url", "invalid database URL", 2),
     ],
 )
-def test_database_errors_are_one_line(tmp_path: Path, url: str, message: str) -> None:
+def test_database_errors_are_one_line(tmp_path: Path, url: str, message: str, code: int) -> None:
     result = llmco2("export", "--db", url, "--campaign", "c", "--out", str(tmp_path / "x"))
-    one_line_error(result, message)
+    one_line_error(result, message, code)
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr
     result = llmco2("db", "upgrade", "--db", url)
-    one_line_error(result, message)
+    one_line_error(result, message, code)
 
 
 @pytest.mark.parametrize(
