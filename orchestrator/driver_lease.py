@@ -48,7 +48,7 @@ def refuse_if_busy(store: CampaignStore, name: str) -> None:
     if campaign is None:
         return
     lease = store.driver_lease(campaign.id)
-    if lease is not None and lease.driver != driver_identity() and not holder_gone(lease.driver):
+    if lease is not None and lease.held_against(driver_identity(), holder_gone):
         raise lease.busy_error()
 
 

@@ -229,15 +229,16 @@ def check_priors(config: CampaignConfig, gpus: Sequence[Gpu]) -> None:
         UnknownModelError: A model that is not in the catalog and not a readable config.
         InvalidRequestError: No point of the priors fits its GPUs, with the first reason.
     """
-    bases = [resolve_architecture(m) for m in config.priors.architectures.models]
     if not gpus:
+        for model in config.priors.architectures.models:
+            resolve_architecture(model)
         return
     sampler = PointSampler(config, gpus)
     if sampler.sample(1, np.random.default_rng(config.seed)):
         return
     low, high = config.priors.gpus.tp
     reasons: list[str] = []
-    for arch in bases:
+    for arch in sampler.bases:
         for gpu in gpus:
             for tp in range(low, high + 1):
                 try:

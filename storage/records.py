@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -213,6 +214,10 @@ class DriverLeaseInfo:
     driver: str
     since: datetime | None
     remaining_s: float
+
+    def held_against(self, driver: str, holder_gone: Callable[[str], bool]) -> bool:
+        """Whether this lease keeps ``driver`` out (another holder that is not known gone)."""
+        return self.driver != driver and not holder_gone(self.driver)
 
     def busy_error(self) -> CampaignBusyError:
         """The error that refuses a second driver."""

@@ -276,7 +276,7 @@ class CampaignStore:
         """
         with translate_errors(self._url), self.engine.begin() as conn:
             lease = self._driver_lease(conn, campaign_id, for_update=True)
-            if lease is not None and lease.driver != driver and not holder_gone(lease.driver):
+            if lease is not None and lease.held_against(driver, holder_gone):
                 raise lease.busy_error()
             conn.execute(
                 update(Campaign)

@@ -70,9 +70,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> dict[
     try:
         import ray
     except ImportError as exc:
-        raise EngineNotInstalledError(
-            "Ray is not installed: pip install 'llmco2[workers]'"
-        ) from exc
+        raise EngineNotInstalledError.for_module("ray", "a Ray cluster") from exc
     if ray.is_initialized():
         return dict(ray.cluster_resources())
     # Ray warns on every start that token authentication is on; the CLI's stderr is for errors.

@@ -137,9 +137,7 @@ class NvmlCounterSource:
         try:
             import pynvml
         except ImportError as exc:
-            raise EngineNotInstalledError(
-                "nvidia-ml-py (pynvml) is not installed: pip install 'llmco2[workers]'"
-            ) from exc
+            raise EngineNotInstalledError.for_module("pynvml", "NVML metering") from exc
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:
