@@ -160,6 +160,8 @@ class MethodScores:
     latency: Scores | None = None
     #: Share of points inside the cross-conformal interval (:data:`INTERVAL_LEVEL`), in %.
     coverage: float | None = None
+    #: CPU-seconds of fitting and predicting, summed over the split's folds.
+    fit_seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         """The headline figures: MAPE, EBA5/10/30, points, coverage, latency MAPE."""
@@ -188,6 +190,7 @@ class MethodScores:
             "decode": asdict(self.decode) if self.decode else None,
             "latency": asdict(self.latency) if self.latency else None,
             "coverage": self.coverage,
+            "fit_seconds": self.fit_seconds,
             "predicted_total_j": [None if np.isnan(v) else float(v) for v in self.predicted[:, 2]],
         }
 
@@ -290,7 +293,10 @@ def _init_worker(data: LabelledData, config: TrainConfig) -> None:
     _WORKER_DATA["data"], _WORKER_DATA["config"] = data, config
 
 
-def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None]:
+def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None, float]:
+    import time
+
+    started = time.perf_counter()
     data: LabelledData = _WORKER_DATA["data"]
     (method,) = make_methods([task.method], _WORKER_DATA["config"])
     method.fit(data, task.train)
@@ -298,7 +304,7 @@ def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None]:
     latency = None
     if hasattr(method, "predict_latency"):
         latency = method.predict_latency(data, task.test)
-    return task, predicted, latency
+    return task, predicted, latency, time.perf_counter() - started
 
 
 def _score(
@@ -415,9 +421,13 @@ def evaluate(
             )
     predicted = {(s.name, m): np.full((len(data), 3), np.nan) for s in made for m in methods}
     latency: dict[tuple[str, str], np.ndarray] = {}
+    fit_seconds: dict[tuple[str, str], float] = dict.fromkeys(predicted, 0.0)
 
-    def collect(task: _FitTask, energy: np.ndarray, seconds: np.ndarray | None) -> None:
+    def collect(
+        task: _FitTask, energy: np.ndarray, seconds: np.ndarray | None, took: float
+    ) -> None:
         predicted[(task.split, task.method)][task.test] = energy
+        fit_seconds[(task.split, task.method)] += took
         if seconds is not None:
             latency.setdefault((task.split, task.method), np.full((len(data), 2), np.nan))
             latency[(task.split, task.method)][task.test] = seconds
@@ -445,15 +455,15 @@ def evaluate(
         if split.skipped is not None:
             continue
         for method_name in methods:
-            result.results.append(
-                _score(
-                    data,
-                    split,
-                    method_name,
-                    predicted[(split.name, method_name)],
-                    latency.get((split.name, method_name)),
-                )
+            scored = _score(
+                data,
+                split,
+                method_name,
+                predicted[(split.name, method_name)],
+                latency.get((split.name, method_name)),
             )
+            scored.fit_seconds = fit_seconds[(split.name, method_name)]
+            result.results.append(scored)
     result.seconds = time.perf_counter() - started
     return result
 

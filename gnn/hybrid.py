@@ -248,6 +248,16 @@ class HybridPredictor:
                 network = PortablePredictor.from_predictor(network)
             network.save(path, extra={"hybrid": self._header(), "metadata": self.metadata})
             return
+        path.write_bytes(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """The torch checkpoint as bytes (what :meth:`save` writes for a ``.pt`` path).
+
+        Raises:
+            InvalidRequestError: The network was loaded from a portable ``.npz``.
+        """
+        import io
+
         import torch
 
         from gnn.portable import PortablePredictor as _Portable
@@ -260,7 +270,9 @@ class HybridPredictor:
             "hybrid": _json(self._header()),
             "metadata": _json(self.metadata),
         }
-        torch.save(blob, path)
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
+        return buffer.getvalue()
 
     @classmethod
     def load(cls, path: Path) -> HybridPredictor:
@@ -321,8 +333,6 @@ def load_any(path: Path) -> HybridPredictor | Predictor | PortablePredictor:
     Raises:
         ConfigFileError: Missing, unreadable, not a predictor, or another feature schema.
     """
-    import json
-
     if path.suffix == ".npz":
         from gnn.portable import PortablePredictor
 
@@ -332,15 +342,35 @@ def load_any(path: Path) -> HybridPredictor | Predictor | PortablePredictor:
         return HybridPredictor._from_header(
             portable, portable.extra["hybrid"], portable.metadata, path
         )
-    from gnn.training import Predictor, read_checkpoint
+    from gnn.training import read_checkpoint
 
-    blob = read_checkpoint(path)
+    return _from_torch_blob(read_checkpoint(path), path)
+
+
+def checkpoint_from_bytes(data: bytes, source: str = "stored checkpoint") -> Any:
+    """The predictor of torch checkpoint bytes: llmco2's (hybrid) or a plain GNN.
+
+    Raises:
+        ConfigFileError: Not a readable predictor checkpoint, or another feature schema.
+    """
+    from gnn.training import unpickle_checkpoint
+
+    return _from_torch_blob(unpickle_checkpoint(data, source), Path(source))
+
+
+def _from_torch_blob(blob: Any, path: Path) -> HybridPredictor | Predictor:
+    import json
+
+    from gnn.training import Predictor
+
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         return Predictor.from_blob(blob, repr(str(path)))
-    network = Predictor.from_bytes(blob["network"], repr(str(path)))
-    return HybridPredictor._from_header(
-        network, json.loads(blob["hybrid"]), json.loads(blob["metadata"]), path
-    )
+    try:
+        network = Predictor.from_bytes(blob["network"], repr(str(path)))
+        header, metadata = json.loads(blob["hybrid"]), json.loads(blob["metadata"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigFileError(f"malformed llmco2 predictor {str(path)!r}: {exc}") from exc
+    return HybridPredictor._from_header(network, header, metadata, path)
 
 
 def train_hybrid(

@@ -238,16 +238,30 @@ class Predictor:
         return cls(model, blob["stats"], TrainConfig(**blob["train_config"]), blob["metadata"])
 
 
-def ensemble_energies(members: Sequence[Predictor], points: Sequence[Any]) -> np.ndarray:
+def ensemble_energies(members: Sequence[Any], points: Sequence[Any]) -> np.ndarray:
     """Total energy (J) of ``points`` by each member, shape (members, points).
 
-    The graphs are built once for all members: building them costs more than the members'
-    forward passes.
+    Members are plain GNNs (:class:`Predictor`) or llmco2 predictors
+    (:class:`gnn.hybrid.HybridPredictor`). The graphs, and the analytical model's inputs, are
+    built once for all members: building them costs more than the members' forward passes.
     """
     from featurize.graphs import build_graphs
 
+    if not len(points):
+        return np.zeros((len(members), 0))
     graphs = build_graphs(points)
-    return np.stack([member.predict(graphs)[:, 2] for member in members])
+    inputs = None
+    energies = []
+    for member in members:
+        if isinstance(member, Predictor):
+            energies.append(member.predict(graphs)[:, 2])
+            continue
+        if inputs is None:
+            from gnn.physics import PhysicsInputs
+
+            inputs = PhysicsInputs.of_points(points)
+        energies.append(member.predict_inputs(inputs, points, graphs).energy_j[:, 2])
+    return np.stack(energies)
 
 
 def _row_loss(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -138,9 +138,16 @@ class Budget(_Strict):
     gpu_hours: Annotated[float, Field(gt=0)] | None = None
 
 
-class Training(_Strict):
-    """GNN training in each round."""
+#: The predictor a campaign trains each round: ``llmco2``, the analytical model with the GNN's
+#: correction (what `predict` ships), or ``gnn``, the paper's LLMCO2 GNN alone.
+RoundPredictor = Literal["llmco2", "gnn"]
+ROUND_PREDICTORS: tuple[str, ...] = get_args(RoundPredictor)
 
+
+class Training(_Strict):
+    """The predictor trained in each round."""
+
+    predictor: RoundPredictor = "llmco2"
     epochs: PositiveInt = 200
     patience: PositiveInt = 30
     ensemble: Annotated[int, Field(ge=1, le=16)] = 1
@@ -160,6 +167,7 @@ class Protocol(_Strict):
 #: that default, so a campaign stored before the key existed still continues.
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("priors", "architectures", "perturbed_variants"): 0,
+    ("training", "predictor"): "llmco2",
 }
 
 

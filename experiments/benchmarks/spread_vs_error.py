@@ -28,8 +28,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategy_benchmark import GPUS, Twin, campaign_config, exact_energy
 
-from gnn.training import Predictor, ensemble_energies
+from gnn.hybrid import checkpoint_from_bytes
+from gnn.training import ensemble_energies
 from orchestrator.campaign import train_members
+from orchestrator.config import ROUND_PREDICTORS, Training
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import disagreement_order
 
@@ -48,7 +50,7 @@ def measure_one(seed: int, args: argparse.Namespace, sampler: PointSampler) -> l
     sizes = [int(k) for k in args.members.split(",")]
     blobs, _ = train_members(rows, args.epochs, args.patience, [seed * 100 + k for k in
                                                                 range(max(sizes))])  # fmt: skip
-    members = [Predictor.from_bytes(blob) for blob in blobs]
+    members = [checkpoint_from_bytes(blob) for blob in blobs]
     pool = [p for p in sampler.sample(args.pool, np.random.default_rng([seed, 5]))
             if p not in set(points)]  # fmt: skip
     truth = exact_energy(pool)
@@ -77,6 +79,12 @@ def main() -> None:
     parser.add_argument("--take", type=int, default=30, help="K, candidates a round takes")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument(
+        "--predictor",
+        choices=ROUND_PREDICTORS,
+        default=Training().predictor,
+        help="the round's model, as the campaign config's training.predictor",
+    )
     parser.add_argument("--noise", type=float, default=0.01, help="repeat noise (log σ)")
     parser.add_argument("--out", type=Path, default=Path("spread_vs_error.json"))
     args = parser.parse_args()

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 
 from featurize import InferencePoint, get_gpu
+from gnn.hybrid import checkpoint_from_bytes
 from gnn.metrics import Scores, learning_curve_at
-from gnn.training import Predictor, ensemble_energies
+from gnn.training import ensemble_energies
 from orchestrator.campaign import train_members
-from orchestrator.config import CampaignConfig, parse_config
+from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
@@ -126,14 +127,20 @@ def exact_energy(points: list[InferencePoint]) -> np.ndarray:
 
 
 def train(rows: list[tuple[InferencePoint, dict[str, float]]], args: argparse.Namespace,
-          seed: int) -> list[Predictor]:  # fmt: skip
+          seed: int) -> list[Any]:  # fmt: skip
     """The round's ensemble of two, trained as the campaign driver trains it."""
-    blobs, _ = train_members(rows, args.epochs, args.patience, [seed * 100 + k for k in range(2)])
-    return [Predictor.from_bytes(blob) for blob in blobs]
+    blobs, _ = train_members(
+        rows,
+        args.epochs,
+        args.patience,
+        [seed * 100 + k for k in range(2)],
+        predictor=args.predictor,
+    )
+    return [checkpoint_from_bytes(blob) for blob in blobs]
 
 
 def oracle_select(
-    sampler: PointSampler, rng: np.random.Generator, wanted: int, members: list[Predictor],
+    sampler: PointSampler, rng: np.random.Generator, wanted: int, members: list[Any],
     exclude: set[InferencePoint],
 ) -> Selection:  # fmt: skip
     """The ``wanted`` prior candidates the ensemble mean gets most wrong (by the twin's truth)."""
@@ -179,7 +186,7 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
         test_predicted = ensemble_energies(members, test_points).mean(axis=0)
         rng = np.random.default_rng([seed, round_index + 1])
 
-        def ensemble(candidates: Any, members: list[Predictor] = members) -> np.ndarray:
+        def ensemble(candidates: Any, members: list[Any] = members) -> np.ndarray:
             return ensemble_energies(members, candidates)
 
         test_errors = np.abs(test_predicted - test_measured) / test_measured
@@ -281,6 +288,12 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=400, help="most measurements per run")
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--patience", type=int, default=20)
+    parser.add_argument(
+        "--predictor",
+        choices=ROUND_PREDICTORS,
+        default=Training().predictor,
+        help="the round's model, as the campaign config's training.predictor",
+    )
     parser.add_argument("--noise", type=float, default=0.01, help="repeat noise (log σ)")
     parser.add_argument("--evaluation", type=int, default=400, help="evaluation-set size")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (processes)")

@@ -41,10 +41,11 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint
+from gnn.hybrid import checkpoint_from_bytes
 from gnn.metrics import Scores, first_reaching, learning_curve_at
-from gnn.training import Predictor, ensemble_energies
+from gnn.training import ensemble_energies
 from orchestrator.campaign import train_members
-from orchestrator.config import HighErrorRule
+from orchestrator.config import ROUND_PREDICTORS, HighErrorRule, Training
 from orchestrator.strategies import (
     HEDGE_FRACTION,
     disagreement_order,
@@ -74,15 +75,21 @@ def request_distance(a: InferencePoint, b: InferencePoint) -> float:
     )
 
 
-def train(rows: list[Row], args: argparse.Namespace, seed: int) -> list[Predictor]:
+def train(rows: list[Row], args: argparse.Namespace, seed: int) -> list[Any]:
     """The round's ensemble of two."""
-    blobs, _ = train_members(rows, args.epochs, args.patience, [seed * 100 + k for k in range(2)])
-    return [Predictor.from_bytes(blob) for blob in blobs]
+    blobs, _ = train_members(
+        rows,
+        args.epochs,
+        args.patience,
+        [seed * 100 + k for k in range(2)],
+        predictor=args.predictor,
+    )
+    return [checkpoint_from_bytes(blob) for blob in blobs]
 
 
 def choose(
     strategy: str,
-    members: list[Predictor],
+    members: list[Any],
     rows: list[Row],
     chosen: list[int],
     is_test: list[bool],
@@ -221,6 +228,12 @@ def main() -> None:
     parser.add_argument("--high-error", type=float, default=0.3, help="worst test share")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument(
+        "--predictor",
+        choices=ROUND_PREDICTORS,
+        default=Training().predictor,
+        help="the round's model, as the campaign config's training.predictor",
+    )
     parser.add_argument("--stop-at", type=float, default=None, help="stop a run at this MAPE")
     parser.add_argument("--budget", type=int, default=10**9, help="most measurements per run")
     parser.add_argument("--out", type=Path, default=Path("experiments/reports/pool-replay"))

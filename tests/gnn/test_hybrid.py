@@ -9,10 +9,16 @@ import pytest
 import torch
 
 from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
-from gnn.hybrid import CorrectionSettings, HybridPredictor, Interval, train_hybrid
+from gnn.hybrid import (
+    CorrectionSettings,
+    HybridPredictor,
+    Interval,
+    checkpoint_from_bytes,
+    train_hybrid,
+)
 from gnn.physics import PhysicsInputs
 from gnn.training import TrainConfig
-from llmco2.errors import ConfigFileError
+from llmco2.errors import ConfigFileError, InvalidRequestError
 
 QUICK = TrainConfig(epochs=25, patience=25, seed=0)
 
@@ -90,6 +96,32 @@ def test_torch_and_portable_files_round_trip(
         np.testing.assert_allclose(got.high_j, expected.high_j, rtol=1e-4)
         assert loaded.metadata == hybrid.metadata and loaded.interval == hybrid.interval
         assert loaded.physics.to_dict() == json.loads(json.dumps(hybrid.physics.to_dict()))
+
+
+def test_checkpoint_bytes_round_trip_and_tell_hybrid_from_plain(
+    hybrid: HybridPredictor, twin_data: Any, tmp_path: Path
+) -> None:
+    from gnn.training import Predictor, ensemble_energies
+
+    points = list(twin_data.points[:25])
+    loaded = checkpoint_from_bytes(hybrid.to_bytes())
+    assert isinstance(loaded, HybridPredictor)
+    np.testing.assert_allclose(
+        loaded.predict_points(points), hybrid.predict_points(points), rtol=1e-5
+    )
+    assert isinstance(hybrid.network, Predictor)
+    plain = checkpoint_from_bytes(hybrid.network.to_bytes())
+    assert isinstance(plain, Predictor)
+    # An ensemble may mix both kinds; each member answers as it would alone.
+    energies = ensemble_energies([loaded, plain], points)
+    np.testing.assert_allclose(energies[0], hybrid.predict_points(points)[:, 2], rtol=1e-5)
+    np.testing.assert_allclose(energies[1], plain.predict_points(points)[:, 2], rtol=1e-5)
+    assert ensemble_energies([loaded], []).shape == (1, 0)
+    with pytest.raises(ConfigFileError, match="cannot read predictor checkpoint"):
+        checkpoint_from_bytes(hybrid.to_bytes()[:100])
+    hybrid.save(tmp_path / "h.npz")
+    with pytest.raises(InvalidRequestError, match=r"only be saved as \.npz"):
+        HybridPredictor.load(tmp_path / "h.npz").to_bytes()
 
 
 def test_files_that_are_not_hybrid_predictors_are_refused(

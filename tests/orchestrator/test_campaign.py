@@ -111,6 +111,27 @@ def test_a_driver_stopped_between_rounds_continues_without_repeating(
     store.close()
 
 
+@pytest.mark.parametrize(
+    ("predictor", "kind"), [("llmco2", "HybridPredictor"), ("gnn", "Predictor")]
+)
+def test_each_round_stores_the_configured_predictor(
+    ray_cluster: None, sqlite_url: str, predictor: str, kind: str
+) -> None:
+    from orchestrator.campaign import unpack_members
+
+    training = {"epochs": 8, "patience": 8, "ensemble": 2, "predictor": predictor}
+    config = small("disagreement", name=f"p-{predictor}", budget={"rounds": 2}, training=training)
+    outcome = run(config, sqlite_url)
+    assert [r.round_index for r in outcome.rounds] == [0, 1]
+    store = CampaignStore(sqlite_url)
+    rounds = store.rounds(store.get_campaign(config.name).id)
+    for record in rounds:
+        assert record.model_id is not None and record.mape is not None
+        members = unpack_members(store.load_model(record.model_id)["checkpoint"])
+        assert [type(m).__name__ for m in members] == [kind, kind]
+    store.close()
+
+
 def test_a_changed_config_is_refused(ray_cluster: None, sqlite_url: str) -> None:
     from llmco2.errors import CampaignConflictError
 

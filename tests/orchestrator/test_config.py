@@ -50,6 +50,7 @@ def test_fingerprint_ignores_the_database_url_only() -> None:
         ({"name": "has space"}, "name"),
         ({"strategy": "disagreement"}, "ensemble ≥ 2"),
         ({"strategy": "diverse"}, "'diverse' needs training.ensemble ≥ 2"),
+        ({"training": {"predictor": "oracle"}}, "training.predictor"),
     ],
 )
 def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:
@@ -86,3 +87,12 @@ def test_a_key_added_later_keeps_older_fingerprints_at_its_default() -> None:
         "models": ["qwen2-0.5b"], "perturbed_variants": 3}}})  # fmt: skip
     assert changed.fingerprint()["priors"]["architectures"]["perturbed_variants"] == 3
     assert changed.config_hash() != config.config_hash()
+
+
+def test_the_round_predictor_defaults_to_llmco2_without_changing_older_fingerprints() -> None:
+    config = parse_config(MINIMAL)
+    assert config.training.predictor == "llmco2"
+    assert "predictor" not in config.fingerprint()["training"]
+    explicit = parse_config({**MINIMAL, "training": {"predictor": "llmco2"}})
+    paper = parse_config({**MINIMAL, "training": {"predictor": "gnn"}})
+    assert explicit.config_hash() == config.config_hash() != paper.config_hash()
