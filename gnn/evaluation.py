@@ -4,7 +4,8 @@ Splits:
 
 - ``shape``: leave one architecture shape out (every distinct architecture, perturbed shapes
   included, held out in turn): the primary figure, since `predict` is asked about models nobody
-  measured;
+  measured; with ``shape_folds`` K below the number of shapes, K folds of whole shapes instead
+  (each holds out about 1/K of them: harder, since each fit sees fewer shapes, and cheaper);
 - ``family``: leave one model family out (train on the others, test on it);
 - ``tp``: leave one GPU count out;
 - ``size``: size extrapolation, two folds: train on shapes of at most :data:`SIZE_SPLIT_B`
@@ -79,6 +80,21 @@ def _leave_one_out(name: str, groups: np.ndarray, what: str) -> Split:
     return Split(name, folds)
 
 
+def _shape_split(data: LabelledData, shape_folds: int | None, seed: int) -> Split:
+    shapes = sorted(set(data.model_name.tolist()))
+    if shape_folds is None or shape_folds >= len(shapes):
+        return _leave_one_out("shape", data.model_name, "architecture shape")
+    order = np.random.default_rng(seed).permutation(len(shapes))
+    everything = np.arange(len(data))
+    folds = []
+    for number, members in enumerate(np.array_split(order, shape_folds)):
+        held = np.isin(data.model_name, [shapes[i] for i in members])
+        folds.append(
+            Fold(f"fold {number + 1} ({len(members)} shapes)", everything[~held], everything[held])
+        )
+    return Split("shape", folds)
+
+
 def _size_split(data: LabelledData, billions: float) -> Split:
     small = data.size_b <= billions
     if small.all() or not small.any():
@@ -101,11 +117,20 @@ def make_splits(
     folds: int = 5,
     seed: int = 0,
     size_split_b: float = SIZE_SPLIT_B,
+    shape_folds: int | None = None,
 ) -> list[Split]:
-    """The requested splits of ``data`` (``size_split_b``: where the size split cuts).
+    """The requested splits of ``data``.
+
+    Args:
+        data: The labelled dataset.
+        names: Split names (see :data:`SPLIT_NAMES`).
+        folds: Folds of the random split.
+        seed: Seed of the random split and of the shapes' grouping.
+        size_split_b: Where the size split cuts (billions of parameters).
+        shape_folds: Folds of whole shapes for the shape split (None: one shape per fold).
 
     Raises:
-        InvalidRequestError: An unknown split name or fewer than 2 folds.
+        InvalidRequestError: An unknown split name, fewer than 2 folds or shape folds.
     """
     unknown = [n for n in names if n not in SPLIT_NAMES]
     if unknown:
@@ -114,10 +139,12 @@ def make_splits(
         )
     if folds < 2:
         raise InvalidRequestError(f"--folds must be ≥ 2, got {folds}")
+    if shape_folds is not None and shape_folds < 2:
+        raise InvalidRequestError(f"--shape-folds must be ≥ 2, got {shape_folds}")
     result = []
     for name in names:
         if name == "shape":
-            result.append(_leave_one_out(name, data.model_name, "architecture shape"))
+            result.append(_shape_split(data, shape_folds, seed))
         elif name == "size":
             result.append(_size_split(data, size_split_b))
         elif name == "random":
@@ -210,6 +237,8 @@ class EvaluationResult:
     #: Per point, for the worst-point tables: shape, family, TP, size (B), prefill share.
     point_info: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    #: Folds of whole shapes of the shape split (None: one shape per fold).
+    shape_folds: int | None = None
 
     def get(self, method: str, split: str) -> MethodScores | None:
         """The scores of one method on one split, if it ran."""
@@ -232,6 +261,7 @@ class EvaluationResult:
             "train_config": asdict(self.train_config),
             "skipped_splits": self.skipped,
             "seconds": self.seconds,
+            "shape_folds": self.shape_folds,
             "summary": self.summary(),
             "measured_total_j": [float(v) for v in self.measured_total_j]
             if self.measured_total_j is not None
@@ -379,6 +409,7 @@ def evaluate(
     train_config: TrainConfig | None = None,
     on_fit: Callable[[str, str, str], None] | None = None,
     jobs: int = 1,
+    shape_folds: int | None = None,
 ) -> EvaluationResult:
     """Train and score every method on every split.
 
@@ -390,6 +421,7 @@ def evaluate(
         train_config: Training knobs of the GNN methods (seed included).
         on_fit: Called after each fit with (split, method, fold label), for progress bars.
         jobs: Fits run at once, each in its own process on one core (1: in this process).
+        shape_folds: Folds of whole shapes for the shape split (None: leave one shape out).
 
     Raises:
         InvalidRequestError: Unknown method or split names, or jobs < 1.
@@ -409,7 +441,9 @@ def evaluate(
         data.source, data.simulated, len(data), list(methods), config,
         measured_total_j=data.total_j, point_info=_point_info(data),
     )  # fmt: skip
-    made = make_splits(data, splits, folds, config.seed)
+    shapes = len(set(data.model_name.tolist()))
+    result.shape_folds = shape_folds if shape_folds is not None and shape_folds < shapes else None
+    made = make_splits(data, splits, folds, config.seed, shape_folds=shape_folds)
     tasks: list[_FitTask] = []
     for split in made:
         if split.skipped is not None:
@@ -469,7 +503,12 @@ def evaluate(
 
 
 def count_fits(
-    data: LabelledData, methods: Sequence[str], splits: Sequence[str], folds: int
+    data: LabelledData,
+    methods: Sequence[str],
+    splits: Sequence[str],
+    folds: int,
+    shape_folds: int | None = None,
 ) -> int:
     """How many trainings :func:`evaluate` will run (for a progress bar)."""
-    return sum(len(s.folds) for s in make_splits(data, splits, folds)) * len(methods)
+    made = make_splits(data, splits, folds, shape_folds=shape_folds)
+    return sum(len(s.folds) for s in made) * len(methods)

@@ -206,7 +206,9 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
     ]
     out += [f"- Evaluation time: {result.seconds:.0f} s", ""]
     titles = {
-        "shape": "Leave one architecture shape out (primary)",
+        "shape": "Leave one architecture shape out (primary)"
+        if result.shape_folds is None
+        else f"Whole architecture shapes held out, {result.shape_folds} folds (primary)",
         "family": "Leave one model family out",
         "tp": "Leave one TP degree out",
         "size": f"Size extrapolation (≤ {SIZE_SPLIT_B:g}B ↔ > {SIZE_SPLIT_B:g}B parameters)",

@@ -14,7 +14,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gnn.names import DEFAULT_METHODS, SPLIT_NAMES
+from gnn.names import DEFAULT_METHODS, REAL_DATA_EPOCHS, REAL_DATA_PATIENCE, SPLIT_NAMES
 from llmco2.redact import command_line
 from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
@@ -32,6 +32,7 @@ SimulatedFlag = Annotated[
     bool, typer.Option(help="Use rows of the simulated engine (a twin campaign).")
 ]
 EpochsOption = Annotated[int, typer.Option(help="Most training epochs of the GNNs.", min=1)]
+PatienceOption = Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)]
 SeedOption = Annotated[int, typer.Option(help="Seed of splits and training.")]
 
 
@@ -87,11 +88,17 @@ def evaluate(
         str, typer.Option(help="Comma-separated splits: shape, family, tp, size, gpu, random.")
     ] = ",".join(SPLIT_NAMES),
     folds: Annotated[int, typer.Option(help="Folds of the random split.")] = 5,
+    shape_folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Hold out whole shapes in this many folds (default: one shape per fold)."
+        ),
+    ] = None,
     jobs: Annotated[
         int | None, typer.Option(help="Fits at once, one core each (default: every core).")
     ] = None,
-    epochs: EpochsOption = 300,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 40,
+    epochs: EpochsOption = REAL_DATA_EPOCHS,
+    patience: PatienceOption = REAL_DATA_PATIENCE,
     seed: SeedOption = 0,
     include_simulated: SimulatedFlag = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
@@ -125,7 +132,7 @@ def evaluate(
     config = TrainConfig(epochs=epochs, patience=patience, seed=seed)
     with _progress(quiet=as_json) as progress:
         task = progress.add_task(
-            "training", total=count_fits(dataset, method_names, split_names, folds)
+            "training", total=count_fits(dataset, method_names, split_names, folds, shape_folds)
         )
 
         def advance(split: str, method: str, fold: str) -> None:
@@ -133,7 +140,7 @@ def evaluate(
 
         result = run_evaluation(
             dataset, method_names, split_names, folds=folds, train_config=config, on_fit=advance,
-            jobs=workers,
+            jobs=workers, shape_folds=shape_folds,
         )  # fmt: skip
     folder = write_report(result, target, _command_line(), overwrite=overwrite)
     if as_json:
@@ -183,8 +190,8 @@ def train(
     ] = 0,
     folds: Annotated[int, typer.Option(help="Cross-validation folds of each HPO trial.")] = 3,
     out: Annotated[Path | None, typer.Option(help="Checkpoint to write.")] = None,
-    epochs: EpochsOption = 300,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)] = 40,
+    epochs: EpochsOption = REAL_DATA_EPOCHS,
+    patience: PatienceOption = REAL_DATA_PATIENCE,
     seed: SeedOption = 0,
     include_simulated: SimulatedFlag = False,
     study_db: Annotated[

@@ -8,7 +8,7 @@ Prints a table (per split and method: folds, CPU-seconds of fitting summed over 
 and the wall time of the whole evaluation, and writes
 ``experiments/benchmarks/results/evaluate_speed.json``.
 
-    python experiments/benchmarks/evaluate_speed.py [--points 1000] [--jobs 2]
+    python experiments/benchmarks/evaluate_speed.py [--points 1000] [--jobs 2] [--shape-folds K]
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 from featurize import get_gpu
 from gnn.dataset import LabelledData
 from gnn.evaluation import evaluate
-from gnn.names import DEFAULT_METHODS, SPLIT_NAMES
+from gnn.names import DEFAULT_METHODS, REAL_DATA_EPOCHS, REAL_DATA_PATIENCE, SPLIT_NAMES
+from gnn.training import TrainConfig
 from llmco2.version import code_version
 from orchestrator.config import parse_config
 from orchestrator.sampling import PointSampler
@@ -80,15 +81,26 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--shape-folds",
+        type=int,
+        default=None,
+        help="folds of whole shapes (default: leave one shape out)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     started = time.perf_counter()
     data = labelled_points(args.points, args.seed)
     build_s = time.perf_counter() - started
-    result = evaluate(data, DEFAULT_METHODS, SPLIT_NAMES, jobs=args.jobs)
+    # What `llmco2 evaluate` trains with by default.
+    config = TrainConfig(epochs=REAL_DATA_EPOCHS, patience=REAL_DATA_PATIENCE, seed=args.seed)
+    result = evaluate(data, DEFAULT_METHODS, SPLIT_NAMES, train_config=config, jobs=args.jobs,
+                      shape_folds=args.shape_folds)  # fmt: skip
     shapes = len(set(data.model_name.tolist()))
-    print(f"{len(data)} points, {shapes} shapes, {args.jobs} jobs; data and graphs {build_s:.1f} s")
+    folds = "one shape per fold" if args.shape_folds is None else f"{args.shape_folds} shape folds"
+    print(f"{len(data)} points, {shapes} shapes ({folds}), {args.jobs} jobs; "
+          f"data and graphs {build_s:.1f} s")  # fmt: skip
     print(f"{'split':<8} {'method':<22} {'folds':>5} {'CPU s':>8} {'MAPE %':>7}")
     for r in result.results:
         print(f"{r.split:<8} {r.method:<22} {len(r.by_fold):>5} {r.fit_seconds:>8.1f} "
@@ -104,6 +116,8 @@ def main() -> None:
         "points": len(data),
         "shapes": shapes,
         "jobs": args.jobs,
+        "shape_folds": args.shape_folds,
+        "train_config": {"epochs": config.epochs, "patience": config.patience},
         "methods": list(DEFAULT_METHODS),
         "splits": list(SPLIT_NAMES),
         "skipped_splits": result.skipped,

@@ -28,6 +28,7 @@ from gnn.hybrid import (
     held_out_log_ratios,
     train_hybrid,
 )
+from gnn.names import REAL_DATA_EPOCHS, REAL_DATA_PATIENCE
 from llmco2.version import code_version
 
 DATA = Path(__file__).resolve().parents[2] / "gnn" / "data"
@@ -40,7 +41,7 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+", type=Path)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    config = TrainConfig(epochs=300, patience=40, seed=0)
+    config = TrainConfig(epochs=REAL_DATA_EPOCHS, patience=REAL_DATA_PATIENCE, seed=0)
     data = LabelledData.from_exported(args.datasets)
     held_out = evaluate(data, ["llmco2"], ["shape"], train_config=config, jobs=args.jobs)
     shape = held_out.get("llmco2", "shape")

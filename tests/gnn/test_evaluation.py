@@ -106,6 +106,27 @@ def test_shape_and_size_splits_hold_out_exactly_their_groups(twin_data: Any) -> 
     assert only_small.folds == [] and "at most 9B" in str(only_small.skipped)
 
 
+def test_shape_folds_hold_out_whole_shapes_each_once(twin_data: Any) -> None:
+    shapes = set(twin_data.model_name.tolist())
+    assert len(shapes) >= 3
+    (grouped,) = make_splits(twin_data, ["shape"], shape_folds=2)
+    assert len(grouped.folds) == 2
+    held: list[str] = []
+    for fold in grouped.folds:
+        test_shapes = set(twin_data.model_name[fold.test].tolist())
+        assert test_shapes and not test_shapes & set(twin_data.model_name[fold.train].tolist())
+        assert len(fold.train) + len(fold.test) == len(twin_data)
+        held += sorted(test_shapes)
+    assert sorted(held) == sorted(shapes)  # every shape held out exactly once
+    (plain,) = make_splits(twin_data, ["shape"], shape_folds=len(shapes))
+    assert {f.label for f in plain.folds} == shapes  # as many folds as shapes: one each
+    with pytest.raises(InvalidRequestError, match="--shape-folds must be ≥ 2"):
+        make_splits(twin_data, ["shape"], shape_folds=1)
+    result = evaluate(twin_data, ["physics"], ["shape"], shape_folds=2)
+    assert result.shape_folds == 2 and len(result.results[0].by_fold) == 2
+    assert result.results[0].fit_seconds > 0
+
+
 def test_cross_conformal_coverage_uses_the_other_folds() -> None:
     from gnn.evaluation import Fold, cross_conformal_coverage
 

@@ -133,6 +133,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
         2,
         "unknown split",
     ),
+    (
+        "evaluate one shape fold",
+        ["evaluate", "--data", "{data}", "--out", "ev", "--shape-folds", "1"],
+        2,
+        "--shape-folds must be ≥ 2",
+    ),
     ("featurize unknown model", ["featurize", "qwen9"], 2, "unknown model"),
 ]
 # fmt: on
