@@ -168,6 +168,18 @@ class ClusterUnreachableError(EngineUnavailableError, EnvironmentProblemError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class NvmlError(EnvironmentProblemError):
+    """An NVML query (the NVIDIA driver's management library) failed."""
+
+
+class NvmlNotSupportedError(NvmlError):
+    """The GPU does not offer an NVML query llmco2 needs (the energy counter needs Volta+)."""
+
+
+class GpuLostError(NvmlError):
+    """A GPU fell off the bus or stopped answering NVML: its engine cannot be trusted."""
+
+
 class MeasurementError(Llmco2Error):
     """A measurement window failed (energy counter reset, no counter ticks) and was discarded."""
 

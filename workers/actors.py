@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featurize.request import InferenceRequest
-from llmco2.errors import InfeasibleConfigError, MeasurementError
+from llmco2.errors import (
+    GpuLostError,
+    InfeasibleConfigError,
+    MeasurementError,
+    NvmlError,
+    NvmlNotSupportedError,
+)
 from storage.models import PointStatus
 from storage.records import MeasurementRecord
 from workers.devices import Clock, RealClock
@@ -206,6 +212,17 @@ class EngineWorker:
         except MeasurementError as exc:
             return WorkerResult(
                 point_id, PointStatus.FAILED, None, "measurement", str(exc), retryable=True
+            )
+        except NvmlNotSupportedError as exc:
+            # The same GPU will not grow a counter: measuring again cannot succeed.
+            return WorkerResult(
+                point_id, PointStatus.FAILED, None, "meter_unsupported", str(exc),
+                retryable=False, healthy=False,
+            )  # fmt: skip
+        except NvmlError as exc:
+            kind = "gpu_lost" if isinstance(exc, GpuLostError) else "nvml"
+            return WorkerResult(
+                point_id, PointStatus.FAILED, None, kind, str(exc), retryable=True, healthy=False
             )
         except Exception as exc:
             if is_infeasible_error(exc):

@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from llmco2.errors import EngineNotInstalledError, EngineUnavailableError, GpuUnavailableError
+from llmco2.errors import (
+    EngineNotInstalledError,
+    EngineUnavailableError,
+    GpuLostError,
+    GpuUnavailableError,
+    NvmlError,
+    NvmlNotSupportedError,
+)
 
 
 class Clock(Protocol):
@@ -123,6 +132,29 @@ def map_visible_to_nvml(visible: list[str] | None, nvml_uuids: list[str]) -> lis
     return indices
 
 
+@contextmanager
+def nvml_errors(what: str) -> Iterator[None]:
+    """Turn an ``NVMLError`` raised inside into llmco2's typed errors, saying what was asked.
+
+    ``NVML_ERROR_NOT_SUPPORTED`` → :class:`NvmlNotSupportedError`, ``NVML_ERROR_GPU_IS_LOST``
+    → :class:`GpuLostError`, any other code → :class:`NvmlError` (as Zeus'
+    ``_handle_nvml_errors`` does).
+    """
+    import pynvml
+
+    try:
+        yield
+    except pynvml.NVMLError as exc:
+        code = getattr(exc, "value", None)
+        if code == pynvml.NVML_ERROR_NOT_SUPPORTED:
+            raise NvmlNotSupportedError(f"{what}: not supported by this GPU (NVML)") from exc
+        if code == pynvml.NVML_ERROR_GPU_IS_LOST:
+            raise GpuLostError(f"{what}: the GPU has fallen off the bus (NVML)") from exc
+        if code == pynvml.NVML_ERROR_NO_PERMISSION:
+            raise NvmlError(f"{what}: NVML refused the query (no permission)") from exc
+        raise NvmlError(f"{what}: {exc} (NVML error {code})") from exc
+
+
 class NvmlCounterSource:
     """The GPUs this process sees, read through NVML.
 
@@ -143,11 +175,12 @@ class NvmlCounterSource:
         except pynvml.NVMLError as exc:
             raise GpuUnavailableError(f"no NVIDIA driver or GPU found ({exc})") from exc
         self._nvml = pynvml
-        total = pynvml.nvmlDeviceGetCount()
-        all_uuids = [
-            _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
-            for i in range(total)
-        ]
+        with nvml_errors("listing the GPUs"):
+            total = pynvml.nvmlDeviceGetCount()
+            all_uuids = [
+                _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
+                for i in range(total)
+            ]
         indices = map_visible_to_nvml(visible_device_ids(), all_uuids)
         if count is not None:
             if count > len(indices):
@@ -157,11 +190,12 @@ class NvmlCounterSource:
             indices = indices[:count]
         if not indices:
             raise GpuUnavailableError("no GPU is visible to this process")
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+        with nvml_errors("reading the GPUs' names and driver"):
+            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
+            self._names = [_text(pynvml.nvmlDeviceGetName(h)) for h in self._handles]
+            self._driver = _text(pynvml.nvmlSystemGetDriverVersion())
         self.nvml_indices = indices
-        self._names = [_text(pynvml.nvmlDeviceGetName(h)) for h in self._handles]
         self._uuids = [all_uuids[i] for i in indices]
-        self._driver = _text(pynvml.nvmlSystemGetDriverVersion())
 
     @property
     def names(self) -> list[str]:
@@ -179,11 +213,26 @@ class NvmlCounterSource:
         return self._driver
 
     def energy_mj(self) -> list[int]:
-        """``nvmlDeviceGetTotalEnergyConsumption`` of each GPU (mJ since driver load)."""
-        return [int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
+        """``nvmlDeviceGetTotalEnergyConsumption`` of each GPU (mJ since driver load).
+
+        Raises:
+            NvmlNotSupportedError: A GPU without an energy counter (before Volta).
+            GpuLostError: A GPU stopped answering.
+            NvmlError: Any other NVML failure.
+        """
+        with nvml_errors("reading the GPU energy counter"):
+            return [int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
 
     def state(self) -> DeviceState:
-        """Power draw, SM and memory clocks and temperature of each GPU."""
+        """Power draw, SM and memory clocks and temperature of each GPU.
+
+        Raises:
+            NvmlError: An NVML failure (typed as for :meth:`energy_mj`).
+        """
+        with nvml_errors("reading the GPU power, clocks and temperature"):
+            return self._state()
+
+    def _state(self) -> DeviceState:
         nvml = self._nvml
         return DeviceState(
             power_w=[nvml.nvmlDeviceGetPowerUsage(h) / 1000 for h in self._handles],
