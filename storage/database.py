@@ -76,12 +76,18 @@ def parse_url(url: str) -> URL:
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL with its password replaced by ``***``."""
+    """The URL with its password replaced by :data:`llmco2.redact.MASK`.
+
+    A URL SQLAlchemy cannot parse is masked by :func:`llmco2.redact.redact`, the helper every
+    recorded command line goes through, so that its message still shows what was given.
+    """
+    from llmco2.redact import redact
+
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except (ArgumentError, ValueError):
-        return "<unparseable URL>"
-    return parsed.render_as_string(hide_password=True)
+        return redact(str(url))
+    return parsed.render_as_string(hide_password=True)  # SQLAlchemy masks with "***" too
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

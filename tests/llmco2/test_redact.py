@@ -25,3 +25,14 @@ def test_secret_options_and_urls_in_a_command_line_are_masked() -> None:
     line = command_line("llmco2", arguments)
     assert "hunter2" not in line and "abc" not in line and "xyz" not in line
     assert line.startswith("llmco2 evaluate --db ") and "postgresql://me:***@db/test" in line
+
+
+def test_database_messages_mask_as_recorded_command_lines_do() -> None:
+    from storage.database import mask_url
+
+    for url in ("postgresql+psycopg://user:SECRET@host:5432/db", "postgresql://u:p%40ss@h/db"):
+        assert mask_url(url) == redact(url) and "SECRET" not in mask_url(url)
+    assert mask_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+    # One SQLAlchemy cannot parse still shows what was given, its password masked.
+    unparseable = "postgresql+psycopg://user:SECRET@host:5432/db with junk ::"
+    assert "SECRET" not in mask_url(unparseable) and "host:5432" in mask_url(unparseable)
