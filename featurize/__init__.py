@@ -21,7 +21,13 @@ from featurize.kernels import (
     kernel_counts,
 )
 from featurize.memory import MemoryEstimate, check_fits, estimate_memory
-from featurize.models import CatalogModel, catalog_models, get_catalog_model, resolve_architecture
+from featurize.models import (
+    CatalogModel,
+    catalog_models,
+    context_window,
+    get_catalog_model,
+    resolve_architecture,
+)
 from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
@@ -50,6 +56,7 @@ __all__ = [
     "architecture_from_hf_config",
     "catalog_models",
     "check_fits",
+    "context_window",
     "estimate_memory",
     "get_catalog_model",
     "get_gpu",

@@ -134,6 +134,15 @@ def load_hf_config(path: str | Path) -> Architecture:
         ConfigFileError: When the file is missing, unreadable or not a JSON object.
         UnsupportedArchitectureError: When its ``model_type`` is not supported.
     """
+    return architecture_from_hf_config(read_hf_config(path), name=str(path))
+
+
+def read_hf_config(path: str | Path) -> dict[str, Any]:
+    """The JSON object of ``config.json`` (or of the one in a directory).
+
+    Raises:
+        ConfigFileError: When the file is missing, unreadable or not a JSON object.
+    """
     file = Path(path)
     if file.is_dir():
         file = file / "config.json"
@@ -153,7 +162,13 @@ def load_hf_config(path: str | Path) -> Architecture:
         ) from exc
     if not isinstance(config, dict):
         raise ConfigFileError(f"model config {str(file)!r} must hold a JSON object")
-    return architecture_from_hf_config(config, name=str(path))
+    return config
+
+
+def context_window_of(config: dict[str, Any]) -> int | None:
+    """A config's ``max_position_embeddings`` (prompt + output it was made for); None if unset."""
+    value = config.get("max_position_embeddings")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def to_hf_config(arch: Architecture) -> dict[str, Any]:

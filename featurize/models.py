@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from featurize.architecture import Architecture
-from featurize.hf_config import load_hf_config
+from featurize.hf_config import context_window_of, load_hf_config, read_hf_config
 from llmco2.errors import UnknownModelError
 
 
@@ -21,6 +21,8 @@ class CatalogModel:
     aliases: tuple[str, ...]
     architecture: Architecture
     source: str
+    #: Longest prompt + output of a request (the config's ``max_position_embeddings``).
+    context_window: int | None = None
 
 
 @cache
@@ -29,13 +31,16 @@ def catalog_models() -> tuple[CatalogModel, ...]:
     raw = json.loads(resources.files("featurize").joinpath("data/llms.json").read_text("utf-8"))
     entries = []
     for item in raw["models"]:
-        fields = {k: v for k, v in item.items() if k not in ("id", "aliases", "source")}
+        fields = {
+            k: v for k, v in item.items() if k not in ("id", "aliases", "source", "context_window")
+        }
         entries.append(
             CatalogModel(
                 id=item["id"],
                 aliases=tuple(item["aliases"]),
                 architecture=Architecture(name=item["id"], **fields),
                 source=item["source"],
+                context_window=item.get("context_window"),
             )
         )
     return tuple(entries)
@@ -84,9 +89,30 @@ def resolve_architecture(name_or_path: str) -> Architecture:
     key = name_or_path.strip().lower()
     if key in _index():
         return _index()[key].architecture
+    return load_hf_config(_config_path(name_or_path))
+
+
+def _config_path(name_or_path: str) -> Path:
+    """The config file a name that is not in the catalog means.
+
+    Raises:
+        UnknownModelError: It does not look like a path either.
+    """
     path = Path(name_or_path)
     if path.exists() or name_or_path.endswith(".json"):
-        return load_hf_config(path)
-    if "/" in name_or_path and not path.exists() and name_or_path.startswith((".", "/", "~")):
-        return load_hf_config(path)
+        return path
+    if "/" in name_or_path and name_or_path.startswith((".", "/", "~")):
+        return path
     raise UnknownModelError(name_or_path, catalog_names())
+
+
+def context_window(name_or_path: str) -> int | None:
+    """The longest prompt + output the model takes; None where its config sets no limit.
+
+    Raises:
+        UnknownModelError, ConfigFileError: As :func:`resolve_architecture`.
+    """
+    key = name_or_path.strip().lower()
+    if key in _index():
+        return _index()[key].context_window
+    return context_window_of(read_hf_config(_config_path(name_or_path)))

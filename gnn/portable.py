@@ -140,6 +140,12 @@ class PortablePredictor:
                 f"{header.get('feature_schema_version')}, this llmco2 uses "
                 f"{FEATURE_SCHEMA_VERSION}: retrain it with `llmco2 train`"
             )
+        bad = [k for k, v in weights.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:
+            raise ConfigFileError(
+                f"predictor {str(path)!r} holds non-finite weights (NaN or inf in {bad[0]!r}): "
+                "it is corrupted; retrain it with `llmco2 train`"
+            )
         known = {"format", "feature_schema_version", "model_config", "metadata", "correction_bound"}
         return cls(
             weights,

@@ -233,9 +233,30 @@ class Predictor:
                 f"{blob.get('feature_schema_version')}, this llmco2 uses {FEATURE_SCHEMA_VERSION}: "
                 "retrain it with `llmco2 train`"
             )
-        model = LLMCO2Net(ModelConfig(**blob["model_config"]))
-        model.load_state_dict(blob["state_dict"])
-        return cls(model, blob["stats"], TrainConfig(**blob["train_config"]), blob["metadata"])
+        try:
+            model = LLMCO2Net(ModelConfig(**blob["model_config"]))
+            model.load_state_dict(blob["state_dict"])
+            stats = {name: blob["stats"][name] for name in _STATS}
+            train_config = TrainConfig(**blob["train_config"])
+            metadata = dict(blob["metadata"])
+            node, glob = model.config.node_features, model.config.global_features
+            for name, width in zip(_STATS, (node, node, glob, glob), strict=True):
+                if not isinstance(stats[name], Tensor) or tuple(stats[name].shape) != (width,):
+                    raise ValueError(f"normalisation {name!r} does not match the network")
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigFileError(f"malformed predictor checkpoint {source}: {reason}") from exc
+        tensors = [*model.state_dict().values(), *stats.values()]
+        if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+            raise ConfigFileError(
+                f"predictor checkpoint {source} holds non-finite weights (NaN or inf): "
+                "it is corrupted; retrain it with `llmco2 train`"
+            )
+        return cls(model, stats, train_config, metadata)
+
+
+#: The feature standardisation a checkpoint carries (means and spreads of node and global features).
+_STATS = ("x_mean", "x_std", "u_mean", "u_std")
 
 
 def ensemble_energies(members: Sequence[Any], points: Sequence[Any]) -> np.ndarray:

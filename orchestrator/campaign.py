@@ -121,6 +121,20 @@ def train_members(
     return members, featurise_s
 
 
+def train_ensemble(
+    rows: list[tuple[InferencePoint, dict[str, Any]]],
+    epochs: int,
+    patience: int,
+    seeds: Sequence[int],
+    predictor: str = "llmco2",
+) -> list[Any]:
+    """The members :func:`train_members` trains, in this process and ready to predict."""
+    from gnn.hybrid import checkpoint_from_bytes
+
+    blobs, _ = train_members(rows, epochs, patience, seeds, predictor=predictor)
+    return [checkpoint_from_bytes(blob) for blob in blobs]
+
+
 def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int = 3) -> bool:
     """Store one worker result: the measurement, INFEASIBLE (final) or a counted failure.
 
@@ -385,13 +399,16 @@ class CampaignDriver:
     def _run(self, campaign_id: int, lease: DriverLease) -> CampaignOutcome:
         config = self.config
         outcome = CampaignOutcome(config.name)
-        if not self.store.get_points(campaign_id):
+        stored = self.store.get_points(campaign_id)
+        if not stored:
             with self._stage("sampling"):
                 initial = self.sampler.sample(config.sampling.initial, self._rng(0))
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
             with self._stage("storing"):
                 self.store.add_points(campaign_id, self._specs(initial, 0, "initial"))
+        elif not self.store.rounds(campaign_id):
+            self._top_up_round_zero(campaign_id, stored)
         while True:
             if lease.lost.is_set():
                 raise CampaignBusyError(
@@ -422,6 +439,24 @@ class CampaignDriver:
                 break
         outcome.complete_points = self.store.status_counts(campaign_id)["COMPLETE"]
         return outcome
+
+    def _top_up_round_zero(self, campaign_id: int, stored: list[StoredPoint]) -> None:
+        """Give an untrained round 0 the ``sampling.initial`` points the config now asks for.
+
+        A round 0 with too few points cannot be trained; after ``initial`` is raised (and the
+        config replaced with ``--force``) the campaign continues with the points a fresh one
+        would have drawn, less those it already has.
+        """
+        have = {p.inference_point() for p in stored if p.round_index == 0}
+        missing = self.config.sampling.initial - len(have)
+        if missing <= 0:
+            return
+        with self._stage("sampling"):
+            wanted = self.sampler.sample(self.config.sampling.initial, self._rng(0))
+        specs = [spec for spec in self._specs(wanted, 0, "initial") if spec.point not in have]
+        if specs:
+            with self._stage("storing"):
+                self.store.add_points(campaign_id, specs[:missing])
 
     def _round(self, campaign_id: int, round_index: int, done: list[RoundRecord]) -> RoundReport:
         """Measure, train, test, store the round, and select the next one's points."""

@@ -22,6 +22,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
 from orchestrator.cli import DbOption, _stdout, app, invocation
 
@@ -159,7 +160,7 @@ def run_campaign(
 
 
 @campaign_app.command("list")
-def list_campaigns(db: DbOption = "sqlite:///llmco2.db") -> None:
+def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Every campaign in the database with its points and its latest test MAPE."""
     from storage import CampaignStore
 
@@ -185,7 +186,7 @@ def list_campaigns(db: DbOption = "sqlite:///llmco2.db") -> None:
 @campaign_app.command("status")
 def campaign_status(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
-    db: DbOption = "sqlite:///llmco2.db",
+    db: DbOption = DEFAULT_DATABASE_URL,
 ) -> None:
     """One campaign: points per status and every round's metrics."""
     from storage import CampaignStore

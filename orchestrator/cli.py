@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmco2 import __version__
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, Llmco2Error, MissingDependencyError
 
 app = typer.Typer(
@@ -237,7 +238,7 @@ DbOption = Annotated[
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption = "sqlite:///llmco2.db") -> None:
+def db_upgrade(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Migrate a campaign database to the newest schema (creates it when empty)."""
     from storage import make_engine, mask_url, upgrade
     from storage.database import parse_url, probe
@@ -255,7 +256,7 @@ def db_upgrade(db: DbOption = "sqlite:///llmco2.db") -> None:
 
 
 @db_app.command("current")
-def db_current(db: DbOption = "sqlite:///llmco2.db") -> None:
+def db_current(db: DbOption = DEFAULT_DATABASE_URL) -> None:
     """Show the schema revision of a database and the one this llmco2 needs."""
     from storage import current_revision, head_revision, make_engine, mask_url
     from storage.database import parse_url
@@ -272,7 +273,7 @@ def db_current(db: DbOption = "sqlite:///llmco2.db") -> None:
 def export(
     campaign: Annotated[str, typer.Option(help="Campaign name.")],
     out: Annotated[Path, typer.Option(help="Folder to write (must not exist or be empty).")],
-    db: DbOption = "sqlite:///llmco2.db",
+    db: DbOption = DEFAULT_DATABASE_URL,
     format: Annotated[str, typer.Option(help="parquet, csv or pyg.")] = "parquet",
     include_simulated: Annotated[
         bool, typer.Option(help="Also export rows of the simulated engine.")
@@ -491,6 +492,7 @@ def predict(
         InferencePoint,
         InferenceRequest,
         check_fits,
+        context_window,
         resolve_architecture,
     )
     from gnn.carbon import CarbonIntensity, check_pue, lookup_intensity
@@ -520,6 +522,12 @@ def predict(
     )
     request = InferenceRequest(batch, prompt, gen)
     architecture = resolve_architecture(model)
+    window = context_window(model)
+    if window is not None and prompt + gen > window:
+        raise InvalidRequestError(
+            f"prompt {prompt:,} + {gen:,} generated tokens exceed the context window of "
+            f"{architecture.name} ({window:,} tokens)"
+        )
     target = GpuCatalog.default().get(gpu)
     try:
         counts = [int(c) for c in sweep_gpus.split(",")] if sweep_gpus else [tp]

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -175,7 +176,7 @@ class CampaignConfig(_Strict):
     """A whole campaign."""
 
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]
-    database: str = "sqlite:///llmco2.db"
+    database: str = DEFAULT_DATABASE_URL
     engine: str = "simulated"
     strategy: Literal["focused", "random", "disagreement", "diverse"] = "focused"
     seed: int = 0

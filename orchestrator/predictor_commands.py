@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gnn.names import DEFAULT_METHODS, REAL_DATA_EPOCHS, REAL_DATA_PATIENCE, SPLIT_NAMES
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
 from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
@@ -75,7 +76,7 @@ def _csv(text: str) -> list[str]:
 
 @app.command()
 def evaluate(
-    db: DbOption = "sqlite:///llmco2.db",
+    db: DbOption = DEFAULT_DATABASE_URL,
     campaign: CampaignOption = None,
     data: DataOption = None,
     out: Annotated[
@@ -182,7 +183,7 @@ def _check_checkpoint_target(path: Path) -> Path:
 
 @app.command()
 def train(
-    db: DbOption = "sqlite:///llmco2.db",
+    db: DbOption = DEFAULT_DATABASE_URL,
     campaign: CampaignOption = None,
     data: DataOption = None,
     hpo: Annotated[

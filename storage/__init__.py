@@ -6,8 +6,8 @@ The public surface is :class:`CampaignStore` and the plain records it takes and 
 
 from __future__ import annotations
 
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from storage.database import (
-    DEFAULT_DATABASE_URL,
     current_revision,
     ensure_schema,
     head_revision,

@@ -32,7 +32,6 @@ from sqlalchemy.pool import NullPool
 
 from llmco2.errors import DatabaseError, DatabaseUnreachableError, SchemaVersionError
 
-DEFAULT_DATABASE_URL = "sqlite:///llmco2.db"
 #: How long a SQLite writer waits for the lock before giving up (milliseconds).
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 

@@ -40,6 +40,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import (
     CampaignConflictError,
     DatabaseError,
@@ -48,7 +49,6 @@ from llmco2.errors import (
 )
 from llmco2.version import code_version
 from storage.database import (
-    DEFAULT_DATABASE_URL,
     ensure_schema,
     make_engine,
     mask_url,
@@ -674,10 +674,13 @@ class CampaignStore:
     def labelled_points(self, campaign_id: int) -> list[tuple[StoredPoint, dict[str, Any]]]:
         """Every COMPLETE point with its energy labels, lowest id first (one query).
 
-        The labels are ``energy_j``, ``prefill_energy_j``, ``decode_energy_j``, ``latency_s``
-        and ``simulated``.
+        The labels are ``energy_j``, ``prefill_energy_j``, ``decode_energy_j``, ``latency_s``,
+        ``prefill_latency_s`` and ``simulated``.
         """
-        labels = ("energy_j", "prefill_energy_j", "decode_energy_j", "latency_s", "simulated")
+        labels = (
+            "energy_j", "prefill_energy_j", "decode_energy_j", "latency_s", "prefill_latency_s",
+            "simulated",
+        )  # fmt: skip
         columns = [getattr(Point, name) for name in _POINT_COLUMNS]
         columns += [getattr(Measurement, name) for name in labels]
         with translate_errors(self._url), self.engine.connect() as conn:

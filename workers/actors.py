@@ -101,6 +101,16 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
+def _ray_node_id() -> str | None:
+    """The Ray node this process runs on; None outside a Ray worker."""
+    import sys
+
+    ray = sys.modules.get("ray")  # never import Ray only to learn it is not running
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
+
+
 class EngineWorker:
     """Loads one engine configuration and measures points on it.
 
@@ -242,6 +252,9 @@ class EngineWorker:
             "actor_duty_cycle": self.stats.duty_cycle(),
             "engine_load_s": self.stats.load_seconds,
         }
+        node = _ray_node_id()
+        if node is not None:
+            record.extra["ray_node_id"] = node  # which machine of a cluster measured it
         return WorkerResult(point_id, PointStatus.COMPLETE, record)
 
     def timing(self) -> dict[str, float]:

@@ -28,9 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from strategy_benchmark import GPUS, Twin, campaign_config, exact_energy
 
-from gnn.hybrid import checkpoint_from_bytes
 from gnn.training import ensemble_energies
-from orchestrator.campaign import train_members
+from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, Training
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import disagreement_order
@@ -48,9 +47,8 @@ def measure_one(seed: int, args: argparse.Namespace, sampler: PointSampler) -> l
     points = sampler.sample(args.points, np.random.default_rng([seed, 0]))
     rows = list(zip(points, Twin(args.noise, seed).measure(points), strict=True))
     sizes = [int(k) for k in args.members.split(",")]
-    blobs, _ = train_members(rows, args.epochs, args.patience, [seed * 100 + k for k in
-                                                                range(max(sizes))])  # fmt: skip
-    members = [checkpoint_from_bytes(blob) for blob in blobs]
+    seeds = [seed * 100 + k for k in range(max(sizes))]
+    members = train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
     pool = [p for p in sampler.sample(args.pool, np.random.default_rng([seed, 5]))
             if p not in set(points)]  # fmt: skip
     truth = exact_energy(pool)

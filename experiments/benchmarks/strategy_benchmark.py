@@ -35,10 +35,9 @@ import numpy as np
 import torch
 
 from featurize import InferencePoint, get_gpu
-from gnn.hybrid import checkpoint_from_bytes
 from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
-from orchestrator.campaign import train_members
+from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import (
@@ -129,14 +128,8 @@ def exact_energy(points: list[InferencePoint]) -> np.ndarray:
 def train(rows: list[tuple[InferencePoint, dict[str, float]]], args: argparse.Namespace,
           seed: int) -> list[Any]:  # fmt: skip
     """The round's ensemble of two, trained as the campaign driver trains it."""
-    blobs, _ = train_members(
-        rows,
-        args.epochs,
-        args.patience,
-        [seed * 100 + k for k in range(2)],
-        predictor=args.predictor,
-    )
-    return [checkpoint_from_bytes(blob) for blob in blobs]
+    seeds = [seed * 100 + k for k in range(2)]
+    return train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
 
 
 def oracle_select(

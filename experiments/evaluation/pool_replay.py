@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 
 from featurize import InferencePoint
-from gnn.hybrid import checkpoint_from_bytes
 from gnn.metrics import Scores, first_reaching, learning_curve_at
 from gnn.training import ensemble_energies
-from orchestrator.campaign import train_members
+from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, HighErrorRule, Training
 from orchestrator.strategies import (
     HEDGE_FRACTION,
@@ -77,14 +76,8 @@ def request_distance(a: InferencePoint, b: InferencePoint) -> float:
 
 def train(rows: list[Row], args: argparse.Namespace, seed: int) -> list[Any]:
     """The round's ensemble of two."""
-    blobs, _ = train_members(
-        rows,
-        args.epochs,
-        args.patience,
-        [seed * 100 + k for k in range(2)],
-        predictor=args.predictor,
-    )
-    return [checkpoint_from_bytes(blob) for blob in blobs]
+    seeds = [seed * 100 + k for k in range(2)]
+    return train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
 
 
 def choose(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from featurize import catalog_models, get_catalog_model, resolve_architecture
@@ -78,3 +81,21 @@ def test_a_bloom_shape_with_another_mlp_width_is_refused() -> None:
     bloom = resolve_architecture("bloom-560m")
     with pytest.raises(UnsupportedArchitectureError, match="4 x hidden_size"):
         bloom.replace(intermediate_size=3 * bloom.hidden_size)
+
+
+def test_context_windows_come_from_the_catalog_or_the_config_file(tmp_path: Path) -> None:
+    from featurize import context_window
+
+    assert context_window("llama3.1-8b") == 131072
+    assert context_window("gemma-2-2b") == 8192
+    assert context_window("mixtral-8x7b") == 32768
+    assert context_window("bloom-560m") is None  # ALiBi: its config sets no limit
+    config = tmp_path / "config.json"
+    fields = {"model_type": "llama", "hidden_size": 512, "intermediate_size": 1024,
+              "num_hidden_layers": 2, "num_attention_heads": 8, "vocab_size": 1000}  # fmt: skip
+    config.write_text(json.dumps({**fields, "max_position_embeddings": 4096}))
+    assert context_window(str(config)) == 4096
+    config.write_text(json.dumps(fields))
+    assert context_window(str(config)) is None
+    with pytest.raises(UnknownModelError):
+        context_window("no-such-model")

@@ -65,6 +65,15 @@ def test_schema_and_format_are_checked(trained: Any, tmp_path: Path) -> None:
         PortablePredictor.load(broken)
     with pytest.raises(ConfigFileError, match="no predictor"):
         PortablePredictor.load(tmp_path / "missing.npz")
+    header["feature_schema_version"] = json.loads(str(np.load(path)["__header__"]))[
+        "feature_schema_version"
+    ]
+    arrays["__header__"] = np.array(json.dumps(header))
+    name = next(k for k in arrays if k != "__header__")
+    arrays[name] = np.full_like(arrays[name], np.nan)
+    np.savez(other, **arrays)
+    with pytest.raises(ConfigFileError, match=f"non-finite weights \\(NaN or inf in '{name}'\\)"):
+        PortablePredictor.load(other)
     np.savez(tmp_path / "plain.npz", a=np.zeros(2))
     with pytest.raises(ConfigFileError):
         PortablePredictor.load(tmp_path / "plain.npz")

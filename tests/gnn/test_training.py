@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -91,6 +93,46 @@ def test_bad_checkpoints_are_refused(
     torch.save(blob, path)
     with pytest.raises(ConfigFileError, match="feature schema 0"):
         Predictor.load(path)
+
+
+def test_tampered_checkpoints_are_refused_with_what_is_wrong(
+    trained: tuple[Predictor, list[object], np.ndarray], tmp_path: Path
+) -> None:
+    predictor, _, _ = trained
+    path = tmp_path / "model.pt"
+    predictor.save(path)
+    original = torch.load(path, weights_only=True)
+
+    def tampered(change: Any) -> Path:
+        blob = copy.deepcopy(original)
+        change(blob)
+        target = tmp_path / "tampered.pt"
+        torch.save(blob, target)
+        return target
+
+    def nan_weight(blob: dict[str, Any]) -> None:
+        name = next(k for k in blob["state_dict"] if k.endswith("weight"))
+        blob["state_dict"][name][0] = float("nan")
+
+    def wrong_shape(blob: dict[str, Any]) -> None:
+        name = next(k for k in blob["state_dict"] if k.endswith("weight"))
+        blob["state_dict"][name] = torch.zeros(3, 3)
+
+    def inf_stat(blob: dict[str, Any]) -> None:
+        blob["stats"]["x_std"][0] = float("inf")
+
+    cases = [
+        (nan_weight, "non-finite weights"),
+        (inf_stat, "non-finite weights"),
+        (wrong_shape, "malformed predictor checkpoint"),
+        (lambda b: b["stats"].pop("u_mean"), "malformed predictor checkpoint"),
+        (lambda b: b["stats"].update(u_std=torch.ones(2)), "does not match the network"),
+        (lambda b: b.pop("model_config"), "malformed predictor checkpoint"),
+    ]
+    for change, words in cases:
+        with pytest.raises(ConfigFileError, match=words) as info:
+            Predictor.load(tampered(change))
+        assert "\n" not in str(info.value)
 
 
 def test_training_input_checks() -> None:

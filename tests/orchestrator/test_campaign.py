@@ -132,6 +132,59 @@ def test_each_round_stores_the_configured_predictor(
     store.close()
 
 
+def test_a_driver_whose_lease_is_taken_over_stops_before_its_next_round(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    import time
+
+    from llmco2.errors import CampaignBusyError
+
+    config = small(name="taken-over")
+    store = CampaignStore(sqlite_url)
+
+    def take_over(report: Any) -> None:
+        # Another driver takes the campaign (as after this one's lease expired) ...
+        campaign_id = store.get_campaign(config.name).id
+        store.acquire_driver(campaign_id, "elsewhere:1", holder_gone=lambda _holder: True)
+        time.sleep(1.0)  # ... and this one's heartbeat notices within a lease
+
+    driver = CampaignDriver(
+        config, store, gpus=[get_gpu("H100-SXM")], workers=2, on_round=take_over,
+        lease_seconds=0.5,
+    )  # fmt: skip
+    with pytest.raises(CampaignBusyError, match="lease ended and elsewhere:1 took it over"):
+        driver.run()
+    campaign = store.get_campaign(config.name)
+    assert [r.round_index for r in store.rounds(campaign.id)] == [0]  # round 1 was not run
+    assert store.driver_of(campaign.id) == "elsewhere:1"  # left to its new holder
+    assert campaign.status != "COMPLETE"
+    store.close()
+
+
+def test_a_round_zero_too_small_to_train_continues_once_initial_is_raised_with_force(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    from llmco2.errors import InvalidRequestError
+
+    few = small(name="stuck", sampling={"initial": 4, "neighbours": 4})
+    with pytest.raises(InvalidRequestError, match=r"raise sampling\.initial"):
+        run(few, sqlite_url)
+    store = CampaignStore(sqlite_url)
+    campaign = store.get_campaign("stuck")
+    first = {p.id for p in store.get_points(campaign.id)}
+    assert len(first) == 4 and not store.rounds(campaign.id)
+    more = small(name="stuck", budget={"rounds": 1})  # initial 30
+    driver = CampaignDriver(more, store, gpus=[get_gpu("H100-SXM")], workers=2,
+                            replace_config=True)  # fmt: skip
+    outcome = driver.run()
+    assert [r.round_index for r in outcome.rounds] == [0]
+    round_zero = [p for p in store.get_points(campaign.id) if p.round_index == 0]
+    assert len(round_zero) == 30 and first <= {p.id for p in round_zero}  # kept, topped up
+    assert len({p.key for p in round_zero}) == 30
+    assert all(p.status == "COMPLETE" for p in round_zero)
+    store.close()
+
+
 def test_a_changed_config_is_refused(ray_cluster: None, sqlite_url: str) -> None:
     from llmco2.errors import CampaignConflictError
 

@@ -139,6 +139,12 @@ CASES: list[tuple[str, list[str], int, str]] = [
         2,
         "--shape-folds must be ≥ 2",
     ),
+    (
+        "predict beyond the context window",
+        ["predict", "llama3.1-8b", "--gpu", "H200", "--prompt", "500000", "--gen", "10"],
+        2,
+        "exceed the context window of meta-llama/Llama-3.1-8B (131,072 tokens)",
+    ),
     ("featurize unknown model", ["featurize", "qwen9"], 2, "unknown model"),
 ]
 # fmt: on
