@@ -9,6 +9,7 @@ and the wall time of the whole evaluation, and writes
 ``experiments/benchmarks/results/evaluate_speed.json``.
 
     python experiments/benchmarks/evaluate_speed.py [--points 1000] [--jobs 2] [--shape-folds K]
+        [--methods M,...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ def main() -> None:
         default=None,
         help="folds of whole shapes (default: leave one shape out)",
     )
+    parser.add_argument(
+        "--methods", default=",".join(DEFAULT_METHODS), help="comma-separated (default: evaluate's)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -95,7 +99,8 @@ def main() -> None:
     build_s = time.perf_counter() - started
     # What `llmco2 evaluate` trains with by default.
     config = TrainConfig(epochs=REAL_DATA_EPOCHS, patience=REAL_DATA_PATIENCE, seed=args.seed)
-    result = evaluate(data, DEFAULT_METHODS, SPLIT_NAMES, train_config=config, jobs=args.jobs,
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    result = evaluate(data, methods, SPLIT_NAMES, train_config=config, jobs=args.jobs,
                       shape_folds=args.shape_folds)  # fmt: skip
     shapes = len(set(data.model_name.tolist()))
     folds = "one shape per fold" if args.shape_folds is None else f"{args.shape_folds} shape folds"
@@ -118,7 +123,7 @@ def main() -> None:
         "jobs": args.jobs,
         "shape_folds": args.shape_folds,
         "train_config": {"epochs": config.epochs, "patience": config.patience},
-        "methods": list(DEFAULT_METHODS),
+        "methods": methods,
         "splits": list(SPLIT_NAMES),
         "skipped_splits": result.skipped,
         "data_and_graphs_s": build_s,
