@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError
+from workers.protocol_settings import ProtocolSettings
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -154,14 +155,17 @@ class Training(_Strict):
     ensemble: Annotated[int, Field(ge=1, le=16)] = 1
 
 
-class Protocol(_Strict):
-    """Measurement protocol knobs (see :class:`workers.protocol.ProtocolSettings`)."""
+_PROTOCOL = ProtocolSettings()
 
-    warmups: Annotated[int, Field(ge=0)] = 2
-    windows: Annotated[int, Field(ge=1)] = 3
-    min_window_s: Annotated[float, Field(gt=0)] = 2.0
-    min_requests: PositiveInt = 3
-    cv_threshold: Annotated[float, Field(gt=0)] = 0.03
+
+class Protocol(_Strict):
+    """Measurement protocol knobs, defaults from :class:`workers.protocol.ProtocolSettings`."""
+
+    warmups: Annotated[int, Field(ge=0)] = _PROTOCOL.warmups
+    windows: Annotated[int, Field(ge=1)] = _PROTOCOL.windows
+    min_window_s: Annotated[float, Field(gt=0)] = _PROTOCOL.min_window_s
+    min_requests: PositiveInt = _PROTOCOL.min_requests
+    cv_threshold: Annotated[float, Field(gt=0)] = _PROTOCOL.cv_threshold
 
 
 #: Keys added after campaigns were stored, with their defaults: left out of the fingerprint at

@@ -28,19 +28,9 @@ from llmco2.errors import MeasurementError
 from storage.records import MeasurementRecord
 from workers.engines.base import InferenceEngine
 from workers.meter import EnergyMeter
+from workers.protocol_settings import ProtocolSettings
 
-
-@dataclass(frozen=True)
-class ProtocolSettings:
-    """Knobs of the protocol (defaults from measurements on an H200, see the module doc)."""
-
-    warmups: int = 2
-    windows: int = 3
-    min_window_s: float = 2.0
-    min_requests: int = 3
-    cv_threshold: float = 0.03
-    remeasure_noisy: bool = True
-    measure_prefill: bool = True
+__all__ = ["MeasurementProtocol", "ProtocolSettings", "WindowStats"]
 
 
 @dataclass

@@ -96,3 +96,13 @@ def test_the_round_predictor_defaults_to_llmco2_without_changing_older_fingerpri
     explicit = parse_config({**MINIMAL, "training": {"predictor": "llmco2"}})
     paper = parse_config({**MINIMAL, "training": {"predictor": "gnn"}})
     assert explicit.config_hash() == config.config_hash() != paper.config_hash()
+
+
+def test_protocol_defaults_are_the_protocols_own() -> None:
+    from dataclasses import asdict
+
+    from workers.protocol import ProtocolSettings
+
+    config = parse_config(MINIMAL).protocol.model_dump()
+    assert config == {k: v for k, v in asdict(ProtocolSettings()).items() if k in config}
+    assert set(config) == {"warmups", "windows", "min_window_s", "min_requests", "cv_threshold"}
