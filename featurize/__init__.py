@@ -27,6 +27,7 @@ from featurize.models import (
     context_window,
     get_catalog_model,
     resolve_architecture,
+    resolve_model,
 )
 from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
@@ -64,6 +65,7 @@ __all__ = [
     "load_gpu_file",
     "load_hf_config",
     "resolve_architecture",
+    "resolve_model",
     "summarize_point",
     "to_hf_config",
 ]

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from featurize.architecture import Architecture
-from featurize.hf_config import context_window_of, load_hf_config, read_hf_config
+from featurize.hf_config import architecture_from_hf_config, context_window_of, read_hf_config
 from llmco2.errors import UnknownModelError
 
 
@@ -86,10 +86,26 @@ def resolve_architecture(name_or_path: str) -> Architecture:
         ConfigFileError: A path that cannot be read as a config.
         UnsupportedArchitectureError: A config of an unsupported family.
     """
+    return resolve_model(name_or_path)[0]
+
+
+def resolve_model(name_or_path: str) -> tuple[Architecture, int | None]:
+    """The architecture a user means and its context window, reading a config file once.
+
+    The context window is the longest prompt + output the model takes (its config's
+    ``max_position_embeddings``), None where the config sets no limit.
+
+    Raises:
+        UnknownModelError, ConfigFileError, UnsupportedArchitectureError: As
+            :func:`resolve_architecture`.
+    """
     key = name_or_path.strip().lower()
     if key in _index():
-        return _index()[key].architecture
-    return load_hf_config(_config_path(name_or_path))
+        entry = _index()[key]
+        return entry.architecture, entry.context_window
+    path = _config_path(name_or_path)
+    config = read_hf_config(path)
+    return architecture_from_hf_config(config, name=str(path)), context_window_of(config)
 
 
 def _config_path(name_or_path: str) -> Path:
@@ -107,12 +123,10 @@ def _config_path(name_or_path: str) -> Path:
 
 
 def context_window(name_or_path: str) -> int | None:
-    """The longest prompt + output the model takes; None where its config sets no limit.
+    """The longest prompt + output the model takes (see :func:`resolve_model`).
 
     Raises:
-        UnknownModelError, ConfigFileError: As :func:`resolve_architecture`.
+        UnknownModelError, ConfigFileError, UnsupportedArchitectureError: As
+            :func:`resolve_architecture`.
     """
-    key = name_or_path.strip().lower()
-    if key in _index():
-        return _index()[key].context_window
-    return context_window_of(read_hf_config(_config_path(name_or_path)))
+    return resolve_model(name_or_path)[1]

@@ -24,6 +24,7 @@ calibrated on held-out groups covers a new one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -80,10 +81,17 @@ def _leave_one_out(name: str, groups: np.ndarray, what: str) -> Split:
     return Split(name, folds)
 
 
+def grouped_shape_folds(data: LabelledData, shape_folds: int | None) -> int | None:
+    """The folds of whole shapes the shape split makes; None when it holds one shape per fold."""
+    shapes = len(set(data.model_name.tolist()))
+    return shape_folds if shape_folds is not None and shape_folds < shapes else None
+
+
 def _shape_split(data: LabelledData, shape_folds: int | None, seed: int) -> Split:
-    shapes = sorted(set(data.model_name.tolist()))
-    if shape_folds is None or shape_folds >= len(shapes):
+    shape_folds = grouped_shape_folds(data, shape_folds)
+    if shape_folds is None:
         return _leave_one_out("shape", data.model_name, "architecture shape")
+    shapes = sorted(set(data.model_name.tolist()))
     order = np.random.default_rng(seed).permutation(len(shapes))
     everything = np.arange(len(data))
     folds = []
@@ -324,8 +332,6 @@ def _init_worker(data: LabelledData, config: TrainConfig) -> None:
 
 
 def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None, float]:
-    import time
-
     started = time.perf_counter()
     data: LabelledData = _WORKER_DATA["data"]
     (method,) = make_methods([task.method], _WORKER_DATA["config"])
@@ -426,8 +432,6 @@ def evaluate(
     Raises:
         InvalidRequestError: Unknown method or split names, or jobs < 1.
     """
-    import time
-
     started = time.perf_counter()
     config = train_config or TrainConfig()
     unknown = [m for m in methods if m not in METHOD_NAMES]
@@ -441,8 +445,7 @@ def evaluate(
         data.source, data.simulated, len(data), list(methods), config,
         measured_total_j=data.total_j, point_info=_point_info(data),
     )  # fmt: skip
-    shapes = len(set(data.model_name.tolist()))
-    result.shape_folds = shape_folds if shape_folds is not None and shape_folds < shapes else None
+    result.shape_folds = grouped_shape_folds(data, shape_folds)
     made = make_splits(data, splits, folds, config.seed, shape_folds=shape_folds)
     tasks: list[_FitTask] = []
     for split in made:

@@ -492,8 +492,7 @@ def predict(
         InferencePoint,
         InferenceRequest,
         check_fits,
-        context_window,
-        resolve_architecture,
+        resolve_model,
     )
     from gnn.carbon import CarbonIntensity, check_pue, lookup_intensity
     from gnn.embodied import EmbodiedAssumptions
@@ -521,8 +520,7 @@ def predict(
         else None
     )
     request = InferenceRequest(batch, prompt, gen)
-    architecture = resolve_architecture(model)
-    window = context_window(model)
+    architecture, window = resolve_model(model)
     if window is not None and prompt + gen > window:
         raise InvalidRequestError(
             f"prompt {prompt:,} + {gen:,} generated tokens exceed the context window of "
