@@ -15,11 +15,14 @@ from storage.database import (
     mask_url,
     upgrade,
 )
-from storage.models import FINISHED_STATUSES, OPEN_STATUSES, CampaignStatus, PointStatus
 from storage.records import (
+    FINISHED_STATUSES,
+    OPEN_STATUSES,
     CampaignInfo,
+    CampaignStatus,
     MeasurementRecord,
     PointSpec,
+    PointStatus,
     RoundRecord,
     StoredPoint,
     config_key,

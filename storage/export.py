@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from sqlalchemy import Text, cast, func, select
 
 from featurize.architecture import Architecture
 from featurize.gpus import GpuCatalog
@@ -35,8 +34,8 @@ from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from llmco2.outputs import atomic_directory, check_output_folder
 from llmco2.version import code_version
-from storage.database import current_revision, translate_errors
-from storage.models import Measurement, Point, PointStatus
+from storage.database import current_revision
+from storage.records import MEASUREMENT_COLUMNS, StoredPoint
 from storage.store import CampaignStore
 
 MANIFEST_NAME = "manifest.json"
@@ -51,56 +50,9 @@ class ExportFormat(StrEnum):
     PYG = "pyg"
 
 
-_POINT_FIELDS = (
-    "id",
-    "key",
-    "config_key",
-    "architecture",
-    "model_name",
-    "family",
-    "weight_bits",
-    "activation_bits",
-    "kv_bits",
-    "flash_attention",
-    "batch_size",
-    "prompt_tokens",
-    "generated_tokens",
-    "gpu_type",
-    "gpu_count",
-    "engine",
-    "round_index",
-    "reason",
-    "parent_point_id",
-    "strategy",
-    "split",
-    "status",
-    "attempts",
-    "error_kind",
-    "error_message",
-)
-_LABEL_FIELDS = (
-    "energy_j",
-    "prefill_energy_j",
-    "decode_energy_j",
-    "latency_s",
-    "prefill_latency_s",
-    "decode_latency_per_token_s",
-    "avg_power_w",
-    "idle_power_w",
-    "repeats",
-    "energy_std_j",
-    "energy_cv",
-    "counter_period_s",
-    "noisy",
-    "simulated",
-    "engine_name",
-    "engine_version",
-    "driver_version",
-    "gpu_names",
-    "gpu_uuids",
-    "gpu_energies_j",
-    "started_at",
-    "finished_at",
+#: Point columns of a dataset: what a stored point holds, but where it is stored and who leased it.
+_POINT_FIELDS = tuple(
+    name for name in StoredPoint.__dataclass_fields__ if name not in ("campaign_id", "lease_owner")
 )
 _ARCH_FIELDS = tuple(f for f in Architecture.__dataclass_fields__ if f != "name")
 
@@ -122,57 +74,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _read_rows(
-    store: CampaignStore, campaign_id: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """COMPLETE rows with labels, FAILED/INFEASIBLE rows, and the architecture per config key.
-
-    Architectures are read once per engine configuration rather than once per row: decoding
-    the same JSON for 100,000 rows would dominate the export.
-    """
-    point_cols = [getattr(Point, f) for f in _POINT_FIELDS if f != "architecture"]
-    # JSON lists go out as the JSON text they are stored as, without a decode/encode round trip.
-    label_cols = [
-        cast(getattr(Measurement, f), Text) if f == "gpu_energies_j" else getattr(Measurement, f)
-        for f in _LABEL_FIELDS
-    ]
-    engine = store.engine
-    with translate_errors(engine.url), engine.connect() as raw:
-        conn = raw.execution_options(sqlite_immediate=False)  # a snapshot, writers go on
-        complete = conn.execute(
-            select(*point_cols, *label_cols)
-            .join(Measurement, Measurement.point_id == Point.id)
-            .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
-            .order_by(Point.id)
-        ).all()
-        failed = conn.execute(
-            select(*point_cols)
-            .where(
-                Point.campaign_id == campaign_id,
-                Point.status.in_((PointStatus.FAILED, PointStatus.INFEASIBLE)),
-            )
-            .order_by(Point.id)
-        ).all()
-        first_of_config = (
-            select(func.min(Point.id))
-            .where(Point.campaign_id == campaign_id)
-            .group_by(Point.config_key)
-            .scalar_subquery()
-        )
-        architectures: dict[str, dict[str, Any]] = dict(
-            conn.execute(
-                select(Point.config_key, Point.architecture).where(Point.id.in_(first_of_config))
-            ).all()
-        )
-    fields = [f for f in _POINT_FIELDS if f != "architecture"]
-    names = (*fields, *_LABEL_FIELDS)
-    return (
-        [dict(zip(names, row, strict=True)) for row in complete],
-        [dict(zip(fields, row, strict=True)) for row in failed],
-        architectures,
-    )
 
 
 def _point_arrays(
@@ -240,7 +141,7 @@ def _table(
         columns[f"arch_{name}"] = [per_config[r["config_key"]] for r in rows]
     columns.update(extra)
     if label_fields:
-        for name in _LABEL_FIELDS:
+        for name in MEASUREMENT_COLUMNS:
             values = [r[name] for r in rows]
             if name in ("gpu_names", "gpu_uuids"):
                 values = [",".join(v) if v else None for v in values]
@@ -295,7 +196,9 @@ def export_campaign(
     fmt = ExportFormat(fmt)
     out_dir = check_output_folder(out_dir, overwrite=overwrite, what="export folder")
     campaign = store.get_campaign(campaign_name)
-    complete, failed, architectures = _read_rows(store, campaign.id)
+    # JSON lists of numbers go out as the JSON text they are stored as.
+    rows = store.dataset_rows(campaign.id, json_as_text=("gpu_energies_j",))
+    complete, failed, architectures = rows.complete, rows.failed, rows.architectures
     excluded = 0
     if not include_simulated:
         kept = [r for r in complete if not r["simulated"]]

@@ -16,7 +16,6 @@ Any change here needs an Alembic migration in ``storage/migrations/versions``.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -35,29 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-
-class PointStatus(StrEnum):
-    """Lifecycle of a point."""
-
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETE = "COMPLETE"
-    FAILED = "FAILED"
-    INFEASIBLE = "INFEASIBLE"
-
-
-#: Statuses a point never leaves.
-FINISHED_STATUSES = (PointStatus.COMPLETE, PointStatus.FAILED, PointStatus.INFEASIBLE)
-#: Statuses a point may still change from.
-OPEN_STATUSES = (PointStatus.PENDING, PointStatus.RUNNING)
-
-
-class CampaignStatus(StrEnum):
-    """Lifecycle of a campaign."""
-
-    ACTIVE = "ACTIVE"
-    COMPLETE = "COMPLETE"
-    STOPPED = "STOPPED"
+from storage.records import CampaignStatus, PointStatus
 
 
 class Base(DeclarativeBase):

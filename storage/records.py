@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from featurize.architecture import Architecture
@@ -20,6 +21,30 @@ from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from llmco2.errors import CampaignBusyError
+
+
+class PointStatus(StrEnum):
+    """Lifecycle of a point."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    INFEASIBLE = "INFEASIBLE"
+
+
+#: Statuses a point never leaves.
+FINISHED_STATUSES = (PointStatus.COMPLETE, PointStatus.FAILED, PointStatus.INFEASIBLE)
+#: Statuses a point may still change from.
+OPEN_STATUSES = (PointStatus.PENDING, PointStatus.RUNNING)
+
+
+class CampaignStatus(StrEnum):
+    """Lifecycle of a campaign."""
+
+    ACTIVE = "ACTIVE"
+    COMPLETE = "COMPLETE"
+    STOPPED = "STOPPED"
 
 
 def canonical_json(value: Any) -> str:
@@ -142,6 +167,8 @@ class StoredPoint:
     lease_owner: str | None = None
     error_kind: str | None = None
     error_message: str | None = None
+    model_name: str | None = None
+    family: str | None = None
 
     def inference_point(self, catalog: GpuCatalog | None = None) -> InferencePoint:
         """Rebuild the :class:`InferencePoint` (GPU looked up in ``catalog``, default catalog)."""
@@ -191,6 +218,31 @@ class MeasurementRecord:
     def columns(self) -> dict[str, Any]:
         """Column values of the ``measurements`` row."""
         return dataclasses.asdict(self)
+
+
+#: The measurement fields a dataset holds: all but the audit records (GPU state before and
+#: after, the engine's extras), which stay in the database.
+MEASUREMENT_COLUMNS = tuple(
+    name
+    for name in MeasurementRecord.__dataclass_fields__
+    if name not in ("gpu_state_before", "gpu_state_after", "extra")
+)
+
+
+@dataclass(frozen=True)
+class DatasetRows:
+    """A campaign's finished points as a dataset reads them.
+
+    Attributes:
+        complete: One dict per COMPLETE point: its :class:`StoredPoint` fields but the
+            architecture, then its :data:`MEASUREMENT_COLUMNS`.
+        failed: One dict per FAILED or INFEASIBLE point, with the same point fields.
+        architectures: The architecture of each engine configuration (``config_key``).
+    """
+
+    complete: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    architectures: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,7 @@ from llmco2.errors import (
     NvmlError,
     NvmlNotSupportedError,
 )
-from storage.models import PointStatus
-from storage.records import MeasurementRecord
+from storage.records import MeasurementRecord, PointStatus
 from workers.devices import Clock, RealClock
 from workers.engines import EngineConfig, InferenceEngine, create_engine, engine_uses_gpus
 from workers.engines.vllm_engine import is_infeasible_error

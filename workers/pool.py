@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from featurize.request import InferenceRequest
-from storage.models import PointStatus
+from storage.records import PointStatus
 from workers.actors import WorkerResult, uses_gpu, worker_actor
 from workers.engines import EngineConfig
 from workers.protocol import ProtocolSettings

@@ -14,10 +14,11 @@ import torch
 
 import storage.export as export_module
 from llmco2.errors import ExportError, UnknownCampaignError
-from storage import CampaignStore, MeasurementRecord
+from storage import CampaignStore, MeasurementRecord, StoredPoint
 from storage.database import head_revision
 from storage.export import export_campaign, read_exported_points
 from storage.graph_dataset import ExportedGraphs
+from storage.records import MEASUREMENT_COLUMNS
 from tests.conftest import make_specs
 
 
@@ -91,6 +92,23 @@ def test_parquet_export_has_features_labels_and_a_manifest(
     assert manifest["schema_revision"] == head_revision()
     assert manifest["campaign"]["config"] == {"engine": "vllm", "A": 20}
     assert "code_version" in manifest
+
+
+def test_dataset_columns_come_from_the_records(filled: CampaignStore, exports: Path) -> None:
+    out = exports / "dataset"
+    export_campaign(filled, "exp", "parquet", out)
+    columns = set(pq.read_table(out / "points.parquet").column_names)
+    measured = set(MEASUREMENT_COLUMNS)
+    # Every measurement field but the audit records, every stored point field but where it is
+    # stored and who leased it; the architecture goes out one column per field.
+    assert measured <= columns and "prefill_latency_s" in measured
+    assert not columns & {"gpu_state_before", "gpu_state_after", "extra"}
+    point_fields = set(StoredPoint.__dataclass_fields__) - {"campaign_id", "lease_owner"}
+    assert point_fields - {"id", "architecture"} <= columns
+    assert {"point_id", "model_name", "family", "arch_hidden_size"} <= columns
+    assert not columns & {"campaign_id", "lease_owner", "architecture"}
+    failures = set(pq.read_table(out / "failures.parquet").column_names)
+    assert point_fields - {"id", "architecture"} <= failures and not failures & measured
 
 
 def test_exported_points_read_back(filled: CampaignStore, exports: Path) -> None:

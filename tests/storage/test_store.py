@@ -60,6 +60,25 @@ def test_campaign_is_created_then_resumed_by_name(store: CampaignStore) -> None:
     assert [c.name for c in store.list_campaigns()] == ["sweep"]
 
 
+def test_a_new_configuration_replaces_the_old_in_one_transaction(store: CampaignStore) -> None:
+    first = store.create_campaign("sweep", {"A": 10})
+    replaced = store.create_campaign("sweep", {"A": 12}, replace_config=True)
+    assert replaced.id == first.id and replaced.config == {"A": 12}
+    assert store.get_campaign("sweep").config_hash == replaced.config_hash != first.config_hash
+    with pytest.raises(CampaignConflictError, match="different configuration"):
+        store.create_campaign("sweep", {"A": 13}, replace_config=True, load_if_exists=False)
+    assert store.get_campaign("sweep").config == {"A": 12}
+
+
+def test_stored_points_carry_their_model_name_and_family(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    specs = make_specs(2)
+    store.add_points(campaign.id, specs)
+    point = store.get_points(campaign.id)[0]
+    assert point.model_name == specs[0].point.architecture.name
+    assert point.family == specs[0].point.architecture.family
+
+
 def test_unknown_campaign_lists_the_known_ones(store: CampaignStore) -> None:
     store.create_campaign("alpha", {})
     with pytest.raises(UnknownCampaignError, match=r"no campaign 'beta'.*'alpha'"):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
-from storage.models import PointStatus
+from storage.records import PointStatus
 from workers.engines import EngineConfig
 from workers.pool import PointTask, measure_tasks
 from workers.protocol import ProtocolSettings

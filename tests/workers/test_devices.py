@@ -69,7 +69,7 @@ def test_the_counter_source_raises_typed_errors() -> None:
 
 def test_a_worker_fails_a_point_by_the_kind_of_nvml_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from featurize import InferenceRequest
-    from storage.models import PointStatus
+    from storage.records import PointStatus
     from workers.actors import EngineWorker
 
     from .test_actors import FAST, config

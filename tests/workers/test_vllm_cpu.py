@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from featurize import Architecture, InferenceRequest, Precision
-from storage.models import PointStatus
+from storage.records import PointStatus
 from tests.workers.test_actors import ray_cluster  # noqa: F401 (shared Ray fixture)
 from workers.engines import EngineConfig
 from workers.pool import PointTask, measure_tasks

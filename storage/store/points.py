@@ -1,0 +1,442 @@
+"""Points in the store: added once, claimed atomically, leased, finished exactly once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Text, case, cast, func, insert, literal, select, update
+
+from llmco2.errors import InvalidRequestError
+from storage.models import Measurement, Point
+from storage.records import (
+    MEASUREMENT_COLUMNS,
+    OPEN_STATUSES,
+    DatasetRows,
+    MeasurementRecord,
+    PointSpec,
+    PointStatus,
+    StoredPoint,
+)
+from storage.store.base import POINT_COLUMNS, StoreBase, point_columns, server_epoch, stored_point
+
+#: Default lease of a claimed point: longer than the slowest measurement of one point.
+DEFAULT_LEASE_SECONDS = 900.0
+#: Default number of tries before a point is FAILED.
+DEFAULT_MAX_ATTEMPTS = 3
+_INSERT_CHUNK = 500
+
+
+class PointOperations(StoreBase):
+    """Reads and writes of the ``points`` and ``measurements`` tables."""
+
+    # Adding and claiming ------------------------------------------------------------------
+    def add_points(self, campaign_id: int, specs: Iterable[PointSpec]) -> list[int]:
+        """Insert points, skipping keys the campaign already has; returns the ids in order.
+
+        The ids of points that existed are returned too, so a resumed driver that re-adds what
+        it had sampled learns the same ids.
+        """
+        rows = []
+        for spec in specs:
+            if spec.split not in ("train", "test"):
+                raise InvalidRequestError(f"split must be 'train' or 'test', got {spec.split!r}")
+            rows.append({**spec.row(), "campaign_id": campaign_id})
+        if not rows:
+            return []
+        ids: dict[str, int] = {}
+        with self._transaction() as conn:
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                conn.execute(
+                    self._insert(Point)
+                    .values(
+                        [{**row, "status": PointStatus.PENDING, "attempts": 0} for row in chunk]
+                    )
+                    .on_conflict_do_nothing(index_elements=["campaign_id", "key"])
+                )
+                keys = [row["key"] for row in chunk]
+                found = conn.execute(
+                    select(Point.key, Point.id).where(
+                        Point.campaign_id == campaign_id, Point.key.in_(keys)
+                    )
+                ).all()
+                ids.update({key: point_id for key, point_id in found})
+        return [ids[row["key"]] for row in rows]
+
+    def claim(
+        self,
+        campaign_id: int,
+        owner: str,
+        limit: int = 1,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        config_key: str | None = None,
+    ) -> list[StoredPoint]:
+        """Atomically move up to ``limit`` PENDING points to RUNNING for ``owner``.
+
+        Args:
+            campaign_id: The campaign.
+            owner: Who claims (driver or actor id); only the owner may heartbeat.
+            limit: Most points to claim.
+            lease_seconds: Lease length on the database server's clock.
+            config_key: Only points of this engine configuration.
+
+        Returns:
+            The claimed points, lowest id first.
+        """
+        if limit < 1:
+            return []
+        conditions = [Point.campaign_id == campaign_id, Point.status == PointStatus.PENDING]
+        if config_key is not None:
+            conditions.append(Point.config_key == config_key)
+        candidates = (
+            select(Point.id)
+            .where(*conditions)
+            .order_by(Point.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
+            # A CTE is evaluated once. As an IN-subquery PostgreSQL may rescan it per row,
+            # and every rescan skips the rows this statement just locked: LIMIT is exceeded.
+            .cte("claimable")
+        )
+        statement = (
+            update(Point)
+            .where(Point.id.in_(select(candidates.c.id)), Point.status == PointStatus.PENDING)
+            .values(
+                status=PointStatus.RUNNING,
+                lease_owner=owner,
+                lease_expires_at=server_epoch() + literal(float(lease_seconds)),
+                updated_at=func.now(),
+            )
+            .returning(*point_columns())
+        )
+        with self._transaction() as conn:
+            rows = conn.execute(statement).all()
+        return sorted((stored_point(row) for row in rows), key=lambda p: p.id)
+
+    def heartbeat(
+        self, point_ids: Sequence[int], owner: str, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> int:
+        """Extend the leases ``owner`` holds on ``point_ids``; returns how many were extended."""
+        if not point_ids:
+            return 0
+        with self._transaction() as conn:
+            result = conn.execute(
+                update(Point)
+                .where(*_owned_running(point_ids, owner))
+                .values(lease_expires_at=server_epoch() + literal(float(lease_seconds)))
+            )
+        return int(result.rowcount)
+
+    def release(self, point_ids: Sequence[int], owner: str) -> int:
+        """Give RUNNING points back to PENDING without counting an attempt (clean shutdown)."""
+        if not point_ids:
+            return 0
+        with self._transaction() as conn:
+            result = conn.execute(
+                update(Point)
+                .where(*_owned_running(point_ids, owner))
+                .values(
+                    status=PointStatus.PENDING,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=func.now(),
+                )
+            )
+        return int(result.rowcount)
+
+    def requeue_expired(
+        self, campaign_id: int | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> tuple[int, int]:
+        """Requeue RUNNING points whose lease expired (by the database server's clock).
+
+        Each goes back to PENDING with attempts + 1, or to FAILED once it reaches
+        ``max_attempts``.
+
+        Returns:
+            (requeued, failed) counts.
+        """
+        exhausted = Point.attempts + 1 >= max_attempts
+        conditions = [
+            Point.status == PointStatus.RUNNING,
+            Point.lease_expires_at < server_epoch(),
+        ]
+        if campaign_id is not None:
+            conditions.append(Point.campaign_id == campaign_id)
+        statement = (
+            update(Point)
+            .where(*conditions)
+            .values(
+                status=case((exhausted, PointStatus.FAILED), else_=PointStatus.PENDING),
+                attempts=Point.attempts + 1,
+                error_kind=case((exhausted, "lease_expired"), else_=Point.error_kind),
+                error_message=case(
+                    (exhausted, f"lease expired {max_attempts} times"),
+                    else_=Point.error_message,
+                ),
+                finished_at=case((exhausted, func.now()), else_=None),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=func.now(),
+            )
+            .returning(Point.status)
+        )
+        with self._transaction() as conn:
+            statuses = conn.execute(statement).scalars().all()
+        failed = sum(1 for status in statuses if status == PointStatus.FAILED)
+        return len(statuses) - failed, failed
+
+    def record_result(
+        self, point_id: int, record: MeasurementRecord, gpu_seconds: float = 0.0
+    ) -> bool:
+        """Store the measurement of a point and mark it COMPLETE.
+
+        Args:
+            point_id: The point.
+            record: Its measurement.
+            gpu_seconds: GPU time this try took (added to the point's).
+
+        Returns:
+            True if stored; False if the point was already finished (nothing changes).
+        """
+        with self._transaction() as conn:
+            moved = conn.execute(
+                update(Point)
+                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
+                .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+                    status=PointStatus.COMPLETE,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=func.now(),
+                    updated_at=func.now(),
+                )
+            )
+            if moved.rowcount != 1:
+                return False
+            conn.execute(insert(Measurement).values(point_id=point_id, **record.columns()))
+        return True
+
+    def record_failure(
+        self,
+        point_id: int,
+        kind: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        final_if_repeated: bool = False,
+        gpu_seconds: float = 0.0,
+    ) -> str | None:
+        """Count a failed try: back to PENDING while tries remain and ``retryable``, else FAILED.
+
+        Args:
+            point_id: The point.
+            kind: Short failure class (``engine_load_failed``, ``measurement``...).
+            message: One line on what went wrong.
+            retryable: Whether another try may succeed at all.
+            max_attempts: Tries after which the point is FAILED.
+            final_if_repeated: Make the point FAILED at once when its previous try failed with
+                the same kind and message (a deterministic failure: another try would only
+                spend GPU time on the same error).
+            gpu_seconds: GPU time this try took (added to the point's).
+
+        Returns:
+            The point's new status, or None if it was already finished (nothing changes).
+        """
+        repeated = (Point.error_kind == kind[:40]) & (Point.error_message == message)
+        final = (
+            literal(not retryable)
+            | (Point.attempts + 1 >= max_attempts)
+            | (literal(final_if_repeated) & repeated)
+        )
+        with self._transaction() as conn:
+            status = conn.execute(
+                update(Point)
+                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
+                .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+                    status=case((final, PointStatus.FAILED), else_=PointStatus.PENDING),
+                    attempts=Point.attempts + 1,
+                    error_kind=kind[:40],
+                    error_message=message,
+                    finished_at=case((final, func.now()), else_=None),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=func.now(),
+                )
+                .returning(Point.status)
+            ).scalar_one_or_none()
+        return str(status) if status is not None else None
+
+    def record_infeasible(
+        self, point_id: int, reason: str, kind: str = "infeasible", gpu_seconds: float = 0.0
+    ) -> bool:
+        """Mark a point INFEASIBLE (out of memory, unsupported): it is never retried."""
+        with self._transaction() as conn:
+            moved = conn.execute(
+                update(Point)
+                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
+                .values(
+                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+                    status=PointStatus.INFEASIBLE,
+                    error_kind=kind[:40],
+                    error_message=reason,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    finished_at=func.now(),
+                    updated_at=func.now(),
+                )
+            )
+        return moved.rowcount == 1
+
+    def get_points(
+        self,
+        campaign_id: int,
+        *,
+        statuses: Sequence[str] | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[StoredPoint]:
+        """Points of a campaign, lowest id first, optionally filtered."""
+        conditions = [Point.campaign_id == campaign_id]
+        if statuses is not None:
+            conditions.append(Point.status.in_(statuses))
+        if ids is not None:
+            conditions.append(Point.id.in_(ids))
+        columns = point_columns()
+        with self._reading() as conn:
+            rows = conn.execute(select(*columns).where(*conditions).order_by(Point.id)).all()
+        return [stored_point(row) for row in rows]
+
+    def gpu_seconds(self, campaign_id: int) -> float:
+        """GPU time every try of the campaign's points took, as stored with their results."""
+        with self._reading() as conn:
+            total = conn.execute(
+                select(func.coalesce(func.sum(Point.gpu_seconds), 0.0)).where(
+                    Point.campaign_id == campaign_id
+                )
+            ).scalar_one()
+        return float(total)
+
+    def status_counts(self, campaign_id: int) -> dict[str, int]:
+        """Points per status (every status present, zeros included)."""
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(Point.status, func.count())
+                .where(Point.campaign_id == campaign_id)
+                .group_by(Point.status)
+            ).all()
+        counts = {status.value: 0 for status in PointStatus}
+        counts.update({str(status): int(n) for status, n in rows})
+        return counts
+
+    def measurement_count(self, campaign_id: int) -> int:
+        """Measurements stored for the campaign."""
+        with self._reading() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(Measurement)
+                    .join(Point, Point.id == Measurement.point_id)
+                    .where(Point.campaign_id == campaign_id)
+                ).scalar_one()
+            )
+
+    def get_measurement(self, point_id: int) -> MeasurementRecord | None:
+        """The measurement of a point, if it has one."""
+        fields = tuple(MeasurementRecord.__dataclass_fields__)
+        with self._reading() as conn:
+            row = conn.execute(
+                select(*(getattr(Measurement, f) for f in fields)).where(
+                    Measurement.point_id == point_id
+                )
+            ).one_or_none()
+        return None if row is None else MeasurementRecord(**dict(zip(fields, row, strict=True)))
+
+    def labelled_points(self, campaign_id: int) -> list[tuple[StoredPoint, dict[str, Any]]]:
+        """Every COMPLETE point with its energy labels, lowest id first (one query).
+
+        The labels are ``energy_j``, ``prefill_energy_j``, ``decode_energy_j``, ``latency_s``,
+        ``prefill_latency_s`` and ``simulated``.
+        """
+        labels = (
+            "energy_j", "prefill_energy_j", "decode_energy_j", "latency_s", "prefill_latency_s",
+            "simulated",
+        )  # fmt: skip
+        columns = point_columns()
+        columns += [getattr(Measurement, name) for name in labels]
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(*columns)
+                .join(Measurement, Measurement.point_id == Point.id)
+                .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
+                .order_by(Point.id)
+            ).all()
+        width = len(POINT_COLUMNS)
+        return [
+            (
+                StoredPoint(**dict(zip(POINT_COLUMNS, row[:width], strict=True))),
+                dict(zip(labels, row[width:], strict=True)),
+            )
+            for row in rows
+        ]
+
+    def dataset_rows(self, campaign_id: int, *, json_as_text: Sequence[str] = ()) -> DatasetRows:
+        """The campaign's finished points as a dataset reads them, in one snapshot.
+
+        Writers go on while it reads (SQLite reads a WAL snapshot without the write lock).
+        Architectures are read once per engine configuration rather than once per row: decoding
+        the same JSON for 100,000 rows would dominate an export.
+
+        Args:
+            campaign_id: The campaign.
+            json_as_text: Measurement fields holding JSON to return as the JSON text stored,
+                without a decode and re-encode.
+        """
+        fields = [name for name in POINT_COLUMNS if name != "architecture"]
+        point_cols = [getattr(Point, name) for name in fields]
+        label_cols = [
+            cast(getattr(Measurement, name), Text) if name in json_as_text
+            else getattr(Measurement, name)
+            for name in MEASUREMENT_COLUMNS
+        ]  # fmt: skip
+        first_of_config = (
+            select(func.min(Point.id))
+            .where(Point.campaign_id == campaign_id)
+            .group_by(Point.config_key)
+            .scalar_subquery()
+        )
+        with self._reading(snapshot=True) as conn:
+            complete = conn.execute(
+                select(*point_cols, *label_cols)
+                .join(Measurement, Measurement.point_id == Point.id)
+                .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
+                .order_by(Point.id)
+            ).all()
+            failed = conn.execute(
+                select(*point_cols)
+                .where(
+                    Point.campaign_id == campaign_id,
+                    Point.status.in_((PointStatus.FAILED, PointStatus.INFEASIBLE)),
+                )
+                .order_by(Point.id)
+            ).all()
+            architectures = conn.execute(
+                select(Point.config_key, Point.architecture).where(Point.id.in_(first_of_config))
+            ).all()
+        names = (*fields, *MEASUREMENT_COLUMNS)
+        return DatasetRows(
+            complete=[dict(zip(names, row, strict=True)) for row in complete],
+            failed=[dict(zip(fields, row, strict=True)) for row in failed],
+            architectures=dict(architectures),
+        )
+
+
+def _owned_running(point_ids: Sequence[int], owner: str) -> tuple[Any, ...]:
+    """Conditions selecting the RUNNING points among ``point_ids`` that ``owner`` holds."""
+    return (
+        Point.id.in_(point_ids),
+        Point.status == PointStatus.RUNNING,
+        Point.lease_owner == owner,
+    )
