@@ -70,12 +70,32 @@ def test_targets_that_cannot_be_written_are_refused_up_front(tmp_path: Path) -> 
         check_output_folder(file, overwrite=True, what="report folder")
     with pytest.raises(ExportError, match=r"parent folder .* does not exist"):
         check_output_folder(tmp_path / "no" / "out", overwrite=False, what="report folder")
-    if os.geteuid() != 0:  # root writes anywhere
-        locked = tmp_path / "locked"
-        locked.mkdir()
-        locked.chmod(0o500)
-        try:
-            with pytest.raises(ExportError, match="parent is not writable"):
-                check_output_folder(locked / "out", overwrite=False, what="report folder")
-        finally:
-            locked.chmod(0o700)
+
+
+def _read_only_folder_for_root() -> Path | None:
+    """A folder root cannot write: a read-only mount (root's permission bits are no bar)."""
+    mounts = Path("/proc/mounts").read_text().splitlines() if Path("/proc/mounts").exists() else []
+    candidates = [Path(line.split()[1]) for line in mounts if "ro" in line.split()[3].split(",")]
+    candidates.append(Path("/proc/sys"))
+    for folder in candidates:
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return None
+
+
+def test_a_read_only_parent_is_refused_up_front(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        parent = _read_only_folder_for_root()
+        if parent is None:
+            pytest.skip("running as root, and no read-only mount to write into here")
+    else:
+        parent = tmp_path / "locked"
+        parent.mkdir()
+        parent.chmod(0o500)
+    try:
+        with pytest.raises(ExportError, match="parent is not writable"):
+            check_output_folder(parent / "llmco2-out", overwrite=False, what="report folder")
+        assert not (parent / "llmco2-out").exists()
+    finally:
+        if os.geteuid() != 0:
+            parent.chmod(0o700)
