@@ -9,8 +9,6 @@ one and turns every problem into one :class:`~llmco2.errors.ConfigFileError` lin
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -19,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError
+from storage.records import sha256_hex
 from workers.protocol_settings import ProtocolSettings
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -225,9 +224,8 @@ class CampaignConfig(_Strict):
         return data
 
     def config_hash(self) -> str:
-        """SHA-256 of :meth:`fingerprint`."""
-        text = json.dumps(self.fingerprint(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        """SHA-256 of :meth:`fingerprint`, as the campaign store records it."""
+        return sha256_hex(self.fingerprint())
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -9,6 +9,7 @@ import yaml
 
 from llmco2.errors import ConfigFileError
 from orchestrator.config import CampaignConfig, load_config, parse_config
+from storage import CampaignStore
 
 CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 MINIMAL = {"name": "c", "priors": {"architectures": {"models": ["qwen2-0.5b"]}}}
@@ -34,6 +35,13 @@ def test_fingerprint_ignores_the_database_url_only() -> None:
     two = parse_config({**MINIMAL, "database": "sqlite:///b.db"})
     three = parse_config({**MINIMAL, "seed": 1})
     assert one.config_hash() == two.config_hash() != three.config_hash()
+
+
+def test_the_config_hash_is_the_one_the_store_records(tmp_path: Path) -> None:
+    config = parse_config(MINIMAL)
+    store = CampaignStore(f"sqlite:///{tmp_path / 'c.db'}")
+    stored = store.create_campaign(config.name, config.fingerprint())
+    assert stored.config_hash == config.config_hash()
 
 
 @pytest.mark.parametrize(
