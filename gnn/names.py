@@ -20,6 +20,9 @@ METHOD_NAMES: tuple[str, ...] = (
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_NAMES if m != "gnn+phases")
 #: Splits of the evaluation, primary first (see :mod:`gnn.evaluation`).
 SPLIT_NAMES: tuple[str, ...] = ("shape", "family", "tp", "size", "gpu", "random")
+#: Training of a campaign round's predictor, and of any training run that does not say.
+ROUND_EPOCHS = 200
+ROUND_PATIENCE = 30
 #: Training of the predictors on real data (`llmco2 evaluate`, `llmco2 train` and the shipped
 #: default): more epochs and patience than a campaign round's, which trains often.
 REAL_DATA_EPOCHS = 300

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from featurize.graphs import FEATURE_SCHEMA_VERSION, GLOBAL_FEATURE_NAMES
 from gnn.model import LLMCO2Net, ModelConfig
+from gnn.names import ROUND_EPOCHS, ROUND_PATIENCE
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from llmco2.version import code_version
 
@@ -38,11 +39,11 @@ _GEN_COLUMN = GLOBAL_FEATURE_NAMES.index("log2_generated_tokens")
 class TrainConfig:
     """Knobs of one training run."""
 
-    epochs: int = 200
+    epochs: int = ROUND_EPOCHS
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
-    patience: int = 25
+    patience: int = ROUND_PATIENCE
     validation_fraction: float = 0.15
     seed: int = 0
     device: str = "cpu"

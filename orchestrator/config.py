@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gnn.names import ROUND_EPOCHS, ROUND_PATIENCE
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError
 from storage.records import sha256_hex
@@ -149,8 +150,8 @@ class Training(_Strict):
     """The predictor trained in each round."""
 
     predictor: RoundPredictor = "llmco2"
-    epochs: PositiveInt = 200
-    patience: PositiveInt = 30
+    epochs: PositiveInt = ROUND_EPOCHS
+    patience: PositiveInt = ROUND_PATIENCE
     ensemble: Annotated[int, Field(ge=1, le=16)] = 1
 
 
