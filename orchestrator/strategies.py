@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from featurize.point import InferencePoint
+from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule
 from orchestrator.sampling import PointSampler
 from storage.records import config_key
@@ -163,7 +164,7 @@ def select(
             keep(point, None)
     elif strategy == "disagreement":
         if ensemble is None:
-            raise ValueError("the disagreement strategy needs an ensemble")
+            raise InvalidRequestError("the disagreement strategy needs an ensemble")
         pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in taken]
         if pool:
             for index in disagreement_order(ensemble(pool)):
@@ -172,7 +173,7 @@ def select(
                 keep(pool[index], None)
     elif strategy == "diverse":
         if ensemble is None:
-            raise ValueError("the diverse strategy needs an ensemble")
+            raise InvalidRequestError("the diverse strategy needs an ensemble")
         hedge = round(HEDGE_FRACTION * wanted)
         for point in sampler.sample(hedge, rng):
             keep(point, None)
@@ -184,5 +185,5 @@ def select(
             for index in diverse_order(ensemble(pool), keys, already, count=wanted - len(chosen)):
                 keep(pool[index], None)
     else:
-        raise ValueError(f"unknown strategy {strategy!r}")
+        raise InvalidRequestError(f"unknown strategy {strategy!r}")
     return Selection(chosen, parents)

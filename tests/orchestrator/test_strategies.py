@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from featurize import InferencePoint, get_gpu
+from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule, parse_config
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import (
@@ -127,7 +128,7 @@ def test_diverse_rounds_hedge_with_prior_draws_and_spread_over_configurations() 
 
 def test_diverse_needs_an_ensemble() -> None:
     sampler = _sampler()
-    with pytest.raises(ValueError, match="needs an ensemble"):
+    with pytest.raises(InvalidRequestError, match="needs an ensemble"):
         select("diverse", sampler, np.random.default_rng(0), budget=5, neighbours=5,
                test_points=[], test_ids=[], test_errors=np.array([]),
                rule=HighErrorRule(rule="top_fraction", value=0.1))  # fmt: skip

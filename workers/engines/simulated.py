@@ -47,6 +47,7 @@ from featurize.memory import check_fits
 from featurize.point import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
 from llmco2 import __version__
+from llmco2.errors import InvalidRequestError
 from workers.devices import DeviceState
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 
@@ -269,7 +270,9 @@ class SimulatedEngine(InferenceEngine):
     def __init__(self, config: EngineConfig, params: TwinParameters | None = None) -> None:
         super().__init__(config)
         if config.gpu is None:
-            raise ValueError("the simulated engine models a GPU: EngineConfig.gpu is required")
+            raise InvalidRequestError(
+                "the simulated engine models a GPU: EngineConfig.gpu is required"
+            )
         self.params = params if params is not None else TwinParameters.for_gpu(config.gpu)
         self._clock = VirtualClock()
         self._counter: VirtualCounter | None = None
