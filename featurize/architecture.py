@@ -17,6 +17,7 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "llama",
     "mistral",
     "qwen2",
+    "qwen3",
     "gemma",
     "gemma2",
     "bloom",
@@ -26,6 +27,14 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
 #: a shape of theirs cannot have any other intermediate size.
 FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
+
+#: Families that RMS-normalise each head's queries and keys (and only they do).
+QK_NORM_FAMILIES: tuple[str, ...] = ("qwen3",)
+
+#: Fields added to :class:`Architecture` after campaigns had stored shapes, with the value every
+#: shape stored before them has. A shape's identity leaves them out at that value, so the points
+#: measured before keep their keys (see :meth:`Architecture.identity`).
+LATER_FIELD_DEFAULTS: dict[str, Any] = {"qk_norm": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,8 @@ class Architecture:
         qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM).
         dense_bias: Whether the output and MLP projections have biases (BLOOM).
         position: ``rope`` or ``alibi`` (no extra weights either way).
+        qk_norm: Whether each head's queries and keys are RMS-normalised before attention
+            (Qwen3, OLMo 2, Gemma 3: one ``d_h``-wide weight each for Q and K per layer).
     """
 
     name: str
@@ -75,6 +86,7 @@ class Architecture:
     qkv_bias: bool = False
     dense_bias: bool = False
     position: Position = "rope"
+    qk_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in SUPPORTED_FAMILIES:
@@ -99,6 +111,12 @@ class Architecture:
                 raise UnsupportedArchitectureError(
                     f"{self.name}: {key} must be a positive integer, got {value!r}"
                 )
+        if self.qk_norm != (self.family in QK_NORM_FAMILIES):
+            having = "has" if self.family in QK_NORM_FAMILIES else "has no"
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model {having} per-head Q/K norms "
+                f"(qk_norm must be {self.family in QK_NORM_FAMILIES})"
+            )
         ratio = FIXED_MLP_RATIO.get(self.family)
         if ratio is not None and self.intermediate_size != ratio * self.hidden_size:
             raise UnsupportedArchitectureError(
@@ -168,7 +186,8 @@ class Architecture:
     def norm_params_per_layer(self) -> int:
         """Normalisation weights of one layer (BLOOM's LayerNorm has a bias too)."""
         per_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
-        return 2 * self.norms_per_sublayer * per_norm
+        qk_norm = 2 * self.head_dim if self.qk_norm else 0
+        return 2 * self.norms_per_sublayer * per_norm + qk_norm
 
     @property
     def params_per_layer(self) -> int:
@@ -198,9 +217,14 @@ class Architecture:
 
     @property
     def non_embedding_params(self) -> int:
-        """Transformer-layer weights plus the final norm: the usual 'non-embedding' count."""
-        final_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
-        return self.num_layers * self.params_per_layer + final_norm
+        """Transformer-layer weights plus the norms outside them: the usual 'non-embedding' count.
+
+        BLOOM has a LayerNorm (weight and bias) right after its embedding as well as the final
+        one.
+        """
+        if self.family == "bloom":
+            return self.num_layers * self.params_per_layer + 2 * (2 * self.hidden_size)
+        return self.num_layers * self.params_per_layer + self.hidden_size
 
     @property
     def total_params(self) -> int:
@@ -240,3 +264,17 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that make the shape, for hashing into point keys.
+
+        Every field but the name (a perturbed copy of a catalog model with the same shape is the
+        same measurement); a field of :data:`LATER_FIELD_DEFAULTS` only where it differs from
+        the value the shapes stored before it have.
+        """
+        identity = self.to_dict()
+        identity.pop("name")
+        for key, before in LATER_FIELD_DEFAULTS.items():
+            if identity[key] == before:
+                del identity[key]
+        return identity

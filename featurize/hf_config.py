@@ -12,7 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from featurize.architecture import FIXED_MLP_RATIO, SUPPORTED_FAMILIES, Architecture
+from featurize.architecture import (
+    FIXED_MLP_RATIO,
+    QK_NORM_FAMILIES,
+    SUPPORTED_FAMILIES,
+    Architecture,
+)
 from llmco2.errors import ConfigFileError, UnsupportedArchitectureError
 
 # Defaults of the transformers configuration classes for keys a config.json may omit.
@@ -20,6 +25,7 @@ _TIED_DEFAULT: dict[str, bool] = {
     "llama": False,
     "mistral": False,
     "qwen2": False,
+    "qwen3": False,
     "mixtral": False,
     "gemma": True,
     "gemma2": True,
@@ -27,6 +33,11 @@ _TIED_DEFAULT: dict[str, bool] = {
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config).
 _WINDOW_DEFAULT: dict[str, int] = {"mistral": 4096, "gemma2": 4096}
+# Head widths of the configuration classes that do not derive it from hidden_size / heads.
+_HEAD_DIM_DEFAULT: dict[str, int] = {"gemma": 256, "gemma2": 256, "qwen3": 128}
+# Families whose Q/K/V projections have biases: always (Qwen2), or as attention_bias says.
+_QKV_BIAS_ALWAYS = frozenset({"qwen2"})
+_QKV_BIAS_CONFIGURABLE = frozenset({"qwen3"})
 
 
 def _require(config: dict[str, Any], source: str, *keys: str) -> int:
@@ -95,10 +106,10 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     hidden = _require(config, name, "hidden_size")
     heads = _require(config, name, "num_attention_heads")
     kv_heads = config.get("num_key_value_heads") or heads
-    head_dim = config.get("head_dim") or (256 if family in ("gemma", "gemma2") else hidden // heads)
+    head_dim = config.get("head_dim") or _HEAD_DIM_DEFAULT.get(family) or hidden // heads
     window = config.get("sliding_window", _WINDOW_DEFAULT.get(family))
-    if family == "qwen2" and not config.get("use_sliding_window", False):
-        window = None  # Qwen2 configs carry a window that is off unless use_sliding_window
+    if family in ("qwen2", "qwen3") and not config.get("use_sliding_window", False):
+        window = None  # Qwen configs carry a window that is off unless use_sliding_window
     if family == "gemma":
         window = None
     fraction = 0.0
@@ -122,8 +133,10 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         sliding_window=int(window) if window is not None else None,
         sliding_window_layer_fraction=fraction,
         norms_per_sublayer=2 if family == "gemma2" else 1,
-        qkv_bias=family == "qwen2",
+        qkv_bias=family in _QKV_BIAS_ALWAYS
+        or (family in _QKV_BIAS_CONFIGURABLE and bool(config.get("attention_bias", False))),
         position="rope",
+        qk_norm=family in QK_NORM_FAMILIES,
     )
 
 
@@ -192,6 +205,7 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "llama": "LlamaForCausalLM",
         "mistral": "MistralForCausalLM",
         "qwen2": "Qwen2ForCausalLM",
+        "qwen3": "Qwen3ForCausalLM",
         "gemma": "GemmaForCausalLM",
         "gemma2": "Gemma2ForCausalLM",
         "mixtral": "MixtralForCausalLM",
@@ -216,9 +230,11 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
     if arch.family == "mixtral":
         config["num_local_experts"] = arch.num_experts
         config["num_experts_per_tok"] = arch.experts_per_token
+    if arch.family in _QKV_BIAS_CONFIGURABLE:
+        config["attention_bias"] = arch.qkv_bias
     if arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
-        if arch.family == "qwen2":
+        if arch.family in ("qwen2", "qwen3"):
             config["use_sliding_window"] = True
     elif arch.family in ("mistral", "mixtral", "gemma2"):
         config["sliding_window"] = None

@@ -39,7 +39,8 @@ Deviations from the paper, each also noted where it is computed:
   final norm, LM head (prefill computes logits for the last position only) and the gather of the
   logits; MoE router and the top-k experts (weights read only for experts some token is routed
   to); GQA/MQA (KV heads replicated when ``l > n_kv``); Gemma 2's sliding-window layers and
-  post-norms; biases.
+  post-norms; biases; the per-head Q and K RMSNorms of Qwen3-style attention (counted with the
+  attention block's norm kernel, on the GPU's own heads).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class PointArrays:
     norms_per_sublayer: FloatArray
     qkv_bias: BoolArray
     dense_bias: BoolArray
+    qk_norm: BoolArray
     activation_ops: FloatArray
     weight_bytes: FloatArray
     act_bytes: FloatArray
@@ -286,13 +288,14 @@ class PointArrays:
             tdp=rows[:, 26],
             die_area=rows[:, 27],
             process_nm=rows[:, 28],
+            qk_norm=rows[:, 29] > 0,
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 29
+_CONFIG_COLUMNS = 30
 
 
 def _config_row(point: InferencePoint) -> list[float]:
@@ -328,6 +331,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         gpu.entry.tdp_w,
         gpu.entry.die_area_mm2,
         gpu.entry.process_nm,
+        a.qk_norm,
     ]
 
 
@@ -593,7 +597,15 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         allreduce(KernelType.EMBED_ALLREDUCE, phase, t * h)
 
         npl = p.norms_per_sublayer
-        elementwise(KernelType.NORM_ATTN, phase, h * npl, np.full(n, NORM_OPS), 1.0, h * npl)
+        # The attention block's norms: the input norm(s) on the hidden state, and where the
+        # model has them (Qwen3, OLMo 2, Gemma 3) the per-head RMSNorms of Q and K on this GPU's
+        # heads, with one d_h-wide weight each.
+        qk_width = np.where(p.qk_norm, q_g + kv_g, 0.0)
+        qk_weights = np.where(p.qk_norm, 2 * p.head_dim, 0.0)
+        elementwise(
+            KernelType.NORM_ATTN, phase, h * npl + qk_width, np.full(n, NORM_OPS), 1.0,
+            h * npl + qk_weights,
+        )  # fmt: skip
         linear(KernelType.Q_PROJ, phase, h, q_g, p.qkv_bias)
         linear(KernelType.K_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)
         linear(KernelType.V_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from featurize.architecture import Architecture
+from featurize.architecture import LATER_FIELD_DEFAULTS, Architecture
 from featurize.gpus import GpuCatalog
 from featurize.kernels import PHASES, QUANTITIES, KernelCounts, PointArrays, kernel_counts
 from featurize.point import GpuSetup, InferencePoint
@@ -277,7 +277,17 @@ def read_exported_points(
             if row["simulated"] and not include_simulated:
                 continue
             point = InferencePoint(
-                Architecture(name=row["model_name"], **{f: row[f"arch_{f}"] for f in _ARCH_FIELDS}),
+                Architecture(
+                    name=row["model_name"],
+                    # Datasets exported before a field existed lack its column: theirs is the
+                    # value every shape had then.
+                    **{
+                        f: row.get(f"arch_{f}", LATER_FIELD_DEFAULTS[f])
+                        if f in LATER_FIELD_DEFAULTS
+                        else row[f"arch_{f}"]
+                        for f in _ARCH_FIELDS
+                    },
+                ),
                 InferenceRequest(row["batch_size"], row["prompt_tokens"], row["generated_tokens"]),
                 GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"]),
                 Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),

@@ -57,18 +57,10 @@ def sha256_hex(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def _architecture_identity(arch: Architecture) -> dict[str, Any]:
-    # The name is a label, not part of the shape: a perturbed copy of a catalog model with the
-    # same shape is the same measurement.
-    identity = arch.to_dict()
-    identity.pop("name")
-    return identity
-
-
 def engine_config_identity(point: InferencePoint, engine: str) -> dict[str, Any]:
     """What one engine instance serves: architecture, precision, attention, GPUs, engine."""
     return {
-        "architecture": _architecture_identity(point.architecture),
+        "architecture": point.architecture.identity(),
         "precision": dataclasses.asdict(point.precision),
         "flash_attention": point.flash_attention,
         "gpu_type": point.setup.gpu.id,

@@ -48,6 +48,20 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "use_sliding_window": False,
         "hidden_act": "silu",
     },
+    "qwen3": {
+        "model_type": "qwen3",
+        "hidden_size": 2560,
+        "intermediate_size": 9728,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 151936,
+        "tie_word_embeddings": True,
+        "sliding_window": None,
+        "use_sliding_window": False,
+        "max_window_layers": 36,
+        "hidden_act": "silu",
+    },
     "gemma": {
         "model_type": "gemma",
         "hidden_size": 2048,
@@ -110,6 +124,11 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.sliding_window == 4096  # MistralConfig's default window
     if family == "qwen2":
         assert arch.qkv_bias and arch.tied_embeddings and arch.sliding_window is None
+    if family == "qwen3":
+        # Qwen3Config: head_dim 128 whatever the width, no Q/K/V biases, per-head Q/K norms.
+        assert (arch.head_dim, arch.qkv_bias, arch.qk_norm) == (128, False, True)
+    else:
+        assert not arch.qk_norm
     if family == "gemma":
         assert arch.tied_embeddings and arch.activation == "gelu" and arch.head_dim == 256
     if family == "gemma2":

@@ -1,4 +1,5 @@
-"""The LLM catalog: the paper's 17 models, names, parameter counts against published figures."""
+"""The LLM catalog: the paper's 17 models and later ones, names, parameter counts against published
+figures."""
 
 from __future__ import annotations
 
@@ -10,18 +11,15 @@ import pytest
 from featurize import catalog_models, get_catalog_model, resolve_architecture
 from llmco2.errors import UnknownModelError, UnsupportedArchitectureError
 
+PAPER_FAMILIES = {"bloom", "gemma", "gemma2", "qwen2", "llama", "mixtral"}
 
-def test_catalog_holds_the_papers_17_models_from_five_families() -> None:
+
+def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
     entries = catalog_models()
-    assert len(entries) == 17
-    assert {e.architecture.family for e in entries} == {
-        "bloom",
-        "gemma",
-        "gemma2",
-        "qwen2",
-        "llama",
-        "mixtral",
-    }
+    paper = [e for e in entries if e.architecture.family in PAPER_FAMILIES]
+    assert len(paper) == 17
+    assert {e.architecture.family for e in paper} == PAPER_FAMILIES
+    assert {e.architecture.family for e in entries} - PAPER_FAMILIES >= {"qwen3"}
     assert all(e.source for e in entries)
 
 
@@ -38,10 +36,25 @@ def test_catalog_holds_the_papers_17_models_from_five_families() -> None:
         ("meta-llama/Llama-3.1-8B", 8.03e9),
         ("meta-llama/Llama-3.1-70B", 70.6e9),
         ("mistralai/Mixtral-8x7B-v0.1", 46.7e9),
+        # Qwen3 model cards (0.6B, 4.0B, 8.2B, 32.8B; 1.7B is 1.72B, rounded on its card).
+        ("Qwen/Qwen3-0.6B", 0.6e9),
+        ("Qwen/Qwen3-4B", 4.0e9),
+        ("Qwen/Qwen3-8B", 8.2e9),
+        ("Qwen/Qwen3-32B", 32.8e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
     assert resolve_architecture(name).total_params == pytest.approx(published_params, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("name", "published"),
+    [("qwen3-0.6b", 0.44e9), ("qwen3-1.7b", 1.4e9), ("qwen3-4b", 3.6e9), ("qwen3-8b", 6.95e9),
+     ("qwen3-32b", 31.2e9)],
+)  # fmt: skip
+def test_qwen3_non_embedding_parameters_match_the_model_cards(name: str, published: float) -> None:
+    # The cards give two significant figures.
+    assert resolve_architecture(name).non_embedding_params == pytest.approx(published, rel=0.02)
 
 
 def test_llama_non_embedding_parameters() -> None:

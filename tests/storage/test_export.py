@@ -18,7 +18,7 @@ from storage import CampaignStore, MeasurementRecord, StoredPoint
 from storage.database import head_revision
 from storage.export import export_campaign, read_exported_points
 from storage.graph_dataset import ExportedGraphs
-from storage.records import MEASUREMENT_COLUMNS
+from storage.records import MEASUREMENT_COLUMNS, config_key, point_key
 from tests.conftest import make_specs
 
 
@@ -124,6 +124,21 @@ def test_exported_points_read_back(filled: CampaignStore, exports: Path) -> None
             name="x"
         )
         assert point.setup.gpu.id == "H100-SXM" and row["energy_j"] > 0
+
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "experiments" / "data"
+
+
+def test_the_keys_of_the_real_datasets_are_what_the_code_computes_today() -> None:
+    # A field added to the architecture must not change the key of a point measured before it:
+    # a resumed campaign would measure it again under a new key.
+    folders = sorted(p.parent for p in REAL_DATA.glob("*/points.parquet"))
+    assert folders, "the real datasets are part of the repository"
+    rows = read_exported_points(folders)
+    assert len(rows) > 300
+    for point, row in rows:
+        assert config_key(point, row["engine"]) == row["config_key"], row["model_name"]
+        assert point_key(point, row["engine"]) == row["key"], row["model_name"]
 
 
 def test_simulated_rows_only_on_request(filled: CampaignStore, exports: Path) -> None:
