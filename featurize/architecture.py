@@ -11,6 +11,7 @@ from llmco2.errors import InfeasibleConfigError, UnsupportedArchitectureError
 MlpKind = Literal["gated", "plain"]
 Activation = Literal["silu", "gelu_tanh", "gelu"]
 Position = Literal["rope", "alibi"]
+QkNorm = Literal["none", "head", "full"]
 
 #: Families whose kernels the featurizer models (Hugging Face ``model_type`` values).
 SUPPORTED_FAMILIES: tuple[str, ...] = (
@@ -18,6 +19,9 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "mistral",
     "qwen2",
     "qwen3",
+    "phi3",
+    "olmo2",
+    "granite",
     "gemma",
     "gemma2",
     "bloom",
@@ -28,13 +32,16 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
 #: a shape of theirs cannot have any other intermediate size.
 FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
 
-#: Families that RMS-normalise each head's queries and keys (and only they do).
-QK_NORM_FAMILIES: tuple[str, ...] = ("qwen3",)
+#: How each family normalises queries and keys before attention (``none`` where absent):
+#: ``head``, an RMSNorm of each head's ``d_h`` values with one ``d_h``-wide weight shared by the
+#: heads (Qwen3); ``full``, an RMSNorm of the whole Q and the whole K projection output with a
+#: weight as wide as each (OLMo 2).
+QK_NORM_OF_FAMILY: dict[str, QkNorm] = {"qwen3": "head", "olmo2": "full"}
 
 #: Fields added to :class:`Architecture` after campaigns had stored shapes, with the value every
 #: shape stored before them has. A shape's identity leaves them out at that value, so the points
 #: measured before keep their keys (see :meth:`Architecture.identity`).
-LATER_FIELD_DEFAULTS: dict[str, Any] = {"qk_norm": False}
+LATER_FIELD_DEFAULTS: dict[str, Any] = {"qk_norm": "none"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +69,9 @@ class Architecture:
         qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM).
         dense_bias: Whether the output and MLP projections have biases (BLOOM).
         position: ``rope`` or ``alibi`` (no extra weights either way).
-        qk_norm: Whether each head's queries and keys are RMS-normalised before attention
-            (Qwen3, OLMo 2, Gemma 3: one ``d_h``-wide weight each for Q and K per layer).
+        qk_norm: How queries and keys are RMS-normalised before attention: ``none``, ``head``
+            (each head's, Qwen3) or ``full`` (the whole projection output, OLMo 2); see
+            :data:`QK_NORM_OF_FAMILY`.
     """
 
     name: str
@@ -86,7 +94,7 @@ class Architecture:
     qkv_bias: bool = False
     dense_bias: bool = False
     position: Position = "rope"
-    qk_norm: bool = False
+    qk_norm: QkNorm = "none"
 
     def __post_init__(self) -> None:
         if self.family not in SUPPORTED_FAMILIES:
@@ -111,11 +119,11 @@ class Architecture:
                 raise UnsupportedArchitectureError(
                     f"{self.name}: {key} must be a positive integer, got {value!r}"
                 )
-        if self.qk_norm != (self.family in QK_NORM_FAMILIES):
-            having = "has" if self.family in QK_NORM_FAMILIES else "has no"
+        expected_qk_norm = QK_NORM_OF_FAMILY.get(self.family, "none")
+        if self.qk_norm != expected_qk_norm:
             raise UnsupportedArchitectureError(
-                f"{self.name}: a {self.family} model {having} per-head Q/K norms "
-                f"(qk_norm must be {self.family in QK_NORM_FAMILIES})"
+                f"{self.name}: a {self.family} model's Q/K norm is {expected_qk_norm!r}, "
+                f"got qk_norm {self.qk_norm!r}"
             )
         ratio = FIXED_MLP_RATIO.get(self.family)
         if ratio is not None and self.intermediate_size != ratio * self.hidden_size:
@@ -186,8 +194,8 @@ class Architecture:
     def norm_params_per_layer(self) -> int:
         """Normalisation weights of one layer (BLOOM's LayerNorm has a bias too)."""
         per_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
-        qk_norm = 2 * self.head_dim if self.qk_norm else 0
-        return 2 * self.norms_per_sublayer * per_norm + qk_norm
+        qk_norm = {"none": 0, "head": 2 * self.head_dim, "full": self.q_size + self.kv_size}
+        return 2 * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm]
 
     @property
     def params_per_layer(self) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from featurize.architecture import (
     FIXED_MLP_RATIO,
-    QK_NORM_FAMILIES,
+    QK_NORM_OF_FAMILY,
     SUPPORTED_FAMILIES,
     Architecture,
 )
@@ -26,6 +26,9 @@ _TIED_DEFAULT: dict[str, bool] = {
     "mistral": False,
     "qwen2": False,
     "qwen3": False,
+    "phi3": False,
+    "olmo2": False,
+    "granite": False,
     "mixtral": False,
     "gemma": True,
     "gemma2": True,
@@ -35,9 +38,13 @@ _TIED_DEFAULT: dict[str, bool] = {
 _WINDOW_DEFAULT: dict[str, int] = {"mistral": 4096, "gemma2": 4096}
 # Head widths of the configuration classes that do not derive it from hidden_size / heads.
 _HEAD_DIM_DEFAULT: dict[str, int] = {"gemma": 256, "gemma2": 256, "qwen3": 128}
-# Families whose Q/K/V projections have biases: always (Qwen2), or as attention_bias says.
+# Families whose Q/K/V projections have biases (and no other projection has).
 _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
-_QKV_BIAS_CONFIGURABLE = frozenset({"qwen3"})
+# Families whose attention_bias puts biases on Q, K, V *and* the output projection but none in the
+# MLP, which the architecture does not describe: their released models have none.
+_ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "olmo2"})
+# Families without sliding-window attention whatever their config carries.
+_NO_WINDOW = frozenset({"gemma", "olmo2", "granite"})
 
 
 def _require(config: dict[str, Any], source: str, *keys: str) -> int:
@@ -110,8 +117,25 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     window = config.get("sliding_window", _WINDOW_DEFAULT.get(family))
     if family in ("qwen2", "qwen3") and not config.get("use_sliding_window", False):
         window = None  # Qwen configs carry a window that is off unless use_sliding_window
-    if family == "gemma":
+    if family in _NO_WINDOW:
         window = None
+    if family in _ATTENTION_BIAS_REFUSED and config.get("attention_bias", False):
+        raise UnsupportedArchitectureError(
+            f"{name}: {family} with attention_bias true is not supported (biases on the output "
+            "projection without MLP biases)"
+        )
+    qkv_bias = family in _QKV_BIAS_ALWAYS
+    dense_bias = False
+    if family == "granite":
+        # Granite's attention_bias covers Q, K, V and the output projection, mlp_bias the MLP;
+        # its embedding/residual/attention/logits multipliers scale values, not counts.
+        attention_bias = bool(config.get("attention_bias", False))
+        if attention_bias != bool(config.get("mlp_bias", False)):
+            raise UnsupportedArchitectureError(
+                f"{name}: granite with attention_bias {attention_bias} but mlp_bias "
+                f"{not attention_bias} is not supported (both or neither)"
+            )
+        qkv_bias = dense_bias = attention_bias
     fraction = 0.0
     if window is not None:
         fraction = 0.5 if family == "gemma2" else 1.0  # Gemma 2 alternates local and global
@@ -133,10 +157,10 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         sliding_window=int(window) if window is not None else None,
         sliding_window_layer_fraction=fraction,
         norms_per_sublayer=2 if family == "gemma2" else 1,
-        qkv_bias=family in _QKV_BIAS_ALWAYS
-        or (family in _QKV_BIAS_CONFIGURABLE and bool(config.get("attention_bias", False))),
+        qkv_bias=qkv_bias,
+        dense_bias=dense_bias,
         position="rope",
-        qk_norm=family in QK_NORM_FAMILIES,
+        qk_norm=QK_NORM_OF_FAMILY.get(family, "none"),
     )
 
 
@@ -206,6 +230,9 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "mistral": "MistralForCausalLM",
         "qwen2": "Qwen2ForCausalLM",
         "qwen3": "Qwen3ForCausalLM",
+        "phi3": "Phi3ForCausalLM",
+        "olmo2": "Olmo2ForCausalLM",
+        "granite": "GraniteForCausalLM",
         "gemma": "GemmaForCausalLM",
         "gemma2": "Gemma2ForCausalLM",
         "mixtral": "MixtralForCausalLM",
@@ -230,12 +257,14 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
     if arch.family == "mixtral":
         config["num_local_experts"] = arch.num_experts
         config["num_experts_per_tok"] = arch.experts_per_token
-    if arch.family in _QKV_BIAS_CONFIGURABLE:
-        config["attention_bias"] = arch.qkv_bias
+    if arch.family in _ATTENTION_BIAS_REFUSED:
+        config["attention_bias"] = False
+    if arch.family == "granite":
+        config["attention_bias"] = config["mlp_bias"] = arch.qkv_bias
     if arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
         if arch.family in ("qwen2", "qwen3"):
             config["use_sliding_window"] = True
-    elif arch.family in ("mistral", "mixtral", "gemma2"):
+    elif arch.family in ("mistral", "mixtral", "gemma2", "phi3"):
         config["sliding_window"] = None
     return config

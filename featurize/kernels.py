@@ -39,8 +39,8 @@ Deviations from the paper, each also noted where it is computed:
   final norm, LM head (prefill computes logits for the last position only) and the gather of the
   logits; MoE router and the top-k experts (weights read only for experts some token is routed
   to); GQA/MQA (KV heads replicated when ``l > n_kv``); Gemma 2's sliding-window layers and
-  post-norms; biases; the per-head Q and K RMSNorms of Qwen3-style attention (counted with the
-  attention block's norm kernel, on the GPU's own heads).
+  post-norms; biases; the Q and K RMSNorms of Qwen3 (per head) and OLMo 2 (over the whole
+  projection, after an all-gather under TP), counted with the attention block's norm kernel.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class PointArrays:
     norms_per_sublayer: FloatArray
     qkv_bias: BoolArray
     dense_bias: BoolArray
-    qk_norm: BoolArray
+    qk_norm: FloatArray  # 0 none, 1 per head, 2 whole projection (see _QK_NORM_CODE)
     activation_ops: FloatArray
     weight_bytes: FloatArray
     act_bytes: FloatArray
@@ -288,7 +288,7 @@ class PointArrays:
             tdp=rows[:, 26],
             die_area=rows[:, 27],
             process_nm=rows[:, 28],
-            qk_norm=rows[:, 29] > 0,
+            qk_norm=rows[:, 29],
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
@@ -296,6 +296,7 @@ class PointArrays:
 
 
 _CONFIG_COLUMNS = 30
+_QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
 
 
 def _config_row(point: InferencePoint) -> list[float]:
@@ -331,7 +332,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         gpu.entry.tdp_w,
         gpu.entry.die_area_mm2,
         gpu.entry.process_nm,
-        a.qk_norm,
+        _QK_NORM_CODE[a.qk_norm],
     ]
 
 
@@ -598,10 +599,14 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
 
         npl = p.norms_per_sublayer
         # The attention block's norms: the input norm(s) on the hidden state, and where the
-        # model has them (Qwen3, OLMo 2, Gemma 3) the per-head RMSNorms of Q and K on this GPU's
-        # heads, with one d_h-wide weight each.
-        qk_width = np.where(p.qk_norm, q_g + kv_g, 0.0)
-        qk_weights = np.where(p.qk_norm, 2 * p.head_dim, 0.0)
+        # model has them the RMSNorms of Q and K. Per head (Qwen3): on this GPU's heads, with one
+        # d_h-wide weight each. Over the whole projection (OLMo 2): the engine gathers Q and K
+        # from the GPUs first (counted with the attention all-reduce below) and normalises the
+        # whole width on each, with weights as wide.
+        per_head, whole = p.qk_norm == 1.0, p.qk_norm == 2.0
+        q_all, kv_all = p.heads * p.head_dim, p.kv_heads * p.head_dim
+        qk_width = np.where(per_head, q_g + kv_g, 0.0) + np.where(whole, q_all + kv_all, 0.0)
+        qk_weights = np.where(per_head, 2 * p.head_dim, 0.0) + np.where(whole, q_all + kv_all, 0.0)
         elementwise(
             KernelType.NORM_ATTN, phase, h * npl + qk_width, np.full(n, NORM_OPS), 1.0,
             h * npl + qk_weights,
@@ -651,6 +656,13 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
 
         linear(KernelType.OUT_PROJ, phase, q_g, h, p.dense_bias)
         allreduce(KernelType.ALLREDUCE_ATTN, phase, t * h)
+        # The all-gather of Q and K ahead of whole-projection norms: each GPU receives the
+        # (l-1)/l of them it lacks.
+        gathered_qk = np.where(whole, t * (q_all + kv_all) * ring * da, 0.0)
+        ph = 0 if phase is Phase.PREFILL else 1
+        qk_row = values[:, ph, KERNEL_INDEX[KernelType.ALLREDUCE_ATTN]]
+        for quantity in ("act_read_bytes", "act_write_bytes", "network_bytes"):
+            qk_row[:, Q[quantity]] += gathered_qk
         elementwise(KernelType.ADD_ATTN, phase, h, np.ones(n), 2.0)
         elementwise(KernelType.NORM_MLP, phase, h * npl, np.full(n, NORM_OPS), 1.0, h * npl)
 

@@ -46,8 +46,13 @@ SMALL: dict[str, dict[str, Any]] = {
                 "sliding_window_layer_fraction": 1.0},
     "qwen2": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "qkv_bias": True,
               "tied_embeddings": True},
-    "qwen3": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64, "qk_norm": True,
+    "qwen3": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64, "qk_norm": "head",
               "tied_embeddings": True},
+    # Phi3Config's pad and end tokens are 32000: the vocabulary must hold them.
+    "phi3": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "sliding_window": 2047,
+             "sliding_window_layer_fraction": 1.0, "vocab_size": 32064},
+    "olmo2": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "qk_norm": "full"},
+    "granite": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "tied_embeddings": True},
     "gemma": {"num_heads": 4, "num_kv_heads": 1, "head_dim": 64, "activation": "gelu_tanh",
               "tied_embeddings": True},
     "gemma2": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64, "activation": "gelu_tanh",
@@ -144,7 +149,11 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
         assert ours_attention == pytest.approx(attention, rel=1e-9), (phase, ours_attention)
 
 
-@pytest.mark.parametrize("name", ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b"])
+@pytest.mark.parametrize(
+    "name",
+    ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "olmo-2-7b",
+     "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b"],
+)  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)
     model = hf_model(arch, "meta")

@@ -62,6 +62,47 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "max_window_layers": 36,
         "hidden_act": "silu",
     },
+    # Phi-3-mini-4k-instruct: one window for every layer.
+    "phi3": {
+        "model_type": "phi3",
+        "hidden_size": 3072,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 32064,
+        "sliding_window": 2047,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    },
+    "olmo2": {
+        "model_type": "olmo2",
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "vocab_size": 100352,
+        "attention_bias": False,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+    },
+    "granite": {
+        "model_type": "granite",
+        "hidden_size": 4096,
+        "intermediate_size": 12800,
+        "num_hidden_layers": 40,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "vocab_size": 49155,
+        "attention_bias": False,
+        "mlp_bias": False,
+        "embedding_multiplier": 12.0,
+        "residual_multiplier": 0.22,
+        "attention_multiplier": 0.0078125,
+        "logits_scaling": 16.0,
+        "tie_word_embeddings": True,
+    },
     "gemma": {
         "model_type": "gemma",
         "hidden_size": 2048,
@@ -126,9 +167,15 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.qkv_bias and arch.tied_embeddings and arch.sliding_window is None
     if family == "qwen3":
         # Qwen3Config: head_dim 128 whatever the width, no Q/K/V biases, per-head Q/K norms.
-        assert (arch.head_dim, arch.qkv_bias, arch.qk_norm) == (128, False, True)
+        assert (arch.head_dim, arch.qkv_bias, arch.qk_norm) == (128, False, "head")
+    elif family == "olmo2":
+        assert arch.qk_norm == "full" and arch.sliding_window is None
     else:
-        assert not arch.qk_norm
+        assert arch.qk_norm == "none"
+    if family == "phi3":
+        assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (2047, 1.0)
+    if family == "granite":
+        assert arch.tied_embeddings and not arch.qkv_bias and not arch.dense_bias
     if family == "gemma":
         assert arch.tied_embeddings and arch.activation == "gelu" and arch.head_dim == 256
     if family == "gemma2":

@@ -62,7 +62,7 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
 def test_vllm_builds_a_qwen3_shape_from_the_written_config(ray_cluster: None) -> None:  # noqa: F811
     # The config.json the workers write for a family is one vLLM builds (Qwen3: per-head Q/K
     # norms, head_dim apart from hidden / heads).
-    qwen3 = TINY.replace(name="tiny-qwen3", family="qwen3", head_dim=32, qk_norm=True)
+    qwen3 = TINY.replace(name="tiny-qwen3", family="qwen3", head_dim=32, qk_norm="head")
     config = EngineConfig(qwen3, Precision(), 1, None, seed=0)
     settings = ProtocolSettings(warmups=1, windows=1, min_window_s=0.1, min_requests=1)
     (result,) = measure_tasks(
