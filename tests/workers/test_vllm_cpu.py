@@ -59,11 +59,23 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
     assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for all points
 
 
-def test_vllm_builds_a_qwen3_shape_from_the_written_config(ray_cluster: None) -> None:  # noqa: F811
-    # The config.json the workers write for a family is one vLLM builds (Qwen3: per-head Q/K
-    # norms, head_dim apart from hidden / heads).
-    qwen3 = TINY.replace(name="tiny-qwen3", family="qwen3", head_dim=32, qk_norm="head")
-    config = EngineConfig(qwen3, Precision(), 1, None, seed=0)
+#: Tiny shapes of the families added after the paper's: what each needs beyond a Llama.
+LATER_FAMILIES = {
+    "qwen3": {"head_dim": 32, "qk_norm": "head"},
+    "phi3": {"sliding_window": 2047, "sliding_window_layer_fraction": 1.0},
+    "olmo2": {"num_kv_heads": 4, "qk_norm": "full"},
+    "granite": {"tied_embeddings": True},
+}
+
+
+@pytest.mark.parametrize("family", sorted(LATER_FAMILIES))
+def test_vllm_builds_each_later_family_from_the_written_config(
+    ray_cluster: None,  # noqa: F811
+    family: str,
+) -> None:
+    # The config.json the workers write for a family is one vLLM builds and serves.
+    arch = TINY.replace(name=f"tiny-{family}", family=family, **LATER_FAMILIES[family])
+    config = EngineConfig(arch, Precision(), 1, None, seed=0)
     settings = ProtocolSettings(warmups=1, windows=1, min_window_s=0.1, min_requests=1)
     (result,) = measure_tasks(
         "vllm", [PointTask(0, config, InferenceRequest(1, 16, 4))], settings, num_cpus=1
