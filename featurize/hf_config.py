@@ -43,6 +43,8 @@ _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # Families whose attention_bias puts biases on Q, K, V *and* the output projection but none in the
 # MLP, which the architecture does not describe: their released models have none.
 _ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "olmo2"})
+# Families whose configuration classes default to token ids of their released vocabularies.
+_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2"})
 # Families without sliding-window attention whatever their config carries.
 _NO_WINDOW = frozenset({"gemma", "olmo2", "granite"})
 
@@ -252,6 +254,11 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "rms_norm_eps": 1e-6,
         "hidden_act": "silu" if arch.activation == "silu" else "gelu_pytorch_tanh",
     }
+    if arch.family in _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES:
+        # Their configuration classes default to end and padding tokens of the released
+        # vocabularies (Phi3Config: 32000, Olmo2Config: 50279); a shape with a smaller one
+        # would make the engine index past its logits. Dummy weights need no particular ids.
+        config.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if arch.family in ("gemma", "gemma2"):
         config["hidden_activation"] = config["hidden_act"]
     if arch.family == "mixtral":

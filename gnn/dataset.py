@@ -83,6 +83,17 @@ class LabelledData:
         """``"{count}x{gpu}"`` of every row."""
         return np.array([f"{c}x{g}" for c, g in zip(self.gpu_count, self.gpu_type, strict=True)])
 
+    def coverage(self) -> dict[str, list[str]]:
+        """What the data spans, for a predictor's metadata: GPU setups, models, model families.
+
+        :func:`gnn.predict.extrapolates` compares a request with it.
+        """
+        return {
+            "setups": sorted(set(self.setup.tolist())),
+            "models": sorted(set(self.model_name.tolist())),
+            "families": sorted(set(self.family.tolist())),
+        }
+
     @classmethod
     def from_rows(
         cls, rows: Sequence[tuple[InferencePoint, dict[str, Any]]], source: str

@@ -91,11 +91,18 @@ def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
     if isinstance(predictor, HybridPredictor) and not predictor.gpu_measured(point.setup.gpu.id):
         return True
     setups = set(predictor.metadata.get("setups", []))
-    families = {
-        name.split("/")[-1].split("-")[0].lower() for name in predictor.metadata.get("models", [])
-    }
-    family = point.architecture.family.rstrip("0123456789").lower()
-    known_family = any(f.startswith(family) for f in families)
+    family = point.architecture.family
+    if "families" in predictor.metadata:
+        known_family = family in predictor.metadata["families"]
+    else:
+        # Predictors trained before their metadata listed families: the families their model
+        # names start with ("Qwen/Qwen2-7B" -> qwen2, "google/gemma-2-9b" -> gemma, which
+        # gemma2 extends).
+        named = {
+            name.split("/")[-1].split("-")[0].lower()
+            for name in predictor.metadata.get("models", [])
+        }
+        known_family = any(family.startswith(prefix) for prefix in named)
     return f"{point.setup.count}x{point.setup.gpu.id}" not in setups or not known_family
 
 

@@ -295,8 +295,7 @@ def train(
         {
             "trained_on": dataset.source,
             "points": len(dataset),
-            "setups": sorted(set(dataset.setup.tolist())),
-            "models": sorted(set(dataset.model_name.tolist())),
+            **dataset.coverage(),
             "simulated": dataset.simulated,
         }
     )

@@ -56,8 +56,7 @@ def main() -> None:
     predictor.metadata = {
         "trained_on": [str(d) for d in args.datasets],
         "points": len(data),
-        "setups": sorted(set(data.setup.tolist())),
-        "models": sorted(set(data.model_name.tolist())),
+        **data.coverage(),
         "leave_one_shape_out_mape": s.mape,
         "leave_one_shape_out_eba10": s.eba10,
         "leave_one_shape_out_coverage": shape.coverage,

@@ -179,3 +179,22 @@ def test_the_interval_widens_until_it_covers_held_out_groups() -> None:
     interval = Interval.of(np.stack([biased] * 3, axis=1), 0.8, groups)
     assert interval.quantile_level == level and interval.level == 0.8
     assert interval.high[2] == pytest.approx(np.quantile(biased, (1 + level) / 2))
+
+
+def test_extrapolation_follows_the_families_the_data_covers(
+    hybrid: HybridPredictor, twin_data: Any
+) -> None:
+    from gnn.predict import extrapolates
+
+    coverage = twin_data.coverage()
+    assert set(coverage) == {"setups", "models", "families"}
+    point = twin_data.points[0]
+    family = point.architecture.family
+    assert family in coverage["families"]
+    hybrid.metadata = {**hybrid.metadata, **coverage}
+    try:
+        assert not extrapolates(hybrid, point)
+        hybrid.metadata["families"] = [f for f in coverage["families"] if f != family]
+        assert extrapolates(hybrid, point)
+    finally:
+        hybrid.metadata = {"setups": ["1xH100-SXM"], "models": ["x"]}

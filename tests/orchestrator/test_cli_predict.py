@@ -52,6 +52,21 @@ def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
     assert row["extrapolated"] and row["total_j"] > 0
 
 
+@pytest.mark.parametrize(
+    ("model", "measured_family"),
+    [("qwen3-8b", False), ("olmo-2-7b", False), ("phi-3-mini-4k", False), ("qwen2-7b", True),
+     ("gemma-2-9b", True)],
+)  # fmt: skip
+def test_a_family_without_measurements_is_flagged_as_extrapolated(
+    model: str, measured_family: bool
+) -> None:
+    # The shipped predictor measured Qwen2, never Qwen3: a near name is not a measured family.
+    result = llmco2("predict", model, "--gpu", "H200", "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["predictions"][0]
+    assert row["extrapolated"] is not measured_family and row["total_j"] > 0
+
+
 def test_lifetime_changes_embodied_carbon_only() -> None:
     short, long = (
         json.loads(llmco2("predict", "qwen2-7b", "--gpu", "H200", "--lifetime-years", years,
