@@ -24,7 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from featurize.point import InferencePoint
+from featurize.precision import Precision
 from gnn.carbon import CarbonIntensity, operational_co2_g
+from gnn.dataset import precision_label
 from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
 from gnn.hybrid import HybridPredictor, load_any
 
@@ -85,8 +87,8 @@ def load_predictor(path: Path | None) -> EnergyPredictor:
 def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
     """Whether the point lies outside the predictor's training data.
 
-    That is: its GPU setup or model family was not measured, or its GPU type has no fitted
-    coefficients in the analytical model.
+    That is: its GPU setup, model family or precision was not measured, or its GPU type has no
+    fitted coefficients in the analytical model.
     """
     if isinstance(predictor, HybridPredictor) and not predictor.gpu_measured(point.setup.gpu.id):
         return True
@@ -103,7 +105,13 @@ def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
             for name in predictor.metadata.get("models", [])
         }
         known_family = any(family.startswith(prefix) for prefix in named)
-    return f"{point.setup.count}x{point.setup.gpu.id}" not in setups or not known_family
+    # Predictors trained before their metadata listed precisions learnt from 16-bit data only.
+    precisions = predictor.metadata.get("precisions", [precision_label(Precision())])
+    return (
+        f"{point.setup.count}x{point.setup.gpu.id}" not in setups
+        or not known_family
+        or precision_label(point.precision) not in precisions
+    )
 
 
 def twin_latency_s(points: list[InferencePoint]) -> list[float]:

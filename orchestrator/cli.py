@@ -481,16 +481,20 @@ def predict(
     plot: Annotated[
         Path | None, typer.Option(help="With --sweep-gpus: write a PNG of energy and carbon.")
     ] = None,
+    wbits: Annotated[int, typer.Option(help="Weight bits (16, 8, 4).")] = 16,
+    abits: Annotated[int, typer.Option(help="Activation bits (16, 8).")] = 16,
+    kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
+    gpu_file: GpuFileOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Predict energy per phase, latency, operational and embodied CO2eq of a request."""
     import dataclasses
 
     from featurize import (
-        GpuCatalog,
         GpuSetup,
         InferencePoint,
         InferenceRequest,
+        Precision,
         check_fits,
         resolve_model,
     )
@@ -520,13 +524,14 @@ def predict(
         else None
     )
     request = InferenceRequest(batch, prompt, gen)
+    precision = Precision(wbits, abits, kvbits)
     architecture, window = resolve_model(model)
     if window is not None and prompt + gen > window:
         raise InvalidRequestError(
             f"prompt {prompt:,} + {gen:,} generated tokens exceed the context window of "
             f"{architecture.name} ({window:,} tokens)"
         )
-    target = GpuCatalog.default().get(gpu)
+    target = _gpu_catalog(gpu_file).get(gpu)
     try:
         counts = [int(c) for c in sweep_gpus.split(",")] if sweep_gpus else [tp]
     except ValueError:
@@ -535,7 +540,7 @@ def predict(
         ) from None
     points, skipped = [], []
     for count in counts:
-        point = InferencePoint(architecture, request, GpuSetup(target, count))
+        point = InferencePoint(architecture, request, GpuSetup(target, count), precision)
         try:
             check_fits(point)
         except InfeasibleConfigError as exc:

@@ -67,6 +67,35 @@ def test_a_family_without_measurements_is_flagged_as_extrapolated(
     assert row["extrapolated"] is not measured_family and row["total_j"] > 0
 
 
+def test_precision_flags_price_an_fp8_deployment_as_extrapolated() -> None:
+    rows = {
+        bits: json.loads(
+            llmco2("predict", "qwen2-7b", "--gpu", "H200", "--wbits", bits, "--kvbits", bits,
+                   "--prompt", "1024", "--gen", "256", "--json").stdout
+        )["predictions"][0]
+        for bits in ("16", "8")
+    }  # fmt: skip
+    # Half the bytes of weights and KV cache: a memory-bound decode costs clearly less. No 8-bit
+    # deployment was measured, so the answer is the model's extrapolation and says so.
+    assert rows["8"]["decode_j"] < 0.8 * rows["16"]["decode_j"]
+    assert rows["8"]["extrapolated"] and not rows["16"]["extrapolated"]
+
+
+def test_predict_takes_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
+    from tests.featurize.test_gpus import USER_GPU
+
+    gpu_file = tmp_path / "gpus.yaml"
+    gpu_file.write_text(USER_GPU)
+    result = llmco2(
+        "predict", "qwen3-8b", "--gpu", "RTX-6000-Ada", "--gpu-file", str(gpu_file), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["predictions"][0]
+    assert row["gpu"] == "RTX-6000-Ada" and row["extrapolated"] and row["total_j"] > 0
+    unknown = llmco2("predict", "qwen3-8b", "--gpu", "RTX-6000-Ada", "--json")
+    assert unknown.returncode == 2 and "RTX-6000-Ada" in unknown.stderr
+
+
 def test_lifetime_changes_embodied_carbon_only() -> None:
     short, long = (
         json.loads(llmco2("predict", "qwen2-7b", "--gpu", "H200", "--lifetime-years", years,
