@@ -6,6 +6,8 @@ metered on a CPU.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from featurize import Architecture, InferenceRequest, Precision
@@ -60,7 +62,7 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
 
 
 #: Tiny shapes of the families added after the paper's: what each needs beyond a Llama.
-LATER_FAMILIES = {
+LATER_FAMILIES: dict[str, dict[str, Any]] = {
     "qwen3": {"head_dim": 32, "qk_norm": "head"},
     "phi3": {"sliding_window": 2047, "sliding_window_layer_fraction": 1.0},
     "olmo2": {"num_kv_heads": 4, "qk_norm": "full"},
