@@ -187,7 +187,7 @@ def test_extrapolation_follows_the_families_the_data_covers(
     from gnn.predict import extrapolates
 
     coverage = twin_data.coverage()
-    assert set(coverage) == {"setups", "models", "families"}
+    assert set(coverage) == {"setups", "models", "families", "precisions"}
     point = twin_data.points[0]
     family = point.architecture.family
     assert family in coverage["families"]
