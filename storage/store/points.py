@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Text, case, cast, func, insert, literal, select, update
+from sqlalchemy import Text, Update, case, cast, func, insert, literal, select, update
 
 from llmco2.errors import InvalidRequestError
 from storage.models import Measurement, Point
@@ -202,15 +202,8 @@ class PointOperations(StoreBase):
         """
         with self._transaction() as conn:
             moved = conn.execute(
-                update(Point)
-                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
-                .values(
-                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
-                    status=PointStatus.COMPLETE,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    finished_at=func.now(),
-                    updated_at=func.now(),
+                _ending_try(
+                    point_id, gpu_seconds, status=PointStatus.COMPLETE, finished_at=func.now()
                 )
             )
             if moved.rowcount != 1:
@@ -253,20 +246,15 @@ class PointOperations(StoreBase):
         )
         with self._transaction() as conn:
             status = conn.execute(
-                update(Point)
-                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
-                .values(
-                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+                _ending_try(
+                    point_id,
+                    gpu_seconds,
                     status=case((final, PointStatus.FAILED), else_=PointStatus.PENDING),
                     attempts=Point.attempts + 1,
                     error_kind=kind[:40],
                     error_message=message,
                     finished_at=case((final, func.now()), else_=None),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=func.now(),
-                )
-                .returning(Point.status)
+                ).returning(Point.status)
             ).scalar_one_or_none()
         return str(status) if status is not None else None
 
@@ -276,17 +264,13 @@ class PointOperations(StoreBase):
         """Mark a point INFEASIBLE (out of memory, unsupported): it is never retried."""
         with self._transaction() as conn:
             moved = conn.execute(
-                update(Point)
-                .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
-                .values(
-                    gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+                _ending_try(
+                    point_id,
+                    gpu_seconds,
                     status=PointStatus.INFEASIBLE,
                     error_kind=kind[:40],
                     error_message=reason,
-                    lease_owner=None,
-                    lease_expires_at=None,
                     finished_at=func.now(),
-                    updated_at=func.now(),
                 )
             )
         return moved.rowcount == 1
@@ -431,6 +415,24 @@ class PointOperations(StoreBase):
             failed=[dict(zip(fields, row, strict=True)) for row in failed],
             architectures=dict(architectures),
         )
+
+
+def _ending_try(point_id: int, gpu_seconds: float, **values: Any) -> Update:
+    """The UPDATE that ends a try of an open point: its GPU time added, its lease given up.
+
+    It matches nothing once the point is finished, so a result delivered twice changes nothing.
+    """
+    return (
+        update(Point)
+        .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
+        .values(
+            gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+            **values,
+        )
+    )
 
 
 def _owned_running(point_ids: Sequence[int], owner: str) -> tuple[Any, ...]:
