@@ -119,30 +119,28 @@ class PointOperations(StoreBase):
         self, point_ids: Sequence[int], owner: str, lease_seconds: float = DEFAULT_LEASE_SECONDS
     ) -> int:
         """Extend the leases ``owner`` holds on ``point_ids``; returns how many were extended."""
-        if not point_ids:
-            return 0
-        with self._transaction() as conn:
-            result = conn.execute(
-                update(Point)
-                .where(*_owned_running(point_ids, owner))
-                .values(lease_expires_at=server_epoch() + literal(float(lease_seconds)))
-            )
-        return int(result.rowcount)
+        return self._update_owned(
+            point_ids, owner, lease_expires_at=server_epoch() + literal(float(lease_seconds))
+        )
 
     def release(self, point_ids: Sequence[int], owner: str) -> int:
         """Give RUNNING points back to PENDING without counting an attempt (clean shutdown)."""
+        return self._update_owned(
+            point_ids,
+            owner,
+            status=PointStatus.PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+            updated_at=func.now(),
+        )
+
+    def _update_owned(self, point_ids: Sequence[int], owner: str, **values: Any) -> int:
+        """Set ``values`` on the RUNNING points among ``point_ids`` that ``owner`` holds."""
         if not point_ids:
             return 0
         with self._transaction() as conn:
             result = conn.execute(
-                update(Point)
-                .where(*_owned_running(point_ids, owner))
-                .values(
-                    status=PointStatus.PENDING,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=func.now(),
-                )
+                update(Point).where(*_owned_running(point_ids, owner)).values(**values)
             )
         return int(result.rowcount)
 
