@@ -165,10 +165,27 @@ def _print_summary(summary: dict[str, object]) -> None:
 
 
 @app.command()
-def models() -> None:
-    """List the built-in LLM architectures (the 17 models of the LLMCO2 paper)."""
+def models(as_json: JsonFlag = False) -> None:
+    """List the built-in LLM architectures (the paper's 17 models and later ones)."""
     from featurize import catalog_models
 
+    if as_json:
+        _stdout.print_json(
+            json.dumps(
+                [
+                    {
+                        "id": entry.id,
+                        "aliases": list(entry.aliases),
+                        "total_params": entry.architecture.total_params,
+                        "context_window": entry.context_window,
+                        "architecture": entry.architecture.to_dict(),
+                        "source": entry.source,
+                    }
+                    for entry in catalog_models()
+                ]
+            )
+        )
+        return
     table = Table(title="LLM catalog")
     for header in ("id", "aliases", "family", "params", "layers", "hidden", "heads/kv", "vocab"):
         table.add_column(header)
@@ -191,9 +208,13 @@ def models() -> None:
 @app.command()
 def gpus(
     gpu_file: GpuFileOption = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List the GPU catalog with dense datasheet figures."""
     catalog = _gpu_catalog(gpu_file)
+    if as_json:
+        _stdout.print_json(json.dumps([gpu.entry.model_dump(mode="json") for gpu in catalog]))
+        return
     table = Table(title="GPU catalog (dense peak throughput)")
     for header in (
         "id",

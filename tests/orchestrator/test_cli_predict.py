@@ -161,3 +161,19 @@ def test_a_corrupted_checkpoint_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage")
     result = llmco2("predict", "llama3.1-8b", "--model", str(bad))
     assert result.returncode == 2 and "cannot read predictor checkpoint" in result.stderr
+
+
+def test_the_catalogs_list_as_json(tmp_path: Path) -> None:
+    from tests.featurize.test_gpus import USER_GPU
+
+    models = json.loads(llmco2("models", "--json").stdout)
+    qwen3 = next(m for m in models if m["id"] == "Qwen/Qwen3-8B")
+    assert qwen3["aliases"] == ["qwen3-8b"] and qwen3["architecture"]["qk_norm"] == "head"
+    assert qwen3["total_params"] == 8_190_735_360 and qwen3["context_window"] == 40960
+    assert all(m["source"] for m in models)
+    gpu_file = tmp_path / "gpus.yaml"
+    gpu_file.write_text(USER_GPU)
+    gpus = json.loads(llmco2("gpus", "--gpu-file", str(gpu_file), "--json").stdout)
+    ids = [g["id"] for g in gpus]
+    assert "H200" in ids and "RTX-6000-Ada" in ids
+    assert next(g for g in gpus if g["id"] == "H200")["tdp_w"] == 700
