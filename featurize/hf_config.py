@@ -45,6 +45,8 @@ _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 _ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "olmo2"})
 # Families whose configuration classes default to token ids of their released vocabularies.
 _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2"})
+# Families whose window is off unless use_sliding_window says otherwise.
+_WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3"})
 # Families without sliding-window attention whatever their config carries.
 _NO_WINDOW = frozenset({"gemma", "olmo2", "granite"})
 
@@ -117,7 +119,7 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     kv_heads = config.get("num_key_value_heads") or heads
     head_dim = config.get("head_dim") or _HEAD_DIM_DEFAULT.get(family) or hidden // heads
     window = config.get("sliding_window", _WINDOW_DEFAULT.get(family))
-    if family in ("qwen2", "qwen3") and not config.get("use_sliding_window", False):
+    if family in _WINDOW_NEEDS_FLAG and not config.get("use_sliding_window", False):
         window = None  # Qwen configs carry a window that is off unless use_sliding_window
     if family in _NO_WINDOW:
         window = None
@@ -270,7 +272,7 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         config["attention_bias"] = config["mlp_bias"] = arch.qkv_bias
     if arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
-        if arch.family in ("qwen2", "qwen3"):
+        if arch.family in _WINDOW_NEEDS_FLAG:
             config["use_sliding_window"] = True
     elif arch.family in ("mistral", "mixtral", "gemma2", "phi3"):
         config["sliding_window"] = None

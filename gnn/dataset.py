@@ -17,7 +17,6 @@ import numpy as np
 from featurize.graphs import build_graphs, graph_arrays
 from featurize.kernels import KernelCounts, PointArrays, kernel_counts
 from featurize.point import InferencePoint
-from featurize.precision import Precision
 from gnn.physics import PhysicsInputs
 from llmco2.errors import InvalidRequestError
 
@@ -27,11 +26,6 @@ MIN_ROWS = 10
 
 def _number(value: Any) -> float:
     return float(value) if value is not None else float("nan")
-
-
-def precision_label(precision: Precision) -> str:
-    """``w16a16kv16``-style name of a precision (weight, activation and KV-cache bits)."""
-    return f"w{precision.weight_bits}a{precision.activation_bits}kv{precision.kv_bits}"
 
 
 @dataclass
@@ -92,13 +86,13 @@ class LabelledData:
     def coverage(self) -> dict[str, list[str]]:
         """What the data spans, for a predictor's metadata (:func:`gnn.predict.extrapolates`).
 
-        GPU setups, models, model families and precisions (:func:`precision_label`).
+        GPU setups, models, model families and precisions (``Precision.label``).
         """
         return {
             "setups": sorted(set(self.setup.tolist())),
             "models": sorted(set(self.model_name.tolist())),
             "families": sorted(set(self.family.tolist())),
-            "precisions": sorted({precision_label(p.precision) for p in self.points}),
+            "precisions": sorted({p.precision.label for p in self.points}),
         }
 
     @classmethod

@@ -26,7 +26,6 @@ import numpy as np
 from featurize.point import InferencePoint
 from featurize.precision import Precision
 from gnn.carbon import CarbonIntensity, operational_co2_g
-from gnn.dataset import precision_label
 from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
 from gnn.hybrid import HybridPredictor, load_any
 
@@ -106,11 +105,11 @@ def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
         }
         known_family = any(family.startswith(prefix) for prefix in named)
     # Predictors trained before their metadata listed precisions learnt from 16-bit data only.
-    precisions = predictor.metadata.get("precisions", [precision_label(Precision())])
+    precisions = predictor.metadata.get("precisions", [Precision().label])
     return (
         f"{point.setup.count}x{point.setup.gpu.id}" not in setups
         or not known_family
-        or precision_label(point.precision) not in precisions
+        or point.precision.label not in precisions
     )
 
 
