@@ -19,11 +19,13 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "mistral",
     "qwen2",
     "qwen3",
+    "qwen3_moe",
     "phi3",
     "olmo2",
     "granite",
     "gemma",
     "gemma2",
+    "gemma3_text",
     "bloom",
     "mixtral",
 )
@@ -34,9 +36,18 @@ FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
 
 #: How each family normalises queries and keys before attention (``none`` where absent):
 #: ``head``, an RMSNorm of each head's ``d_h`` values with one ``d_h``-wide weight shared by the
-#: heads (Qwen3); ``full``, an RMSNorm of the whole Q and the whole K projection output with a
-#: weight as wide as each (OLMo 2).
-QK_NORM_OF_FAMILY: dict[str, QkNorm] = {"qwen3": "head", "olmo2": "full"}
+#: heads (Qwen3, Qwen3-MoE, Gemma 3); ``full``, an RMSNorm of the whole Q and the whole K
+#: projection output with a weight as wide as each (OLMo 2).
+QK_NORM_OF_FAMILY: dict[str, QkNorm] = {
+    "qwen3": "head",
+    "qwen3_moe": "head",
+    "gemma3_text": "head",
+    "olmo2": "full",
+}
+
+#: Families whose configs list each layer's attention kind (Gemma 3's ``layer_types``): their
+#: windowed share is a whole number of layers.
+WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text"})
 
 #: Fields added to :class:`Architecture` after campaigns had stored shapes, with the value every
 #: shape stored before them has. A shape's identity leaves them out at that value, so the points
@@ -64,13 +75,15 @@ class Architecture:
         num_experts: MoE experts per layer (1 for dense models).
         experts_per_token: Experts each token is routed to (top-k).
         sliding_window: Attention window of the windowed layers, None for global attention only.
-        sliding_window_layer_fraction: Share of layers that use the window (Gemma 2: half).
-        norms_per_sublayer: Normalisations around each attention/MLP block (Gemma 2: pre and post).
+        sliding_window_layer_fraction: Share of layers that use the window (Gemma 2: half;
+            Gemma 3: five in six).
+        norms_per_sublayer: Normalisations around each attention/MLP block (Gemma 2 and 3: pre
+            and post).
         qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM).
         dense_bias: Whether the output and MLP projections have biases (BLOOM).
         position: ``rope`` or ``alibi`` (no extra weights either way).
         qk_norm: How queries and keys are RMS-normalised before attention: ``none``, ``head``
-            (each head's, Qwen3) or ``full`` (the whole projection output, OLMo 2); see
+            (each head's: Qwen3, Gemma 3) or ``full`` (the whole projection output, OLMo 2); see
             :data:`QK_NORM_OF_FAMILY`.
     """
 
@@ -146,6 +159,13 @@ class Architecture:
         if not 0.0 <= self.sliding_window_layer_fraction <= 1.0:
             raise UnsupportedArchitectureError(
                 f"{self.name}: sliding_window_layer_fraction must lie in [0, 1]"
+            )
+        windowed = self.sliding_window_layer_fraction * self.num_layers
+        if self.family in WINDOWED_LAYERS_LISTED and abs(windowed - round(windowed)) > 1e-6:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model windows whole layers, but "
+                f"sliding_window_layer_fraction {self.sliding_window_layer_fraction} of "
+                f"{self.num_layers} layers is {windowed:.2f}"
             )
 
     # Derived sizes ---------------------------------------------------------------------------
@@ -260,6 +280,20 @@ class Architecture:
                 f"{self.name}: TP {tp} neither divides nor is a multiple of its "
                 f"{self.num_kv_heads} KV heads"
             )
+
+    def with_depth(self, num_layers: int) -> Architecture:
+        """A copy with ``num_layers`` layers, windowed in the same share where layers are listed.
+
+        Raises:
+            UnsupportedArchitectureError: When ``num_layers`` is not positive.
+        """
+        changes: dict[str, Any] = {"num_layers": num_layers}
+        if self.family in WINDOWED_LAYERS_LISTED and num_layers > 0:
+            windowed = round(self.sliding_window_layer_fraction * num_layers)
+            changes["sliding_window_layer_fraction"] = windowed / num_layers
+            if not windowed:
+                changes["sliding_window"] = None
+        return self.replace(**changes)
 
     def kv_heads_per_gpu(self, tp: int) -> int:
         """KV heads each GPU holds under TP (replicated when ``tp > num_kv_heads``)."""

@@ -26,27 +26,67 @@ _TIED_DEFAULT: dict[str, bool] = {
     "mistral": False,
     "qwen2": False,
     "qwen3": False,
+    "qwen3_moe": False,
     "phi3": False,
     "olmo2": False,
     "granite": False,
     "mixtral": False,
     "gemma": True,
     "gemma2": True,
+    "gemma3_text": True,
     "bloom": True,
 }
-# transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config).
-_WINDOW_DEFAULT: dict[str, int] = {"mistral": 4096, "gemma2": 4096}
+# transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
+# Gemma3TextConfig).
+_WINDOW_DEFAULT: dict[str, int] = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
 # Head widths of the configuration classes that do not derive it from hidden_size / heads.
-_HEAD_DIM_DEFAULT: dict[str, int] = {"gemma": 256, "gemma2": 256, "qwen3": 128}
+_HEAD_DIM_DEFAULT: dict[str, int] = {
+    "gemma": 256,
+    "gemma2": 256,
+    "gemma3_text": 256,
+    "qwen3": 128,
+}
+# Gemma3TextConfig's defaults for the keys the text_config of a multimodal Gemma 3 release omits
+# (google/gemma-3-4b-it states only its width, depth, MLP and window).
+_GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 262208,
+    "hidden_size": 2304,
+    "intermediate_size": 9216,
+    "num_hidden_layers": 26,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "hidden_activation": "gelu_pytorch_tanh",
+}
+# Every sixth Gemma 3 layer attends globally unless layer_types says otherwise.
+_GEMMA3_WINDOW_PATTERN = 6
+# Defaults of the configuration classes for the keys that carry a shape, where the family's
+# releases rely on them (MixtralConfig, Qwen3MoeConfig, Gemma3TextConfig).
+_CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mixtral": {"num_local_experts": 8, "num_experts_per_tok": 2},
+    "qwen3_moe": {"moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8},
+    "gemma3_text": _GEMMA3_TEXT_DEFAULTS,
+}
+# The keys of the expert count and of one expert's MLP width, for mixtures of experts.
+_EXPERT_KEYS: dict[str, tuple[str, str]] = {
+    "mixtral": ("num_local_experts", "intermediate_size"),
+    "qwen3_moe": ("num_experts", "moe_intermediate_size"),
+}
+# Families with a norm before and after each attention and MLP block.
+_PRE_AND_POST_NORMS = frozenset({"gemma2", "gemma3_text"})
+#: model_type values read as another family: a multimodal Gemma 3 carries a gemma3_text model
+#: as its text_config, which is what serves a text request.
+READ_AS: dict[str, str] = {"gemma3": "gemma3_text"}
+#: Every model_type a config.json may have.
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = (*SUPPORTED_FAMILIES, *READ_AS)
 # Families whose Q/K/V projections have biases (and no other projection has).
 _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # Families whose attention_bias puts biases on Q, K, V *and* the output projection but none in the
 # MLP, which the architecture does not describe: their released models have none.
-_ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "olmo2"})
+_ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "qwen3_moe", "olmo2", "gemma3_text"})
 # Families whose configuration classes default to token ids of their released vocabularies.
 _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2"})
 # Families whose window is off unless use_sliding_window says otherwise.
-_WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3"})
+_WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen3_moe"})
 # Families without sliding-window attention whatever their config carries.
 _NO_WINDOW = frozenset({"gemma", "olmo2", "granite"})
 
@@ -87,11 +127,15 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         UnsupportedArchitectureError: When ``model_type`` is not a supported family.
     """
     family = config.get("model_type")
-    if family not in SUPPORTED_FAMILIES:
+    if family not in SUPPORTED_MODEL_TYPES:
         raise UnsupportedArchitectureError(
             f"{name}: model_type {family!r} is not supported "
-            f"(supported: {', '.join(SUPPORTED_FAMILIES)})"
+            f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
+    if family == "gemma3":
+        config = _gemma3_language_model(config, name)
+        family = "gemma3_text"
+    config = {**_CONFIG_CLASS_DEFAULTS.get(family, {}), **config}
     tied = bool(config.get("tie_word_embeddings", _TIED_DEFAULT[family]))
     if family == "bloom":
         hidden = _require(config, name, "hidden_size", "n_embed")
@@ -143,12 +187,21 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     fraction = 0.0
     if window is not None:
         fraction = 0.5 if family == "gemma2" else 1.0  # Gemma 2 alternates local and global
+    layers = _require(config, name, "num_hidden_layers")
+    if family == "gemma3_text":
+        windowed = _gemma3_windowed_layers(config, name, layers)
+        fraction = windowed / layers
+        if not windowed:
+            window = None
+    experts_key, width_key = _EXPERT_KEYS.get(family, (None, "intermediate_size"))
+    if family == "qwen3_moe":
+        _refuse_dense_qwen3_moe_layers(config, name)
     return Architecture(
         name=name,
         family=family,
         hidden_size=hidden,
-        intermediate_size=_require(config, name, "intermediate_size"),
-        num_layers=_require(config, name, "num_hidden_layers"),
+        intermediate_size=_require(config, name, width_key),
+        num_layers=layers,
         num_heads=heads,
         num_kv_heads=int(kv_heads),
         head_dim=int(head_dim),
@@ -156,16 +209,63 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         mlp="gated",
         activation=_activation(config),  # type: ignore[arg-type]
         tied_embeddings=tied,
-        num_experts=int(config.get("num_local_experts") or 1) if family == "mixtral" else 1,
-        experts_per_token=int(config.get("num_experts_per_tok") or 1) if family == "mixtral" else 1,
+        num_experts=_require(config, name, experts_key) if experts_key else 1,
+        experts_per_token=_require(config, name, "num_experts_per_tok") if experts_key else 1,
         sliding_window=int(window) if window is not None else None,
         sliding_window_layer_fraction=fraction,
-        norms_per_sublayer=2 if family == "gemma2" else 1,
+        norms_per_sublayer=2 if family in _PRE_AND_POST_NORMS else 1,
         qkv_bias=qkv_bias,
         dense_bias=dense_bias,
         position="rope",
         qk_norm=QK_NORM_OF_FAMILY.get(family, "none"),
     )
+
+
+def _gemma3_language_model(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The ``text_config`` of a multimodal Gemma 3, as the ``gemma3_text`` config it is.
+
+    A text-only request runs the language model alone; the SigLIP vision tower's weights (about
+    0.4 B) are not part of the shape.
+    """
+    text = config.get("text_config")
+    if not isinstance(text, dict):
+        raise ConfigFileError(
+            f"{name}: a gemma3 config must hold its language model as text_config"
+        )
+    text = {**text, "model_type": "gemma3_text"}
+    if "tie_word_embeddings" in config and "tie_word_embeddings" not in text:
+        text["tie_word_embeddings"] = config["tie_word_embeddings"]
+    return text
+
+
+def _gemma3_windowed_layers(config: dict[str, Any], name: str, layers: int) -> int:
+    """How many of a Gemma 3's layers attend within the window: its layer_types, or the pattern."""
+    types = config.get("layer_types")
+    if types is None:
+        pattern = config.get("sliding_window_pattern", config.get("_sliding_window_pattern"))
+        pattern = _GEMMA3_WINDOW_PATTERN if pattern is None else pattern
+        if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
+            raise ConfigFileError(
+                f"{name}: sliding_window_pattern must be a positive integer, got {pattern!r}"
+            )
+        return sum(1 for layer in range(layers) if (layer + 1) % pattern)
+    kinds = {"sliding_attention", "full_attention"}
+    if not isinstance(types, list) or len(types) != layers or not set(types) <= kinds:
+        raise ConfigFileError(
+            f"{name}: layer_types must name 'sliding_attention' or 'full_attention' for each "
+            f"of the {layers} layers"
+        )
+    return types.count("sliding_attention")
+
+
+def _refuse_dense_qwen3_moe_layers(config: dict[str, Any], name: str) -> None:
+    # The architecture gives every layer the same MLP: dense layers among the sparse ones
+    # (mlp_only_layers, or a decoder_sparse_step above one) are a shape it cannot state.
+    if config.get("mlp_only_layers") or config.get("decoder_sparse_step", 1) != 1:
+        raise UnsupportedArchitectureError(
+            f"{name}: qwen3_moe with dense MLP layers (mlp_only_layers or decoder_sparse_step "
+            "other than 1) is not supported: every layer must be a mixture of experts"
+        )
 
 
 def load_hf_config(path: str | Path) -> Architecture:
@@ -234,11 +334,13 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "mistral": "MistralForCausalLM",
         "qwen2": "Qwen2ForCausalLM",
         "qwen3": "Qwen3ForCausalLM",
+        "qwen3_moe": "Qwen3MoeForCausalLM",
         "phi3": "Phi3ForCausalLM",
         "olmo2": "Olmo2ForCausalLM",
         "granite": "GraniteForCausalLM",
         "gemma": "GemmaForCausalLM",
         "gemma2": "Gemma2ForCausalLM",
+        "gemma3_text": "Gemma3ForCausalLM",
         "mixtral": "MixtralForCausalLM",
     }
     config: dict[str, Any] = {
@@ -261,19 +363,48 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         # vocabularies (Phi3Config: 32000, Olmo2Config: 50279); a shape with a smaller one
         # would make the engine index past its logits. Dummy weights need no particular ids.
         config.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    if arch.family in ("gemma", "gemma2"):
+    if arch.family in ("gemma", "gemma2", "gemma3_text"):
         config["hidden_activation"] = config["hidden_act"]
-    if arch.family == "mixtral":
-        config["num_local_experts"] = arch.num_experts
+    if arch.family in _EXPERT_KEYS:
+        experts_key, width_key = _EXPERT_KEYS[arch.family]
+        config[experts_key] = arch.num_experts
+        config[width_key] = arch.intermediate_size
         config["num_experts_per_tok"] = arch.experts_per_token
+    if arch.family == "qwen3_moe":
+        config.update(decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True)
     if arch.family in _ATTENTION_BIAS_REFUSED:
         config["attention_bias"] = False
     if arch.family == "granite":
         config["attention_bias"] = config["mlp_bias"] = arch.qkv_bias
-    if arch.sliding_window is not None:
+    if arch.family == "gemma3_text":
+        config.update(_gemma3_attention(arch))
+    elif arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
         if arch.family in _WINDOW_NEEDS_FLAG:
             config["use_sliding_window"] = True
     elif arch.family in ("mistral", "mixtral", "gemma2", "phi3"):
         config["sliding_window"] = None
     return config
+
+
+def _gemma3_attention(arch: Architecture) -> dict[str, Any]:
+    """Gemma 3's per-layer attention kinds, window and scale, for :func:`to_hf_config`.
+
+    The windowed layers are spread evenly among the global ones (the released models put a
+    global layer after every five); only their number matters to the cost.
+    """
+    layers = arch.num_layers
+    windowed = round(arch.sliding_window_layer_fraction * layers) if arch.sliding_window else 0
+    full = layers - windowed
+    # Layer i is global where the running share of global layers crosses a whole number.
+    types = [
+        "full_attention" if (i + 1) * full // layers > i * full // layers else "sliding_attention"
+        for i in range(layers)
+    ]
+    return {
+        "layer_types": types,
+        "sliding_window": arch.sliding_window or _WINDOW_DEFAULT["gemma3_text"],
+        "query_pre_attn_scalar": arch.head_dim,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": None,
+    }

@@ -27,7 +27,7 @@ class CatalogModel:
 
 @cache
 def catalog_models() -> tuple[CatalogModel, ...]:
-    """The 17 LLMs of the LLMCO2 paper, in catalog order."""
+    """The catalog: the 17 LLMs of the LLMCO2 paper, then the models added since, in order."""
     raw = json.loads(resources.files("featurize").joinpath("data/llms.json").read_text("utf-8"))
     entries = []
     for item in raw["models"]:

@@ -17,11 +17,11 @@ import numpy as np
 from featurize.graphs import build_graphs, graph_arrays
 from featurize.kernels import KernelCounts, PointArrays, kernel_counts
 from featurize.point import InferencePoint
+from gnn.names import MIN_TRAINING_ROWS
 from gnn.physics import PhysicsInputs
 from llmco2.errors import InvalidRequestError
 
 #: Fewer rows than this cannot be split into training and test shares.
-MIN_ROWS = 10
 
 
 def _number(value: Any) -> float:
@@ -102,13 +102,14 @@ class LabelledData:
         """Build from (point, exported row) pairs.
 
         Raises:
-            InvalidRequestError: Fewer than :data:`MIN_ROWS` rows with energy labels.
+            InvalidRequestError: Fewer than :data:`~gnn.names.MIN_TRAINING_ROWS` rows with energy
+                labels.
         """
         kept = [(p, r) for p, r in rows if r.get("prefill_energy_j") is not None]
-        if len(kept) < MIN_ROWS:
+        if len(kept) < MIN_TRAINING_ROWS:
             raise InvalidRequestError(
                 f"{source} has {len(kept)} points with energy labels; "
-                f"at least {MIN_ROWS} are needed"
+                f"at least {MIN_TRAINING_ROWS} are needed"
             )
         points = [p for p, _ in kept]
         prefill = np.array([r["prefill_energy_j"] for _, r in kept], dtype=np.float64)

@@ -20,6 +20,8 @@ METHOD_NAMES: tuple[str, ...] = (
 DEFAULT_METHODS: tuple[str, ...] = tuple(m for m in METHOD_NAMES if m != "gnn+phases")
 #: Splits of the evaluation, primary first (see :mod:`gnn.evaluation`).
 SPLIT_NAMES: tuple[str, ...] = ("shape", "family", "tp", "size", "gpu", "random")
+#: Fewest labelled points a predictor trains on.
+MIN_TRAINING_ROWS = 10
 #: Training of a campaign round's predictor, and of any training run that does not say.
 ROUND_EPOCHS = 200
 ROUND_PATIENCE = 30

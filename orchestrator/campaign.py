@@ -30,6 +30,7 @@ from featurize import Gpu, GpuCatalog, InferencePoint, Precision
 from featurize.graphs import FEATURE_SCHEMA_VERSION
 from gnn.dataset import LabelledData
 from gnn.metrics import Scores
+from gnn.names import MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
@@ -464,10 +465,11 @@ class CampaignDriver:
         measured, failed, timing = self._measure_pending(campaign_id)
         rows, stored = self._labelled(campaign_id)
         test = np.array([p.split == "test" for p in stored], dtype=bool)
-        if test.sum() == 0 or (~test).sum() < 4:
+        if test.sum() == 0 or (~test).sum() < MIN_TRAINING_ROWS:
             raise InvalidRequestError(
                 f"round {round_index}: {int((~test).sum())} training and {int(test.sum())} "
-                "test points measured; raise sampling.initial"
+                f"test points measured, training needs {MIN_TRAINING_ROWS} and testing 1; raise "
+                "sampling.initial and continue with --force"
             )
         members = self._train([rows[i] for i in np.flatnonzero(~test)], round_index)
         with self._stage("testing"):

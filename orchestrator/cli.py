@@ -712,6 +712,16 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _message_of(exc: BaseException) -> str:
+    """An error's message; for one raised in a Ray task, the task's own error's.
+
+    ``ray.get`` re-raises a task's error as a ``RayTaskError`` that is an instance of the error's
+    class too, but whose text starts with the task's name and traceback.
+    """
+    cause = getattr(exc, "cause", None)
+    return str(cause) if isinstance(cause, BaseException) else str(exc)
+
+
 #: The arguments of the running invocation (reports record the exact command).
 invocation: list[str] = []
 
@@ -723,7 +733,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         result = app(args=args or ["--help"], prog_name="llmco2", standalone_mode=False)
     except Llmco2Error as exc:
-        return _fail(str(exc), exc.exit_code)
+        return _fail(_message_of(exc), exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

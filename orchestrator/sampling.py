@@ -126,7 +126,7 @@ class PointSampler:
             scale = rng.uniform(1 - ranges.num_heads, 1 + ranges.num_heads)
             kv = max(1, round(base.num_kv_heads * scale))
             heads = kv * group
-            changes = {"num_layers": layers, "intermediate_size": inter}
+            changes: dict[str, int] = {"intermediate_size": inter}
             if heads != base.num_heads:
                 hidden = heads * base.head_dim if base.q_size == base.hidden_size else None
                 changes |= {"num_heads": heads, "num_kv_heads": kv}
@@ -138,7 +138,7 @@ class PointSampler:
                     changes.get("hidden_size", base.hidden_size)
                 )
             try:
-                arch = base.replace(**changes)
+                arch = base.with_depth(layers).replace(**changes)
             except Llmco2Error:
                 continue
             return arch.replace(name=_label(base, arch))
@@ -198,7 +198,7 @@ class PointSampler:
             layers = jitter(arch.num_layers, radius.num_layers)
             inter = jitter(arch.intermediate_size, radius.intermediate_size)
             try:
-                candidate_arch = arch.replace(num_layers=layers, intermediate_size=inter)
+                candidate_arch = arch.with_depth(layers).replace(intermediate_size=inter)
                 candidate_arch = candidate_arch.replace(name=_label(base, candidate_arch))
                 candidate_request = InferenceRequest(
                     jitter(request.batch_size, radius.batch_size),

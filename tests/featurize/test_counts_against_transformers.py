@@ -60,6 +60,14 @@ SMALL: dict[str, dict[str, Any]] = {
                "sliding_window_layer_fraction": 0.5, "norms_per_sublayer": 2},
     "mixtral": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "num_experts": 4,
                 "experts_per_token": 2},
+    "qwen3_moe": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64, "qk_norm": "head",
+                  "num_experts": 8, "experts_per_token": 2, "intermediate_size": 96},
+    # Three layers, two of them windowed (window 8 < the 24-token prompt: the mask matters only
+    # under flash, and the counter's eager attention computes every score).
+    "gemma3_text": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 64, "qk_norm": "head",
+                    "activation": "gelu_tanh", "tied_embeddings": True, "num_layers": 3,
+                    "sliding_window": 8, "sliding_window_layer_fraction": 2 / 3,
+                    "norms_per_sublayer": 2},
     "bloom": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "intermediate_size": 512,
               "mlp": "plain", "activation": "gelu_tanh", "tied_embeddings": True,
               "qkv_bias": True, "dense_bias": True, "position": "alibi"},
@@ -152,7 +160,8 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
 @pytest.mark.parametrize(
     "name",
     ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "olmo-2-7b",
-     "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b"],
+     "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "qwen3-30b-a3b",
+     "gemma-3-1b", "gemma-3-4b"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

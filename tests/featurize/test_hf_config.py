@@ -134,6 +134,40 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "vocab_size": 250880,
         "layer_norm_epsilon": 1e-5,
     },
+    # Qwen/Qwen3-30B-A3B: every layer a mixture of experts, the dense intermediate_size unused.
+    "qwen3_moe": {
+        "model_type": "qwen3_moe",
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "moe_intermediate_size": 768,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "norm_topk_prob": True,
+        "vocab_size": 151936,
+        "sliding_window": None,
+        "use_sliding_window": False,
+    },
+    # google/gemma-3-1b-it: no layer_types, so every sixth layer is global.
+    "gemma3_text": {
+        "model_type": "gemma3_text",
+        "hidden_size": 1152,
+        "intermediate_size": 6912,
+        "num_hidden_layers": 26,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "head_dim": 256,
+        "sliding_window": 512,
+        "sliding_window_pattern": 6,
+        "query_pre_attn_scalar": 256,
+        "final_logit_softcapping": None,
+        "vocab_size": 262144,
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -165,13 +199,21 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.sliding_window == 4096  # MistralConfig's default window
     if family == "qwen2":
         assert arch.qkv_bias and arch.tied_embeddings and arch.sliding_window is None
+    qk_norms = {"qwen3": "head", "qwen3_moe": "head", "gemma3_text": "head", "olmo2": "full"}
+    assert arch.qk_norm == qk_norms.get(family, "none")
     if family == "qwen3":
-        # Qwen3Config: head_dim 128 whatever the width, no Q/K/V biases, per-head Q/K norms.
-        assert (arch.head_dim, arch.qkv_bias, arch.qk_norm) == (128, False, "head")
-    elif family == "olmo2":
-        assert arch.qk_norm == "full" and arch.sliding_window is None
-    else:
-        assert arch.qk_norm == "none"
+        # Qwen3Config: head_dim 128 whatever the width, no Q/K/V biases.
+        assert (arch.head_dim, arch.qkv_bias) == (128, False)
+    if family == "olmo2":
+        assert arch.sliding_window is None
+    if family == "qwen3_moe":
+        # One expert's width is moe_intermediate_size; the window is off without the flag.
+        assert (arch.num_experts, arch.experts_per_token, arch.intermediate_size) == (128, 8, 768)
+        assert arch.sliding_window is None and not arch.tied_embeddings
+    if family == "gemma3_text":
+        # 26 layers, the 6th, 12th, 18th and 24th global: 22 windowed; tied, pre and post norms.
+        assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (512, 22 / 26)
+        assert arch.tied_embeddings and arch.norms_per_sublayer == 2
     if family == "phi3":
         assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (2047, 1.0)
     if family == "granite":
@@ -184,6 +226,62 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.intermediate_size == 4 * 2560 and arch.mlp == "plain" and arch.dense_bias
     if family == "mixtral":
         assert (arch.num_experts, arch.experts_per_token) == (8, 2)
+
+
+def test_a_multimodal_gemma3_reads_as_its_language_model_with_the_text_defaults(
+    tmp_path: Path,
+) -> None:
+    # google/gemma-3-4b-it states only these in text_config; Gemma3TextConfig has the rest.
+    config = {
+        "model_type": "gemma3",
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "text_config": {"model_type": "gemma3_text", "hidden_size": 2560,
+                        "intermediate_size": 10240, "num_hidden_layers": 34,
+                        "sliding_window": 1024},
+        "vision_config": {"model_type": "siglip_vision_model", "hidden_size": 1152},
+    }  # fmt: skip
+    arch = load_hf_config(write(tmp_path, config))
+    assert arch.family == "gemma3_text"
+    heads = (arch.num_heads, arch.num_kv_heads, arch.head_dim)
+    assert heads == (8, 4, 256) and arch.vocab_size == 262208
+    assert arch.sliding_window_layer_fraction == (34 - 34 // 6) / 34
+    assert arch.replace(name="x") == resolve_architecture("gemma-3-4b").replace(name="x")
+    with pytest.raises(ConfigFileError, match="text_config"):
+        load_hf_config(write(tmp_path, {"model_type": "gemma3"}))
+
+
+def test_gemma3_layer_types_count_the_windowed_layers(tmp_path: Path) -> None:
+    types = ["sliding_attention", "full_attention"] * 13
+    arch = load_hf_config(write(tmp_path, dict(CONFIGS["gemma3_text"], layer_types=types)))
+    assert arch.sliding_window_layer_fraction == 0.5
+    everywhere = ["full_attention"] * 26
+    arch = load_hf_config(write(tmp_path, dict(CONFIGS["gemma3_text"], layer_types=everywhere)))
+    assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (None, 0.0)
+    for bad in (types[:-1], ["local"] * 26, "sliding_attention"):
+        with pytest.raises(ConfigFileError, match="layer_types"):
+            load_hf_config(write(tmp_path, dict(CONFIGS["gemma3_text"], layer_types=bad)))
+
+
+def test_gemma3_depth_changes_keep_its_windowed_share_whole(tmp_path: Path) -> None:
+    gemma = resolve_architecture("gemma-3-1b")
+    deeper = gemma.with_depth(31)
+    assert deeper.sliding_window_layer_fraction == 26 / 31  # round(22 / 26 · 31) layers
+    assert load_hf_config(write(tmp_path, to_hf_config(deeper))).replace(name=gemma.name) == deeper
+    with pytest.raises(UnsupportedArchitectureError, match="windows whole layers"):
+        gemma.replace(num_layers=31)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [({"mlp_only_layers": [0, 1]}, "dense MLP layers"),
+     ({"decoder_sparse_step": 2}, "dense MLP layers"),
+     ({"attention_bias": True}, "attention_bias")],
+)  # fmt: skip
+def test_qwen3_moe_shapes_the_architecture_cannot_state_are_refused(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(UnsupportedArchitectureError, match=message):
+        load_hf_config(write(tmp_path, dict(CONFIGS["qwen3_moe"], **changes)))
 
 
 def test_directory_with_config_json_and_catalog_shapes_match(tmp_path: Path) -> None:

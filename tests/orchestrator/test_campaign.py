@@ -161,6 +161,23 @@ def test_a_driver_whose_lease_is_taken_over_stops_before_its_next_round(
     store.close()
 
 
+def test_an_error_raised_in_a_ray_task_reaches_the_cli_as_its_own_message(
+    ray_cluster: None,
+) -> None:
+    import ray
+
+    from llmco2.errors import InvalidRequestError
+    from orchestrator.cli import _message_of
+
+    def train() -> None:
+        raise InvalidRequestError("campaign has 8 points with energy labels")
+
+    with pytest.raises(InvalidRequestError) as caught:
+        ray.get(ray.remote(num_cpus=1)(train).remote())
+    assert "ray::" in str(caught.value)  # Ray's text: the task's name and traceback first
+    assert _message_of(caught.value) == "campaign has 8 points with energy labels"
+
+
 def test_a_round_zero_too_small_to_train_continues_once_initial_is_raised_with_force(
     ray_cluster: None, sqlite_url: str
 ) -> None:

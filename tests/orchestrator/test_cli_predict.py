@@ -55,12 +55,14 @@ def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
 @pytest.mark.parametrize(
     ("model", "measured_family"),
     [("olmo-2-7b", False), ("phi-3-mini-4k", False), ("granite-3.1-8b", False),
-     ("qwen2-7b", True), ("qwen3-8b", True), ("gemma-2-9b", True)],
+     ("qwen2-7b", True), ("qwen3-8b", True), ("gemma-2-9b", True), ("qwen3-30b-a3b", True),
+     ("gemma-3-1b", True)],
 )  # fmt: skip
 def test_a_family_without_measurements_is_flagged_as_extrapolated(
     model: str, measured_family: bool
 ) -> None:
-    # The shipped predictor measured Qwen2 and Qwen3, never OLMo 2, Phi-3 or Granite.
+    # The shipped predictor measured Qwen2, Qwen3, Qwen3-MoE and Gemma 3, never OLMo 2, Phi-3 or
+    # Granite.
     result = llmco2("predict", model, "--gpu", "H200", "--json")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)["predictions"][0]
@@ -94,6 +96,34 @@ def test_predict_takes_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
     assert row["gpu"] == "RTX-6000-Ada" and row["extrapolated"] and row["total_j"] > 0
     unknown = llmco2("predict", "qwen3-8b", "--gpu", "RTX-6000-Ada", "--json")
     assert unknown.returncode == 2 and "RTX-6000-Ada" in unknown.stderr
+
+
+def test_predict_prices_a_multimodal_gemma3_config_on_a_gpu_from_a_gpu_file(
+    tmp_path: Path,
+) -> None:
+    from tests.featurize.test_gpus import USER_GPU
+
+    gpu_file = tmp_path / "gpus.yaml"
+    gpu_file.write_text(USER_GPU)
+    config = tmp_path / "gemma-3-4b-it"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({
+        "model_type": "gemma3",
+        "text_config": {"model_type": "gemma3_text", "hidden_size": 2560,
+                        "intermediate_size": 10240, "num_hidden_layers": 34,
+                        "sliding_window": 1024},
+    }))  # fmt: skip
+    rows = {
+        gpu: json.loads(
+            llmco2("predict", str(config), "--gpu", gpu, "--gpu-file", str(gpu_file),
+                   "--json").stdout
+        )["predictions"][0]
+        for gpu in ("H200", "RTX-6000-Ada")
+    }  # fmt: skip
+    # Read as the catalog's Gemma-3-4B language model: measured on the H200, not on the other.
+    assert not rows["H200"]["extrapolated"] and rows["RTX-6000-Ada"]["extrapolated"]
+    catalog = json.loads(llmco2("predict", "gemma-3-4b", "--gpu", "H200", "--json").stdout)
+    assert rows["H200"]["total_j"] == pytest.approx(catalog["predictions"][0]["total_j"])
 
 
 def test_lifetime_changes_embodied_carbon_only() -> None:

@@ -67,6 +67,22 @@ LATER_FAMILIES: dict[str, dict[str, Any]] = {
     "phi3": {"sliding_window": 2047, "sliding_window_layer_fraction": 1.0},
     "olmo2": {"num_kv_heads": 4, "qk_norm": "full"},
     "granite": {"tied_embeddings": True},
+    "qwen3_moe": {
+        "head_dim": 32,
+        "qk_norm": "head",
+        "num_experts": 4,
+        "experts_per_token": 2,
+        "intermediate_size": 128,
+    },
+    "gemma3_text": {
+        "qk_norm": "head",
+        "activation": "gelu_tanh",
+        "tied_embeddings": True,
+        "num_layers": 3,
+        "sliding_window": 8,
+        "sliding_window_layer_fraction": 2 / 3,
+        "norms_per_sublayer": 2,
+    },
 }
 
 
