@@ -27,12 +27,16 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "gemma2",
     "gemma3_text",
     "bloom",
+    "starcoder2",
     "mixtral",
 )
 
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
 #: a shape of theirs cannot have any other intermediate size.
 FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
+
+#: Families whose norms are LayerNorms with a bias as well as a weight (the rest: RMSNorm).
+LAYERNORM_FAMILIES = frozenset({"bloom", "starcoder2"})
 
 #: How each family normalises queries and keys before attention (``none`` where absent):
 #: ``head``, an RMSNorm of each head's ``d_h`` values with one ``d_h``-wide weight shared by the
@@ -212,8 +216,8 @@ class Architecture:
 
     @property
     def norm_params_per_layer(self) -> int:
-        """Normalisation weights of one layer (BLOOM's LayerNorm has a bias too)."""
-        per_norm = 2 * self.hidden_size if self.family == "bloom" else self.hidden_size
+        """Normalisation weights of one layer (a LayerNorm has a bias too: BLOOM, StarCoder2)."""
+        per_norm = 2 * self.hidden_size if self.family in LAYERNORM_FAMILIES else self.hidden_size
         qk_norm = {"none": 0, "head": 2 * self.head_dim, "full": self.q_size + self.kv_size}
         return 2 * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm]
 
@@ -248,11 +252,12 @@ class Architecture:
         """Transformer-layer weights plus the norms outside them: the usual 'non-embedding' count.
 
         BLOOM has a LayerNorm (weight and bias) right after its embedding as well as the final
-        one.
+        one; a LayerNorm family's final norm has a bias.
         """
+        final_norm = 2 * self.hidden_size if self.family in LAYERNORM_FAMILIES else self.hidden_size
         if self.family == "bloom":
-            return self.num_layers * self.params_per_layer + 2 * (2 * self.hidden_size)
-        return self.num_layers * self.params_per_layer + self.hidden_size
+            final_norm *= 2
+        return self.num_layers * self.params_per_layer + final_norm
 
     @property
     def total_params(self) -> int:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from featurize.precision import Precision
 from llmco2.errors import ConfigFileError, UnknownGpuError
@@ -41,12 +41,20 @@ class PeakThroughput(BaseModel):
     fp16: float = Field(gt=0)
     bf16: float | None = Field(default=None, gt=0)
     fp8: float | None = Field(default=None, gt=0)
+    fp6: float | None = Field(default=None, gt=0)
+    fp4: float | None = Field(default=None, gt=0)
     int8: float | None = Field(default=None, gt=0)
     int4: float | None = Field(default=None, gt=0)
 
 
 class GpuEntry(BaseModel):
-    """One GPU as written in the catalog or in a user's YAML/JSON file."""
+    """One GPU as written in the catalog or in a user's YAML/JSON file.
+
+    ``link_gbps`` is the bandwidth of the GPU-to-GPU link named by ``interconnect`` (NVLink,
+    AMD's Infinity Fabric, ...) as its maker quotes it (bidirectional); without one, GPUs talk
+    over PCIe. Files written before ``interconnect`` existed give ``nvlink_gbps``, read as an
+    NVLink's ``link_gbps``.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -58,13 +66,33 @@ class GpuEntry(BaseModel):
     memory_gb: float = Field(gt=0)
     memory_type: str = ""
     memory_bandwidth_gbps: float = Field(gt=0)
-    nvlink_gbps: float | None = Field(default=None, gt=0)
+    interconnect: str | None = Field(default=None, min_length=1)
+    link_gbps: float | None = Field(default=None, gt=0)
     pcie_gbps: float = Field(gt=0)
     tdp_w: float = Field(gt=0)
     die_area_mm2: float = Field(gt=0)
     process: str = ""
     process_nm: float = Field(gt=0)
     source: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nvlink_gbps_is_an_nvlink(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "nvlink_gbps" not in data:
+            return data
+        if "link_gbps" in data:
+            raise ValueError("give link_gbps (with interconnect) or nvlink_gbps, not both")
+        data = dict(data)
+        data["link_gbps"] = data.pop("nvlink_gbps")
+        if data["link_gbps"] is not None:
+            data.setdefault("interconnect", "NVLink")
+        return data
+
+    @model_validator(mode="after")
+    def _a_link_has_a_name(self) -> GpuEntry:
+        if (self.link_gbps is None) != (self.interconnect is None):
+            raise ValueError("interconnect and link_gbps go together (neither: PCIe only)")
+        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,18 +135,23 @@ class Gpu:
         return peaks.fp16 * _TERA
 
     @property
-    def has_nvlink(self) -> bool:
-        """Whether GPUs of this type talk over NVLink (else PCIe)."""
-        return self.entry.nvlink_gbps is not None
+    def has_gpu_link(self) -> bool:
+        """Whether GPUs of this type talk over a GPU-to-GPU link (NVLink, Infinity Fabric, ...)."""
+        return self.entry.link_gbps is not None
+
+    @property
+    def interconnect(self) -> str:
+        """The link GPUs of this type talk over: the entry's ``interconnect``, else ``PCIe``."""
+        return self.entry.interconnect or "PCIe"
 
     @property
     def link_bandwidth(self) -> float:
         """Per-direction GPU-to-GPU bandwidth in bytes/s.
 
-        NVIDIA quotes NVLink and PCIe bandwidth bidirectionally; a ring all-reduce sends and
-        receives at once, so each direction gets half of the quoted figure.
+        Makers quote NVLink, Infinity Fabric and PCIe bandwidth bidirectionally; a ring
+        all-reduce sends and receives at once, so each direction gets half of the quoted figure.
         """
-        quoted = self.entry.nvlink_gbps if self.entry.nvlink_gbps else self.entry.pcie_gbps
+        quoted = self.entry.link_gbps if self.entry.link_gbps else self.entry.pcie_gbps
         return quoted * _GIGA / 2
 
 

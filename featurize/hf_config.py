@@ -35,6 +35,7 @@ _TIED_DEFAULT: dict[str, bool] = {
     "gemma2": True,
     "gemma3_text": True,
     "bloom": True,
+    "starcoder2": True,
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
 # Gemma3TextConfig).
@@ -71,6 +72,8 @@ _EXPERT_KEYS: dict[str, tuple[str, str]] = {
     "mixtral": ("num_local_experts", "intermediate_size"),
     "qwen3_moe": ("num_experts", "moe_intermediate_size"),
 }
+# Families whose MLP is up, activation, down (no gate) besides BLOOM.
+_PLAIN_MLP = frozenset({"starcoder2"})
 # Families with a norm before and after each attention and MLP block.
 _PRE_AND_POST_NORMS = frozenset({"gemma2", "gemma3_text"})
 #: model_type values read as another family: a multimodal Gemma 3 carries a gemma3_text model
@@ -84,7 +87,7 @@ _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # MLP, which the architecture does not describe: their released models have none.
 _ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "qwen3_moe", "olmo2", "gemma3_text"})
 # Families whose configuration classes default to token ids of their released vocabularies.
-_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2"})
+_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2", "starcoder2"})
 # Families whose window is off unless use_sliding_window says otherwise.
 _WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen3_moe"})
 # Families without sliding-window attention whatever their config carries.
@@ -174,6 +177,9 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         )
     qkv_bias = family in _QKV_BIAS_ALWAYS
     dense_bias = False
+    if family == "starcoder2":
+        # use_bias puts biases on every projection, the MLP's included (c_fc, c_proj).
+        qkv_bias = dense_bias = bool(config.get("use_bias", True))
     if family == "granite":
         # Granite's attention_bias covers Q, K, V and the output projection, mlp_bias the MLP;
         # its embedding/residual/attention/logits multipliers scale values, not counts.
@@ -206,7 +212,7 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         num_kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         vocab_size=_require(config, name, "vocab_size"),
-        mlp="gated",
+        mlp="plain" if family in _PLAIN_MLP else "gated",
         activation=_activation(config),  # type: ignore[arg-type]
         tied_embeddings=tied,
         num_experts=_require(config, name, experts_key) if experts_key else 1,
@@ -342,6 +348,7 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "gemma2": "Gemma2ForCausalLM",
         "gemma3_text": "Gemma3ForCausalLM",
         "mixtral": "MixtralForCausalLM",
+        "starcoder2": "Starcoder2ForCausalLM",
     }
     config: dict[str, Any] = {
         "model_type": arch.family,
@@ -376,13 +383,15 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         config["attention_bias"] = False
     if arch.family == "granite":
         config["attention_bias"] = config["mlp_bias"] = arch.qkv_bias
+    if arch.family == "starcoder2":
+        config.update(use_bias=arch.qkv_bias, norm_epsilon=1e-5)
     if arch.family == "gemma3_text":
         config.update(_gemma3_attention(arch))
     elif arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
         if arch.family in _WINDOW_NEEDS_FLAG:
             config["use_sliding_window"] = True
-    elif arch.family in ("mistral", "mixtral", "gemma2", "phi3"):
+    elif arch.family in ("mistral", "mixtral", "gemma2", "phi3", "starcoder2"):
         config["sliding_window"] = None
     return config
 

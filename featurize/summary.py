@@ -44,7 +44,7 @@ def summarize_point(point: InferencePoint) -> dict[str, Any]:
             "vector_peak_flops": setup.gpu.vector_flops,
             "memory_bandwidth_bytes_per_s": setup.gpu.memory_bandwidth,
             "link_bandwidth_bytes_per_s": setup.gpu.link_bandwidth,
-            "interconnect": "nvlink" if setup.gpu.has_nvlink else "pcie",
+            "interconnect": setup.gpu.interconnect.lower(),
         },
         "memory_per_gpu": {
             "weights_bytes": memory.weight_bytes,

@@ -232,7 +232,7 @@ def gpus(
     for gpu in catalog:
         e = gpu.entry
         peaks = e.peak_tflops_dense
-        link = f"NVLink {e.nvlink_gbps:g} GB/s" if e.nvlink_gbps else f"PCIe {e.pcie_gbps:g} GB/s"
+        link = f"{gpu.interconnect} {e.link_gbps or e.pcie_gbps:g} GB/s"
         table.add_row(
             e.id,
             f"{e.memory_gb:g} GB",

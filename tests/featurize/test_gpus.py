@@ -20,6 +20,11 @@ REQUIRED = (
     "B200",
     "L40S",
     "V100",
+    "H100-NVL",
+    "H20",
+    "L40",
+    "MI300X",
+    "MI325X",
 )
 
 
@@ -65,7 +70,32 @@ def test_missing_data_type_falls_back_to_a_wider_one() -> None:
 def test_link_bandwidth_is_per_direction() -> None:
     assert get_gpu("H100-SXM").link_bandwidth == pytest.approx(450e9)  # NVLink 900 GB/s quoted
     assert get_gpu("L4").link_bandwidth == pytest.approx(32e9)  # PCIe Gen4 64 GB/s quoted
-    assert not get_gpu("L4").has_nvlink
+    assert not get_gpu("L4").has_gpu_link and get_gpu("L4").interconnect == "PCIe"
+
+
+def test_amd_gpus_talk_over_infinity_fabric_not_nvlink() -> None:
+    mi300x = get_gpu("AMD Instinct MI300X")
+    assert mi300x.interconnect == "Infinity Fabric" and mi300x.has_gpu_link
+    assert mi300x.link_bandwidth == pytest.approx(448e9)  # 896 GB/s quoted both ways
+    assert all(gpu.interconnect != "NVLink" for gpu in GpuCatalog.builtin()
+               if gpu.id.startswith("MI"))  # fmt: skip
+    assert describe_point_interconnect("MI325X") == "infinity fabric"
+    assert describe_point_interconnect("H200") == "nvlink"
+
+
+def describe_point_interconnect(gpu_id: str) -> str:
+    from featurize import InferenceRequest, Precision, resolve_architecture, summarize_point
+    from featurize.point import GpuSetup, InferencePoint
+
+    point = InferencePoint(resolve_architecture("llama3.1-8b"), InferenceRequest(1, 64, 8),
+                           GpuSetup(get_gpu(gpu_id), 2), Precision())  # fmt: skip
+    return str(summarize_point(point)["hardware"]["interconnect"])
+
+
+def test_blackwell_lists_its_fp4_and_fp6_peaks() -> None:
+    peaks = get_gpu("B200").entry.peak_tflops_dense
+    assert (peaks.fp4, peaks.fp6, peaks.fp8) == (9000.0, 4500.0, 4500.0)
+    assert get_gpu("H200").entry.peak_tflops_dense.fp4 is None  # Hopper has no FP4 units
 
 
 USER_GPU = """
@@ -92,6 +122,18 @@ def test_user_gpu_file_adds_an_entry(tmp_path: Path) -> None:
     assert len(catalog) == len(GpuCatalog.builtin()) + 1
 
 
+def test_a_gpu_file_written_with_nvlink_gbps_reads_as_an_nvlink(tmp_path: Path) -> None:
+    path = tmp_path / "gpus.yaml"
+    path.write_text(USER_GPU + "nvlink_gbps: 900\n")
+    gpu = GpuCatalog.builtin().with_file(path).get("RTX-6000-Ada")
+    assert (gpu.interconnect, gpu.entry.link_gbps) == ("NVLink", 900)
+    named = USER_GPU + "interconnect: Infinity Fabric\nlink_gbps: 896\n"
+    path.write_text(named)
+    assert GpuCatalog.builtin().with_file(path).get("RTX-6000-Ada").interconnect == (
+        "Infinity Fabric"
+    )
+
+
 def test_user_gpu_file_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "gpus.json"
     path.write_text(
@@ -111,6 +153,8 @@ def test_user_gpu_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monk
         ("- 1\n- 2\n", "GPU entry 1"),
         (USER_GPU.replace("id: RTX-6000-Ada", "id: H200"), "reuses the name 'H200' of the known"),
         (USER_GPU.replace("[rtx6000ada]", "[h100]"), "reuses the name 'h100' of the known GPU"),
+        (USER_GPU + "link_gbps: 900\n", "interconnect and link_gbps go together"),
+        (USER_GPU + "nvlink_gbps: 900\nlink_gbps: 900\n", "not both"),
     ],
 )
 def test_malformed_gpu_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:

@@ -168,6 +168,20 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "final_logit_softcapping": None,
         "vocab_size": 262144,
     },
+    # bigcode/starcoder2-7b: no tie_word_embeddings key (tied by default).
+    "starcoder2": {
+        "model_type": "starcoder2",
+        "hidden_size": 4608,
+        "intermediate_size": 18432,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 36,
+        "num_key_value_heads": 4,
+        "hidden_act": "gelu_pytorch_tanh",
+        "norm_type": "layer_norm",
+        "sliding_window": 4096,
+        "use_bias": True,
+        "vocab_size": 49152,
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -226,6 +240,9 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.intermediate_size == 4 * 2560 and arch.mlp == "plain" and arch.dense_bias
     if family == "mixtral":
         assert (arch.num_experts, arch.experts_per_token) == (8, 2)
+    if family == "starcoder2":
+        assert arch.mlp == "plain" and arch.qkv_bias and arch.dense_bias and arch.tied_embeddings
+        assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (4096, 1.0)
 
 
 def test_a_multimodal_gemma3_reads_as_its_language_model_with_the_text_defaults(

@@ -19,7 +19,7 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
     paper = entries[:17]
     assert {e.architecture.family for e in paper} == PAPER_FAMILIES
     assert {e.architecture.family for e in entries} - PAPER_FAMILIES >= {
-        "qwen3", "qwen3_moe", "phi3", "olmo2", "granite", "gemma3_text",
+        "qwen3", "qwen3_moe", "phi3", "olmo2", "granite", "gemma3_text", "starcoder2",
     }  # fmt: skip
     assert all(e.source for e in entries)
 
@@ -52,6 +52,8 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         ("Qwen/Qwen3-235B-A22B", 235e9),
         ("google/gemma-3-1b-it", 1.0e9),
         ("meta-llama/Llama-3.2-1B", 1.235e9),
+        ("bigcode/starcoder2-3b", 3.03e9),
+        ("bigcode/starcoder2-7b", 7.17e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:

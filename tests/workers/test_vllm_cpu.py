@@ -74,6 +74,13 @@ LATER_FAMILIES: dict[str, dict[str, Any]] = {
         "experts_per_token": 2,
         "intermediate_size": 128,
     },
+    "starcoder2": {
+        "mlp": "plain",
+        "activation": "gelu_tanh",
+        "tied_embeddings": True,
+        "qkv_bias": True,
+        "dense_bias": True,
+    },
     "gemma3_text": {
         "qk_norm": "head",
         "activation": "gelu_tanh",

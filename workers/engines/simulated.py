@@ -89,7 +89,7 @@ class TwinParameters:
             idle_power_w=0.17 * tdp,
             compute_power_w=0.70 * tdp,
             memory_power_w=0.45 * tdp,
-            allreduce_latency_s=12e-6 if gpu.has_nvlink else 30e-6,
+            allreduce_latency_s=12e-6 if gpu.has_gpu_link else 30e-6,
         )
 
 
