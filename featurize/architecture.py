@@ -29,6 +29,7 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "bloom",
     "starcoder2",
     "mixtral",
+    "gpt_oss",
 )
 
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
@@ -51,12 +52,20 @@ QK_NORM_OF_FAMILY: dict[str, QkNorm] = {
 
 #: Families whose configs list each layer's attention kind (Gemma 3's ``layer_types``): their
 #: windowed share is a whole number of layers.
-WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text"})
+WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text", "gpt_oss"})
+
+#: Families with attention sinks (a learnt logit per head that joins every softmax) and a bias on
+#: the MoE router: gpt-oss.
+SINK_AND_ROUTER_BIAS_FAMILIES = frozenset({"gpt_oss"})
 
 #: Fields added to :class:`Architecture` after campaigns had stored shapes, with the value every
 #: shape stored before them has. A shape's identity leaves them out at that value, so the points
 #: measured before keep their keys (see :meth:`Architecture.identity`).
-LATER_FIELD_DEFAULTS: dict[str, Any] = {"qk_norm": "none"}
+LATER_FIELD_DEFAULTS: dict[str, Any] = {
+    "qk_norm": "none",
+    "attention_sinks": False,
+    "router_bias": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,9 @@ class Architecture:
         qk_norm: How queries and keys are RMS-normalised before attention: ``none``, ``head``
             (each head's: Qwen3, Gemma 3) or ``full`` (the whole projection output, OLMo 2); see
             :data:`QK_NORM_OF_FAMILY`.
+        attention_sinks: Whether each head has a learnt sink logit that joins its softmax
+            (gpt-oss).
+        router_bias: Whether the MoE router has a bias (gpt-oss).
     """
 
     name: str
@@ -112,6 +124,8 @@ class Architecture:
     dense_bias: bool = False
     position: Position = "rope"
     qk_norm: QkNorm = "none"
+    attention_sinks: bool = False
+    router_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.family not in SUPPORTED_FAMILIES:
@@ -141,6 +155,12 @@ class Architecture:
             raise UnsupportedArchitectureError(
                 f"{self.name}: a {self.family} model's Q/K norm is {expected_qk_norm!r}, "
                 f"got qk_norm {self.qk_norm!r}"
+            )
+        sinks = self.family in SINK_AND_ROUTER_BIAS_FAMILIES
+        if (self.attention_sinks, self.router_bias) != (sinks, sinks):
+            has = {True: "attention sinks and a router bias", False: "no sinks or router bias"}
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model has {has[sinks]}"
             )
         ratio = FIXED_MLP_RATIO.get(self.family)
         if ratio is not None and self.intermediate_size != ratio * self.hidden_size:
@@ -190,13 +210,15 @@ class Architecture:
 
     @property
     def attention_params_per_layer(self) -> int:
-        """Q, K, V and output projection weights (and biases) of one layer."""
+        """Q, K, V and output projection weights (and biases) of one layer, and its sinks."""
         h = self.hidden_size
         params = h * self.q_size + 2 * h * self.kv_size + self.q_size * h
         if self.qkv_bias:
             params += self.q_size + 2 * self.kv_size
         if self.dense_bias:
             params += h
+        if self.attention_sinks:
+            params += self.num_heads
         return params
 
     @property
@@ -211,8 +233,10 @@ class Architecture:
 
     @property
     def router_params_per_layer(self) -> int:
-        """MoE router weights of one layer (0 for dense models)."""
-        return self.hidden_size * self.num_experts if self.is_moe else 0
+        """MoE router weights (and bias) of one layer (0 for dense models)."""
+        if not self.is_moe:
+            return 0
+        return (self.hidden_size + self.router_bias) * self.num_experts
 
     @property
     def norm_params_per_layer(self) -> int:

@@ -15,7 +15,9 @@ from typing import Any
 from featurize.architecture import (
     FIXED_MLP_RATIO,
     QK_NORM_OF_FAMILY,
+    SINK_AND_ROUTER_BIAS_FAMILIES,
     SUPPORTED_FAMILIES,
+    WINDOWED_LAYERS_LISTED,
     Architecture,
 )
 from llmco2.errors import ConfigFileError, UnsupportedArchitectureError
@@ -31,6 +33,7 @@ _TIED_DEFAULT: dict[str, bool] = {
     "olmo2": False,
     "granite": False,
     "mixtral": False,
+    "gpt_oss": False,
     "gemma": True,
     "gemma2": True,
     "gemma3_text": True,
@@ -38,14 +41,20 @@ _TIED_DEFAULT: dict[str, bool] = {
     "starcoder2": True,
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
-# Gemma3TextConfig).
-_WINDOW_DEFAULT: dict[str, int] = {"mistral": 4096, "gemma2": 4096, "gemma3_text": 4096}
+# Gemma3TextConfig, GptOssConfig).
+_WINDOW_DEFAULT: dict[str, int] = {
+    "mistral": 4096,
+    "gemma2": 4096,
+    "gemma3_text": 4096,
+    "gpt_oss": 128,
+}
 # Head widths of the configuration classes that do not derive it from hidden_size / heads.
 _HEAD_DIM_DEFAULT: dict[str, int] = {
     "gemma": 256,
     "gemma2": 256,
     "gemma3_text": 256,
     "qwen3": 128,
+    "gpt_oss": 64,
 }
 # Gemma3TextConfig's defaults for the keys the text_config of a multimodal Gemma 3 release omits
 # (google/gemma-3-4b-it states only its width, depth, MLP and window).
@@ -58,19 +67,22 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
     "num_key_value_heads": 4,
     "hidden_activation": "gelu_pytorch_tanh",
 }
-# Every sixth Gemma 3 layer attends globally unless layer_types says otherwise.
-_GEMMA3_WINDOW_PATTERN = 6
+# Every sixth Gemma 3 layer attends globally, every second gpt-oss one, unless layer_types says
+# otherwise.
+_GLOBAL_LAYER_EVERY: dict[str, int] = {"gemma3_text": 6, "gpt_oss": 2}
 # Defaults of the configuration classes for the keys that carry a shape, where the family's
-# releases rely on them (MixtralConfig, Qwen3MoeConfig, Gemma3TextConfig).
+# releases rely on them (MixtralConfig, Qwen3MoeConfig, Gemma3TextConfig, GptOssConfig).
 _CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
     "mixtral": {"num_local_experts": 8, "num_experts_per_tok": 2},
     "qwen3_moe": {"moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8},
+    "gpt_oss": {"num_local_experts": 128, "num_experts_per_tok": 4, "intermediate_size": 2880},
     "gemma3_text": _GEMMA3_TEXT_DEFAULTS,
 }
 # The keys of the expert count and of one expert's MLP width, for mixtures of experts.
 _EXPERT_KEYS: dict[str, tuple[str, str]] = {
     "mixtral": ("num_local_experts", "intermediate_size"),
     "qwen3_moe": ("num_experts", "moe_intermediate_size"),
+    "gpt_oss": ("num_local_experts", "intermediate_size"),
 }
 # Families whose MLP is up, activation, down (no gate) besides BLOOM.
 _PLAIN_MLP = frozenset({"starcoder2"})
@@ -87,7 +99,7 @@ _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # MLP, which the architecture does not describe: their released models have none.
 _ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "qwen3_moe", "olmo2", "gemma3_text"})
 # Families whose configuration classes default to token ids of their released vocabularies.
-_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2", "starcoder2"})
+_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2", "starcoder2", "gpt_oss"})
 # Families whose window is off unless use_sliding_window says otherwise.
 _WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen3_moe"})
 # Families without sliding-window attention whatever their config carries.
@@ -177,6 +189,15 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         )
     qkv_bias = family in _QKV_BIAS_ALWAYS
     dense_bias = False
+    if family == "gpt_oss":
+        # Its experts have biases whatever attention_bias says, which puts them on Q, K, V and
+        # the output projection: without them the shape is not one the architecture states.
+        if not config.get("attention_bias", True):
+            raise UnsupportedArchitectureError(
+                f"{name}: gpt_oss with attention_bias false is not supported (biased experts "
+                "with unbiased attention projections)"
+            )
+        qkv_bias = dense_bias = True
     if family == "starcoder2":
         # use_bias puts biases on every projection, the MLP's included (c_fc, c_proj).
         qkv_bias = dense_bias = bool(config.get("use_bias", True))
@@ -194,8 +215,8 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     if window is not None:
         fraction = 0.5 if family == "gemma2" else 1.0  # Gemma 2 alternates local and global
     layers = _require(config, name, "num_hidden_layers")
-    if family == "gemma3_text":
-        windowed = _gemma3_windowed_layers(config, name, layers)
+    if family in WINDOWED_LAYERS_LISTED:
+        windowed = _windowed_layers(config, name, layers, _GLOBAL_LAYER_EVERY[family])
         fraction = windowed / layers
         if not windowed:
             window = None
@@ -224,6 +245,8 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         dense_bias=dense_bias,
         position="rope",
         qk_norm=QK_NORM_OF_FAMILY.get(family, "none"),
+        attention_sinks=family in SINK_AND_ROUTER_BIAS_FAMILIES,
+        router_bias=family in SINK_AND_ROUTER_BIAS_FAMILIES,
     )
 
 
@@ -244,12 +267,16 @@ def _gemma3_language_model(config: dict[str, Any], name: str) -> dict[str, Any]:
     return text
 
 
-def _gemma3_windowed_layers(config: dict[str, Any], name: str, layers: int) -> int:
-    """How many of a Gemma 3's layers attend within the window: its layer_types, or the pattern."""
+def _windowed_layers(config: dict[str, Any], name: str, layers: int, every: int) -> int:
+    """How many layers attend within the window: from layer_types, or from the pattern.
+
+    Without layer_types, layer ``i`` is global where ``i + 1`` is a multiple of the config's
+    ``sliding_window_pattern`` (default ``every``), as the configuration classes build them.
+    """
     types = config.get("layer_types")
     if types is None:
         pattern = config.get("sliding_window_pattern", config.get("_sliding_window_pattern"))
-        pattern = _GEMMA3_WINDOW_PATTERN if pattern is None else pattern
+        pattern = every if pattern is None else pattern
         if isinstance(pattern, bool) or not isinstance(pattern, int) or pattern < 1:
             raise ConfigFileError(
                 f"{name}: sliding_window_pattern must be a positive integer, got {pattern!r}"
@@ -349,6 +376,7 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "gemma3_text": "Gemma3ForCausalLM",
         "mixtral": "MixtralForCausalLM",
         "starcoder2": "Starcoder2ForCausalLM",
+        "gpt_oss": "GptOssForCausalLM",
     }
     config: dict[str, Any] = {
         "model_type": arch.family,
@@ -387,6 +415,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         config.update(use_bias=arch.qkv_bias, norm_epsilon=1e-5)
     if arch.family == "gemma3_text":
         config.update(_gemma3_attention(arch))
+    elif arch.family == "gpt_oss":
+        config.update(_layer_attention(arch), attention_bias=True)
     elif arch.sliding_window is not None:
         config["sliding_window"] = arch.sliding_window
         if arch.family in _WINDOW_NEEDS_FLAG:
@@ -397,10 +427,20 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
 
 
 def _gemma3_attention(arch: Architecture) -> dict[str, Any]:
-    """Gemma 3's per-layer attention kinds, window and scale, for :func:`to_hf_config`.
+    """Gemma 3's per-layer attention kinds, window and scale, for :func:`to_hf_config`."""
+    return {
+        **_layer_attention(arch),
+        "query_pre_attn_scalar": arch.head_dim,
+        "attn_logit_softcapping": None,
+        "final_logit_softcapping": None,
+    }
 
-    The windowed layers are spread evenly among the global ones (the released models put a
-    global layer after every five); only their number matters to the cost.
+
+def _layer_attention(arch: Architecture) -> dict[str, Any]:
+    """The ``layer_types`` and window of a family that lists its layers' attention kinds.
+
+    The windowed layers are spread evenly among the global ones (Gemma 3's releases put a global
+    layer after every five, gpt-oss's after every one); only their number matters to the cost.
     """
     layers = arch.num_layers
     windowed = round(arch.sliding_window_layer_fraction * layers) if arch.sliding_window else 0
@@ -412,8 +452,5 @@ def _gemma3_attention(arch: Architecture) -> dict[str, Any]:
     ]
     return {
         "layer_types": types,
-        "sliding_window": arch.sliding_window or _WINDOW_DEFAULT["gemma3_text"],
-        "query_pre_attn_scalar": arch.head_dim,
-        "attn_logit_softcapping": None,
-        "final_logit_softcapping": None,
+        "sliding_window": arch.sliding_window or _WINDOW_DEFAULT[arch.family],
     }

@@ -39,8 +39,11 @@ Deviations from the paper, each also noted where it is computed:
   final norm, LM head (prefill computes logits for the last position only) and the gather of the
   logits; MoE router and the top-k experts (weights read only for experts some token is routed
   to); GQA/MQA (KV heads replicated when ``l > n_kv``); Gemma 2's sliding-window layers and
-  post-norms; biases; the Q and K RMSNorms of Qwen3 (per head) and OLMo 2 (over the whole
-  projection, after an all-gather under TP), counted with the attention block's norm kernel.
+  post-norms (and Gemma 3's and gpt-oss's listed windowed layers); biases, the MoE router's
+  (gpt-oss) included; the Q and K RMSNorms of Qwen3, Qwen3-MoE and Gemma 3 (per head) and OLMo 2
+  (over the whole projection, after an all-gather under TP), counted with the attention block's
+  norm kernel. gpt-oss's attention sinks (one logit per head joining each softmax) are left out:
+  one score per query and head against the ``L`` of the context, and ``n_h`` weights a layer.
 """
 
 from __future__ import annotations
@@ -180,6 +183,7 @@ class PointArrays:
     qkv_bias: BoolArray
     dense_bias: BoolArray
     qk_norm: FloatArray  # 0 none, 1 per head, 2 whole projection (see _QK_NORM_CODE)
+    router_bias: BoolArray
     activation_ops: FloatArray
     weight_bytes: FloatArray
     act_bytes: FloatArray
@@ -289,13 +293,14 @@ class PointArrays:
             die_area=rows[:, 27],
             process_nm=rows[:, 28],
             qk_norm=rows[:, 29],
+            router_bias=rows[:, 30] > 0,
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 30
+_CONFIG_COLUMNS = 31
 _QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
 
 
@@ -333,6 +338,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         gpu.entry.die_area_mm2,
         gpu.entry.process_nm,
         _QK_NORM_CODE[a.qk_norm],
+        a.router_bias,
     ]
 
 
@@ -666,8 +672,8 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         elementwise(KernelType.ADD_ATTN, phase, h, np.ones(n), 2.0)
         elementwise(KernelType.NORM_MLP, phase, h * npl, np.full(n, NORM_OPS), 1.0, h * npl)
 
-        # Router: replicated on every GPU, one score per expert and token.
-        linear(KernelType.ROUTER, phase, h, p.experts, np.zeros(n, dtype=bool))
+        # Router: replicated on every GPU, one score per expert and token (plus its bias).
+        linear(KernelType.ROUTER, phase, h, p.experts, p.router_bias)
         # Experts (or the dense MLP): each token visits top_k experts; weights are read for the
         # experts touched; under TP each expert's intermediate width is sharded.
         routed = t * experts_per_token

@@ -72,6 +72,11 @@ SMALL: dict[str, dict[str, Any]] = {
                    "activation": "gelu_tanh", "tied_embeddings": True, "qkv_bias": True,
                    "dense_bias": True, "sliding_window": 4096,
                    "sliding_window_layer_fraction": 1.0},
+    # Four layers, two windowed at 8 tokens; biased experts and router, attention sinks.
+    "gpt_oss": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "num_experts": 4,
+                "experts_per_token": 2, "num_layers": 4, "sliding_window": 8,
+                "sliding_window_layer_fraction": 0.5, "qkv_bias": True, "dense_bias": True,
+                "attention_sinks": True, "router_bias": True},
     "bloom": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "intermediate_size": 512,
               "mlp": "plain", "activation": "gelu_tanh", "tied_embeddings": True,
               "qkv_bias": True, "dense_bias": True, "position": "alibi"},
@@ -165,7 +170,7 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
     "name",
     ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "olmo-2-7b",
      "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "qwen3-30b-a3b",
-     "gemma-3-1b", "gemma-3-4b", "starcoder2-7b"],
+     "gemma-3-1b", "gemma-3-4b", "starcoder2-7b", "gpt-oss-20b"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

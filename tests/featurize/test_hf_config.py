@@ -182,6 +182,23 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "use_bias": True,
         "vocab_size": 49152,
     },
+    # openai/gpt-oss-20b: layer_types alternate, starting windowed.
+    "gpt_oss": {
+        "model_type": "gpt_oss",
+        "hidden_size": 2880,
+        "intermediate_size": 2880,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "num_local_experts": 32,
+        "num_experts_per_tok": 4,
+        "layer_types": ["sliding_attention", "full_attention"] * 12,
+        "sliding_window": 128,
+        "attention_bias": True,
+        "vocab_size": 201088,
+        "quantization_config": {"quant_method": "mxfp4"},
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -240,6 +257,12 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.intermediate_size == 4 * 2560 and arch.mlp == "plain" and arch.dense_bias
     if family == "mixtral":
         assert (arch.num_experts, arch.experts_per_token) == (8, 2)
+    if family == "gpt_oss":
+        assert (arch.num_experts, arch.experts_per_token, arch.sliding_window) == (32, 4, 128)
+        assert arch.sliding_window_layer_fraction == 0.5 and arch.qkv_bias and arch.dense_bias
+        assert arch.attention_sinks and arch.router_bias and not arch.tied_embeddings
+    else:
+        assert not (arch.attention_sinks or arch.router_bias)
     if family == "starcoder2":
         assert arch.mlp == "plain" and arch.qkv_bias and arch.dense_bias and arch.tied_embeddings
         assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (4096, 1.0)
@@ -299,6 +322,22 @@ def test_qwen3_moe_shapes_the_architecture_cannot_state_are_refused(
 ) -> None:
     with pytest.raises(UnsupportedArchitectureError, match=message):
         load_hf_config(write(tmp_path, dict(CONFIGS["qwen3_moe"], **changes)))
+
+
+def test_gpt_oss_without_attention_biases_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedArchitectureError, match="attention_bias false"):
+        load_hf_config(write(tmp_path, dict(CONFIGS["gpt_oss"], attention_bias=False)))
+
+
+def test_sinks_and_a_router_bias_belong_to_gpt_oss_alone() -> None:
+    gpt_oss = resolve_architecture("gpt-oss-20b")
+    with pytest.raises(UnsupportedArchitectureError, match="attention sinks and a router bias"):
+        gpt_oss.replace(attention_sinks=False)
+    with pytest.raises(UnsupportedArchitectureError, match="no sinks or router bias"):
+        resolve_architecture("mixtral-8x7b").replace(router_bias=True)
+    # Fields added later: shapes stored before them keep their identity.
+    assert "router_bias" not in resolve_architecture("mixtral-8x7b").identity()
+    assert gpt_oss.identity()["attention_sinks"] is True
 
 
 def test_directory_with_config_json_and_catalog_shapes_match(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
     paper = entries[:17]
     assert {e.architecture.family for e in paper} == PAPER_FAMILIES
     assert {e.architecture.family for e in entries} - PAPER_FAMILIES >= {
-        "qwen3", "qwen3_moe", "phi3", "olmo2", "granite", "gemma3_text", "starcoder2",
+        "qwen3", "qwen3_moe", "phi3", "olmo2", "granite", "gemma3_text", "starcoder2", "gpt_oss",
     }  # fmt: skip
     assert all(e.source for e in entries)
 
@@ -54,6 +54,9 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         ("meta-llama/Llama-3.2-1B", 1.235e9),
         ("bigcode/starcoder2-3b", 3.03e9),
         ("bigcode/starcoder2-7b", 7.17e9),
+        # gpt-oss model card: 20.91 B and 116.83 B in all.
+        ("openai/gpt-oss-20b", 20.91e9),
+        ("openai/gpt-oss-120b", 116.83e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
@@ -82,6 +85,14 @@ def test_qwen3_moe_totals_and_activated_parameters_match_the_model_cards(
     # Activated: the top-8 experts' weights plus everything outside the experts (two figures).
     active = arch.num_layers * arch.active_params_per_layer + arch.embedding_params
     assert active == pytest.approx(activated, rel=0.02)
+
+
+@pytest.mark.parametrize(("name", "active"), [("gpt-oss-20b", 3.61e9), ("gpt-oss-120b", 5.13e9)])
+def test_gpt_oss_active_parameters_match_the_model_card(name: str, active: float) -> None:
+    # The card counts the unembedding and the final norm, not the embedding, as active.
+    arch = resolve_architecture(name)
+    per_token = arch.num_layers * arch.active_params_per_layer + arch.embedding_params // 2
+    assert per_token + arch.hidden_size == pytest.approx(active, rel=0.01)
 
 
 def test_llama_non_embedding_parameters() -> None:

@@ -81,6 +81,17 @@ LATER_FAMILIES: dict[str, dict[str, Any]] = {
         "qkv_bias": True,
         "dense_bias": True,
     },
+    "gpt_oss": {
+        "num_experts": 4,
+        "experts_per_token": 2,
+        "num_layers": 2,
+        "sliding_window": 8,
+        "sliding_window_layer_fraction": 0.5,
+        "qkv_bias": True,
+        "dense_bias": True,
+        "attention_sinks": True,
+        "router_bias": True,
+    },
     "gemma3_text": {
         "qk_norm": "head",
         "activation": "gelu_tanh",
