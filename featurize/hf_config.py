@@ -395,7 +395,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
     }
     if arch.family in _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES:
         # Their configuration classes default to end and padding tokens of the released
-        # vocabularies (Phi3Config: 32000, Olmo2Config: 50279); a shape with a smaller one
+        # vocabularies (Phi3Config: 32000, Olmo2Config: 50279, Starcoder2Config: 50256,
+        # GptOssConfig: 199999 and up); a shape with a smaller one
         # would make the engine index past its logits. Dummy weights need no particular ids.
         config.update(bos_token_id=1, eos_token_id=2, pad_token_id=0)
     if arch.family in ("gemma", "gemma2", "gemma3_text"):

@@ -98,6 +98,37 @@ def test_predict_takes_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "RTX-6000-Ada" in unknown.stderr
 
 
+def _smallest_catalog_model_per_family() -> list[str]:
+    from featurize import catalog_models
+
+    smallest: dict[str, tuple[int, str]] = {}
+    for entry in catalog_models():
+        size = (entry.architecture.total_params, entry.aliases[0])
+        smallest[entry.architecture.family] = min(
+            smallest.get(entry.architecture.family, size), size
+        )
+    return sorted(name for _, name in smallest.values())
+
+
+@pytest.mark.parametrize("model", _smallest_catalog_model_per_family())
+def test_every_family_is_priced_on_the_h200_and_on_a_gpu_from_a_gpu_file(
+    tmp_path: Path, model: str
+) -> None:
+    from tests.featurize.test_gpus import USER_GPU
+
+    gpu_file = tmp_path / "gpus.yaml"
+    gpu_file.write_text(USER_GPU)
+    for gpu in ("H200", "RTX-6000-Ada"):
+        result = llmco2(
+            "predict", model, "--gpu", gpu, "--gpu-file", str(gpu_file), "--sweep-gpus", "1,2,4",
+            "--batch", "2", "--prompt", "256", "--gen", "32", "--json",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)["predictions"]
+        assert rows and all(row["gpu"] == gpu for row in rows), (gpu, rows)
+        assert all(row["total_j"] > row["decode_j"] > 0 for row in rows)
+
+
 def test_predict_prices_a_multimodal_gemma3_config_on_a_gpu_from_a_gpu_file(
     tmp_path: Path,
 ) -> None:
