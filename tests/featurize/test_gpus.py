@@ -25,6 +25,8 @@ REQUIRED = (
     "L40",
     "MI300X",
     "MI325X",
+    "GB200",
+    "B300",
 )
 
 
@@ -95,6 +97,7 @@ def describe_point_interconnect(gpu_id: str) -> str:
 def test_blackwell_lists_its_fp4_and_fp6_peaks() -> None:
     peaks = get_gpu("B200").entry.peak_tflops_dense
     assert (peaks.fp4, peaks.fp6, peaks.fp8) == (9000.0, 4500.0, 4500.0)
+    assert get_gpu("B300").entry.peak_tflops_dense.fp4 == 13125.0  # Blackwell Ultra's FP4
     assert get_gpu("H200").entry.peak_tflops_dense.fp4 is None  # Hopper has no FP4 units
 
 
