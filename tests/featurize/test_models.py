@@ -57,6 +57,13 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         # gpt-oss model card: 20.91 B and 116.83 B in all.
         ("openai/gpt-oss-20b", 20.91e9),
         ("openai/gpt-oss-120b", 116.83e9),
+        # Model cards: Llama 3.2 3B 3.21 B, Llama 3.3 70B 70.6 B, Qwen2.5-7B 7.61 B,
+        # Mistral-Nemo 12.2 B, Phi-4 14.7 B.
+        ("meta-llama/Llama-3.2-3B", 3.21e9),
+        ("meta-llama/Llama-3.3-70B-Instruct", 70.6e9),
+        ("Qwen/Qwen2.5-7B-Instruct", 7.61e9),
+        ("mistralai/Mistral-Nemo-Instruct-2407", 12.2e9),
+        ("microsoft/phi-4", 14.7e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
