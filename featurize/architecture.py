@@ -50,8 +50,8 @@ QK_NORM_OF_FAMILY: dict[str, QkNorm] = {
     "olmo2": "full",
 }
 
-#: Families whose configs list each layer's attention kind (Gemma 3's ``layer_types``): their
-#: windowed share is a whole number of layers.
+#: Families whose configs list each layer's attention kind (``layer_types``: Gemma 3, gpt-oss):
+#: their windowed share is a whole number of layers.
 WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text", "gpt_oss"})
 
 #: Families with attention sinks (a learnt logit per head that joins every softmax) and a bias on
@@ -92,8 +92,9 @@ class Architecture:
             Gemma 3: five in six).
         norms_per_sublayer: Normalisations around each attention/MLP block (Gemma 2 and 3: pre
             and post).
-        qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM).
-        dense_bias: Whether the output and MLP projections have biases (BLOOM).
+        qkv_bias: Whether the Q/K/V projections have biases (Qwen2, BLOOM, StarCoder2, gpt-oss).
+        dense_bias: Whether the output and MLP projections have biases (BLOOM, StarCoder2,
+            gpt-oss's experts).
         position: ``rope`` or ``alibi`` (no extra weights either way).
         qk_norm: How queries and keys are RMS-normalised before attention: ``none``, ``head``
             (each head's: Qwen3, Gemma 3) or ``full`` (the whole projection output, OLMo 2); see
