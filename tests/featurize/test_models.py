@@ -64,6 +64,12 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         ("Qwen/Qwen2.5-7B-Instruct", 7.61e9),
         ("mistralai/Mistral-Nemo-Instruct-2407", 12.2e9),
         ("microsoft/phi-4", 14.7e9),
+        # Qwen2.5 model cards: 0.49, 3.09, 14.7, 32.5 and 72.7 B.
+        ("Qwen/Qwen2.5-0.5B", 0.49e9),
+        ("Qwen/Qwen2.5-3B-Instruct", 3.09e9),
+        ("Qwen/Qwen2.5-14B-Instruct", 14.7e9),
+        ("Qwen/Qwen2.5-32B", 32.5e9),
+        ("Qwen/Qwen2.5-72B-Instruct", 72.7e9),
     ],
 )
 def test_parameter_counts_match_published_totals(name: str, published_params: float) -> None:
