@@ -21,8 +21,6 @@ from gnn.names import MIN_TRAINING_ROWS
 from gnn.physics import PhysicsInputs
 from llmco2.errors import InvalidRequestError
 
-#: Fewer rows than this cannot be split into training and test shares.
-
 
 def _number(value: Any) -> float:
     return float(value) if value is not None else float("nan")
