@@ -8,11 +8,14 @@ of the weight and activation types: weight-only quantisation (W8A16, W4A16) stil
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from llmco2.errors import InvalidRequestError
 
 SUPPORTED_BITS: tuple[int, ...] = (16, 8, 4)
+
+_LABEL = re.compile(r"w(\d+)a(\d+)kv(\d+)")
 
 # Tensor-core peak to use for a compute width, widest fallback last: an 8-bit matmul runs as INT8
 # where the GPU has INT8 tensor cores, else as FP8, else (V100) it is dequantised to FP16.
@@ -80,3 +83,18 @@ class Precision:
     def label(self) -> str:
         """Short label such as ``w16a16kv16``."""
         return f"w{self.weight_bits}a{self.activation_bits}kv{self.kv_bits}"
+
+    @classmethod
+    def from_label(cls, label: str) -> Precision:
+        """The precision a label such as ``w8a8kv8`` names (the inverse of :attr:`label`).
+
+        Raises:
+            InvalidRequestError: Not of the form ``w<bits>a<bits>kv<bits>``, or bits not supported.
+        """
+        match = _LABEL.fullmatch(label.strip().lower())
+        if match is None:
+            raise InvalidRequestError(
+                f"precision {label!r} is not of the form w<bits>a<bits>kv<bits> (e.g. w8a8kv8)"
+            )
+        weight, activation, kv = (int(group) for group in match.groups())
+        return cls(weight, activation, kv)

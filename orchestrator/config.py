@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from featurize.precision import Precision
 from gnn.names import ROUND_EPOCHS, ROUND_PATIENCE
 from llmco2.defaults import DEFAULT_DATABASE_URL
-from llmco2.errors import ConfigFileError
+from llmco2.errors import ConfigFileError, InvalidRequestError
 from storage.records import sha256_hex
 from workers.protocol_settings import ProtocolSettings
 
@@ -74,6 +83,31 @@ class ArchitecturePrior(_Strict):
     #: 1-3 minutes, a point about ten seconds).
     perturbed_variants: Annotated[int, Field(ge=0)] = 0
     weight_bits: list[Literal[4, 8, 16]] = [16]
+    #: Whole precisions to draw from instead (labels such as ``w8a8kv8``): activations and KV
+    #: cache too, e.g. vLLM's FP8 (W8A8 on Hopper) with or without an FP8 KV cache.
+    precisions: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("precisions")
+    @classmethod
+    def _labels_name_precisions(cls, labels: list[str] | None) -> list[str] | None:
+        if labels is None:
+            return None
+        try:
+            return [Precision.from_label(label).label for label in labels]
+        except InvalidRequestError as exc:
+            raise ValueError(str(exc)) from None
+
+    @model_validator(mode="after")
+    def _one_way_to_name_precisions(self) -> ArchitecturePrior:
+        if self.precisions is not None and self.weight_bits != [16]:
+            raise ValueError("give precisions or weight_bits, not both")
+        return self
+
+    def precision_choices(self) -> list[Precision]:
+        """The precisions a draw picks from."""
+        if self.precisions is not None:
+            return [Precision.from_label(label) for label in self.precisions]
+        return [Precision(weight_bits=bits) for bits in self.weight_bits]
 
 
 class RequestPriorConfig(_Strict):
@@ -173,6 +207,7 @@ class Protocol(_Strict):
 ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("priors", "architectures", "perturbed_variants"): 0,
     ("training", "predictor"): "llmco2",
+    ("priors", "architectures", "precisions"): None,
 }
 
 

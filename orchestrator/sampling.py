@@ -103,13 +103,26 @@ class PointSampler:
         return True
 
     def _point(
-        self, arch: Architecture, request: InferenceRequest, gpu: Gpu, tp: int, bits: int
+        self,
+        arch: Architecture,
+        request: InferenceRequest,
+        gpu: Gpu,
+        tp: int,
+        precision: Precision,
     ) -> InferencePoint | None:
         try:
-            point = InferencePoint(arch, request, GpuSetup(gpu, tp), Precision(weight_bits=bits))
+            point = InferencePoint(arch, request, GpuSetup(gpu, tp), precision)
         except Llmco2Error:
             return None
         return point if self._valid(point) else None
+
+    def _precision(self, rng: np.random.Generator) -> Precision:
+        architectures = self.config.priors.architectures
+        if architectures.precisions is None:
+            # Drawn as before whole precisions could be given, so stored campaigns draw the same.
+            return Precision(weight_bits=int(rng.choice(architectures.weight_bits)))
+        choices = architectures.precision_choices()
+        return choices[int(rng.integers(len(choices)))]
 
     def perturb(self, base: Architecture, rng: np.random.Generator) -> Architecture:
         """A random shape around ``base`` within the configured relative ranges."""
@@ -168,8 +181,7 @@ class PointSampler:
                     arch = self.perturb(base, rng) if perturbed else base
                 gpu = self.gpus[int(rng.integers(len(self.gpus)))]
                 tp = int(rng.integers(self.tp_low, self.tp_high + 1))
-                bits = int(rng.choice(prior.architectures.weight_bits))
-                point = self._point(arch, request, gpu, tp, bits)
+                point = self._point(arch, request, gpu, tp, self._precision(rng))
                 if point is not None and point not in seen:
                     seen.add(point)
                     points.append(point)
@@ -209,7 +221,7 @@ class PointSampler:
                 continue
             tp = jitter(point.setup.count, radius.gpu_count, self.tp_low, self.tp_high)
             candidate = self._point(
-                candidate_arch, candidate_request, point.setup.gpu, tp, point.precision.weight_bits
+                candidate_arch, candidate_request, point.setup.gpu, tp, point.precision
             )
             if candidate is not None and candidate not in seen:
                 seen.add(candidate)

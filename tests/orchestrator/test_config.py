@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from featurize import Precision
 from llmco2.errors import ConfigFileError
 from orchestrator.config import CampaignConfig, load_config, parse_config
 from storage import CampaignStore
@@ -59,6 +60,30 @@ def test_the_config_hash_is_the_one_the_store_records(tmp_path: Path) -> None:
         ({"strategy": "disagreement"}, "ensemble ≥ 2"),
         ({"strategy": "diverse"}, "'diverse' needs training.ensemble ≥ 2"),
         ({"training": {"predictor": "oracle"}}, "training.predictor"),
+        (
+            {"priors": {"architectures": {"models": ["x"], "precisions": ["fp8"]}}},
+            "w<bits>a<bits>kv<bits>",
+        ),
+        (
+            {"priors": {"architectures": {"models": ["x"], "precisions": ["w8a4kv8"]}}},
+            "4-bit activations",
+        ),
+        (
+            {"priors": {"architectures": {"models": ["x"], "precisions": []}}},
+            "priors.architectures.precisions",
+        ),
+        (
+            {
+                "priors": {
+                    "architectures": {
+                        "models": ["x"],
+                        "precisions": ["w8a8kv8"],
+                        "weight_bits": [8],
+                    }
+                }
+            },
+            "not both",
+        ),
     ],
 )
 def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:
@@ -104,6 +129,17 @@ def test_the_round_predictor_defaults_to_llmco2_without_changing_older_fingerpri
     explicit = parse_config({**MINIMAL, "training": {"predictor": "llmco2"}})
     paper = parse_config({**MINIMAL, "training": {"predictor": "gnn"}})
     assert explicit.config_hash() == config.config_hash() != paper.config_hash()
+
+
+def test_whole_precisions_leave_older_fingerprints_and_draws_unchanged() -> None:
+    config = parse_config(MINIMAL)
+    assert "precisions" not in config.fingerprint()["priors"]["architectures"]
+    assert config.priors.architectures.precision_choices() == [Precision()]
+    fp8 = parse_config({**MINIMAL, "priors": {"architectures": {
+        "models": ["qwen2-0.5b"], "precisions": ["W8A8KV8", "w16a16kv16"]}}})  # fmt: skip
+    assert fp8.priors.architectures.precisions == ["w8a8kv8", "w16a16kv16"]
+    assert fp8.priors.architectures.precision_choices() == [Precision(8, 8, 8), Precision()]
+    assert fp8.config_hash() != config.config_hash()
 
 
 def test_protocol_defaults_are_the_protocols_own() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from featurize import check_fits, get_gpu
+from featurize import Precision, check_fits, get_gpu
 from featurize.hf_config import architecture_from_hf_config, to_hf_config
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import parse_config
@@ -112,3 +112,30 @@ def test_perturbed_variants_are_shared_and_fixed_by_the_seed() -> None:
     assert sum("~" in p.architecture.name for p in points) > 50
     again = PointSampler(config, gpus)  # a resumed driver draws the same shapes
     assert set(again.variants) == set(PointSampler(config, gpus).variants) >= perturbed
+
+
+def test_draws_take_whole_precisions_and_neighbours_keep_theirs() -> None:
+    config = parse_config({
+        "name": "p",
+        "priors": {"architectures": {"models": ["qwen2-0.5b", "llama3.1-8b"],
+                                     "precisions": ["w8a8kv8", "w16a16kv8", "w16a16kv16"]},
+                   "gpus": {"tp": [1, 1]}},
+        "sampling": {"radius": {"prompt_tokens": 10}},
+    })  # fmt: skip
+    sampler = PointSampler(config, [get_gpu("H200")])
+    points = sampler.sample(60, np.random.default_rng(3))
+    labels = {p.precision.label for p in points}
+    assert labels == {"w8a8kv8", "w16a16kv8", "w16a16kv16"}
+    for point in points[:10]:
+        for near in sampler.neighbours(point, 3, np.random.default_rng(4)):
+            assert near.precision == point.precision
+
+
+def test_weight_bits_draw_as_before_whole_precisions_existed() -> None:
+    config = parse_config({
+        "name": "w",
+        "priors": {"architectures": {"models": ["llama3.1-8b"], "weight_bits": [16, 8]},
+                   "gpus": {"tp": [1, 1]}},
+    })  # fmt: skip
+    points = PointSampler(config, [get_gpu("H200")]).sample(40, np.random.default_rng(5))
+    assert {p.precision for p in points} == {Precision(16), Precision(8)}
