@@ -137,7 +137,10 @@ def _table(
     for name in names:
         columns[name] = [r[name] for r in rows]
     for name in _ARCH_FIELDS:
-        per_config = {key: arch[name] for key, arch in architectures.items()}
+        # A shape stored before a field existed has that field's earlier value.
+        per_config = {
+            key: {**LATER_FIELD_DEFAULTS, **arch}[name] for key, arch in architectures.items()
+        }
         columns[f"arch_{name}"] = [per_config[r["config_key"]] for r in rows]
     columns.update(extra)
     if label_fields:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import storage.export as export_module
+from featurize.architecture import LATER_FIELD_DEFAULTS
 from llmco2.errors import ExportError, UnknownCampaignError
 from storage import CampaignStore, MeasurementRecord, StoredPoint
 from storage.database import head_revision
@@ -139,6 +140,28 @@ def test_the_keys_of_the_real_datasets_are_what_the_code_computes_today() -> Non
     for point, row in rows:
         assert config_key(point, row["engine"]) == row["config_key"], row["model_name"]
         assert point_key(point, row["engine"]) == row["key"], row["model_name"]
+
+
+def test_shapes_stored_before_later_fields_existed_export_with_their_earlier_values(
+    filled: CampaignStore, exports: Path
+) -> None:
+    import sqlalchemy as sa
+
+    with filled.engine.begin() as connection:
+        rows = connection.execute(sa.text("SELECT id, architecture FROM points")).all()
+        for point_id, stored in rows:
+            shape = json.loads(stored) if isinstance(stored, str) else dict(stored)
+            for field in LATER_FIELD_DEFAULTS:
+                shape.pop(field, None)
+            connection.execute(
+                sa.text("UPDATE points SET architecture = :a WHERE id = :i"),
+                {"a": json.dumps(shape), "i": point_id},
+            )
+    export_campaign(filled, "exp", "parquet", exports / "old")
+    table = pq.read_table(exports / "old" / "points.parquet")
+    assert table.num_rows == 10
+    for field, default in LATER_FIELD_DEFAULTS.items():
+        assert set(table.column(f"arch_{field}").to_pylist()) == {default}
 
 
 def test_simulated_rows_only_on_request(filled: CampaignStore, exports: Path) -> None:
