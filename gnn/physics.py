@@ -5,9 +5,9 @@ GPUs, from the featurizer's per-GPU kernel counts:
 
 **Time** (seconds, the group runs in lock-step)::
 
-    W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K + a_e·T_e  # kernel work of the phase
-    T_pre = smax(W_pre, τ) + c_0                         # one forward pass and the request's set-up
-    T_dec = S · smax(W_dec / S, τ)                       # S = G - 1 forward passes
+    W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K + a_e·T_e + a_g·G_e  # kernel work of the phase
+    T_pre = smax(W_pre, τ) + c_0 + c_s·b             # one forward pass and the set-ups
+    T_dec = S · smax(W_dec / S, τ)                   # S = G - 1 forward passes
 
 ``T_c``, ``T_m``, ``T_n`` are the roofline's compute, memory and network times summed over kernels
 (``O/Th``, ``M/BW``, ``I/NET``), ``a_c``, ``a_m``, ``a_n`` the reciprocals of the efficiency each
@@ -16,24 +16,32 @@ calls of the phase. ``T_e`` is the roofline time (compute plus memory) of the Mo
 (0 for dense models) and ``a_e`` the extra time they take per roofline second: a fused-MoE kernel
 gathers tokens per expert and runs many small GEMMs, and reaches a lower efficiency than the dense
 projections (on vLLM's Triton kernel and an H200 Mixtral-shaped decode takes ~15 % longer than
-the dense roofline says). A forward pass never takes less than ``τ``, the engine's per-step floor
-(scheduling, sampling, the host's share under CUDA graphs: on vLLM and an H200 it is what small
-models' decode steps cost, about 2 ms whatever their size). ``smax`` is a smooth maximum
-(``(x^p + y^p)^(1/p)``, ``p = 16``) so that the fit has gradients on both sides. ``c_0`` is the
-per-request set-up of the prefill.
+the dense roofline says). ``G_e`` counts the expert GEMMs of the phase (layers × distinct experts
+a forward pass routes tokens to × passes) and ``a_g`` the seconds each costs beyond its roofline:
+the tiles of a GEMM over a few tokens are mostly idle, so a model of many small experts
+(Qwen3-MoE: 128, 8 per token) loses far more time per roofline second than one of a few large
+ones (Mixtral: 8, 2 per token), which one ``a_e`` cannot express (fitted with ``a_e`` alone, a
+model that had seen only one of the two was 29 % off on Mixtral). A forward pass never takes less
+than ``τ``, the engine's per-step floor (scheduling, sampling, the host's share under CUDA graphs:
+on vLLM and an H200 it is what small models' decode steps cost, about 2 ms whatever their size).
+``smax`` is a smooth maximum (``(x^p + y^p)^(1/p)``, ``p = 16``) so that the fit has gradients on
+both sides. ``c_0`` is the set-up of a request's prefill and ``c_s`` that of each of its ``b``
+sequences (the engine schedules, prepares inputs for and samples each sequence: without it the
+prefill of one sequence came out 12 % slow and that of four 17 % fast).
 
 **Energy** (joules, all GPUs of the group)::
 
-    E = l · (P_s·T + P_e·a_e·T_e + e_f·F + e_m·M + e_n·I + E_0·[prefill])
+    E = l · (P_s·T + P_e·a_e·T_e + P_g·a_g·G_e + e_f·F + e_m·M + e_n·I + E_0·[prefill])
 
 ``P_s`` is the power each GPU draws whatever it does while the request runs (idle power with the
 engine loaded plus the clock's static share), ``P_e`` what it draws beyond that in the time the
 expert kernels take over their roofline (the SMs are busy then: without this term
-Mixtral-shaped requests come out ~14 % low with their time right), ``e_f`` the energy per
-operation ``F``, ``e_m`` per byte of device-memory traffic ``M`` (weights, activations, KV
-cache), ``e_n`` per byte sent to the other GPUs ``I``, and ``E_0`` a fixed energy per request.
-(An energy per kernel call was tried and left out: fitted on real H200 data it made held-out
-shapes worse, 7.0 % against 6.8 %, trading one small model's bias for another's.)
+Mixtral-shaped requests come out ~14 % low with their time right), ``P_g`` what it draws beyond
+it in the expert GEMMs' overhead (fitted on H200 data: a few watts, the SMs mostly wait then),
+``e_f`` the energy per operation ``F``, ``e_m`` per byte of device-memory traffic ``M`` (weights,
+activations, KV cache), ``e_n`` per byte sent to the other GPUs ``I``, and ``E_0`` a fixed energy
+per request. (An energy per kernel call was tried and left out: fitted on real H200 data it made
+held-out shapes worse, 7.0 % against 6.8 %, trading one small model's bias for another's.)
 
 **Fitting.** The time coefficients are fitted to measured latencies (total and prefill), by least
 squares on relative error over their logarithms (so they stay positive); the energy coefficients,
@@ -95,6 +103,8 @@ class TimeCoefficients:
         step_floor_s: ``τ``, the shortest forward pass the engine runs.
         request_s: ``c_0``, seconds of per-request set-up in the prefill.
         expert: ``a_e``, extra seconds per roofline second of MoE expert kernels.
+        expert_gemm_s: ``a_g``, extra seconds per expert GEMM (per layer, routed expert and pass).
+        sequence_s: ``c_s``, seconds of set-up per sequence of the batch in the prefill.
     """
 
     compute: float = 1.0 / 0.7
@@ -104,6 +114,8 @@ class TimeCoefficients:
     step_floor_s: float = 2e-3
     request_s: float = 5e-3
     expert: float = 0.2
+    expert_gemm_s: float = 2e-6
+    sequence_s: float = 2e-3
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -117,6 +129,7 @@ class EnergyCoefficients:
     Attributes:
         static_w: ``P_s``, watts per GPU while the request runs.
         expert_w: ``P_e``, watts more per GPU during the expert kernels' extra time ``a_e·T_e``.
+        expert_gemm_w: ``P_g``, watts more per GPU during the expert GEMMs' overhead ``a_g·G_e``.
         per_flop_j: ``e_f``, joules per operation.
         per_byte_j: ``e_m``, joules per byte of device-memory traffic.
         per_network_byte_j: ``e_n``, joules per byte sent over the GPU link.
@@ -129,6 +142,7 @@ class EnergyCoefficients:
     per_byte_j: float
     per_network_byte_j: float
     per_request_j: float
+    expert_gemm_w: float = 0.0
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -154,6 +168,7 @@ class NormalisedEnergy:
     byte: float = 0.3
     network_byte: float = 0.1
     request: float = 1e-3
+    expert_gemm: float = 0.1
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -178,7 +193,7 @@ class DatasheetScale:
     def divisors(self) -> np.ndarray:
         """SI coefficient = normalised × TDP ÷ this, per energy coefficient."""
         return np.array(
-            [1.0, 1.0, self.tensor_flops, self.memory_bandwidth, self.link_bandwidth, 1.0]
+            [1.0, 1.0, self.tensor_flops, self.memory_bandwidth, self.link_bandwidth, 1.0, 1.0]
         )
 
     def to_si(self, normalised: NormalisedEnergy) -> EnergyCoefficients:
@@ -199,7 +214,10 @@ class PhysicsInputs:
         memory_s: Roofline memory time ``T_m``.
         network_s: Roofline network time ``T_n``.
         expert_s: Roofline time ``T_e`` (compute + memory) of MoE expert kernels (0 if dense).
+        expert_gemms: Expert GEMMs ``G_e``: layers × distinct experts per pass × passes (0 if
+            dense).
         kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes).
+        sequences: ``(N,)`` sequences ``b`` in the batch.
         passes: Forward passes ``S`` (1 and ``G - 1``).
         flops: Operations ``F`` per GPU.
         memory_bytes: Device-memory bytes ``M`` per GPU.
@@ -213,7 +231,9 @@ class PhysicsInputs:
     memory_s: np.ndarray
     network_s: np.ndarray
     expert_s: np.ndarray
+    expert_gemms: np.ndarray
     kernel_calls: np.ndarray
+    sequences: np.ndarray
     passes: np.ndarray
     flops: np.ndarray
     memory_bytes: np.ndarray
@@ -236,12 +256,20 @@ class PhysicsInputs:
         compute = np.nan_to_num(roof.compute_time) * present
         memory = roof.memory_time * present
         experts = _EXPERT[None, None, :] & (p.experts > 1)[:, None, None]
+        # Distinct experts a pass routes tokens to (the featurizer's count of whose weights it
+        # reads): each of its tokens picks top_k of E.
+        tokens_per_pass = np.stack([p.batch * p.prompt, p.batch], axis=1)
+        share = (p.top_k / np.maximum(p.experts, 1.0))[:, None]
+        routed_to = p.experts[:, None] * (1.0 - (1.0 - share) ** tokens_per_pass)
+        moe = (p.experts > 1)[:, None]
         return cls(
             compute_s=compute.sum(axis=2),
             memory_s=memory.sum(axis=2),
             network_s=(roof.network_time * present).sum(axis=2),
             expert_s=((compute + memory) * experts).sum(axis=2),
+            expert_gemms=np.where(moe, p.layers[:, None] * routed_to * passes, 0.0),
             kernel_calls=calls.sum(axis=2),
+            sequences=np.asarray(p.batch, dtype=np.float64),
             passes=passes,
             flops=counts.quantity("flops").sum(axis=2),
             memory_bytes=(counts.memory_bytes * present).sum(axis=2),
@@ -282,8 +310,13 @@ def kernel_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
         + time.memory * inputs.memory_s
         + time.network * inputs.network_s
         + time.per_kernel_s * inputs.kernel_calls
-        + time.expert * inputs.expert_s
+        + expert_seconds(inputs, time)
     )
+
+
+def expert_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
+    """Modelled seconds the MoE expert kernels take beyond their roofline, ``X``: ``(N, 2)``."""
+    return np.asarray(time.expert * inputs.expert_s + time.expert_gemm_s * inputs.expert_gemms)
 
 
 def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
@@ -292,7 +325,7 @@ def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
     steps = inputs.passes
     per_step = np.divide(work, steps, out=np.zeros_like(work), where=steps > 0)
     seconds = _smooth_max(per_step, time.step_floor_s) * steps
-    seconds[:, 0] += time.request_s
+    seconds[:, 0] += time.request_s + time.sequence_s * inputs.sequences
     return np.asarray(np.where(steps > 0, seconds, 0.0))
 
 
@@ -309,6 +342,7 @@ def _energy_design(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
             inputs.memory_bytes,
             inputs.network_bytes,
             request,
+            time.expert_gemm_s * inputs.expert_gemms,
         ],
         axis=-1,
     )
@@ -465,9 +499,9 @@ class PhysicsModel:
 
 
 #: Terms that coefficient files written before they existed lack: those models had no such term.
-_ABSENT_TIME = {"expert": 0.0}
-_ABSENT_ENERGY = {"expert": 0.0}
-_ABSENT_SI = {"expert_w": 0.0}
+_ABSENT_TIME = {"expert": 0.0, "expert_gemm_s": 0.0, "sequence_s": 0.0}
+_ABSENT_ENERGY = {"expert": 0.0, "expert_gemm": 0.0}
+_ABSENT_SI = {"expert_w": 0.0, "expert_gemm_w": 0.0}
 
 
 def _fit_time(

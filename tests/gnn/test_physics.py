@@ -27,17 +27,21 @@ TIME = TimeCoefficients(
     step_floor_s=1.5e-3,
     request_s=4e-3,
     expert=0.6,
+    expert_gemm_s=6e-6,
+    sequence_s=1.5e-3,
 )
 
 
 def _with_moe(count: int, seed: int = 0) -> list[InferencePoint]:
-    """Twin points plus a quarter as many requests on small Mixtral-shaped MoE models."""
+    """Twin points plus a quarter as many requests on small MoE models: Mixtral-shaped (8 large
+    experts, 2 per token) and Qwen3-MoE-shaped (128 small ones, 8 per token)."""
     points = twin_points(count, seed)
-    mixtral = resolve_architecture("mixtral-8x7b")
+    shapes = [resolve_architecture("mixtral-8x7b"), resolve_architecture("qwen3-30b-a3b")]
     rng = np.random.default_rng(seed)
     for index in range(count // 4):
         layers = int(rng.integers(2, 7))
-        arch = mixtral.replace(num_layers=layers, name=f"{mixtral.name}~L{layers}")
+        base = shapes[(index // 2) % 2]
+        arch = base.with_depth(layers).replace(name=f"{base.name}~L{layers}")
         request = InferenceRequest(
             int(rng.integers(1, 5)), int(rng.integers(16, 2048)), int(rng.integers(1, 256))
         )
@@ -61,8 +65,8 @@ def _synthetic(
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3)
-A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2)
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 40.0)
+A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 25.0)
 
 
 def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
@@ -84,7 +88,8 @@ def test_time_has_a_floor_per_forward_pass() -> None:
     point = twin_points(1)[0]
     tiny = InferencePoint(point.architecture, point.request, GpuSetup(gpu, 1))
     inputs = PhysicsInputs.of_points([tiny])
-    floor = TimeCoefficients(1.0, 1.0, 1.0, 0.0, 1.0, 0.0)  # a 1 s floor dwarfs any kernel
+    # a 1 s floor dwarfs any kernel; no set-up
+    floor = TimeCoefficients(1.0, 1.0, 1.0, 0.0, 1.0, 0.0, sequence_s=0.0)
     seconds = phase_seconds(inputs, floor)
     assert seconds[0, 0] == pytest.approx(1.0, rel=1e-3)
     assert seconds[0, 1] == pytest.approx(inputs.passes[0, 1], rel=1e-3)
@@ -180,16 +185,59 @@ def test_expert_terms_slow_and_charge_moe_requests_only() -> None:
     np.testing.assert_allclose(design[moe, :, 1], TIME.expert * inputs.expert_s[moe] * gpus)
 
 
+def test_expert_gemms_count_the_experts_each_pass_routes_to() -> None:
+    mixtral = resolve_architecture("mixtral-8x7b").with_depth(4)
+    qwen = resolve_architecture("qwen3-30b-a3b").with_depth(4)
+    gpu = GpuSetup(get_gpu("H100-SXM"), 1)
+    # One token, top-k of E experts: k GEMMs per layer and pass. A long prompt: all E.
+    points = [
+        InferencePoint(arch, InferenceRequest(1, prompt, 11), gpu)
+        for arch in (mixtral, qwen)
+        for prompt in (1, 4096)
+    ]
+    gemms = PhysicsInputs.of_points(points).expert_gemms
+    np.testing.assert_allclose(gemms[0], [4 * 2, 4 * 2 * 10])
+    np.testing.assert_allclose(gemms[1, 0], 4 * 8, rtol=1e-6)
+    np.testing.assert_allclose(gemms[2], [4 * 8, 4 * 8 * 10])
+    np.testing.assert_allclose(gemms[3, 0], 4 * 128, rtol=1e-6)
+    dense = InferencePoint(resolve_architecture("llama3.1-8b"), InferenceRequest(1, 64, 11), gpu)
+    assert np.all(PhysicsInputs.of_points([dense]).expert_gemms == 0)
+    # a_g adds its seconds to the time and P_g charges them, MoE requests only.
+    inputs = PhysicsInputs.of_points([*points, dense])
+    slow = TimeCoefficients(**{**TIME.__dict__, "expert_gemm_s": TIME.expert_gemm_s + 1e-3})
+    added = phase_seconds(inputs, slow) - phase_seconds(inputs, TIME)
+    assert np.all(added[:4] > 0) and np.all(added[4] == 0)
+    design = _energy_design(inputs, TIME)
+    np.testing.assert_allclose(design[:, :, 6], TIME.expert_gemm_s * inputs.expert_gemms)
+
+
 def test_coefficients_written_before_the_expert_terms_still_load() -> None:
     inputs, joules, seconds = _synthetic(_with_moe(40), {"H100-SXM": H100, "A100-80GB": A100})
     blob = PhysicsModel.fit(inputs, joules, seconds).to_dict()
     for gpu in blob["gpus"].values():
         del gpu["time"]["expert"], gpu["energy"]["expert_w"]
+        del gpu["time"]["expert_gemm_s"], gpu["energy"]["expert_gemm_w"]
+        del gpu["time"]["sequence_s"]
     del blob["prior_time"]["expert"], blob["prior_energy"]["expert"]
+    del blob["prior_time"]["expert_gemm_s"], blob["prior_energy"]["expert_gemm"]
+    del blob["prior_time"]["sequence_s"]
     old = PhysicsModel.from_dict(blob)
     # Such a model had no such terms: they read as zero, not as today's priors.
     for gpu in old.gpus.values():
         assert gpu.time.expert == 0 and gpu.energy.expert_w == 0
-    assert old.prior_energy.expert == 0
+        assert gpu.time.expert_gemm_s == 0 and gpu.energy.expert_gemm_w == 0
+        assert gpu.time.sequence_s == 0
+    assert old.prior_energy.expert == 0 and old.prior_energy.expert_gemm == 0
     energy, _ = old.predict(inputs)
     assert np.all(np.isfinite(energy))
+
+
+def test_each_sequence_of_the_batch_adds_its_set_up_to_the_prefill() -> None:
+    arch = resolve_architecture("llama3.1-8b")
+    gpu = GpuSetup(get_gpu("H100-SXM"), 1)
+    one, four = (InferencePoint(arch, InferenceRequest(b, 64, 2), gpu) for b in (1, 4))
+    inputs = PhysicsInputs.of_points([one, four])
+    assert inputs.sequences.tolist() == [1.0, 4.0]
+    slow = TimeCoefficients(**{**TIME.__dict__, "sequence_s": TIME.sequence_s + 0.1})
+    added = phase_seconds(inputs, slow) - phase_seconds(inputs, TIME)
+    np.testing.assert_allclose(added, [[0.1, 0.0], [0.4, 0.0]], atol=1e-9)
