@@ -166,6 +166,9 @@ class PortablePredictor:
     def _log_energy(self, x: np.ndarray, u: np.ndarray, edge_index: np.ndarray) -> np.ndarray:
         """Log prefill and decode energy of graphs of one structure: x (B, n, F), u (B, G)."""
         w = self.weights
+        if "x_low" in w:  # the training range, as Predictor.normalise holds features to it
+            x = np.clip(x, w["x_low"], w["x_high"])
+            u = np.clip(u, w["u_low"], w["u_high"])
         x = (x - w["x_mean"]) / w["x_std"]
         u = (u - w["u_mean"]) / w["u_std"]
         nodes = x.shape[1]

@@ -129,11 +129,19 @@ class Predictor:
         from gnn.dense import DenseGraphs, DenseGroup
 
         s = self.stats
+
+        def within(values: Tensor, name: str) -> Tensor:
+            # Features outside the training range are held at its edge: a network extrapolates
+            # wildly along a feature it never saw vary (the network bytes of a TP degree it
+            # never saw), and a correction must fall back on the analytical model there.
+            low, high = s.get(f"{name}_low"), s.get(f"{name}_high")
+            return values if low is None or high is None else torch.clamp(values, low, high)
+
         groups = tuple(
             DenseGroup(
                 g.rows,
-                (g.x - s["x_mean"]) / s["x_std"],
-                (g.u - s["u_mean"]) / s["u_std"],
+                (within(g.x, "x") - s["x_mean"]) / s["x_std"],
+                (within(g.u, "u") - s["u_mean"]) / s["u_std"],
                 g.adjacency,
             )
             for g in dense.groups
@@ -238,10 +246,17 @@ class Predictor:
             model = LLMCO2Net(ModelConfig(**blob["model_config"]))
             model.load_state_dict(blob["state_dict"])
             stats = {name: blob["stats"][name] for name in _STATS}
+            ranges = {n: blob["stats"][n] for n in _RANGE_STATS if n in blob["stats"]}
+            if ranges and len(ranges) != len(_RANGE_STATS):
+                raise ValueError(f"feature ranges {sorted(ranges)} are incomplete")
+            stats |= ranges
             train_config = TrainConfig(**blob["train_config"])
             metadata = dict(blob["metadata"])
             node, glob = model.config.node_features, model.config.global_features
-            for name, width in zip(_STATS, (node, node, glob, glob), strict=True):
+            widths = (node, node, glob, glob)
+            for name, width in zip(_STATS + _RANGE_STATS, widths + widths, strict=False):
+                if name not in stats:
+                    continue
                 if not isinstance(stats[name], Tensor) or tuple(stats[name].shape) != (width,):
                     raise ValueError(f"normalisation {name!r} does not match the network")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -258,6 +273,8 @@ class Predictor:
 
 #: The feature standardisation a checkpoint carries (means and spreads of node and global features).
 _STATS = ("x_mean", "x_std", "u_mean", "u_std")
+#: The range of the training features, where a checkpoint has it (written since it was added).
+_RANGE_STATS = ("x_low", "x_high", "u_low", "u_high")
 
 
 def ensemble_energies(members: Sequence[Any], points: Sequence[Any]) -> np.ndarray:
@@ -430,6 +447,10 @@ def train_predictor(
         "x_std": _spread(x_all),
         "u_mean": u_all.mean(0),
         "u_std": _spread(u_all),
+        "x_low": x_all.min(0).values,
+        "x_high": x_all.max(0).values,
+        "u_low": u_all.min(0).values,
+        "u_high": u_all.max(0).values,
     }
     mcfg = model_config or ModelConfig(x_all.shape[1], u_all.shape[1])
     mcfg = dataclasses.replace(mcfg, outputs=4 if with_latency else 2)
