@@ -156,8 +156,39 @@ def test_the_dense_forward_equals_the_pyg_forward(
         batch = next(iter(DataLoader(list(graphs), batch_size=len(graphs))))
         s = predictor.stats
         edges = torch.cat([batch.edge_index, batch.edge_index.flip(0)], dim=1)
+        x = torch.clamp(batch.x, s["x_low"], s["x_high"])
+        u = torch.clamp(batch.u, s["u_low"], s["u_high"])
         by_pyg = predictor.model(
-            (batch.x - s["x_mean"]) / s["x_std"], edges, batch.batch,
-            (batch.u - s["u_mean"]) / s["u_std"],
-        ).numpy()  # fmt: skip
+            (x - s["x_mean"]) / s["x_std"], edges, batch.batch, (u - s["u_mean"]) / s["u_std"]
+        ).numpy()
     np.testing.assert_allclose(by_dense, by_pyg, rtol=1e-4, atol=1e-5)
+
+
+def test_features_beyond_the_training_range_are_held_at_its_edge(
+    trained: tuple[Predictor, list[object], np.ndarray], tmp_path: Path
+) -> None:
+    predictor, graphs, _ = trained
+    s = predictor.stats
+    beyond, edge = copy.deepcopy(graphs[:5]), copy.deepcopy(graphs[:5])
+    span_u, span_x = s["u_high"] - s["u_low"] + 1.0, s["x_high"] - s["x_low"] + 1.0
+    for far, near in zip(beyond, edge, strict=True):
+        far.u = (s["u_high"] + 100 * span_u).expand_as(far.u).clone()
+        near.u = s["u_high"].expand_as(near.u).clone()
+        far.x = (s["x_low"] - 100 * span_x).expand_as(far.x).clone()
+        near.x = s["x_low"].expand_as(near.x).clone()
+    np.testing.assert_allclose(predictor.outputs(beyond), predictor.outputs(edge), rtol=1e-6)
+    # A checkpoint written before the range was kept loads, and does not hold features to it.
+    path = tmp_path / "older.pt"
+    predictor.save(path)
+    blob = torch.load(path, weights_only=True)
+    for name in ("x_low", "x_high", "u_low", "u_high"):
+        del blob["stats"][name]
+    torch.save(blob, path)
+    older = Predictor.load(path)
+    assert "x_low" not in older.stats
+    assert not np.allclose(older.outputs(beyond), older.outputs(edge))
+    # Half a range is a tampered checkpoint.
+    blob["stats"]["x_low"] = s["x_low"]
+    torch.save(blob, path)
+    with pytest.raises(ConfigFileError, match=r"feature ranges .* are incomplete"):
+        Predictor.load(path)
