@@ -169,7 +169,8 @@ def test_features_beyond_the_training_range_are_held_at_its_edge(
 ) -> None:
     predictor, graphs, _ = trained
     s = predictor.stats
-    beyond, edge = copy.deepcopy(graphs[:5]), copy.deepcopy(graphs[:5])
+    beyond: list[Any] = copy.deepcopy(graphs[:5])
+    edge: list[Any] = copy.deepcopy(graphs[:5])
     span_u, span_x = s["u_high"] - s["u_low"] + 1.0, s["x_high"] - s["x_low"] + 1.0
     for far, near in zip(beyond, edge, strict=True):
         far.u = (s["u_high"] + 100 * span_u).expand_as(far.u).clone()
