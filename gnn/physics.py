@@ -315,7 +315,7 @@ def kernel_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
 
 
 def expert_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
-    """Modelled seconds the MoE expert kernels take beyond their roofline, ``X``: ``(N, 2)``."""
+    """Seconds the expert kernels take beyond their roofline (``a_e·T_e + a_g·G_e``), ``(N, 2)``."""
     return np.asarray(time.expert * inputs.expert_s + time.expert_gemm_s * inputs.expert_gemms)
 
 
