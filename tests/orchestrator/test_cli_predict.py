@@ -54,15 +54,15 @@ def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
 
 @pytest.mark.parametrize(
     ("model", "measured_family"),
-    [("olmo-2-7b", False), ("phi-3-mini-4k", False), ("granite-3.1-8b", False),
-     ("qwen2-7b", True), ("qwen3-8b", True), ("gemma-2-9b", True), ("qwen3-30b-a3b", True),
-     ("gemma-3-1b", True)],
+    [("olmo-2-7b", False), ("phi-3-mini-4k", False), ("starcoder2-3b", False),
+     ("gpt-oss-20b", False), ("granite-3.1-8b", True), ("qwen2-7b", True), ("qwen3-8b", True),
+     ("gemma-2-9b", True), ("qwen3-30b-a3b", True), ("gemma-3-1b", True)],
 )  # fmt: skip
 def test_a_family_without_measurements_is_flagged_as_extrapolated(
     model: str, measured_family: bool
 ) -> None:
-    # The shipped predictor measured Qwen2, Qwen3, Qwen3-MoE and Gemma 3, never OLMo 2, Phi-3 or
-    # Granite.
+    # The shipped predictor measured Qwen2, Qwen3, Qwen3-MoE, Gemma 3 and Granite, never OLMo 2,
+    # Phi-3, StarCoder2 or gpt-oss.
     result = llmco2("predict", model, "--gpu", "H200", "--json")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)["predictions"][0]
