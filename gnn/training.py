@@ -254,7 +254,7 @@ class Predictor:
             metadata = dict(blob["metadata"])
             node, glob = model.config.node_features, model.config.global_features
             widths = (node, node, glob, glob)
-            for name, width in zip(_STATS + _RANGE_STATS, widths + widths, strict=False):
+            for name, width in zip(_STATS + _RANGE_STATS, widths + widths, strict=True):
                 if name not in stats:
                     continue
                 if not isinstance(stats[name], Tensor) or tuple(stats[name].shape) != (width,):

@@ -82,6 +82,7 @@ class PointSampler:
             RequestPrior.from_trace(prior.trace) if prior.trace else RequestPrior.azure()
         )
         self.tp_low, self.tp_high = config.priors.gpus.tp
+        self.precisions = config.priors.architectures.precision_choices()
         self.variants = self._variants(config.priors.architectures.perturbed_variants)
 
     def _variants(self, count: int) -> list[Architecture]:
@@ -121,8 +122,7 @@ class PointSampler:
         if architectures.precisions is None:
             # Drawn as before whole precisions could be given, so stored campaigns draw the same.
             return Precision(weight_bits=int(rng.choice(architectures.weight_bits)))
-        choices = architectures.precision_choices()
-        return choices[int(rng.integers(len(choices)))]
+        return self.precisions[int(rng.integers(len(self.precisions)))]
 
     def perturb(self, base: Architecture, rng: np.random.Generator) -> Architecture:
         """A random shape around ``base`` within the configured relative ranges."""

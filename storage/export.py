@@ -136,11 +136,10 @@ def _table(
     columns["point_id"] = [r["id"] for r in rows]
     for name in names:
         columns[name] = [r[name] for r in rows]
+    # A shape stored before a field existed has that field's earlier value.
+    shapes = {key: {**LATER_FIELD_DEFAULTS, **arch} for key, arch in architectures.items()}
     for name in _ARCH_FIELDS:
-        # A shape stored before a field existed has that field's earlier value.
-        per_config = {
-            key: {**LATER_FIELD_DEFAULTS, **arch}[name] for key, arch in architectures.items()
-        }
+        per_config = {key: shape[name] for key, shape in shapes.items()}
         columns[f"arch_{name}"] = [per_config[r["config_key"]] for r in rows]
     columns.update(extra)
     if label_fields:
