@@ -10,6 +10,7 @@ import pytest
 
 from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
 from storage.records import PointStatus
+from workers.actors import gpu_actor_cpus
 from workers.engines import EngineConfig
 from workers.pool import PointTask, measure_tasks
 from workers.protocol import ProtocolSettings
@@ -134,3 +135,19 @@ def test_each_result_carries_the_gpu_time_held_since_the_previous_one() -> None:
     held = worker.timing()["held_s"]
     assert first.gpu_seconds + second.gpu_seconds == pytest.approx(2 * held, rel=1e-6)  # TP 2
     worker.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("tp", "resources", "expected"),
+    [
+        (1, {"CPU": 16.0, "GPU": 1.0}, 8.0),  # one H200 with 16 cores: capped at 8
+        (2, {"CPU": 32.0, "GPU": 2.0}, 16.0),  # TP 2 takes the share of both GPUs
+        (1, {"CPU": 128.0, "GPU": 8.0}, 8.0),
+        (1, {"CPU": 6.0, "GPU": 1.0}, 4.0),  # two cores kept for the driver and training
+        (1, {"CPU": 2.0, "GPU": 4.0}, 1.0),  # never below one CPU
+    ],
+)
+def test_gpu_actors_reserve_real_cpus(
+    tp: int, resources: dict[str, float], expected: float
+) -> None:
+    assert gpu_actor_cpus(tp, resources) == expected
