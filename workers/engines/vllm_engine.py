@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from featurize.gpus import Gpu
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
 from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError
@@ -56,13 +57,34 @@ def _dtype_kwargs(config: EngineConfig) -> dict[str, Any]:
     elif precision.kv_bits != 16:
         raise InfeasibleConfigError(f"vLLM has no {precision.kv_bits}-bit KV cache")
     if precision.weight_bits != 16 or precision.activation_bits != 16:
-        if precision.weight_bits == 8 and precision.activation_bits in (8, 16):
-            kwargs["quantization"] = "fp8"  # dynamic FP8 quantisation of the dummy weights
-        else:
+        if precision.weight_bits != 8 or precision.activation_bits not in (8, 16):
             raise InfeasibleConfigError(
                 f"vLLM cannot quantise dummy weights to {precision.label} (only w8 via dynamic FP8)"
             )
+        _check_fp8_flavour(precision.activation_bits, config.gpu)
+        kwargs["quantization"] = "fp8"  # dynamic FP8 quantisation of the dummy weights
     return kwargs
+
+
+def _check_fp8_flavour(activation_bits: int, gpu: Gpu | None) -> None:
+    """Refuse a precision that vLLM's online FP8 would run as another one on ``gpu``.
+
+    On GPUs with FP8 tensor cores (Ada, Hopper and later) ``quantization="fp8"`` quantises the
+    activations too (W8A8); on older ones it falls back to a weight-only kernel (W8A16, Marlin).
+    Measuring one under the other's label would mislabel the row.
+    """
+    if gpu is None:  # vllm-cpu: the label is not checked against a datasheet
+        return
+    fp8_cores = gpu.entry.peak_tflops_dense.fp8 is not None
+    if fp8_cores and activation_bits == 16:
+        raise InfeasibleConfigError(
+            f"vLLM's online FP8 runs W8A8 on a {gpu.id} (FP8 tensor cores): ask for w8a8, not w8a16"
+        )
+    if not fp8_cores and activation_bits == 8:
+        raise InfeasibleConfigError(
+            f"vLLM's online FP8 runs weight-only (W8A16) on a {gpu.id} (no FP8 tensor cores): "
+            "ask for w8a16, not w8a8"
+        )
 
 
 class VllmEngine(InferenceEngine):
