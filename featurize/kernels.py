@@ -194,6 +194,7 @@ class PointArrays:
     tp: FloatArray
     flash: BoolArray
     tensor_flops: FloatArray
+    tensor_flops_16: FloatArray  # the 16-bit tensor peak, whatever the point's precision
     vector_flops: FloatArray
     memory_bandwidth: FloatArray
     link_bandwidth: FloatArray
@@ -294,13 +295,15 @@ class PointArrays:
             process_nm=rows[:, 28],
             qk_norm=rows[:, 29],
             router_bias=rows[:, 30] > 0,
+            tensor_flops_16=rows[:, 31],
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 31
+_CONFIG_COLUMNS = 32
+_SIXTEEN_BITS = Precision()
 _QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
 
 
@@ -339,6 +342,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         gpu.entry.process_nm,
         _QK_NORM_CODE[a.qk_norm],
         a.router_bias,
+        gpu.tensor_flops(_SIXTEEN_BITS),
     ]
 
 

@@ -6,13 +6,20 @@ GPUs, from the featurizer's per-GPU kernel counts:
 **Time** (seconds, the group runs in lock-step)::
 
     W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K + a_e·T_e + a_g·G_e  # kernel work of the phase
+            (+ a_c8·T_c + a_m8·T_m in place of the first two for 8-bit compute)
     T_pre = smax(W_pre, τ) + c_0 + c_s·b             # one forward pass and the set-ups
     T_dec = S · smax(W_dec / S, τ)                   # S = G - 1 forward passes
 
 ``T_c``, ``T_m``, ``T_n`` are the roofline's compute, memory and network times summed over kernels
 (``O/Th``, ``M/BW``, ``I/NET``), ``a_c``, ``a_m``, ``a_n`` the reciprocals of the efficiency each
 reaches (≥ 1 on real GPUs), ``a_k`` the fill and launch time of one kernel call and ``K`` the kernel
-calls of the phase. ``T_e`` is the roofline time (compute plus memory) of the MoE expert kernels
+calls of the phase. A request whose matmuls run in 8 bits (``w8a8``: FP8 or INT8 tensor cores)
+has its compute and memory time at their own efficiencies ``a_c8`` and ``a_m8``: the roofline
+takes FP8 matmuls at twice the 16-bit peak and halves the weight bytes, and vLLM's online W8A8
+gets neither in full (activations are quantised before every projection and the FP8 GEMMs of a
+few tokens are less efficient): on an H200 its prefill took 16-55 % longer than the 16-bit
+efficiencies said and its decode steps about 10 % longer. ``T_e`` is the roofline time (compute
+plus memory) of the MoE expert kernels
 (0 for dense models) and ``a_e`` the extra time they take per roofline second: a fused-MoE kernel
 gathers tokens per expert and runs many small GEMMs, and reaches a lower efficiency than the dense
 projections (on vLLM's Triton kernel and an H200 Mixtral-shaped decode takes ~15 % longer than
@@ -31,14 +38,16 @@ prefill of one sequence came out 12 % slow and that of four 17 % fast).
 
 **Energy** (joules, all GPUs of the group)::
 
-    E = l · (P_s·T + P_e·a_e·T_e + P_g·a_g·G_e + e_f·F + e_m·M + e_n·I + E_0·[prefill])
+    E = l · (P_s·T + P_e·a_e·T_e + P_g·a_g·G_e + e_f·F + e_f8·F_8 + e_m·M + e_n·I + E_0·[prefill])
 
 ``P_s`` is the power each GPU draws whatever it does while the request runs (idle power with the
 engine loaded plus the clock's static share), ``P_e`` what it draws beyond that in the time the
 expert kernels take over their roofline (the SMs are busy then: without this term
 Mixtral-shaped requests come out ~14 % low with their time right), ``P_g`` what it draws beyond
 it in the expert GEMMs' overhead (fitted on H200 data: a few watts, the SMs mostly wait then),
-``e_f`` the energy per operation ``F``, ``e_m`` per byte of device-memory traffic ``M`` (weights,
+``e_f`` the energy per operation ``F`` of 16-bit compute and ``e_f8`` that of an operation ``F_8``
+of 8-bit compute (an FP8 operation on an H200 costs less than a bf16 one but not the half its
+doubled peak suggests), ``e_m`` per byte of device-memory traffic ``M`` (weights,
 activations, KV cache), ``e_n`` per byte sent to the other GPUs ``I``, and ``E_0`` a fixed energy
 per request. (An energy per kernel call was tried and left out: fitted on real H200 data it made
 held-out shapes worse, 7.0 % against 6.8 %, trading one small model's bias for another's.)
@@ -49,7 +58,10 @@ given the fitted time, by non-negative least squares on relative error of total 
 energy. Both take milliseconds.
 
 **Priors from the datasheet.** Each coefficient is expressed relative to a datasheet figure of its
-GPU type: ``P_s = p_s·TDP``, ``P_e = p_e·TDP``, ``e_f = p_f·TDP / peak tensor FLOP/s``, ``e_m =
+GPU type: ``P_s = p_s·TDP``, ``P_e = p_e·TDP``, ``e_f = p_f·TDP / peak 16-bit tensor FLOP/s``
+(``e_f8`` likewise with ``p_f8``, over the same 16-bit peak: a prior ``p_f8 = p_f`` says an 8-bit
+operation costs what a 16-bit one does, which is what the model assumed before it had 8-bit
+data), ``e_m =
 p_m·TDP / memory bandwidth``, ``e_n = p_n·TDP / link bandwidth``, ``E_0 = p_0·TDP`` (so ``p_f =
 0.5`` says that running the tensor cores flat out costs half the board's TDP beyond static power),
 while the time coefficients are dimensionless efficiencies and host-side seconds that carry over as
@@ -105,6 +117,8 @@ class TimeCoefficients:
         expert: ``a_e``, extra seconds per roofline second of MoE expert kernels.
         expert_gemm_s: ``a_g``, extra seconds per expert GEMM (per layer, routed expert and pass).
         sequence_s: ``c_s``, seconds of set-up per sequence of the batch in the prefill.
+        compute_8bit: ``a_c8``, reciprocal compute efficiency of 8-bit compute (``w8a8``).
+        memory_8bit: ``a_m8``, reciprocal memory-bandwidth efficiency of 8-bit compute.
     """
 
     compute: float = 1.0 / 0.7
@@ -116,6 +130,8 @@ class TimeCoefficients:
     expert: float = 0.2
     expert_gemm_s: float = 2e-6
     sequence_s: float = 2e-3
+    compute_8bit: float = 1.0 / 0.7
+    memory_8bit: float = 1.0 / 0.8
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -134,6 +150,7 @@ class EnergyCoefficients:
         per_byte_j: ``e_m``, joules per byte of device-memory traffic.
         per_network_byte_j: ``e_n``, joules per byte sent over the GPU link.
         per_request_j: ``E_0``, joules per GPU per request.
+        per_flop_8bit_j: ``e_f8``, joules per operation of 8-bit compute (``w8a8``).
     """
 
     static_w: float
@@ -143,6 +160,7 @@ class EnergyCoefficients:
     per_network_byte_j: float
     per_request_j: float
     expert_gemm_w: float = 0.0
+    per_flop_8bit_j: float = 0.0
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -160,6 +178,8 @@ class NormalisedEnergy:
         byte: ``p_m``: TDP shares drawn by device memory at its peak bandwidth.
         network_byte: ``p_n``: TDP shares drawn by the link at its peak bandwidth.
         request: ``p_0``: seconds at TDP per request.
+        expert_gemm: ``p_g``: power during the expert GEMMs' overhead, as a share of TDP.
+        flop_8bit: ``p_f8``: ``p_f`` of 8-bit compute, over the same 16-bit peak.
     """
 
     static: float = 0.25
@@ -169,6 +189,7 @@ class NormalisedEnergy:
     network_byte: float = 0.1
     request: float = 1e-3
     expert_gemm: float = 0.1
+    flop_8bit: float = 0.5
 
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
@@ -186,14 +207,23 @@ class DatasheetScale:
     """The datasheet figures that turn normalised energy coefficients into SI ones."""
 
     tdp_w: float
-    tensor_flops: float
+    tensor_flops: float  # the 16-bit tensor peak
     memory_bandwidth: float
     link_bandwidth: float
 
     def divisors(self) -> np.ndarray:
         """SI coefficient = normalised × TDP ÷ this, per energy coefficient."""
         return np.array(
-            [1.0, 1.0, self.tensor_flops, self.memory_bandwidth, self.link_bandwidth, 1.0, 1.0]
+            [
+                1.0,
+                1.0,
+                self.tensor_flops,
+                self.memory_bandwidth,
+                self.link_bandwidth,
+                1.0,
+                1.0,
+                self.tensor_flops,
+            ]
         )
 
     def to_si(self, normalised: NormalisedEnergy) -> EnergyCoefficients:
@@ -210,8 +240,8 @@ class PhysicsInputs:
     """What the model needs of each point, per phase: arrays ``(N, 2)`` unless noted.
 
     Attributes:
-        compute_s: Roofline compute time ``T_c`` per GPU.
-        memory_s: Roofline memory time ``T_m``.
+        compute_s: Roofline compute time ``T_c`` per GPU (0 where the compute is 8-bit).
+        memory_s: Roofline memory time ``T_m`` (0 where the compute is 8-bit).
         network_s: Roofline network time ``T_n``.
         expert_s: Roofline time ``T_e`` (compute + memory) of MoE expert kernels (0 if dense).
         expert_gemms: Expert GEMMs ``G_e``: layers × distinct experts per pass × passes (0 if
@@ -224,7 +254,10 @@ class PhysicsInputs:
         network_bytes: Bytes sent ``I`` per GPU.
         gpus: ``(N,)`` GPUs in the group.
         gpu_type: ``(N,)`` GPU type ids.
-        scale: ``(N, 4)`` TDP, tensor FLOP/s, memory and link bandwidth.
+        scale: ``(N, 4)`` TDP, 16-bit tensor FLOP/s, memory and link bandwidth.
+        compute8_s: ``T_c`` of the rows whose matmuls run in 8 bits (``w8a8``), 0 elsewhere.
+        memory8_s: ``T_m`` of those rows, 0 elsewhere.
+        flops8: ``F_8``, operations of those rows, 0 elsewhere (``flops`` is 0 there).
     """
 
     compute_s: np.ndarray
@@ -241,6 +274,9 @@ class PhysicsInputs:
     gpus: np.ndarray
     gpu_type: np.ndarray
     scale: np.ndarray
+    compute8_s: np.ndarray
+    memory8_s: np.ndarray
+    flops8: np.ndarray
 
     def __len__(self) -> int:
         return len(self.gpus)
@@ -262,21 +298,30 @@ class PhysicsInputs:
         share = (p.top_k / np.maximum(p.experts, 1.0))[:, None]
         routed_to = p.experts[:, None] * (1.0 - (1.0 - share) ** tokens_per_pass)
         moe = (p.experts > 1)[:, None]
+        # 8-bit compute: weights and activations both of at most one byte (w8a8).
+        eight = (np.maximum(p.weight_bytes, p.act_bytes) <= 1.0)[:, None]
+        compute_s, memory_s = compute.sum(axis=2), memory.sum(axis=2)
+        flops = counts.quantity("flops").sum(axis=2)
         return cls(
-            compute_s=compute.sum(axis=2),
-            memory_s=memory.sum(axis=2),
+            compute_s=np.where(eight, 0.0, compute_s),
+            memory_s=np.where(eight, 0.0, memory_s),
             network_s=(roof.network_time * present).sum(axis=2),
             expert_s=((compute + memory) * experts).sum(axis=2),
             expert_gemms=np.where(moe, p.layers[:, None] * routed_to * passes, 0.0),
             kernel_calls=calls.sum(axis=2),
             sequences=np.asarray(p.batch, dtype=np.float64),
             passes=passes,
-            flops=counts.quantity("flops").sum(axis=2),
+            flops=np.where(eight, 0.0, flops),
             memory_bytes=(counts.memory_bytes * present).sum(axis=2),
             network_bytes=counts.quantity("network_bytes").sum(axis=2),
             gpus=np.asarray(p.tp, dtype=np.float64),
             gpu_type=np.asarray(gpu_type),
-            scale=np.stack([p.tdp, p.tensor_flops, p.memory_bandwidth, p.link_bandwidth], axis=1),
+            scale=np.stack(
+                [p.tdp, p.tensor_flops_16, p.memory_bandwidth, p.link_bandwidth], axis=1
+            ),
+            compute8_s=np.where(eight, compute_s, 0.0),
+            memory8_s=np.where(eight, memory_s, 0.0),
+            flops8=np.where(eight, flops, 0.0),
         )
 
     @classmethod
@@ -308,6 +353,8 @@ def kernel_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
     return np.asarray(
         time.compute * inputs.compute_s
         + time.memory * inputs.memory_s
+        + time.compute_8bit * inputs.compute8_s
+        + time.memory_8bit * inputs.memory8_s
         + time.network * inputs.network_s
         + time.per_kernel_s * inputs.kernel_calls
         + expert_seconds(inputs, time)
@@ -330,7 +377,7 @@ def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
 
 
 def _energy_design(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
-    """Columns of the energy model per phase, all GPUs: ``(N, 2, 6)``."""
+    """Columns of the energy model per phase, all GPUs: ``(N, 2, 8)``."""
     seconds = phase_seconds(inputs, time)
     request = np.zeros_like(seconds)
     request[:, 0] = 1.0
@@ -343,6 +390,7 @@ def _energy_design(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
             inputs.network_bytes,
             request,
             time.expert_gemm_s * inputs.expert_gemms,
+            inputs.flops8,
         ],
         axis=-1,
     )
@@ -484,14 +532,14 @@ class PhysicsModel:
             return cls(
                 {
                     gpu: GpuPhysics(
-                        TimeCoefficients(**{**_ABSENT_TIME, **g["time"]}),
-                        EnergyCoefficients(**{**_ABSENT_SI, **g["energy"]}),
+                        TimeCoefficients(**_with_later(g["time"], _ABSENT_TIME, _SAME_TIME)),
+                        EnergyCoefficients(**_with_later(g["energy"], _ABSENT_SI, _SAME_SI)),
                         int(g["measured_points"]),
                     )
                     for gpu, g in blob["gpus"].items()
                 },
-                TimeCoefficients(**{**_ABSENT_TIME, **blob["prior_time"]}),
-                NormalisedEnergy(**{**_ABSENT_ENERGY, **blob["prior_energy"]}),
+                TimeCoefficients(**_with_later(blob["prior_time"], _ABSENT_TIME, _SAME_TIME)),
+                NormalisedEnergy(**_with_later(blob["prior_energy"], _ABSENT_ENERGY, _SAME_ENERGY)),
                 float(blob["prior_strength"]),
             )
         except (KeyError, TypeError, AttributeError) as exc:
@@ -502,6 +550,22 @@ class PhysicsModel:
 _ABSENT_TIME = {"expert": 0.0, "expert_gemm_s": 0.0, "sequence_s": 0.0}
 _ABSENT_ENERGY = {"expert": 0.0, "expert_gemm": 0.0}
 _ABSENT_SI = {"expert_w": 0.0, "expert_gemm_w": 0.0}
+#: Terms that coefficient files written before them lack and that copy another term: those
+#: models ran 8-bit compute at the 16-bit efficiencies and energy per operation.
+_SAME_TIME = {"compute_8bit": "compute", "memory_8bit": "memory"}
+_SAME_SI = {"per_flop_8bit_j": "per_flop_j"}
+_SAME_ENERGY = {"flop_8bit": "flop"}
+
+
+def _with_later(
+    stored: Mapping[str, Any], absent: Mapping[str, float], same: Mapping[str, str]
+) -> dict[str, Any]:
+    """Stored coefficients with the terms added after they were written filled in."""
+    values = {**absent, **stored}
+    for later, earlier in same.items():
+        if later not in values:
+            values[later] = values[earlier]
+    return values
 
 
 def _fit_time(

@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pytest
 
-from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
+from featurize import (
+    GpuSetup,
+    InferencePoint,
+    InferenceRequest,
+    Precision,
+    get_gpu,
+    resolve_architecture,
+)
 from gnn.physics import (
     DatasheetScale,
     EnergyCoefficients,
@@ -19,6 +27,8 @@ from gnn.physics import (
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from tests.conftest import twin_points
 
+W8A8 = Precision(8, 8, 16)
+
 TIME = TimeCoefficients(
     compute=1.6,
     memory=1.3,
@@ -29,13 +39,18 @@ TIME = TimeCoefficients(
     expert=0.6,
     expert_gemm_s=6e-6,
     sequence_s=1.5e-3,
+    compute_8bit=2.2,
+    memory_8bit=1.5,
 )
 
 
 def _with_moe(count: int, seed: int = 0) -> list[InferencePoint]:
     """Twin points plus a quarter as many requests on small MoE models: Mixtral-shaped (8 large
-    experts, 2 per token) and Qwen3-MoE-shaped (128 small ones, 8 per token)."""
+    experts, 2 per token) and Qwen3-MoE-shaped (128 small ones, 8 per token), and a quarter as
+    many again of 16-bit twin points run in 8 bits (w8a8: FP8 on an H100, INT8 on an A100)."""
     points = twin_points(count, seed)
+    sixteen = [p for p in points[: count // 2] if p.precision.label == "w16a16kv16"]
+    points += [dataclasses.replace(p, precision=W8A8) for p in sixteen[: count // 4]]
     shapes = [resolve_architecture("mixtral-8x7b"), resolve_architecture("qwen3-30b-a3b")]
     rng = np.random.default_rng(seed)
     for index in range(count // 4):
@@ -65,8 +80,8 @@ def _synthetic(
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 40.0)
-A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 25.0)
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 40.0, 0.4e-12)
+A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 25.0, 0.7e-12)
 
 
 def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
@@ -211,25 +226,60 @@ def test_expert_gemms_count_the_experts_each_pass_routes_to() -> None:
     np.testing.assert_allclose(design[:, :, 6], TIME.expert_gemm_s * inputs.expert_gemms)
 
 
-def test_coefficients_written_before_the_expert_terms_still_load() -> None:
+def test_coefficients_written_before_the_later_terms_still_load() -> None:
     inputs, joules, seconds = _synthetic(_with_moe(40), {"H100-SXM": H100, "A100-80GB": A100})
     blob = PhysicsModel.fit(inputs, joules, seconds).to_dict()
+    later_time = ("expert", "expert_gemm_s", "sequence_s", "compute_8bit", "memory_8bit")
     for gpu in blob["gpus"].values():
-        del gpu["time"]["expert"], gpu["energy"]["expert_w"]
-        del gpu["time"]["expert_gemm_s"], gpu["energy"]["expert_gemm_w"]
-        del gpu["time"]["sequence_s"]
-    del blob["prior_time"]["expert"], blob["prior_energy"]["expert"]
-    del blob["prior_time"]["expert_gemm_s"], blob["prior_energy"]["expert_gemm"]
-    del blob["prior_time"]["sequence_s"]
+        for name in later_time:
+            del gpu["time"][name]
+        for name in ("expert_w", "expert_gemm_w", "per_flop_8bit_j"):
+            del gpu["energy"][name]
+    for name in later_time:
+        del blob["prior_time"][name]
+    for name in ("expert", "expert_gemm", "flop_8bit"):
+        del blob["prior_energy"][name]
     old = PhysicsModel.from_dict(blob)
-    # Such a model had no such terms: they read as zero, not as today's priors.
+    # Such a model had no such terms: they read as zero, not as today's priors, and it ran
+    # 8-bit compute at its 16-bit efficiencies and energy per operation.
     for gpu in old.gpus.values():
         assert gpu.time.expert == 0 and gpu.energy.expert_w == 0
         assert gpu.time.expert_gemm_s == 0 and gpu.energy.expert_gemm_w == 0
         assert gpu.time.sequence_s == 0
+        assert gpu.time.compute_8bit == gpu.time.compute
+        assert gpu.time.memory_8bit == gpu.time.memory
+        assert gpu.energy.per_flop_8bit_j == gpu.energy.per_flop_j
     assert old.prior_energy.expert == 0 and old.prior_energy.expert_gemm == 0
+    assert old.prior_energy.flop_8bit == old.prior_energy.flop
+    assert old.prior_time.compute_8bit == old.prior_time.compute
     energy, _ = old.predict(inputs)
     assert np.all(np.isfinite(energy))
+
+
+def test_eight_bit_compute_has_its_own_efficiencies_and_energy_per_operation() -> None:
+    arch = resolve_architecture("llama3.1-8b")
+    setup = GpuSetup(get_gpu("H100-SXM"), 1)
+    request = InferenceRequest(2, 1024, 64)
+    sixteen = InferencePoint(arch, request, setup)
+    eight = InferencePoint(arch, request, setup, W8A8)
+    inputs = PhysicsInputs.of_points([sixteen, eight])
+    assert inputs.compute8_s[0].tolist() == [0.0, 0.0] and inputs.flops8[0].tolist() == [0.0, 0.0]
+    assert inputs.compute_s[1].tolist() == [0.0, 0.0] and inputs.flops[1].tolist() == [0.0, 0.0]
+    # The same operations; the roofline runs the 8-bit ones at twice the peak, over half the bytes.
+    np.testing.assert_allclose(inputs.flops8[1], inputs.flops[0])
+    np.testing.assert_allclose(inputs.compute8_s[1], inputs.compute_s[0] / 2, rtol=0.05)
+    assert np.all(inputs.memory8_s[1] < inputs.memory_s[0])
+    # The datasheet scale is the 16-bit one for both rows.
+    np.testing.assert_array_equal(inputs.scale[0], inputs.scale[1])
+    slow = TimeCoefficients(**{**TIME.__dict__, "compute_8bit": TIME.compute_8bit + 1.0})
+    base_s, slow_s = phase_seconds(inputs, TIME), phase_seconds(inputs, slow)
+    assert base_s[0].tolist() == slow_s[0].tolist()  # 16-bit rows do not see it
+    assert slow_s[1, 0] > base_s[1, 0]
+    dear = dataclasses.replace(H100, per_flop_8bit_j=H100.per_flop_8bit_j * 2)
+    base_j = _energy_design(inputs, TIME) @ H100.as_array()
+    dear_j = _energy_design(inputs, TIME) @ dear.as_array()
+    assert base_j[0].tolist() == dear_j[0].tolist()
+    assert np.all(dear_j[1] > base_j[1])
 
 
 def test_each_sequence_of_the_batch_adds_its_set_up_to_the_prefill() -> None:

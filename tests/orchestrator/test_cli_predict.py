@@ -54,33 +54,35 @@ def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
 
 @pytest.mark.parametrize(
     ("model", "measured_family"),
-    [("olmo-2-7b", False), ("phi-3-mini-4k", False), ("starcoder2-3b", False),
-     ("gpt-oss-20b", False), ("granite-3.1-8b", True), ("qwen2-7b", True), ("qwen3-8b", True),
+    [("starcoder2-3b", False), ("mistral-nemo-12b", False), ("olmo-2-7b", True),
+     ("phi-3-mini-4k", True), ("granite-3.1-8b", True), ("qwen2-7b", True), ("qwen3-8b", True),
      ("gemma-2-9b", True), ("qwen3-30b-a3b", True), ("gemma-3-1b", True)],
 )  # fmt: skip
 def test_a_family_without_measurements_is_flagged_as_extrapolated(
     model: str, measured_family: bool
 ) -> None:
-    # The shipped predictor measured Qwen2, Qwen3, Qwen3-MoE, Gemma 3 and Granite, never OLMo 2,
-    # Phi-3, StarCoder2 or gpt-oss.
+    # The shipped predictor measured Qwen2, Qwen3, Qwen3-MoE, Gemma 3, Granite, OLMo 2 and Phi-3
+    # in bf16, never StarCoder2 or Mistral.
     result = llmco2("predict", model, "--gpu", "H200", "--json")
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)["predictions"][0]
     assert row["extrapolated"] is not measured_family and row["total_j"] > 0
 
 
-def test_precision_flags_price_an_fp8_deployment_as_extrapolated() -> None:
+def test_precision_flags_price_fp8_and_weight_only_deployments() -> None:
     rows = {
-        bits: json.loads(
-            llmco2("predict", "qwen2-7b", "--gpu", "H200", "--wbits", bits, "--kvbits", bits,
-                   "--prompt", "1024", "--gen", "256", "--json").stdout
+        (wbits, abits): json.loads(
+            llmco2("predict", "qwen2-7b", "--gpu", "H200", "--wbits", wbits, "--abits", abits,
+                   "--kvbits", wbits, "--prompt", "1024", "--gen", "256", "--json").stdout
         )["predictions"][0]
-        for bits in ("16", "8")
+        for wbits, abits in (("16", "16"), ("8", "8"), ("8", "16"))
     }  # fmt: skip
-    # Half the bytes of weights and KV cache: a memory-bound decode costs clearly less. No 8-bit
-    # deployment was measured, so the answer is the model's extrapolation and says so.
-    assert rows["8"]["decode_j"] < 0.8 * rows["16"]["decode_j"]
-    assert rows["8"]["extrapolated"] and not rows["16"]["extrapolated"]
+    # Half the bytes of weights and KV cache: a memory-bound decode costs clearly less.
+    for eight_bit in (("8", "8"), ("8", "16")):
+        assert rows[eight_bit]["decode_j"] < 0.8 * rows[("16", "16")]["decode_j"]
+    # FP8 (w8a8kv8) was measured on this GPU, weight-only 8-bit never: that answer says so.
+    assert not rows[("8", "8")]["extrapolated"] and not rows[("16", "16")]["extrapolated"]
+    assert rows[("8", "16")]["extrapolated"]
 
 
 def test_predict_takes_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
