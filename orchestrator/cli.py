@@ -351,11 +351,15 @@ def measure(
     min_window: Annotated[float, typer.Option(help="Shortest window in seconds.")] = 2.0,
     flash: Annotated[bool, typer.Option(help="Fused flash attention.")] = True,
     wbits: Annotated[int, typer.Option(help="Weight bits (16, 8).")] = 16,
+    abits: Annotated[
+        int, typer.Option(help="Activation bits (16, 8; 8 with --wbits 8 is FP8 W8A8).")
+    ] = 16,
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8).")] = 16,
     seed: Annotated[int, typer.Option(help="Seed of prompts and weights.")] = 0,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to use (default: a local one).")
     ] = None,
+    gpu_file: GpuFileOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Measure one request's energy and latency on this machine through a Ray worker actor."""
@@ -373,10 +377,10 @@ def measure(
     if repeats < 1 or min_window <= 0:
         raise InvalidRequestError("--repeats must be ≥ 1 and --min-window > 0")
     request = InferenceRequest(batch, prompt, gen)
-    precision = Precision(wbits, 16, kvbits)
+    precision = Precision(wbits, abits, kvbits)
     architecture = resolve_architecture(model)
     architecture.check_tensor_parallel(tp)
-    target, note = resolve_measurement_gpu(engine, gpu, tp)
+    target, note = resolve_measurement_gpu(engine, gpu, tp, _gpu_catalog(gpu_file))
 
     from workers.engines import EngineConfig
     from workers.local import measure_locally

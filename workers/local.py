@@ -16,14 +16,22 @@ from workers.protocol import ProtocolSettings
 DEFAULT_SIMULATED_GPU = "H100-SXM"
 
 
-def resolve_measurement_gpu(engine: str, gpu: str, tp: int) -> tuple[Gpu | None, str | None]:
+def resolve_measurement_gpu(
+    engine: str, gpu: str, tp: int, catalog: GpuCatalog | None = None
+) -> tuple[Gpu | None, str | None]:
     """The GPU type to measure on (None: the CPU) and a note for the user.
+
+    Args:
+        engine: Engine name.
+        gpu: ``auto`` (this machine's GPU) or a GPU type.
+        tp: GPUs to measure on.
+        catalog: GPU catalog to look types up in (default: the built-in one).
 
     Raises:
         EngineUnavailableError: No GPU for a GPU engine, TP above the visible GPUs, no vLLM.
         UnknownGpuError: A named GPU that is not in the catalog.
     """
-    catalog = GpuCatalog.default()
+    catalog = catalog if catalog is not None else GpuCatalog.default()
     present = detect_gpu_names()
     if engine == "simulated":
         if gpu != "auto":

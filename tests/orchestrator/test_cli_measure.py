@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,21 @@ def test_gpu_engines_without_vllm_or_gpu(monkeypatch: pytest.MonkeyPatch) -> Non
         local.resolve_measurement_gpu("vllm", "A100-80GB", 1)
     gpu, note = local.resolve_measurement_gpu("vllm", "auto", 1)
     assert gpu is not None and gpu.id == "H200" and note is None
+
+
+def test_measure_takes_precisions_and_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
+    from tests.featurize.test_gpus import USER_GPU
+
+    gpu_file = tmp_path / "gpus.yaml"
+    gpu_file.write_text(USER_GPU)
+    result = llmco2(
+        "measure", "qwen3-0.6b", "--engine", "simulated", "--gpu", "RTX-6000-Ada",
+        "--gpu-file", str(gpu_file), "--wbits", "8", "--abits", "8", "--kvbits", "8",
+        "--gen", "8", "--json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["status"] == "COMPLETE" and data["gpu"] == "RTX-6000-Ada"
+    assert data["measurement"]["energy_j"] > 0
+    unknown = llmco2("measure", "qwen3-0.6b", "--engine", "simulated", "--gpu", "RTX-6000-Ada")
+    assert unknown.returncode == 2 and "RTX-6000-Ada" in unknown.stderr
