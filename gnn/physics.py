@@ -13,28 +13,29 @@ GPUs, from the featurizer's per-GPU kernel counts:
 ``T_c``, ``T_m``, ``T_n`` are the roofline's compute, memory and network times summed over kernels
 (``O/Th``, ``M/BW``, ``I/NET``), ``a_c``, ``a_m``, ``a_n`` the reciprocals of the efficiency each
 reaches (≥ 1 on real GPUs), ``a_k`` the fill and launch time of one kernel call and ``K`` the kernel
-calls of the phase. A request whose matmuls run in 8 bits (``w8a8``: FP8 or INT8 tensor cores)
-has its compute and memory time at their own efficiencies ``a_c8`` and ``a_m8``: the roofline
-takes FP8 matmuls at twice the 16-bit peak and halves the weight bytes, and vLLM's online W8A8
-gets neither in full (activations are quantised before every projection and the FP8 GEMMs of a
-few tokens are less efficient): on an H200 its prefill took 16-55 % longer than the 16-bit
-efficiencies said and its decode steps about 10 % longer. ``T_e`` is the roofline time (compute
-plus memory) of the MoE expert kernels
-(0 for dense models) and ``a_e`` the extra time they take per roofline second: a fused-MoE kernel
-gathers tokens per expert and runs many small GEMMs, and reaches a lower efficiency than the dense
-projections (on vLLM's Triton kernel and an H200 Mixtral-shaped decode takes ~15 % longer than
-the dense roofline says). ``G_e`` counts the expert GEMMs of the phase (layers × distinct experts
-a forward pass routes tokens to × passes) and ``a_g`` the seconds each costs beyond its roofline:
-the tiles of a GEMM over a few tokens are mostly idle, so a model of many small experts
-(Qwen3-MoE: 128, 8 per token) loses far more time per roofline second than one of a few large
-ones (Mixtral: 8, 2 per token), which one ``a_e`` cannot express (fitted with ``a_e`` alone, a
-model that had seen only one of the two was 29 % off on Mixtral). A forward pass never takes less
-than ``τ``, the engine's per-step floor (scheduling, sampling, the host's share under CUDA graphs:
-on vLLM and an H200 it is what small models' decode steps cost, about 2 ms whatever their size).
-``smax`` is a smooth maximum (``(x^p + y^p)^(1/p)``, ``p = 16``) so that the fit has gradients on
-both sides. ``c_0`` is the set-up of a request's prefill and ``c_s`` that of each of its ``b``
-sequences (the engine schedules, prepares inputs for and samples each sequence: without it the
-prefill of one sequence came out 12 % slow and that of four 17 % fast).
+calls of the phase (the graph's kernels, plus the query and key norms of models that have them: two
+launches per layer the graph folds into the projections). A request whose matmuls run in 8 bits
+(``w8a8``: FP8 or INT8 tensor cores) has its compute and memory time at their own efficiencies
+``a_c8`` and ``a_m8``: the roofline takes FP8 matmuls at twice the 16-bit peak and halves the weight
+bytes, and vLLM's online W8A8 gets neither in full (activations are quantised before every
+projection and the FP8 GEMMs of a few tokens are less efficient): on an H200 its prefill took 16-55
+% longer than the 16-bit efficiencies said and its decode steps about 10 % longer. ``T_e`` is the
+roofline time (compute plus memory) of the MoE expert kernels (0 for dense models) and ``a_e`` the
+extra time they take per roofline second: a fused-MoE kernel gathers tokens per expert and runs many
+small GEMMs, and reaches a lower efficiency than the dense projections (on vLLM's Triton kernel and
+an H200 Mixtral-shaped decode takes ~15 % longer than the dense roofline says). ``G_e`` counts the
+expert GEMMs of the phase (layers × distinct experts a forward pass routes tokens to × passes) and
+``a_g`` the seconds each costs beyond its roofline: the tiles of a GEMM over a few tokens are mostly
+idle, so a model of many small experts (Qwen3-MoE: 128, 8 per token) loses far more time per
+roofline second than one of a few large ones (Mixtral: 8, 2 per token), which one ``a_e`` cannot
+express (fitted with ``a_e`` alone, a model that had seen only one of the two was 29 % off on
+Mixtral). A forward pass never takes less than ``τ``, the engine's per-step floor (scheduling,
+sampling, the host's share under CUDA graphs: on vLLM and an H200 it is what small models' decode
+steps cost, about 2 ms whatever their size). ``smax`` is a smooth maximum (``(x^p + y^p)^(1/p)``,
+``p = 16``) so that the fit has gradients on both sides. ``c_0`` is the set-up of a request's
+prefill and ``c_s`` that of each of its ``b`` sequences (the engine schedules, prepares inputs for
+and samples each sequence: without it the prefill of one sequence came out 12 % slow and that of
+four 17 % fast).
 
 **Energy** (joules, all GPUs of the group)::
 
@@ -246,7 +247,7 @@ class PhysicsInputs:
         expert_s: Roofline time ``T_e`` (compute + memory) of MoE expert kernels (0 if dense).
         expert_gemms: Expert GEMMs ``G_e``: layers × distinct experts per pass × passes (0 if
             dense).
-        kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes).
+        kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes, Q/K norms included).
         sequences: ``(N,)`` sequences ``b`` in the batch.
         passes: Forward passes ``S`` (1 and ``G - 1``).
         flops: Operations ``F`` per GPU.
@@ -289,6 +290,10 @@ class PhysicsInputs:
         p = counts.inputs
         passes = np.stack([np.ones_like(p.generated), p.generated - 1.0], axis=1)
         calls = (counts.calls * counts.present)[:, None, :] * passes[:, :, None]
+        # Q/K norms (per head or over the whole projection) are two more launches per layer, an
+        # RMSNorm over the queries and one over the keys, that the graph folds into the
+        # projections: at the step floor of a small model each launch costs time.
+        qk_launches = 2.0 * p.layers * (p.qk_norm > 0)
         compute = np.nan_to_num(roof.compute_time) * present
         memory = roof.memory_time * present
         experts = _EXPERT[None, None, :] & (p.experts > 1)[:, None, None]
@@ -308,7 +313,7 @@ class PhysicsInputs:
             network_s=(roof.network_time * present).sum(axis=2),
             expert_s=((compute + memory) * experts).sum(axis=2),
             expert_gemms=np.where(moe, p.layers[:, None] * routed_to * passes, 0.0),
-            kernel_calls=calls.sum(axis=2),
+            kernel_calls=calls.sum(axis=2) + qk_launches[:, None] * passes,
             sequences=np.asarray(p.batch, dtype=np.float64),
             passes=passes,
             flops=np.where(eight, 0.0, flops),

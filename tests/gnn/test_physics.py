@@ -14,6 +14,7 @@ from featurize import (
     get_gpu,
     resolve_architecture,
 )
+from featurize.kernels import kernel_counts
 from gnn.physics import (
     DatasheetScale,
     EnergyCoefficients,
@@ -291,3 +292,16 @@ def test_each_sequence_of_the_batch_adds_its_set_up_to_the_prefill() -> None:
     slow = TimeCoefficients(**{**TIME.__dict__, "sequence_s": TIME.sequence_s + 0.1})
     added = phase_seconds(inputs, slow) - phase_seconds(inputs, TIME)
     np.testing.assert_allclose(added, [[0.1, 0.0], [0.4, 0.0]], atol=1e-9)
+
+
+def test_q_and_k_norms_are_two_more_launches_per_layer_and_pass() -> None:
+    gpu = GpuSetup(get_gpu("H100-SXM"), 1)
+    request = InferenceRequest(2, 100, 11)  # one prefill pass and ten decode passes
+    names = ("qwen3-1.7b", "olmo-2-7b", "llama3.1-8b")  # per-head, whole-projection, none
+    points = [InferencePoint(resolve_architecture(n), request, gpu) for n in names]
+    counts = kernel_counts(points)
+    graph_calls = (counts.calls * counts.present).sum(axis=1)[:, None] * np.array([1.0, 10.0])
+    extra = PhysicsInputs.of(counts, ["H100-SXM"] * 3).kernel_calls - graph_calls
+    layers = np.array([p.architecture.num_layers for p in points], dtype=float)
+    np.testing.assert_allclose(extra[:2], 2 * layers[:2, None] * np.array([1.0, 10.0]))
+    np.testing.assert_allclose(extra[2], 0.0)
