@@ -169,8 +169,9 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
 @pytest.mark.parametrize(
     "name",
     ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "phi-3-medium-4k",
-     "olmo-2-7b", "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b", "qwen3-30b-a3b",
-     "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "starcoder2-7b", "gpt-oss-20b"],
+     "phi-3.5-mini", "olmo-2-7b", "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b",
+     "qwen3-30b-a3b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "starcoder2-7b",
+     "gpt-oss-20b"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

@@ -44,6 +44,7 @@ def test_catalog_holds_the_papers_17_models_and_later_ones() -> None:
         ("Qwen/Qwen3-32B", 32.8e9),
         ("microsoft/Phi-3-mini-4k-instruct", 3.8e9),
         ("microsoft/Phi-3-medium-4k-instruct", 14.0e9),  # model card: 14 B
+        ("microsoft/Phi-3.5-mini-instruct", 3.8e9),  # model card: 3.8 B
         ("allenai/OLMo-2-1124-7B", 7.30e9),
         ("allenai/OLMo-2-1124-13B", 13.7e9),
         ("allenai/OLMo-2-0325-32B", 32.2e9),
