@@ -18,15 +18,15 @@ launches per layer the graph folds into the projections). A request whose matmul
 (``w8a8``: FP8 or INT8 tensor cores) has its compute and memory time at their own efficiencies
 ``a_c8`` and ``a_m8``: the roofline takes FP8 matmuls at twice the 16-bit peak and halves the weight
 bytes, and vLLM's online W8A8 gets neither in full (activations are quantised before every
-projection and the FP8 GEMMs of a few tokens are less efficient): on an H200 its prefill took 16-55
-% longer than the 16-bit efficiencies said and its decode steps about 10 % longer. ``T_e`` is the
-roofline time (compute plus memory) of the MoE expert kernels (0 for dense models) and ``a_e`` the
-extra time they take per roofline second: a fused-MoE kernel gathers tokens per expert and runs many
-small GEMMs, and reaches a lower efficiency than the dense projections (on vLLM's Triton kernel and
-an H200 Mixtral-shaped decode takes ~15 % longer than the dense roofline says). ``G_e`` counts the
-expert GEMMs of the phase (layers × distinct experts a forward pass routes tokens to × passes) and
-``a_g`` the seconds each costs beyond its roofline: the tiles of a GEMM over a few tokens are mostly
-idle, so a model of many small experts (Qwen3-MoE: 128, 8 per token) loses far more time per
+projection and the FP8 GEMMs of a few tokens are less efficient): on an H200 its prefill took
+16-55 % longer than the 16-bit efficiencies said and its decode steps about 10 % longer. ``T_e`` is
+the roofline time (compute plus memory) of the MoE expert kernels (0 for dense models) and ``a_e``
+the extra time they take per roofline second: a fused-MoE kernel gathers tokens per expert and runs
+many small GEMMs, and reaches a lower efficiency than the dense projections (on vLLM's Triton kernel
+and an H200 Mixtral-shaped decode takes ~15 % longer than the dense roofline says). ``G_e`` counts
+the expert GEMMs of the phase (layers × distinct experts a forward pass routes tokens to × passes)
+and ``a_g`` the seconds each costs beyond its roofline: the tiles of a GEMM over a few tokens are
+mostly idle, so a model of many small experts (Qwen3-MoE: 128, 8 per token) loses far more time per
 roofline second than one of a few large ones (Mixtral: 8, 2 per token), which one ``a_e`` cannot
 express (fitted with ``a_e`` alone, a model that had seen only one of the two was 29 % off on
 Mixtral). A forward pass never takes less than ``τ``, the engine's per-step floor (scheduling,
