@@ -16,6 +16,7 @@ requests showed.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,20 @@ class CorrectionSettings:
             times learns their scale and extrapolates badly to an unseen TP degree (measured:
             `evaluate`'s ``llmco2-roofline`` ablation).
         hidden: Width of the network.
+        members: Networks trained alike but for their seed, whose corrections are averaged: one
+            network of a few hundred points is a noisy learner on shapes unlike its data, and
+            the mean of several is less so.
     """
 
     bound: float = 0.5
     penalty: float = 0.3
     view: FeatureView = field(default_factory=lambda: FeatureView(phase_split=True, roofline=False))
     hidden: int = 64
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        if self.members < 1:
+            raise InvalidRequestError(f"an llmco2 predictor needs ≥ 1 network, got {self.members}")
 
 
 def group_calibrated_level(
@@ -168,29 +177,44 @@ class HybridPredictor:
     def __init__(
         self,
         physics: PhysicsModel,
-        network: Predictor | PortablePredictor,
+        network: Predictor | PortablePredictor | Sequence[Predictor | PortablePredictor],
         settings: CorrectionSettings,
         interval: Interval | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.physics = physics
-        self.network = network
+        #: The correction networks, whose outputs are averaged.
+        self.networks: list[Predictor | PortablePredictor] = (
+            list(network) if isinstance(network, (list, tuple)) else [network]  # type: ignore[list-item]
+        )
         self.settings = settings
         self.interval = interval
         self.metadata = metadata if metadata is not None else {}
 
+    @property
+    def network(self) -> Predictor | PortablePredictor:
+        """The first correction network (its training settings stand for all of them)."""
+        return self.networks[0]
+
     # Prediction ---------------------------------------------------------------------------
     def corrections(self, points: Sequence[InferencePoint], graphs: Sequence[Any] | None) -> Any:
-        """The network's bounded outputs for ``points`` (graphs reused when given)."""
+        """The networks' mean bounded outputs for ``points`` (graphs reused when given)."""
         from gnn.portable import PortablePredictor
 
-        if isinstance(self.network, PortablePredictor):
-            return self.network.outputs(points, self.settings.view)
-        if graphs is None:
-            from featurize.graphs import build_graphs
+        outputs = []
+        viewed = None
+        for network in self.networks:
+            if isinstance(network, PortablePredictor):
+                outputs.append(network.outputs(points, self.settings.view))
+                continue
+            if viewed is None:
+                if graphs is None:
+                    from featurize.graphs import build_graphs
 
-            graphs = build_graphs(points)
-        return self.network.outputs(self.settings.view.apply(graphs))
+                    graphs = build_graphs(points)
+                viewed = self.settings.view.apply(graphs)
+            outputs.append(network.outputs(viewed))
+        return np.mean(outputs, axis=0)
 
     def predict_inputs(
         self, inputs: PhysicsInputs, points: Sequence[InferencePoint], graphs: Sequence[Any] | None
@@ -230,6 +254,7 @@ class HybridPredictor:
                 "hidden": self.settings.hidden,
                 "phase_split": self.settings.view.phase_split,
                 "roofline": self.settings.view.roofline,
+                "members": len(self.networks),
             },
             "interval": dataclasses.asdict(self.interval) if self.interval else None,
         }
@@ -243,10 +268,20 @@ class HybridPredictor:
 
         path = Path(path)
         if path.suffix == ".npz":
-            network = self.network
-            if not isinstance(network, PortablePredictor):
-                network = PortablePredictor.from_predictor(network)
-            network.save(path, extra={"hybrid": self._header(), "metadata": self.metadata})
+            portable = [
+                n if isinstance(n, PortablePredictor) else PortablePredictor.from_predictor(n)
+                for n in self.networks
+            ]
+            # One file: the first network's arrays under their names, the others' prefixed.
+            weights = dict(portable[0].weights)
+            for k, member in enumerate(portable[1:], start=1):
+                weights.update(
+                    {f"{_MEMBER_PREFIX}{k}.{name}": v for name, v in member.weights.items()}
+                )
+            first = portable[0]
+            PortablePredictor(weights, first.config, first.metadata, first.correction_bound).save(
+                path, extra={"hybrid": self._header(), "metadata": self.metadata}
+            )
             return
         path.write_bytes(self.to_bytes())
 
@@ -262,11 +297,12 @@ class HybridPredictor:
 
         from gnn.portable import PortablePredictor as _Portable
 
-        if isinstance(self.network, _Portable):
+        if any(isinstance(n, _Portable) for n in self.networks):
             raise InvalidRequestError("a predictor loaded from .npz can only be saved as .npz")
         blob = {
             "format": FORMAT,
-            "network": self.network.to_bytes(),
+            "network": self.networks[0].to_bytes(),  # type: ignore[union-attr]
+            "more_networks": [n.to_bytes() for n in self.networks[1:]],  # type: ignore[union-attr]
             "hybrid": _json(self._header()),
             "metadata": _json(self.metadata),
         }
@@ -289,7 +325,7 @@ class HybridPredictor:
     @classmethod
     def _from_header(
         cls,
-        network: Predictor | PortablePredictor,
+        network: Predictor | PortablePredictor | Sequence[Predictor | PortablePredictor],
         header: dict[str, Any],
         metadata: dict[str, Any],
         path: Path,
@@ -305,6 +341,7 @@ class HybridPredictor:
                     float(settings["penalty"]),
                     FeatureView(bool(settings["phase_split"]), bool(settings["roofline"])),
                     int(settings["hidden"]),
+                    int(settings.get("members", 1)),
                 ),
                 Interval(
                     float(interval["level"]),
@@ -319,6 +356,31 @@ class HybridPredictor:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigFileError(f"malformed llmco2 predictor {str(path)!r}: {exc}") from exc
+
+
+#: Prefix of the arrays of the second and later correction networks in a portable ``.npz``.
+_MEMBER_PREFIX = "member"
+
+
+def _split_members(portable: PortablePredictor) -> list[PortablePredictor]:
+    """The correction networks of a portable file (see :meth:`HybridPredictor.save`)."""
+    from gnn.portable import PortablePredictor
+
+    pattern = re.compile(rf"{_MEMBER_PREFIX}(\d+)\.(.+)")
+    own: dict[str, np.ndarray] = {}
+    members: dict[int, dict[str, np.ndarray]] = {}
+    for name, values in portable.weights.items():
+        match = pattern.fullmatch(name)
+        if match:
+            members.setdefault(int(match.group(1)), {})[match.group(2)] = values
+        else:
+            own[name] = values
+    return [
+        PortablePredictor(
+            weights, portable.config, portable.metadata, portable.correction_bound, portable.extra
+        )
+        for weights in [own, *(members[k] for k in sorted(members))]
+    ]
 
 
 def _json(value: Any) -> str:
@@ -340,7 +402,7 @@ def load_any(path: Path) -> HybridPredictor | Predictor | PortablePredictor:
         if "hybrid" not in portable.extra:
             return portable
         return HybridPredictor._from_header(
-            portable, portable.extra["hybrid"], portable.metadata, path
+            _split_members(portable), portable.extra["hybrid"], portable.metadata, path
         )
     from gnn.training import read_checkpoint
 
@@ -366,11 +428,14 @@ def _from_torch_blob(blob: Any, path: Path) -> HybridPredictor | Predictor:
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         return Predictor.from_blob(blob, repr(str(path)))
     try:
-        network = Predictor.from_bytes(blob["network"], repr(str(path)))
+        networks = [
+            Predictor.from_bytes(data, repr(str(path)))
+            for data in [blob["network"], *blob.get("more_networks", [])]
+        ]
         header, metadata = json.loads(blob["hybrid"]), json.loads(blob["metadata"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigFileError(f"malformed llmco2 predictor {str(path)!r}: {exc}") from exc
-    return HybridPredictor._from_header(network, header, metadata, path)
+    return HybridPredictor._from_header(networks, header, metadata, path)
 
 
 def train_hybrid(
@@ -402,23 +467,26 @@ def train_hybrid(
         correction_penalty=settings.penalty,
         phase_labels=settings.view.phase_split,
     )
-    network, _ = train_predictor(
-        graphs,
-        data.prefill_j[index],
-        data.decode_j[index],
-        cfg,
-        ModelConfig(
-            int(graphs[0].x.shape[1]),
-            int(graphs[0].u.shape[1]),
-            settings.hidden,
-            graph_layers,
-            dropout,
-        ),
-        base_log_energy=_safe_log(physics_energy),
-        latency_s=latency,
-        base_log_latency=_safe_log(physics_seconds),
-    )
-    return HybridPredictor(physics, network, settings, None, {})
+    networks = [
+        train_predictor(
+            graphs,
+            data.prefill_j[index],
+            data.decode_j[index],
+            dataclasses.replace(cfg, seed=cfg.seed + member),
+            ModelConfig(
+                int(graphs[0].x.shape[1]),
+                int(graphs[0].u.shape[1]),
+                settings.hidden,
+                graph_layers,
+                dropout,
+            ),
+            base_log_energy=_safe_log(physics_energy),
+            latency_s=latency,
+            base_log_latency=_safe_log(physics_seconds),
+        )[0]
+        for member in range(settings.members)
+    ]
+    return HybridPredictor(physics, networks, settings, None, {})
 
 
 def _safe_log(values: np.ndarray) -> np.ndarray:

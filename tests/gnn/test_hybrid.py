@@ -198,3 +198,24 @@ def test_extrapolation_follows_the_families_the_data_covers(
         assert extrapolates(hybrid, point)
     finally:
         hybrid.metadata = {"setups": ["1xH100-SXM"], "models": ["x"]}
+
+
+def test_an_ensemble_averages_its_networks_and_round_trips(twin_data: Any, tmp_path: Path) -> None:
+    settings = CorrectionSettings(hidden=16, members=2)
+    predictor = train_hybrid(twin_data, np.arange(70), QUICK, settings)
+    assert len(predictor.networks) == 2
+    points = twin_data.points[70:80]
+    graphs = settings.view.apply(twin_data.graphs[70:80])
+    each = [network.outputs(graphs) for network in predictor.networks]
+    assert not np.allclose(each[0], each[1])  # two seeds, two networks
+    np.testing.assert_allclose(
+        predictor.corrections(points, twin_data.graphs[70:80]), np.mean(each, axis=0), rtol=1e-6
+    )
+    expected = predictor.predict_points(points)
+    for name in ("ensemble.pt", "ensemble.npz"):
+        predictor.save(tmp_path / name)
+        loaded = HybridPredictor.load(tmp_path / name)
+        assert len(loaded.networks) == 2 and loaded.settings.members == 2
+        np.testing.assert_allclose(loaded.predict_points(points), expected, rtol=1e-4)
+    with pytest.raises(InvalidRequestError):
+        CorrectionSettings(members=0)
