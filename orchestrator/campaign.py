@@ -114,7 +114,9 @@ def train_members(
         if predictor == "llmco2":
             from gnn.hybrid import CorrectionSettings, train_hybrid
 
-            hybrid = train_hybrid(data, np.arange(len(data)), config, CorrectionSettings())
+            # The round's committee is an ensemble already (one member per seed): each member
+            # is one network, so that their spread stays the committee's disagreement.
+            hybrid = train_hybrid(data, np.arange(len(data)), config, CorrectionSettings(members=1))
             members.append(hybrid.to_bytes())
         else:
             network, _ = train_predictor(data.graphs, data.prefill_j, data.decode_j, config)

@@ -77,7 +77,9 @@ def main() -> None:
 | GPU setups | {", ".join(predictor.metadata["setups"])} |
 | Predictor | llmco2: the analytical model (`gnn/physics.py`) × exp(the LLMCO2 GNN's bounded \
 correction, ±{predictor.settings.bound:g} in log, penalty {predictor.settings.penalty:g}, \
-hidden {predictor.settings.hidden}), {getattr(predictor.network, "train_config", config)} |
+hidden {predictor.settings.hidden}, the mean of {len(predictor.networks)} networks of seeds \
+{config.seed}…{config.seed + len(predictor.networks) - 1}), \
+{getattr(predictor.network, "train_config", config)} |
 | Leave-one-shape-out (total energy) | MAPE {s.mape:.1f} %, EBA5 {s.eba5:.0f} %, \
 EBA10 {s.eba10:.0f} %, EBA30 {s.eba30:.0f} % over {len(set(data.model_name.tolist()))} shapes |
 | Interval | {INTERVAL_LEVEL:.0%}: × {np.exp(interval.low[2]):.3f} … \

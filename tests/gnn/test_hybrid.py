@@ -17,7 +17,7 @@ from gnn.hybrid import (
     train_hybrid,
 )
 from gnn.physics import PhysicsInputs
-from gnn.training import TrainConfig
+from gnn.training import Predictor, TrainConfig
 from llmco2.errors import ConfigFileError, InvalidRequestError
 
 QUICK = TrainConfig(epochs=25, patience=25, seed=0)
@@ -206,7 +206,10 @@ def test_an_ensemble_averages_its_networks_and_round_trips(twin_data: Any, tmp_p
     assert len(predictor.networks) == 2
     points = twin_data.points[70:80]
     graphs = settings.view.apply(twin_data.graphs[70:80])
-    each = [network.outputs(graphs) for network in predictor.networks]
+    each = []
+    for network in predictor.networks:
+        assert isinstance(network, Predictor)  # trained here: torch networks
+        each.append(network.outputs(graphs))
     assert not np.allclose(each[0], each[1])  # two seeds, two networks
     np.testing.assert_allclose(
         predictor.corrections(points, twin_data.graphs[70:80]), np.mean(each, axis=0), rtol=1e-6
