@@ -55,8 +55,8 @@ class CorrectionSettings:
         members: Networks trained alike but for their seed, whose corrections are averaged: one
             network of a few hundred points is a noisy learner on shapes unlike its data, and
             the mean of several is less so (on 414 real H200 points, three networks against
-            one: unseen shape 4.9 against 5.0 % MAPE and EBA10 90 against 87 %, unseen family
-            6.4 against 6.7 %, unseen TP 8.2 against 8.5 %).
+            one: unseen shape 4.9 against 5.0 % MAPE and EBA10 89 against 87 %, unseen family
+            6.5 against 6.7 %, unseen TP 8.1 against 8.5 %).
     """
 
     bound: float = 0.5
