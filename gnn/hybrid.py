@@ -201,22 +201,19 @@ class HybridPredictor:
     # Prediction ---------------------------------------------------------------------------
     def corrections(self, points: Sequence[InferencePoint], graphs: Sequence[Any] | None) -> Any:
         """The networks' mean bounded outputs for ``points`` (graphs reused when given)."""
-        from gnn.portable import PortablePredictor
+        from gnn.portable import PortablePredictor, mean_outputs
 
-        outputs = []
-        viewed = None
-        for network in self.networks:
-            if isinstance(network, PortablePredictor):
-                outputs.append(network.outputs(points, self.settings.view))
-                continue
-            if viewed is None:
-                if graphs is None:
-                    from featurize.graphs import build_graphs
+        portable = [n for n in self.networks if isinstance(n, PortablePredictor)]
+        if len(portable) == len(self.networks):
+            return mean_outputs(portable, points, self.settings.view)
+        if portable:
+            raise InvalidRequestError("an llmco2 predictor mixes torch and portable networks")
+        if graphs is None:
+            from featurize.graphs import build_graphs
 
-                    graphs = build_graphs(points)
-                viewed = self.settings.view.apply(graphs)
-            outputs.append(network.outputs(viewed))
-        return np.mean(outputs, axis=0)
+            graphs = build_graphs(points)
+        viewed = self.settings.view.apply(graphs)
+        return np.mean([n.outputs(viewed) for n in self.networks], axis=0)  # type: ignore[call-arg]
 
     def predict_inputs(
         self, inputs: PhysicsInputs, points: Sequence[InferencePoint], graphs: Sequence[Any] | None

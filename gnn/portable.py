@@ -202,9 +202,7 @@ class PortablePredictor:
         A correction model's outputs come bounded, as the torch predictor gives them.
         """
         raw, _ = self._outputs(points, view)
-        if self.correction_bound > 0:
-            return np.asarray(self.correction_bound * np.tanh(raw / self.correction_bound))
-        return raw
+        return self._bounded(raw)
 
     def _outputs(
         self, points: Sequence[InferencePoint], view: FeatureView | None
@@ -220,23 +218,61 @@ class PortablePredictor:
     def _slice(
         self, points: Sequence[InferencePoint], view: FeatureView | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        arrays = graph_arrays(points)
-        result = np.zeros((len(points), int(self.config.get("outputs", 2))))
-        structures = [tuple(row) for row in arrays.structure.tolist()]
-        for key in sorted(set(structures)):
-            rows = np.array([i for i, s in enumerate(structures) if s == key])
-            template = graph_template(*key)
-            x = arrays.node_features[np.ix_(rows, template.kernel_index)].astype(np.float32)
-            u = arrays.global_features[rows].astype(np.float32)
-            if view is not None and not (view.phase_split and view.roofline):
-                flat, u = view.transform(x.reshape(-1, x.shape[-1]), u)
-                x = flat.reshape(x.shape)
+        groups, has_decode = _featurise(points, view)
+        return self._evaluate(groups, len(points)), has_decode
+
+    def _evaluate(self, groups: list[_Group], count: int) -> np.ndarray:
+        """Raw outputs ``(count, outputs)`` of featurised graphs (see :func:`_featurise`)."""
+        result = np.zeros((count, int(self.config.get("outputs", 2))))
+        for rows, x, u, edge_index in groups:
             # Chunks of graphs keep the element-wise passes in cache.
             result[rows] = np.concatenate(
                 [
-                    self._log_energy(x[i : i + _CHUNK], u[i : i + _CHUNK], template.edge_index)
+                    self._log_energy(x[i : i + _CHUNK], u[i : i + _CHUNK], edge_index)
                     for i in range(0, len(rows), _CHUNK)
                 ]
             ).astype(np.float64)
-        has_decode = (arrays.global_features[:, _GEN_COLUMN] > 0).astype(np.float64)
-        return result, has_decode
+        return result
+
+    def _bounded(self, raw: np.ndarray) -> np.ndarray:
+        if self.correction_bound > 0:
+            return np.asarray(self.correction_bound * np.tanh(raw / self.correction_bound))
+        return raw
+
+
+#: Rows of one graph structure, their node and global features and the structure's edges.
+_Group = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _featurise(
+    points: Sequence[InferencePoint], view: FeatureView | None
+) -> tuple[list[_Group], np.ndarray]:
+    """The points' graphs grouped by structure, features in ``view``, and which have a decode."""
+    arrays = graph_arrays(points)
+    structures = [tuple(row) for row in arrays.structure.tolist()]
+    groups = []
+    for key in sorted(set(structures)):
+        rows = np.array([i for i, s in enumerate(structures) if s == key])
+        template = graph_template(*key)
+        x = arrays.node_features[np.ix_(rows, template.kernel_index)].astype(np.float32)
+        u = arrays.global_features[rows].astype(np.float32)
+        if view is not None and not (view.phase_split and view.roofline):
+            flat, u = view.transform(x.reshape(-1, x.shape[-1]), u)
+            x = flat.reshape(x.shape)
+        groups.append((rows, x, u, template.edge_index))
+    return groups, (arrays.global_features[:, _GEN_COLUMN] > 0).astype(np.float64)
+
+
+def mean_outputs(
+    networks: Sequence[PortablePredictor], points: Sequence[InferencePoint], view: FeatureView
+) -> np.ndarray:
+    """The mean bounded outputs of several networks, the points featurised once for all."""
+    parts = []
+    for i in range(0, len(points), _SLICE):
+        chunk = points[i : i + _SLICE]
+        groups, _ = _featurise(chunk, view)
+        parts.append(
+            np.mean([n._bounded(n._evaluate(groups, len(chunk))) for n in networks], axis=0)
+        )
+    width = int(networks[0].config.get("outputs", 2))
+    return np.concatenate(parts) if parts else np.zeros((0, width))
