@@ -30,6 +30,8 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "starcoder2",
     "mixtral",
     "gpt_oss",
+    "deepseek_v2",
+    "deepseek_v3",
 )
 
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
@@ -58,6 +60,10 @@ WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text", "gpt_oss"})
 #: the MoE router: gpt-oss.
 SINK_AND_ROUTER_BIAS_FAMILIES = frozenset({"gpt_oss"})
 
+#: Families with multi-head latent attention (MLA): keys and values are cached as one compressed
+#: latent per token, which the heads' own keys and values are projected up from (DeepSeek V2, V3).
+LATENT_ATTENTION_FAMILIES = frozenset({"deepseek_v2", "deepseek_v3"})
+
 #: Fields added to :class:`Architecture` after campaigns had stored shapes, with the value every
 #: shape stored before them has. A shape's identity leaves them out at that value, so the points
 #: measured before keep their keys (see :meth:`Architecture.identity`).
@@ -65,6 +71,13 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "qk_norm": "none",
     "attention_sinks": False,
     "router_bias": False,
+    "q_lora_rank": 0,
+    "kv_lora_rank": 0,
+    "rope_head_dim": 0,
+    "v_head_dim": 0,
+    "shared_experts": 0,
+    "dense_layers": 0,
+    "dense_intermediate_size": 0,
 }
 
 
@@ -102,6 +115,17 @@ class Architecture:
         attention_sinks: Whether each head has a learnt sink logit that joins its softmax
             (gpt-oss).
         router_bias: Whether the MoE router has a bias (gpt-oss).
+        q_lora_rank: Width of the compressed query of multi-head latent attention (0: the
+            queries are projected from the hidden state directly, as in DeepSeek-V2-Lite).
+        kv_lora_rank: Width of the compressed key/value latent that MLA caches (0: no MLA).
+        rope_head_dim: The part of ``head_dim`` that carries the rotary position, projected
+            once per token and shared by the heads (MLA's decoupled RoPE key).
+        v_head_dim: Width of one head's value under MLA (0: ``head_dim``).
+        shared_experts: Experts every token visits besides its routed ones (DeepSeek's shared
+            experts, each as wide as a routed one).
+        dense_layers: How many of the first layers have a dense MLP instead of experts
+            (DeepSeek's ``first_k_dense_replace``).
+        dense_intermediate_size: MLP width of those dense layers.
     """
 
     name: str
@@ -127,6 +151,13 @@ class Architecture:
     qk_norm: QkNorm = "none"
     attention_sinks: bool = False
     router_bias: bool = False
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    rope_head_dim: int = 0
+    v_head_dim: int = 0
+    shared_experts: int = 0
+    dense_layers: int = 0
+    dense_intermediate_size: int = 0
 
     def __post_init__(self) -> None:
         if self.family not in SUPPORTED_FAMILIES:
@@ -185,12 +216,75 @@ class Architecture:
             raise UnsupportedArchitectureError(
                 f"{self.name}: sliding_window_layer_fraction must lie in [0, 1]"
             )
+        self._check_latent_attention()
+        self._check_expert_layout()
         windowed = self.sliding_window_layer_fraction * self.num_layers
         if self.family in WINDOWED_LAYERS_LISTED and abs(windowed - round(windowed)) > 1e-6:
             raise UnsupportedArchitectureError(
                 f"{self.name}: a {self.family} model windows whole layers, but "
                 f"sliding_window_layer_fraction {self.sliding_window_layer_fraction} of "
                 f"{self.num_layers} layers is {windowed:.2f}"
+            )
+
+    def _check_latent_attention(self) -> None:
+        latent = {
+            "q_lora_rank": self.q_lora_rank,
+            "kv_lora_rank": self.kv_lora_rank,
+            "rope_head_dim": self.rope_head_dim,
+            "v_head_dim": self.v_head_dim,
+        }
+        for key, value in latent.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UnsupportedArchitectureError(
+                    f"{self.name}: {key} must be a non-negative integer, got {value!r}"
+                )
+        if self.family not in LATENT_ATTENTION_FAMILIES:
+            if any(latent.values()):
+                raise UnsupportedArchitectureError(
+                    f"{self.name}: a {self.family} model has no latent attention "
+                    "(q_lora_rank, kv_lora_rank, rope_head_dim and v_head_dim must be 0)"
+                )
+            return
+        if not self.kv_lora_rank or not self.v_head_dim:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model needs a positive kv_lora_rank and v_head_dim"
+            )
+        if not 0 < self.rope_head_dim < self.head_dim:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: rope_head_dim must lie strictly between 0 and head_dim "
+                f"{self.head_dim} (the rest of each query/key head is not rotated), "
+                f"got {self.rope_head_dim}"
+            )
+        if self.num_kv_heads != self.num_heads:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: latent attention projects a key and a value for every head: "
+                f"num_kv_heads must equal num_heads ({self.num_heads}), got {self.num_kv_heads}"
+            )
+        if self.qkv_bias or self.dense_bias or self.sliding_window is not None:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model has no biases and no sliding window"
+            )
+
+    def _check_expert_layout(self) -> None:
+        for key in ("shared_experts", "dense_layers", "dense_intermediate_size"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UnsupportedArchitectureError(
+                    f"{self.name}: {key} must be a non-negative integer, got {value!r}"
+                )
+        if (self.shared_experts or self.dense_layers) and not self.is_moe:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: shared experts and dense layers need a mixture of experts "
+                f"(num_experts > 1)"
+            )
+        if self.dense_layers >= self.num_layers:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: {self.dense_layers} dense layers leave none of its "
+                f"{self.num_layers} layers to the experts"
+            )
+        if bool(self.dense_layers) != bool(self.dense_intermediate_size):
+            raise UnsupportedArchitectureError(
+                f"{self.name}: dense_layers and dense_intermediate_size are both set or both 0"
             )
 
     # Derived sizes ---------------------------------------------------------------------------
@@ -210,9 +304,44 @@ class Architecture:
         return self.num_experts > 1
 
     @property
+    def is_latent_attention(self) -> bool:
+        """Whether attention is multi-head latent attention (MLA)."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def value_head_dim(self) -> int:
+        """Width of one head's value (``head_dim`` but under MLA)."""
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def latent_width(self) -> int:
+        """What MLA caches per token and layer: the KV latent and the shared RoPE key."""
+        return self.kv_lora_rank + self.rope_head_dim
+
+    @property
+    def replicated_attention_params_per_layer(self) -> int:
+        """Attention weights every GPU holds whole under TP: MLA's down-projections."""
+        if not self.is_latent_attention:
+            return 0
+        return self.hidden_size * (self.q_lora_rank + self.latent_width)
+
+    @property
     def attention_params_per_layer(self) -> int:
-        """Q, K, V and output projection weights (and biases) of one layer, and its sinks."""
+        """Q, K, V and output projection weights (and biases) of one layer, and its sinks.
+
+        Under MLA: the query projection (through the ``q_lora_rank`` latent where there is one),
+        the down-projection of the KV latent and of the shared RoPE key, the up-projection of each
+        head's key (its unrotated part) and value from the latent, and the output projection.
+        """
         h = self.hidden_size
+        if self.is_latent_attention:
+            query = self.q_lora_rank * (h + self.q_size) if self.q_lora_rank else h * self.q_size
+            up = (
+                self.kv_lora_rank
+                * self.num_heads
+                * (self.head_dim - self.rope_head_dim + self.v_head_dim)
+            )
+            return query + h * self.latent_width + up + self.num_heads * self.v_head_dim * h
         params = h * self.q_size + 2 * h * self.kv_size + self.q_size * h
         if self.qkv_bias:
             params += self.q_size + 2 * self.kv_size
@@ -233,6 +362,21 @@ class Architecture:
         return params
 
     @property
+    def shared_expert_params(self) -> int:
+        """Weights of a layer's shared experts (0 without them)."""
+        return self.shared_experts * self.mlp_params_per_expert
+
+    @property
+    def dense_mlp_params(self) -> int:
+        """Weights of the MLP of one of the dense first layers (0 without them)."""
+        return 3 * self.hidden_size * self.dense_intermediate_size if self.dense_layers else 0
+
+    @property
+    def expert_layers(self) -> int:
+        """Layers whose MLP is the mixture of experts (all of a dense model's: its one MLP)."""
+        return self.num_layers - self.dense_layers
+
+    @property
     def router_params_per_layer(self) -> int:
         """MoE router weights (and bias) of one layer (0 for dense models)."""
         if not self.is_moe:
@@ -244,26 +388,37 @@ class Architecture:
         """Normalisation weights of one layer (a LayerNorm has a bias too: BLOOM, StarCoder2)."""
         per_norm = 2 * self.hidden_size if self.family in LAYERNORM_FAMILIES else self.hidden_size
         qk_norm = {"none": 0, "head": 2 * self.head_dim, "full": self.q_size + self.kv_size}
-        return 2 * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm]
+        latent_norms = self.q_lora_rank + self.kv_lora_rank  # MLA's RMSNorms of its latents
+        return 2 * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm] + latent_norms
 
     @property
     def params_per_layer(self) -> int:
-        """All weights of one transformer layer."""
+        """All weights of one transformer layer whose MLP is the mixture of experts."""
         return (
             self.attention_params_per_layer
             + self.num_experts * self.mlp_params_per_expert
+            + self.shared_expert_params
             + self.router_params_per_layer
             + self.norm_params_per_layer
         )
 
     @property
     def active_params_per_layer(self) -> int:
-        """Weights one token multiplies with in one layer (top-k experts only)."""
+        """Weights one token multiplies with in such a layer (top-k and shared experts only)."""
         return (
             self.attention_params_per_layer
             + self.experts_per_token * self.mlp_params_per_expert
+            + self.shared_expert_params
             + self.router_params_per_layer
             + self.norm_params_per_layer
+        )
+
+    @property
+    def layer_params(self) -> int:
+        """Weights of all transformer layers, the dense first ones included."""
+        dense_layer = self.attention_params_per_layer + self.norm_params_per_layer
+        return self.expert_layers * self.params_per_layer + self.dense_layers * (
+            dense_layer + self.dense_mlp_params
         )
 
     @property
@@ -282,7 +437,7 @@ class Architecture:
         final_norm = 2 * self.hidden_size if self.family in LAYERNORM_FAMILIES else self.hidden_size
         if self.family == "bloom":
             final_norm *= 2
-        return self.num_layers * self.params_per_layer + final_norm
+        return self.layer_params + final_norm
 
     @property
     def total_params(self) -> int:
@@ -318,6 +473,12 @@ class Architecture:
             UnsupportedArchitectureError: When ``num_layers`` is not positive.
         """
         changes: dict[str, Any] = {"num_layers": num_layers}
+        if self.dense_layers >= num_layers > 0:
+            # Keep at least one layer of experts; a single layer keeps no dense one.
+            dense = min(self.dense_layers, num_layers - 1)
+            changes |= {"dense_layers": dense}
+            if not dense:
+                changes["dense_intermediate_size"] = 0
         if self.family in WINDOWED_LAYERS_LISTED and num_layers > 0:
             windowed = round(self.sliding_window_layer_fraction * num_layers)
             changes["sliding_window_layer_fraction"] = windowed / num_layers
@@ -328,6 +489,16 @@ class Architecture:
     def kv_heads_per_gpu(self, tp: int) -> int:
         """KV heads each GPU holds under TP (replicated when ``tp > num_kv_heads``)."""
         return max(1, self.num_kv_heads // tp)
+
+    def kv_cache_elements_per_token(self, tp: int) -> int:
+        """KV-cache elements one GPU stores per token and layer under TP of degree ``tp``.
+
+        A key and a value per KV head on the GPU; under MLA the latent and the RoPE key, which
+        every GPU of the group caches whole.
+        """
+        if self.is_latent_attention:
+            return self.latent_width
+        return 2 * self.kv_heads_per_gpu(tp) * self.head_dim
 
     def replace(self, **changes: Any) -> Architecture:
         """A copy with some fields changed (validated like a new instance)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from featurize.architecture import (
     FIXED_MLP_RATIO,
+    LATENT_ATTENTION_FAMILIES,
     QK_NORM_OF_FAMILY,
     SINK_AND_ROUTER_BIAS_FAMILIES,
     SUPPORTED_FAMILIES,
@@ -39,6 +40,8 @@ _TIED_DEFAULT: dict[str, bool] = {
     "gemma3_text": True,
     "bloom": True,
     "starcoder2": True,
+    "deepseek_v2": False,
+    "deepseek_v3": False,
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
 # Gemma3TextConfig, GptOssConfig).
@@ -77,12 +80,26 @@ _CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
     "qwen3_moe": {"moe_intermediate_size": 768, "num_experts": 128, "num_experts_per_tok": 8},
     "gpt_oss": {"num_local_experts": 128, "num_experts_per_tok": 4, "intermediate_size": 2880},
     "gemma3_text": _GEMMA3_TEXT_DEFAULTS,
-}
+    # DeepseekV2Config / DeepseekV3Config (V2's num_experts_per_tok defaults to None: required).
+    "deepseek_v2": {
+        "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 64,
+        "n_shared_experts": 2, "moe_intermediate_size": 1407, "first_k_dense_replace": 0,
+    },
+    "deepseek_v3": {
+        "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "n_routed_experts": 256,
+        "n_shared_experts": 1, "moe_intermediate_size": 2048, "first_k_dense_replace": 3,
+        "num_experts_per_tok": 8,
+    },
+}  # fmt: skip
 # The keys of the expert count and of one expert's MLP width, for mixtures of experts.
 _EXPERT_KEYS: dict[str, tuple[str, str]] = {
     "mixtral": ("num_local_experts", "intermediate_size"),
     "qwen3_moe": ("num_experts", "moe_intermediate_size"),
     "gpt_oss": ("num_local_experts", "intermediate_size"),
+    "deepseek_v2": ("n_routed_experts", "moe_intermediate_size"),
+    "deepseek_v3": ("n_routed_experts", "moe_intermediate_size"),
 }
 # Families whose MLP is up, activation, down (no gate) besides BLOOM.
 _PLAIN_MLP = frozenset({"starcoder2"})
@@ -97,13 +114,17 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = (*SUPPORTED_FAMILIES, *READ_AS)
 _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # Families whose attention_bias puts biases on Q, K, V *and* the output projection but none in the
 # MLP, which the architecture does not describe: their released models have none.
-_ATTENTION_BIAS_REFUSED = frozenset({"qwen3", "qwen3_moe", "olmo2", "gemma3_text"})
+_ATTENTION_BIAS_REFUSED = frozenset(
+    {"qwen3", "qwen3_moe", "olmo2", "gemma3_text", "deepseek_v2", "deepseek_v3"}
+)
 # Families whose configuration classes default to token ids of their released vocabularies.
-_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset({"phi3", "olmo2", "starcoder2", "gpt_oss"})
+_TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset(
+    {"phi3", "olmo2", "starcoder2", "gpt_oss", "deepseek_v2", "deepseek_v3"}
+)
 # Families whose window is off unless use_sliding_window says otherwise.
 _WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen3_moe"})
 # Families without sliding-window attention whatever their config carries.
-_NO_WINDOW = frozenset({"gemma", "olmo2", "granite"})
+_NO_WINDOW = frozenset({"gemma", "olmo2", "granite", "deepseek_v2", "deepseek_v3"})
 
 
 def _require(config: dict[str, Any], source: str, *keys: str) -> int:
@@ -223,6 +244,11 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     experts_key, width_key = _EXPERT_KEYS.get(family, (None, "intermediate_size"))
     if family == "qwen3_moe":
         _refuse_dense_qwen3_moe_layers(config, name)
+    latent: dict[str, Any] = {}
+    if family in LATENT_ATTENTION_FAMILIES:
+        latent = _latent_attention(config, name, layers)
+        head_dim = latent.pop("head_dim")
+        kv_heads = heads  # every head gets its own key and value from the latent
     return Architecture(
         name=name,
         family=family,
@@ -247,7 +273,42 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         qk_norm=QK_NORM_OF_FAMILY.get(family, "none"),
         attention_sinks=family in SINK_AND_ROUTER_BIAS_FAMILIES,
         router_bias=family in SINK_AND_ROUTER_BIAS_FAMILIES,
+        **latent,
     )
+
+
+def _latent_attention(config: dict[str, Any], name: str, layers: int) -> dict[str, Any]:
+    """The MLA widths and DeepSeek's expert layout of a DeepSeek V2/V3 config.
+
+    ``head_dim`` is the query/key head (its unrotated and rotated parts); the query goes
+    straight from the hidden state where ``q_lora_rank`` is null (DeepSeek-V2-Lite). Layers from
+    ``first_k_dense_replace`` on are mixtures of experts with ``n_shared_experts`` shared ones
+    beside the routed; the first ones have a dense MLP of ``intermediate_size``. The router's
+    score-correction bias of V3 (a buffer of one value per expert) and its multi-token-prediction
+    layer (loaded only for speculative decoding) are left out.
+    """
+    if config.get("moe_layer_freq", 1) != 1:
+        raise UnsupportedArchitectureError(
+            f"{name}: {config['model_type']} with moe_layer_freq other than 1 is not supported "
+            "(dense layers between the expert layers)"
+        )
+    q_lora = config.get("q_lora_rank")
+    dense = _require(config, name, "first_k_dense_replace")
+    shared = config.get("n_shared_experts") or 0
+    if isinstance(shared, bool) or not isinstance(shared, int):
+        raise ConfigFileError(f"{name}: n_shared_experts must be an integer, got {shared!r}")
+    nope = _require(config, name, "qk_nope_head_dim")
+    rope = _require(config, name, "qk_rope_head_dim")
+    return {
+        "head_dim": nope + rope,
+        "q_lora_rank": 0 if q_lora is None else _require(config, name, "q_lora_rank"),
+        "kv_lora_rank": _require(config, name, "kv_lora_rank"),
+        "rope_head_dim": rope,
+        "v_head_dim": _require(config, name, "v_head_dim"),
+        "shared_experts": shared,
+        "dense_layers": min(dense, layers),
+        "dense_intermediate_size": _require(config, name, "intermediate_size") if dense else 0,
+    }
 
 
 def _gemma3_language_model(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -377,6 +438,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "mixtral": "MixtralForCausalLM",
         "starcoder2": "Starcoder2ForCausalLM",
         "gpt_oss": "GptOssForCausalLM",
+        "deepseek_v2": "DeepseekV2ForCausalLM",
+        "deepseek_v3": "DeepseekV3ForCausalLM",
     }
     config: dict[str, Any] = {
         "model_type": arch.family,
@@ -410,6 +473,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         config.update(decoder_sparse_step=1, mlp_only_layers=[], norm_topk_prob=True)
     if arch.family in _ATTENTION_BIAS_REFUSED:
         config["attention_bias"] = False
+    if arch.family in LATENT_ATTENTION_FAMILIES:
+        config.update(_deepseek_config(arch))
     if arch.family == "granite":
         config["attention_bias"] = config["mlp_bias"] = arch.qkv_bias
     if arch.family == "starcoder2":
@@ -425,6 +490,39 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
     elif arch.family in ("mistral", "mixtral", "gemma2", "phi3", "starcoder2"):
         config["sliding_window"] = None
     return config
+
+
+def _deepseek_config(arch: Architecture) -> dict[str, Any]:
+    """The MLA and expert keys of a DeepSeek V2/V3 shape, for :func:`to_hf_config`.
+
+    Routing is plain top-k of a softmax (V2) or of a sigmoid with one group (V3): the groups of
+    the released models choose which experts, not how many, and a perturbed expert count need
+    not divide into them.
+    """
+    v3 = arch.family == "deepseek_v3"
+    return {
+        "q_lora_rank": arch.q_lora_rank or None,
+        "kv_lora_rank": arch.kv_lora_rank,
+        "qk_nope_head_dim": arch.head_dim - arch.rope_head_dim,
+        "qk_rope_head_dim": arch.rope_head_dim,
+        "v_head_dim": arch.v_head_dim,
+        # The rotary width, as transformers' configuration classes set it (their rotary
+        # embedding is built for head_dim).
+        "head_dim": arch.rope_head_dim,
+        "n_routed_experts": arch.num_experts,
+        "n_shared_experts": arch.shared_experts or None,
+        "moe_intermediate_size": arch.intermediate_size,
+        "intermediate_size": arch.dense_intermediate_size or arch.intermediate_size,
+        "first_k_dense_replace": arch.dense_layers,
+        "moe_layer_freq": 1,
+        "num_experts_per_tok": arch.experts_per_token,
+        "n_group": 1,
+        "topk_group": 1,
+        "topk_method": "noaux_tc" if v3 else "greedy",
+        "scoring_func": "sigmoid" if v3 else "softmax",
+        "norm_topk_prob": v3,
+        "routed_scaling_factor": 1.0,
+    }
 
 
 def _gemma3_attention(arch: Architecture) -> dict[str, Any]:

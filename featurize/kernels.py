@@ -202,6 +202,13 @@ class PointArrays:
     tdp: FloatArray
     die_area: FloatArray
     process_nm: FloatArray
+    q_lora: FloatArray  # MLA's query latent width, 0 without one
+    kv_lora: FloatArray  # MLA's KV latent width, 0 without MLA
+    rope_dim: FloatArray  # MLA's shared RoPE key width (part of head_dim), 0 without MLA
+    v_dim: FloatArray  # width of one head's value: head_dim but under MLA
+    shared_experts: FloatArray
+    dense_layers: FloatArray
+    dense_intermediate: FloatArray
 
     @property
     def size(self) -> int:
@@ -296,13 +303,20 @@ class PointArrays:
             qk_norm=rows[:, 29],
             router_bias=rows[:, 30] > 0,
             tensor_flops_16=rows[:, 31],
+            q_lora=rows[:, 32],
+            kv_lora=rows[:, 33],
+            rope_dim=rows[:, 34],
+            v_dim=rows[:, 35],
+            shared_experts=rows[:, 36],
+            dense_layers=rows[:, 37],
+            dense_intermediate=rows[:, 38],
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 32
+_CONFIG_COLUMNS = 39
 _SIXTEEN_BITS = Precision()
 _QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
 
@@ -343,6 +357,13 @@ def _config_row(point: InferencePoint) -> list[float]:
         _QK_NORM_CODE[a.qk_norm],
         a.router_bias,
         gpu.tensor_flops(_SIXTEEN_BITS),
+        a.q_lora_rank,
+        a.kv_lora_rank,
+        a.rope_head_dim,
+        a.value_head_dim,
+        a.shared_experts,
+        a.dense_layers,
+        a.dense_intermediate_size,
     ]
 
 
@@ -519,10 +540,17 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         shapes[:, KERNEL_INDEX[kind], 0] = d_in
         shapes[:, KERNEL_INDEX[kind], 1] = d_out
 
-    def put(kind: KernelType, phase: Phase, **quantities: FloatArray) -> None:
+    def put(
+        kind: KernelType, phase: Phase, share: FloatArray | None = None, **quantities: FloatArray
+    ) -> None:
+        # With a share, add the quantities scaled by it (a share of the layers, or 0 where that
+        # part of the kernel does not exist) instead of setting them.
         row = values[:, 0 if phase is Phase.PREFILL else 1, KERNEL_INDEX[kind]]
         for name, value in quantities.items():
-            row[:, Q[name]] = value
+            if share is None:
+                row[:, Q[name]] = value
+            else:
+                row[:, Q[name]] += share * value
 
     def linear(
         kind: KernelType,
@@ -532,9 +560,11 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         bias: BoolArray | None = None,
         rows: FloatArray | None = None,
         weight_copies: FloatArray | None = None,
-        kv_store: bool = False,
+        kv_store: FloatArray | BoolArray | bool = False,
+        share: FloatArray | None = None,
     ) -> None:
-        shape(kind, d_in, d_out)
+        if share is None:
+            shape(kind, d_in, d_out)
         t = tokens[phase] if rows is None else rows
         copies = np.ones(n) if weight_copies is None else weight_copies
         bias_elems = d_out if bias is None else d_out * bias
@@ -542,12 +572,13 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         put(
             kind,
             phase,
+            share,
             flops=flops,
             weight_bytes=copies * (d_in * d_out + bias_elems) * dw * passes[phase],
             act_read_bytes=t * d_in * da,
             act_write_bytes=t * d_out * da,
             # K and V are stored into the KV cache (paper Eq. 13/19: the other kernels).
-            kv_write_bytes=t * d_out * dkv if kv_store else zeros,
+            kv_write_bytes=t * d_out * dkv * kv_store,
         )
 
     def elementwise(
@@ -584,6 +615,12 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
 
     norm_weight = np.where(p.norms_per_sublayer > 0, h, 0.0)
     experts_per_token = p.top_k
+    mla = p.kv_lora > 0
+    no_bias = np.zeros(n, dtype=bool)
+    latent = p.kv_lora + p.rope_dim  # MLA's cached width per token and layer
+    # Share of the layers whose MLP is the mixture of experts (the rest: dense first layers).
+    expert_share = (p.layers - p.dense_layers) / p.layers
+    layered = (p.shared_experts > 0) | (p.dense_layers > 0)
     for phase in PHASES:
         t = tokens[phase]
         # Distinct experts whose weights a forward pass reads: each of the pass's tokens picks
@@ -617,36 +654,64 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         q_all, kv_all = p.heads * p.head_dim, p.kv_heads * p.head_dim
         qk_width = np.where(per_head, q_g + kv_g, 0.0) + np.where(whole, q_all + kv_all, 0.0)
         qk_weights = np.where(per_head, 2 * p.head_dim, 0.0) + np.where(whole, q_all + kv_all, 0.0)
+        # MLA's RMSNorms of its query and KV latents, replicated on every GPU.
+        latent_norms = p.q_lora + p.kv_lora
         elementwise(
-            KernelType.NORM_ATTN, phase, h * npl + qk_width, np.full(n, NORM_OPS), 1.0,
-            h * npl + qk_weights,
+            KernelType.NORM_ATTN, phase, h * npl + qk_width + latent_norms, np.full(n, NORM_OPS),
+            1.0, h * npl + qk_weights + latent_norms,
         )  # fmt: skip
-        linear(KernelType.Q_PROJ, phase, h, q_g, p.qkv_bias)
-        linear(KernelType.K_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)
-        linear(KernelType.V_PROJ, phase, h, kv_g, p.qkv_bias, kv_store=True)
+        # Q: from the hidden state, or under MLA with a query latent through it (the down-
+        # projection replicated on every GPU, the up-projection sharded by heads).
+        q_latent = p.q_lora > 0
+        linear(KernelType.Q_PROJ, phase, np.where(q_latent, p.q_lora, h), q_g, p.qkv_bias)
+        linear(KernelType.Q_PROJ, phase, h, p.q_lora, no_bias, share=q_latent.astype(np.float64))
+        # K and V. Under MLA the K kernel is the down-projection to the KV latent and the shared
+        # RoPE key (replicated; what the cache stores), the V kernel the up-projection of each
+        # head's unrotated key and value from the latent. In decode vLLM absorbs that
+        # up-projection into the query and the attention output instead (the same weights and
+        # operations per token: 2·r·n_h·(d_nope + d_v)), and attends over the latent.
+        up_width = heads_g * (p.head_dim - p.rope_dim + p.v_dim)
+        linear(KernelType.K_PROJ, phase, h, np.where(mla, latent, kv_g), p.qkv_bias, kv_store=True)
+        linear(
+            KernelType.V_PROJ, phase, np.where(mla, p.kv_lora, h), np.where(mla, up_width, kv_g),
+            p.qkv_bias, kv_store=~mla,
+        )  # fmt: skip
 
-        # Attention. Per sequence and query head: 2·d_h ops per (query, key) pair for QKᵀ and as
-        # many for SV, SOFTMAX_OPS per score.
+        # Attention. Per sequence and query head: 2·d_qk ops per (query, key) pair for QKᵀ,
+        # 2·d_v for SV, SOFTMAX_OPS per score. MLA prefill attends with the up-projected keys
+        # and values (d_qk = head_dim, d_v = v_head_dim), read as activations; MLA decode
+        # attends over the cached latent as one KV head shared by all query heads
+        # (d_qk = r + d_rope, d_v = r), each key's latent read once per sequence.
+        decoding = phase is Phase.DECODE
+        d_qk = np.where(mla & decoding, latent, p.head_dim)
+        d_v = np.where(mla & decoding, p.kv_lora, p.v_dim)
         flash_pairs = p.batch * heads_g * pairs_flash[phase]
         naive_pairs = p.batch * heads_g * pairs_naive[phase]
-        q_bytes = t * q_g * da
+        q_read = t * heads_g * d_qk * da
+        out_write = t * heads_g * d_v * da
+        if decoding:
+            key_bytes = np.where(mla, latent * dkv, kv_g * dkv)
+            value_bytes = np.where(mla, 0.0, kv_g * dkv)  # MLA's values are the cached latent
+        else:
+            key_bytes = np.where(mla, heads_g * p.head_dim * da, kv_g * dkv)
+            value_bytes = np.where(mla, heads_g * p.v_dim * da, kv_g * dkv)
         put(
             KernelType.FUSED_ATTN,
             phase,
-            flops=flash_pairs * (4 * p.head_dim + SOFTMAX_OPS),
-            act_read_bytes=q_bytes,
-            act_write_bytes=q_bytes,
+            flops=flash_pairs * (2 * d_qk + 2 * d_v + SOFTMAX_OPS),
+            act_read_bytes=q_read,
+            act_write_bytes=out_write,
             # K and V, each byte once per load (Eq. 31/42 add the KV load twice).
-            kv_read_bytes=2 * p.batch * kv_g * key_loads_flash[phase] * dkv,
+            kv_read_bytes=p.batch * (key_bytes + value_bytes) * key_loads_flash[phase],
         )
-        kv_naive = p.batch * kv_g * key_loads_naive[phase] * dkv
+        loads_naive = p.batch * key_loads_naive[phase]
         put(
             KernelType.MATMUL_QK,
             phase,
-            flops=2 * p.head_dim * naive_pairs,
-            act_read_bytes=q_bytes,
+            flops=2 * d_qk * naive_pairs,
+            act_read_bytes=q_read,
             act_write_bytes=naive_pairs * da,
-            kv_read_bytes=kv_naive,
+            kv_read_bytes=key_bytes * loads_naive,
         )
         put(
             KernelType.SOFTMAX,
@@ -658,13 +723,13 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         put(
             KernelType.MATMUL_SV,
             phase,
-            flops=2 * p.head_dim * naive_pairs,
+            flops=2 * d_v * naive_pairs,
             act_read_bytes=naive_pairs * da,
-            act_write_bytes=q_bytes,
-            kv_read_bytes=kv_naive,
+            act_write_bytes=out_write,
+            kv_read_bytes=np.where(mla & decoding, key_bytes, value_bytes) * loads_naive,
         )
 
-        linear(KernelType.OUT_PROJ, phase, q_g, h, p.dense_bias)
+        linear(KernelType.OUT_PROJ, phase, heads_g * p.v_dim, h, p.dense_bias)
         allreduce(KernelType.ALLREDUCE_ATTN, phase, t * h)
         # The all-gather of Q and K ahead of whole-projection norms: each GPU receives the
         # (l-1)/l of them it lacks.
@@ -679,10 +744,13 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         # Router: replicated on every GPU, one score per expert and token (plus its bias).
         linear(KernelType.ROUTER, phase, h, p.experts, p.router_bias)
         # Experts (or the dense MLP): each token visits top_k experts; weights are read for the
-        # experts touched; under TP each expert's intermediate width is sharded.
+        # experts touched; under TP each expert's intermediate width is sharded. Layers of
+        # experts may also run shared experts for every token, and a model may open with dense
+        # layers (DeepSeek): each part is counted in its share of the layers.
         routed = t * experts_per_token
         linear(KernelType.GATE_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
         linear(KernelType.UP_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
+        linear(KernelType.DOWN_PROJ, phase, inter_g, h, p.dense_bias, routed, touched)
         gate_reads = np.where(p.gated, 2.0, 1.0)
         act_ops = p.activation_ops + p.gated
         put(
@@ -692,12 +760,32 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
             act_read_bytes=gate_reads * routed * inter_g * da,
             act_write_bytes=routed * inter_g * da,
         )
-        linear(KernelType.DOWN_PROJ, phase, inter_g, h, p.dense_bias, routed, touched)
+        if np.any(layered):
+            for kind in (KernelType.ROUTER, KernelType.GATE_PROJ, KernelType.UP_PROJ,
+                         KernelType.DOWN_PROJ, KernelType.ACT_MLP):  # fmt: skip
+                values[:, 0 if phase is Phase.PREFILL else 1, KERNEL_INDEX[kind]] *= expert_share[
+                    :, None
+                ]
+            for width, part_share in (
+                (p.shared_experts * inter_g, expert_share * (p.shared_experts > 0)),
+                (p.dense_intermediate / tp, 1.0 - expert_share),
+            ):
+                linear(KernelType.GATE_PROJ, phase, h, width, no_bias, share=part_share)
+                linear(KernelType.UP_PROJ, phase, h, width, no_bias, share=part_share)
+                linear(KernelType.DOWN_PROJ, phase, width, h, no_bias, share=part_share)
+                put(
+                    KernelType.ACT_MLP,
+                    phase,
+                    part_share,
+                    flops=act_ops * t * width,
+                    act_read_bytes=gate_reads * t * width * da,
+                    act_write_bytes=t * width * da,
+                )
         allreduce(KernelType.ALLREDUCE_MLP, phase, t * h)
         elementwise(KernelType.ADD_MLP, phase, h, np.ones(n), 2.0)
 
         elementwise(KernelType.FINAL_NORM, phase, h, np.full(n, NORM_OPS), 1.0, norm_weight)
-        linear(KernelType.LM_HEAD, phase, h, vocab_g, np.zeros(n, dtype=bool), logit_tokens[phase])
+        linear(KernelType.LM_HEAD, phase, h, vocab_g, no_bias, logit_tokens[phase])
         # Logits of the vocabulary shards are gathered on the first GPU.
         gathered = logit_tokens[phase] * p.vocab * ring * da
         put(

@@ -56,20 +56,24 @@ def estimate_memory(
     """Per-GPU memory need of ``point`` (see the module docstring for the model)."""
     arch, request, precision = point.architecture, point.request, point.precision
     tp = point.setup.count
-    per_layer_sharded = (
-        arch.attention_params_per_layer + arch.num_experts * arch.mlp_params_per_expert
+    replicated_attention = arch.replicated_attention_params_per_layer
+    sharded_attention = arch.attention_params_per_layer - replicated_attention
+    expert_layer_mlp = arch.num_experts * arch.mlp_params_per_expert + arch.shared_expert_params
+    sharded = (
+        arch.num_layers * sharded_attention
+        + arch.expert_layers * expert_layer_mlp
+        + arch.dense_layers * arch.dense_mlp_params
     ) / tp
-    per_layer_replicated = arch.router_params_per_layer + arch.norm_params_per_layer
+    replicated = (
+        arch.num_layers * (replicated_attention + arch.norm_params_per_layer)
+        + arch.expert_layers * arch.router_params_per_layer
+    )
     weights = (
-        arch.num_layers * (per_layer_sharded + per_layer_replicated)
-        + arch.embedding_params / tp
-        + arch.hidden_size
+        sharded + replicated + arch.embedding_params / tp + arch.hidden_size
     ) * precision.weight_bytes
     kv = (
-        2
-        * arch.num_layers
-        * arch.kv_heads_per_gpu(tp)
-        * arch.head_dim
+        arch.num_layers
+        * arch.kv_cache_elements_per_token(tp)
         * request.batch_size
         * request.context_tokens
         * precision.kv_bytes
@@ -78,6 +82,7 @@ def estimate_memory(
     widest = max(
         arch.hidden_size * 2 + (arch.q_size + 2 * arch.kv_size) / tp,
         2 * arch.experts_per_token * arch.intermediate_size / tp,
+        2 * (arch.shared_experts * arch.intermediate_size + arch.dense_intermediate_size) / tp,
     )
     logits = request.batch_size * arch.vocab_size * 4.0  # float32 logits of the last position
     activations = tokens * widest * precision.activation_bytes + logits

@@ -245,8 +245,8 @@ class PhysicsInputs:
         memory_s: Roofline memory time ``T_m`` (0 where the compute is 8-bit).
         network_s: Roofline network time ``T_n``.
         expert_s: Roofline time ``T_e`` (compute + memory) of MoE expert kernels (0 if dense).
-        expert_gemms: Expert GEMMs ``G_e``: layers × distinct experts per pass × passes (0 if
-            dense).
+        expert_gemms: Expert GEMMs ``G_e``: layers of experts × distinct experts per pass ×
+            passes (0 if dense).
         kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes, Q/K norms included).
         sequences: ``(N,)`` sequences ``b`` in the batch.
         passes: Forward passes ``S`` (1 and ``G - 1``).
@@ -312,7 +312,9 @@ class PhysicsInputs:
             memory_s=np.where(eight, 0.0, memory_s),
             network_s=(roof.network_time * present).sum(axis=2),
             expert_s=((compute + memory) * experts).sum(axis=2),
-            expert_gemms=np.where(moe, p.layers[:, None] * routed_to * passes, 0.0),
+            expert_gemms=np.where(
+                moe, (p.layers - p.dense_layers)[:, None] * routed_to * passes, 0.0
+            ),
             kernel_calls=calls.sum(axis=2) + qk_launches[:, None] * passes,
             sequences=np.asarray(p.batch, dtype=np.float64),
             passes=passes,

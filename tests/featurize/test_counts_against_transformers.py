@@ -12,6 +12,13 @@ non-flash kernels assume):
   the bias additions (``T·d_out`` against ``2·T·d_in·d_out``) that the counter leaves out;
 * attention FLOPs (``QKᵀ`` and ``SV`` products): exact.
 
+Multi-head latent attention (DeepSeek V2/V3) differs in decode, each way by a stated amount:
+transformers caches the latent and projects the whole context's keys and values up from it at
+every step (``2·B·(L+1)·r·n_h·(d_nope + d_v)`` per layer), where vLLM (and the featurizer)
+absorbs that projection into the new token's query and output (the same weights, ``2·B·r·n_h·
+(d_nope + d_v)``); and it attends per head with ``d_qk + d_v`` wide products, where the absorbed
+form attends over the latent, ``(r + d_rope) + r`` wide.
+
 The same architectures at full size are built on the meta device (no memory) for the parameter
 count of the catalog models.
 """
@@ -77,6 +84,16 @@ SMALL: dict[str, dict[str, Any]] = {
                 "experts_per_token": 2, "num_layers": 4, "sliding_window": 8,
                 "sliding_window_layer_fraction": 0.5, "qkv_bias": True, "dense_bias": True,
                 "attention_sinks": True, "router_bias": True},
+    # Three layers, the first dense; 8 routed experts top-2 and 2 shared; queries straight from
+    # the hidden state (V2-Lite) or through a latent (V3).
+    "deepseek_v2": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 48, "rope_head_dim": 16,
+                    "v_head_dim": 32, "kv_lora_rank": 64, "num_layers": 3, "num_experts": 8,
+                    "experts_per_token": 2, "intermediate_size": 96, "shared_experts": 2,
+                    "dense_layers": 1, "dense_intermediate_size": 256},
+    "deepseek_v3": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 48, "rope_head_dim": 16,
+                    "v_head_dim": 32, "kv_lora_rank": 64, "q_lora_rank": 80, "num_layers": 3,
+                    "num_experts": 8, "experts_per_token": 2, "intermediate_size": 96,
+                    "shared_experts": 1, "dense_layers": 1, "dense_intermediate_size": 256},
     "bloom": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "intermediate_size": 512,
               "mlp": "plain", "activation": "gelu_tanh", "tied_embeddings": True,
               "qkv_bias": True, "dense_bias": True, "position": "alibi"},
@@ -152,6 +169,17 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
 
     linear_pre, attention_pre = counted_flops(prefill)
     linear_dec, attention_dec = counted_flops(decode)
+    if arch.is_latent_attention:
+        # transformers' decode projects the whole context up from the latent, vLLM absorbs the
+        # projection into the new token; and it attends head by head, vLLM over the latent.
+        up = (
+            arch.kv_lora_rank
+            * arch.num_heads
+            * (arch.head_dim - arch.rope_head_dim + arch.v_head_dim)
+        )
+        linear_dec -= 2 * batch * prompt * up * arch.num_layers
+        absorbed = 2 * arch.latent_width + 2 * arch.kv_lora_rank
+        attention_dec *= absorbed / (2 * arch.head_dim + 2 * arch.v_head_dim)
     # One decode step: two generated tokens (the prefill yields the first).
     point = make_point(arch, tp=1, batch=batch, prompt=prompt, gen=2, flash=False)
     counts = kernel_counts([point])
@@ -171,7 +199,7 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
     ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "phi-3-medium-4k",
      "phi-3.5-mini", "olmo-2-7b", "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b",
      "qwen3-30b-a3b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "starcoder2-7b",
-     "gpt-oss-20b"],
+     "gpt-oss-20b", "deepseek-v2-lite", "deepseek-v3"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

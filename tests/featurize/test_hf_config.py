@@ -199,6 +199,39 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "vocab_size": 201088,
         "quantization_config": {"quant_method": "mxfp4"},
     },
+    # deepseek-ai/DeepSeek-V2-Lite: queries straight from the hidden state, one dense layer.
+    "deepseek_v2": {
+        "model_type": "deepseek_v2",
+        "hidden_size": 2048,
+        "intermediate_size": 10944,
+        "moe_intermediate_size": 1408,
+        "num_hidden_layers": 27,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 16,
+        "n_routed_experts": 64,
+        "n_shared_experts": 2,
+        "num_experts_per_tok": 6,
+        "first_k_dense_replace": 1,
+        "moe_layer_freq": 1,
+        "kv_lora_rank": 512,
+        "q_lora_rank": None,
+        "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64,
+        "v_head_dim": 128,
+        "vocab_size": 102400,
+        "topk_method": "greedy",
+        "rope_scaling": {"type": "yarn", "factor": 40},
+    },
+    # DeepSeek-V3 as a config that leaves the MLA and expert widths to DeepseekV3Config.
+    "deepseek_v3": {
+        "model_type": "deepseek_v3",
+        "hidden_size": 7168,
+        "intermediate_size": 18432,
+        "num_hidden_layers": 61,
+        "num_attention_heads": 128,
+        "vocab_size": 129280,
+        "quantization_config": {"quant_method": "fp8"},
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -263,6 +296,19 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert arch.attention_sinks and arch.router_bias and not arch.tied_embeddings
     else:
         assert not (arch.attention_sinks or arch.router_bias)
+    if family.startswith("deepseek"):
+        assert arch.is_latent_attention and arch.num_kv_heads == arch.num_heads
+        assert (arch.head_dim, arch.rope_head_dim, arch.v_head_dim) == (192, 64, 128)
+        assert arch.kv_cache_elements_per_token(tp=8) == 512 + 64  # whole on every GPU
+        catalog = {"deepseek_v2": "deepseek-v2-lite", "deepseek_v3": "deepseek-v3"}[family]
+        assert arch.replace(name="x") == resolve_architecture(catalog).replace(name="x")
+    if family == "deepseek_v2":
+        assert (arch.q_lora_rank, arch.shared_experts, arch.dense_layers) == (0, 2, 1)
+        assert (arch.num_experts, arch.experts_per_token) == (64, 6)
+    if family == "deepseek_v3":
+        assert (arch.q_lora_rank, arch.dense_layers, arch.dense_intermediate_size) == (
+            1536, 3, 18432,
+        )  # fmt: skip
     if family == "starcoder2":
         assert arch.mlp == "plain" and arch.qkv_bias and arch.dense_bias and arch.tied_embeddings
         assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (4096, 1.0)
@@ -338,6 +384,39 @@ def test_sinks_and_a_router_bias_belong_to_gpt_oss_alone() -> None:
     # Fields added later: shapes stored before them keep their identity.
     assert "router_bias" not in resolve_architecture("mixtral-8x7b").identity()
     assert gpt_oss.identity()["attention_sinks"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"moe_layer_freq": 2}, "moe_layer_freq"),
+        ({"attention_bias": True}, "attention_bias"),
+        ({"qk_rope_head_dim": 0}, "rope_head_dim"),
+        ({"first_k_dense_replace": 27}, "none of its"),
+        ({"kv_lora_rank": "512"}, "kv_lora_rank must be an integer"),
+    ],
+)
+def test_deepseek_shapes_the_architecture_cannot_state_are_refused(
+    tmp_path: Path, changes: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((UnsupportedArchitectureError, ConfigFileError), match=message):
+        load_hf_config(write(tmp_path, dict(CONFIGS["deepseek_v2"], **changes)))
+
+
+def test_latent_attention_fields_belong_to_deepseek_alone() -> None:
+    with pytest.raises(UnsupportedArchitectureError, match="no latent attention"):
+        resolve_architecture("llama3.1-8b").replace(kv_lora_rank=512)
+    with pytest.raises(UnsupportedArchitectureError, match="need a mixture of experts"):
+        resolve_architecture("llama3.1-8b").replace(shared_experts=1)
+    lite = resolve_architecture("deepseek-v2-lite")
+    with pytest.raises(UnsupportedArchitectureError, match="num_kv_heads must equal"):
+        lite.replace(num_kv_heads=8)
+    # Fewer layers than dense ones keep one layer of experts.
+    assert lite.with_depth(1).dense_layers == 0 and lite.with_depth(1).dense_intermediate_size == 0
+    assert lite.with_depth(2).dense_layers == 1
+    # Shapes stored before the fields existed keep their identity.
+    assert "kv_lora_rank" not in resolve_architecture("mixtral-8x7b").identity()
+    assert lite.identity()["kv_lora_rank"] == 512
 
 
 def test_directory_with_config_json_and_catalog_shapes_match(tmp_path: Path) -> None:

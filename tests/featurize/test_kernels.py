@@ -245,3 +245,48 @@ def test_roofline_follows_eq8(make_point: PointFactory) -> None:
     assert roof.bound()[0, 0, a] == "network"
     # Absent kernels take no time.
     assert roof.time[0][:, ~counts.present[0]].sum() == 0
+
+
+def test_latent_attention_caches_and_reads_one_latent_per_token(make_point: PointFactory) -> None:
+    # DeepSeek-V2-Lite: 27 layers cache 512 + 64 elements per token, whole on every GPU.
+    for tp in (1, 2):
+        counts = kernel_counts(
+            [make_point("deepseek-v2-lite", batch=2, prompt=1000, gen=11, tp=tp)]
+        )
+        written = value(counts, Phase.PREFILL, KernelType.K_PROJ, "kv_write_bytes")
+        assert written == pytest.approx(27 * 2 * 1000 * 576 * 2, rel=1e-12)
+        assert value(counts, Phase.PREFILL, KernelType.V_PROJ, "kv_write_bytes") == 0
+        read = value(counts, Phase.DECODE, KernelType.FUSED_ATTN, "kv_read_bytes")
+        context = sum(1000 + t for t in range(1, 11))
+        assert read == pytest.approx(27 * 2 * 576 * 2 * context, rel=1e-12)
+    # Decode attends over the latent as one KV head: per query head and key, (512 + 64) wide
+    # scores and a 512-wide weighted sum, against 192 and 128 in the prefill.
+    counts = kernel_counts([make_point("deepseek-v2-lite", batch=1, prompt=64, gen=2)])
+    pairs_decode = 16 * 65
+    pairs_prefill = 16 * 64 * 65 / 2
+    decode = value(counts, Phase.DECODE, KernelType.FUSED_ATTN, "flops")
+    prefill = value(counts, Phase.PREFILL, KernelType.FUSED_ATTN, "flops")
+    assert decode == pytest.approx(27 * pairs_decode * (2 * 576 + 2 * 512 + 5), rel=1e-12)
+    assert prefill == pytest.approx(27 * pairs_prefill * (2 * 192 + 2 * 128 + 5), rel=1e-12)
+
+
+@pytest.mark.parametrize("model", ["deepseek-v2-lite", "deepseek-v3"])
+def test_shared_experts_and_dense_layers_make_two_flops_per_active_weight(
+    make_point: PointFactory, model: str
+) -> None:
+    point = make_point(model, gpu="H200", tp=8, batch=1, prompt=256, gen=2)
+    arch = point.architecture
+    counts = kernel_counts([point])
+    # Per token: every layer's attention, the experts' layers' router, top-k and shared experts,
+    # the dense layers' MLP (norm weights are not multiplied).
+    dense_layer = arch.attention_params_per_layer + arch.dense_mlp_params
+    active = (
+        arch.expert_layers * (arch.active_params_per_layer - arch.norm_params_per_layer)
+        + arch.dense_layers * dense_layer
+    )
+    kinds = (*LINEAR, KernelType.ROUTER)
+    replicated = arch.replicated_attention_params_per_layer * arch.num_layers
+    replicated += arch.router_params_per_layer * arch.expert_layers
+    sharded = active - replicated
+    flops = sum(value(counts, Phase.PREFILL, k, "flops") for k in kinds)
+    assert flops == pytest.approx(2 * 256 * (sharded / 8 + replicated), rel=1e-12)

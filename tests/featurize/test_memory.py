@@ -48,3 +48,19 @@ def test_non_positive_sizes_are_rejected(make_point: PointFactory, field: str, b
 def test_unsupported_bit_widths(make_point: PointFactory, bits: int) -> None:
     with pytest.raises(InvalidRequestError, match="bit width"):
         make_point(wbits=bits)
+
+
+def test_latent_attention_keeps_the_kv_cache_small(make_point: PointFactory) -> None:
+    # 27 layers · (512 + 64) latent elements · 2 bytes per token, on each GPU whatever the TP.
+    for tp in (1, 2):
+        estimate = estimate_memory(
+            make_point("deepseek-v2-lite", batch=4, prompt=1000, gen=24, tp=tp)
+        )
+        assert estimate.kv_cache_bytes == pytest.approx(27 * 576 * 2 * 4 * 1024)
+    lite = make_point("deepseek-v2-lite", gpu="H200")
+    assert estimate_memory(lite).weight_bytes == pytest.approx(15.71e9 * 2, rel=0.01)
+    check_fits(lite)
+    # DeepSeek-V3's 671 B weights need eight H200s at 8 bits.
+    with pytest.raises(InfeasibleConfigError, match="GB per GPU"):
+        check_fits(make_point("deepseek-v3", gpu="H200", tp=8))
+    check_fits(make_point("deepseek-v3", gpu="H200", tp=8, wbits=8, prompt=512, gen=64))

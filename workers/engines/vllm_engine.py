@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from featurize.architecture import Architecture
 from featurize.gpus import Gpu
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
@@ -47,6 +48,19 @@ def is_infeasible_error(exc: BaseException) -> bool:
     """Whether an engine error means the configuration can never run."""
     text = f"{type(exc).__name__}: {exc}".lower()
     return "outofmemory" in text.replace(" ", "") or any(m in text for m in _INFEASIBLE_MARKERS)
+
+
+def _attention_backend(arch: Architecture) -> str | None:
+    """The fused attention backend to ask vLLM for (None: vLLM's own choice).
+
+    FlashAttention (``LLMCO2_ATTENTION_BACKEND``) for ordinary attention; latent attention
+    (DeepSeek) runs on vLLM's MLA backends only, which it picks for the GPU unless
+    ``LLMCO2_MLA_ATTENTION_BACKEND`` names one (``FLASHMLA``, ``FLASH_ATTN_MLA``,
+    ``TRITON_MLA``, ...).
+    """
+    if arch.is_latent_attention:
+        return os.environ.get("LLMCO2_MLA_ATTENTION_BACKEND") or None
+    return os.environ.get("LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN")
 
 
 def _dtype_kwargs(config: EngineConfig) -> dict[str, Any]:
@@ -161,10 +175,9 @@ class VllmEngine(InferenceEngine):
             # measured here (1, 2, 4, ...) are the same either way. On one H200 the starts
             # stayed at 114-152 s with it (compilation and profiling dominate).
             kwargs["max_num_seqs"] = self.max_num_seqs
-            if self.config.flash_attention:
-                kwargs["attention_backend"] = os.environ.get(
-                    "LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN"
-                )
+            backend = _attention_backend(arch)
+            if self.config.flash_attention and backend:
+                kwargs["attention_backend"] = backend
             self._counters = NvmlCounterSource(self.config.tp)
         try:
             self._llm = LLM(**kwargs)
