@@ -472,3 +472,11 @@ def test_inconsistent_heads(tmp_path: Path) -> None:
     config = dict(CONFIGS["llama"], num_key_value_heads=5)
     with pytest.raises(UnsupportedArchitectureError, match="not a multiple"):
         load_hf_config(write(tmp_path, config))
+
+
+def test_deepseek_v3_engines_route_without_the_correction_bias() -> None:
+    # With dummy weights the bias of noaux_tc routing would outweigh every token's scores and
+    # send all tokens to the same experts; a softmax top-k spreads them as trained routers do.
+    config = to_hf_config(resolve_architecture("deepseek-v3"))
+    assert (config["topk_method"], config["scoring_func"]) == ("greedy", "softmax")
+    assert config["n_group"] == config["topk_group"] == 1

@@ -116,9 +116,8 @@ def _smallest_catalog_model_per_family() -> list[str]:
 def test_every_family_is_priced_on_the_h200_and_on_a_gpu_from_a_gpu_file(
     tmp_path: Path, model: str
 ) -> None:
-    from tests.featurize.test_gpus import USER_GPU
-
     from featurize import resolve_architecture, to_hf_config
+    from tests.featurize.test_gpus import USER_GPU
 
     gpu_file = tmp_path / "gpus.yaml"
     gpu_file.write_text(USER_GPU)
