@@ -12,6 +12,7 @@ MlpKind = Literal["gated", "plain"]
 Activation = Literal["silu", "gelu_tanh", "gelu"]
 Position = Literal["rope", "alibi"]
 QkNorm = Literal["none", "head", "full"]
+ParallelBlock = Literal["none", "shared_norm", "own_norms"]
 
 #: Families whose kernels the featurizer models (Hugging Face ``model_type`` values).
 SUPPORTED_FAMILIES: tuple[str, ...] = (
@@ -32,6 +33,7 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "gpt_oss",
     "deepseek_v2",
     "deepseek_v3",
+    "falcon",
 )
 
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
@@ -39,7 +41,12 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
 FIXED_MLP_RATIO: dict[str, int] = {"bloom": 4}
 
 #: Families whose norms are LayerNorms with a bias as well as a weight (the rest: RMSNorm).
-LAYERNORM_FAMILIES = frozenset({"bloom", "starcoder2"})
+LAYERNORM_FAMILIES = frozenset({"bloom", "starcoder2", "falcon"})
+
+#: Families whose layers may run attention and MLP in parallel on the same input (Falcon):
+#: ``shared_norm``, one LayerNorm feeds both (Falcon-7B, Falcon2-11B); ``own_norms``, each has
+#: its own (Falcon-40B and -180B). The engine sums both outputs before one all-reduce.
+PARALLEL_BLOCK_FAMILIES = frozenset({"falcon"})
 
 #: How each family normalises queries and keys before attention (``none`` where absent):
 #: ``head``, an RMSNorm of each head's ``d_h`` values with one ``d_h``-wide weight shared by the
@@ -78,6 +85,7 @@ LATER_FIELD_DEFAULTS: dict[str, Any] = {
     "shared_experts": 0,
     "dense_layers": 0,
     "dense_intermediate_size": 0,
+    "parallel_block": "none",
 }
 
 
@@ -126,6 +134,9 @@ class Architecture:
         dense_layers: How many of the first layers have a dense MLP instead of experts
             (DeepSeek's ``first_k_dense_replace``).
         dense_intermediate_size: MLP width of those dense layers.
+        parallel_block: ``none`` (attention, then the MLP on its result), or attention and MLP
+            side by side on the layer's input, behind one shared LayerNorm (``shared_norm``) or
+            one each (``own_norms``); see :data:`PARALLEL_BLOCK_FAMILIES`.
     """
 
     name: str
@@ -158,6 +169,7 @@ class Architecture:
     shared_experts: int = 0
     dense_layers: int = 0
     dense_intermediate_size: int = 0
+    parallel_block: ParallelBlock = "none"
 
     def __post_init__(self) -> None:
         if self.family not in SUPPORTED_FAMILIES:
@@ -218,6 +230,15 @@ class Architecture:
             )
         self._check_latent_attention()
         self._check_expert_layout()
+        if self.parallel_block not in ("none", "shared_norm", "own_norms"):
+            raise UnsupportedArchitectureError(
+                f"{self.name}: parallel_block must be none, shared_norm or own_norms, "
+                f"got {self.parallel_block!r}"
+            )
+        if self.parallel_block != "none" and self.family not in PARALLEL_BLOCK_FAMILIES:
+            raise UnsupportedArchitectureError(
+                f"{self.name}: a {self.family} model runs attention and MLP one after the other"
+            )
         windowed = self.sliding_window_layer_fraction * self.num_layers
         if self.family in WINDOWED_LAYERS_LISTED and abs(windowed - round(windowed)) > 1e-6:
             raise UnsupportedArchitectureError(
@@ -389,7 +410,10 @@ class Architecture:
         per_norm = 2 * self.hidden_size if self.family in LAYERNORM_FAMILIES else self.hidden_size
         qk_norm = {"none": 0, "head": 2 * self.head_dim, "full": self.q_size + self.kv_size}
         latent_norms = self.q_lora_rank + self.kv_lora_rank  # MLA's RMSNorms of its latents
-        return 2 * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm] + latent_norms
+        block_norms = 1 if self.parallel_block == "shared_norm" else 2
+        return (
+            block_norms * self.norms_per_sublayer * per_norm + qk_norm[self.qk_norm] + latent_norms
+        )
 
     @property
     def params_per_layer(self) -> int:

@@ -42,6 +42,7 @@ _TIED_DEFAULT: dict[str, bool] = {
     "starcoder2": True,
     "deepseek_v2": False,
     "deepseek_v3": False,
+    "falcon": True,
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
 # Gemma3TextConfig, GptOssConfig).
@@ -124,7 +125,7 @@ _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset(
 # Families whose window is off unless use_sliding_window says otherwise.
 _WINDOW_NEEDS_FLAG = frozenset({"qwen2", "qwen3", "qwen3_moe"})
 # Families without sliding-window attention whatever their config carries.
-_NO_WINDOW = frozenset({"gemma", "olmo2", "granite", "deepseek_v2", "deepseek_v3"})
+_NO_WINDOW = frozenset({"gemma", "olmo2", "granite", "deepseek_v2", "deepseek_v3", "falcon"})
 
 
 def _require(config: dict[str, Any], source: str, *keys: str) -> int:
@@ -194,6 +195,8 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
             position="alibi",
         )
 
+    if family == "falcon":
+        return _falcon(config, name, tied)
     hidden = _require(config, name, "hidden_size")
     heads = _require(config, name, "num_attention_heads")
     kv_heads = config.get("num_key_value_heads") or heads
@@ -274,6 +277,59 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         attention_sinks=family in SINK_AND_ROUTER_BIAS_FAMILIES,
         router_bias=family in SINK_AND_ROUTER_BIAS_FAMILIES,
         **latent,
+    )
+
+
+def _falcon(config: dict[str, Any], name: str, tied: bool) -> Architecture:
+    """A Falcon config (FalconConfig's defaults are Falcon-7B's).
+
+    The original layout (``new_decoder_architecture`` false) has one KV head under
+    ``multi_query`` (else one per head) and, with ``parallel_attn``, one LayerNorm feeding
+    attention and MLP side by side; the new layout (Falcon-40B, -180B, Falcon2-11B) has
+    ``num_kv_heads`` KV heads and ``num_ln_in_parallel_attn`` LayerNorms (two unless one).
+    ``bias`` puts biases on every projection; the MLP is up, GELU, down.
+    """
+    defaults = {
+        ("vocab_size",): 65024,
+        ("hidden_size", "n_embed"): 4544,
+        ("num_hidden_layers", "n_layer"): 32,
+        ("num_attention_heads", "n_head"): 71,
+    }
+    config = dict(config)
+    for keys, value in defaults.items():
+        if all(config.get(key) is None for key in keys):
+            config[keys[0]] = value
+    hidden = _require(config, name, "hidden_size", "n_embed")
+    heads = _require(config, name, "num_attention_heads", "n_head")
+    new_layout = bool(config.get("new_decoder_architecture", False))
+    if new_layout:
+        kv_heads = config.get("num_kv_heads") or heads
+        norms = config.get("num_ln_in_parallel_attn") or 2
+        block = "shared_norm" if norms == 1 else "own_norms"
+    else:
+        kv_heads = 1 if config.get("multi_query", True) else heads
+        block = "shared_norm" if config.get("parallel_attn", True) else "none"
+    if config.get("alibi", False):
+        raise UnsupportedArchitectureError(
+            f"{name}: falcon with ALiBi positions is not supported (no released Falcon uses it)"
+        )
+    bias = bool(config.get("bias", False))
+    return Architecture(
+        name=name,
+        family="falcon",
+        hidden_size=hidden,
+        intermediate_size=config.get("ffn_hidden_size") or 4 * hidden,
+        num_layers=_require(config, name, "num_hidden_layers", "n_layer"),
+        num_heads=heads,
+        num_kv_heads=int(kv_heads),
+        head_dim=hidden // heads,
+        vocab_size=_require(config, name, "vocab_size"),
+        mlp="plain",
+        activation=_activation({"hidden_act": config.get("activation", "gelu")}),  # type: ignore[arg-type]
+        tied_embeddings=tied,
+        qkv_bias=bias,
+        dense_bias=bias,
+        parallel_block=block,  # type: ignore[arg-type]
     )
 
 
@@ -441,6 +497,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
         "deepseek_v2": "DeepseekV2ForCausalLM",
         "deepseek_v3": "DeepseekV3ForCausalLM",
     }
+    if arch.family == "falcon":
+        return _falcon_config(arch)
     config: dict[str, Any] = {
         "model_type": arch.family,
         "architectures": [class_names[arch.family]],
@@ -489,6 +547,47 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
             config["use_sliding_window"] = True
     elif arch.family in ("mistral", "mixtral", "gemma2", "phi3", "starcoder2"):
         config["sliding_window"] = None
+    return config
+
+
+def _falcon_config(arch: Architecture) -> dict[str, Any]:
+    """The config.json of a Falcon shape, for :func:`to_hf_config`.
+
+    The original layout where it can state the shape (one KV head, or one per head; attention
+    and MLP in sequence or beside each other behind one LayerNorm), the new one otherwise.
+    """
+    config: dict[str, Any] = {
+        "model_type": "falcon",
+        "architectures": ["FalconForCausalLM"],
+        "hidden_size": arch.hidden_size,
+        "ffn_hidden_size": arch.intermediate_size,
+        "num_hidden_layers": arch.num_layers,
+        "num_attention_heads": arch.num_heads,
+        "vocab_size": arch.vocab_size,
+        "tie_word_embeddings": arch.tied_embeddings,
+        "bias": arch.qkv_bias,
+        "alibi": False,
+        "activation": "gelu" if arch.activation == "gelu" else "gelu_pytorch_tanh",
+        "max_position_embeddings": 32768,
+        "layer_norm_epsilon": 1e-5,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+    }
+    original = arch.parallel_block != "own_norms" and arch.num_kv_heads in (1, arch.num_heads)
+    if original:
+        config.update(
+            new_decoder_architecture=False,
+            multi_query=arch.num_kv_heads == 1,
+            parallel_attn=arch.parallel_block == "shared_norm",
+            num_kv_heads=arch.num_kv_heads,
+        )
+    else:
+        config.update(
+            new_decoder_architecture=True,
+            parallel_attn=True,
+            num_kv_heads=arch.num_kv_heads,
+            num_ln_in_parallel_attn=1 if arch.parallel_block == "shared_norm" else 2,
+        )
     return config
 
 

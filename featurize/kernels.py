@@ -42,7 +42,11 @@ Deviations from the paper, each also noted where it is computed:
   post-norms (and Gemma 3's and gpt-oss's listed windowed layers); biases, the MoE router's
   (gpt-oss) included; the Q and K RMSNorms of Qwen3, Qwen3-MoE and Gemma 3 (per head) and OLMo 2
   (over the whole projection, after an all-gather under TP), counted with the attention block's
-  norm kernel. gpt-oss's attention sinks (one logit per head joining each softmax) are left out:
+  norm kernel; DeepSeek's multi-head latent attention (a compressed KV latent cached whole on
+  every GPU, the heads' keys and values projected up from it, absorbed into the query and the
+  output in decode), shared experts and dense first layers; Falcon's parallel attention and MLP
+  (one all-reduce per layer, one LayerNorm or two). gpt-oss's attention sinks (one logit per
+  head joining each softmax) are left out:
   one score per query and head against the ``L`` of the context, and ``n_h`` weights a layer.
 """
 
@@ -209,6 +213,7 @@ class PointArrays:
     shared_experts: FloatArray
     dense_layers: FloatArray
     dense_intermediate: FloatArray
+    parallel_block: FloatArray  # 0 none, 1 one shared norm, 2 own norms (see _PARALLEL_CODE)
 
     @property
     def size(self) -> int:
@@ -310,15 +315,17 @@ class PointArrays:
             shared_experts=rows[:, 36],
             dense_layers=rows[:, 37],
             dense_intermediate=rows[:, 38],
+            parallel_block=rows[:, 39],
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 39
+_CONFIG_COLUMNS = 40
 _SIXTEEN_BITS = Precision()
 _QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
+_PARALLEL_CODE = {"none": 0.0, "shared_norm": 1.0, "own_norms": 2.0}
 
 
 def _config_row(point: InferencePoint) -> list[float]:
@@ -364,6 +371,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         a.shared_experts,
         a.dense_layers,
         a.dense_intermediate_size,
+        _PARALLEL_CODE[a.parallel_block],
     ]
 
 
@@ -821,6 +829,11 @@ def _present_kernels(p: PointArrays) -> BoolArray:
         mark(kind, ~p.flash)
     for kind in NETWORK_KERNELS:
         mark(kind, multi_gpu)
+    # Attention beside the MLP (Falcon): the engine adds both partial sums before one all-reduce,
+    # and one LayerNorm may feed both.
+    parallel = p.parallel_block > 0
+    mark(KernelType.ALLREDUCE_ATTN, multi_gpu & ~parallel)
+    mark(KernelType.NORM_MLP, p.parallel_block != 1.0)
     mark(KernelType.GATE_PROJ, p.gated)
     mark(KernelType.ROUTER, moe)
     return present

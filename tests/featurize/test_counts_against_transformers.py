@@ -94,6 +94,10 @@ SMALL: dict[str, dict[str, Any]] = {
                     "v_head_dim": 32, "kv_lora_rank": 64, "q_lora_rank": 80, "num_layers": 3,
                     "num_experts": 8, "experts_per_token": 2, "intermediate_size": 96,
                     "shared_experts": 1, "dense_layers": 1, "dense_intermediate_size": 256},
+    # Falcon-7B's layout: one KV head, attention beside the MLP behind one LayerNorm.
+    "falcon": {"num_heads": 4, "num_kv_heads": 1, "head_dim": 32, "intermediate_size": 512,
+               "mlp": "plain", "activation": "gelu", "tied_embeddings": True,
+               "parallel_block": "shared_norm"},
     "bloom": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "intermediate_size": 512,
               "mlp": "plain", "activation": "gelu_tanh", "tied_embeddings": True,
               "qkv_bias": True, "dense_bias": True, "position": "alibi"},
@@ -199,7 +203,8 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
     ["qwen3-8b", "qwen3-0.6b", "llama3.1-8b", "qwen2-7b", "phi-3-mini-4k", "phi-3-medium-4k",
      "phi-3.5-mini", "olmo-2-7b", "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b",
      "qwen3-30b-a3b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "starcoder2-7b",
-     "gpt-oss-20b", "deepseek-v2-lite", "deepseek-v3"],
+     "gpt-oss-20b", "deepseek-v2-lite", "deepseek-v3", "falcon-7b", "falcon-40b", "falcon-180b",
+     "falcon2-11b"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

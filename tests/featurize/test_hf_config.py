@@ -232,6 +232,17 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "vocab_size": 129280,
         "quantization_config": {"quant_method": "fp8"},
     },
+    # tiiuae/falcon-7b: FalconConfig's defaults are its shape.
+    "falcon": {
+        "model_type": "falcon",
+        "hidden_size": 4544,
+        "n_head": 71,
+        "n_layer": 32,
+        "multi_query": True,
+        "parallel_attn": True,
+        "bias": False,
+        "vocab_size": 65024,
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -309,6 +320,12 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert (arch.q_lora_rank, arch.dense_layers, arch.dense_intermediate_size) == (
             1536, 3, 18432,
         )  # fmt: skip
+    if family == "falcon":
+        assert (arch.num_kv_heads, arch.parallel_block, arch.intermediate_size) == (
+            1, "shared_norm", 4 * 4544,
+        )  # fmt: skip
+        assert arch.mlp == "plain" and arch.tied_embeddings and not arch.qkv_bias
+        assert arch.replace(name="x") == resolve_architecture("falcon-7b").replace(name="x")
     if family == "starcoder2":
         assert arch.mlp == "plain" and arch.qkv_bias and arch.dense_bias and arch.tied_embeddings
         assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (4096, 1.0)
@@ -480,3 +497,25 @@ def test_deepseek_v3_engines_route_without_the_correction_bias() -> None:
     config = to_hf_config(resolve_architecture("deepseek-v3"))
     assert (config["topk_method"], config["scoring_func"]) == ("greedy", "softmax")
     assert config["n_group"] == config["topk_group"] == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "kv_heads", "block"),
+    [
+        ({"new_decoder_architecture": True, "n_head": 64, "num_kv_heads": 8}, 8, "own_norms"),
+        ({"new_decoder_architecture": True, "n_head": 64, "num_kv_heads": 8,
+          "num_ln_in_parallel_attn": 1}, 8, "shared_norm"),
+        ({"multi_query": False, "parallel_attn": False}, 71, "none"),
+    ],
+)  # fmt: skip
+def test_falcon_layouts_read_and_write_back(
+    tmp_path: Path, changes: dict[str, Any], kv_heads: int, block: str
+) -> None:
+    arch = load_hf_config(write(tmp_path, dict(CONFIGS["falcon"], **changes)))
+    assert (arch.num_kv_heads, arch.parallel_block) == (kv_heads, block)
+    back = load_hf_config(write(tmp_path, to_hf_config(arch)))
+    assert back == arch.replace(name=back.name)
+    with pytest.raises(UnsupportedArchitectureError, match="ALiBi"):
+        load_hf_config(write(tmp_path, dict(CONFIGS["falcon"], alibi=True)))
+    with pytest.raises(UnsupportedArchitectureError, match="one after the other"):
+        resolve_architecture("llama3.1-8b").replace(parallel_block="shared_norm")

@@ -290,3 +290,18 @@ def test_shared_experts_and_dense_layers_make_two_flops_per_active_weight(
     sharded = active - replicated
     flops = sum(value(counts, Phase.PREFILL, k, "flops") for k in kinds)
     assert flops == pytest.approx(2 * 256 * (sharded / 8 + replicated), rel=1e-12)
+
+
+def test_parallel_attention_shares_one_all_reduce_and_its_layernorm(
+    make_point: PointFactory,
+) -> None:
+    # Falcon-40B (a LayerNorm each) and Falcon2-11B (one shared) at TP 4: the engine adds the
+    # attention and MLP partial sums before a single all-reduce per layer.
+    for model, norm_mlp in (("falcon-40b", True), ("falcon2-11b", False)):
+        counts = kernel_counts([make_point(model, gpu="H200", tp=4, prompt=512, gen=8)])
+        present = counts.present[0]
+        assert not present[KERNEL_INDEX[KernelType.ALLREDUCE_ATTN]]
+        assert present[KERNEL_INDEX[KernelType.ALLREDUCE_MLP]]
+        assert present[KERNEL_INDEX[KernelType.NORM_MLP]] == norm_mlp
+    sequential = kernel_counts([make_point("llama3.1-8b", tp=4, prompt=512, gen=8)])
+    assert sequential.present[0, KERNEL_INDEX[KernelType.ALLREDUCE_ATTN]]
