@@ -27,6 +27,8 @@ REQUIRED = (
     "MI325X",
     "GB200",
     "B300",
+    "A10G",
+    "Gaudi3",
 )
 
 
@@ -83,6 +85,11 @@ def test_amd_gpus_talk_over_infinity_fabric_not_nvlink() -> None:
                if gpu.id.startswith("MI"))  # fmt: skip
     assert describe_point_interconnect("MI325X") == "infinity fabric"
     assert describe_point_interconnect("H200") == "nvlink"
+    gaudi = get_gpu("gaudi-3")
+    assert gaudi.link_bandwidth == pytest.approx(600e9) and "RoCE" in str(gaudi.interconnect)
+    assert gaudi.entry.peak_tflops_dense.fp8 == gaudi.entry.peak_tflops_dense.bf16 == 1835.0
+    a10g = get_gpu("a10g")  # AWS G5: PCIe only
+    assert not a10g.has_gpu_link and a10g.memory_bandwidth == pytest.approx(600e9)
 
 
 def describe_point_interconnect(gpu_id: str) -> str:
