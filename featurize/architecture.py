@@ -34,6 +34,7 @@ SUPPORTED_FAMILIES: tuple[str, ...] = (
     "deepseek_v2",
     "deepseek_v3",
     "falcon",
+    "llama4_text",
 )
 
 #: Families whose MLP width the engine derives from the hidden size (``BloomMLP``: 4 × hidden), so
@@ -61,7 +62,11 @@ QK_NORM_OF_FAMILY: dict[str, QkNorm] = {
 
 #: Families whose configs list each layer's attention kind (``layer_types``: Gemma 3, gpt-oss):
 #: their windowed share is a whole number of layers.
-WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text", "gpt_oss"})
+WINDOWED_LAYERS_LISTED = frozenset({"gemma3_text", "gpt_oss", "llama4_text"})
+
+#: Families whose dense MLP layers sit between the expert layers (Llama 4 Maverick: every other
+#: layer) rather than before them (DeepSeek): a shallower copy keeps their share of the layers.
+INTERLEAVED_DENSE_LAYERS = frozenset({"llama4_text"})
 
 #: Families with attention sinks (a learnt logit per head that joins every softmax) and a bias on
 #: the MoE router: gpt-oss.
@@ -131,8 +136,8 @@ class Architecture:
         v_head_dim: Width of one head's value under MLA (0: ``head_dim``).
         shared_experts: Experts every token visits besides its routed ones (DeepSeek's shared
             experts, each as wide as a routed one).
-        dense_layers: How many of the first layers have a dense MLP instead of experts
-            (DeepSeek's ``first_k_dense_replace``).
+        dense_layers: How many layers have a dense MLP instead of experts: DeepSeek's first
+            ``first_k_dense_replace``, or Llama 4's layers between its expert layers.
         dense_intermediate_size: MLP width of those dense layers.
         parallel_block: ``none`` (attention, then the MLP on its result), or attention and MLP
             side by side on the layer's input, behind one shared LayerNorm (``shared_norm``) or
@@ -497,7 +502,13 @@ class Architecture:
             UnsupportedArchitectureError: When ``num_layers`` is not positive.
         """
         changes: dict[str, Any] = {"num_layers": num_layers}
-        if self.dense_layers >= num_layers > 0:
+        if self.family in INTERLEAVED_DENSE_LAYERS and num_layers > 0 and self.dense_layers:
+            share = round(self.dense_layers * num_layers / self.num_layers)
+            dense = min(share, num_layers - 1)
+            changes |= {"dense_layers": dense}
+            if not dense:
+                changes["dense_intermediate_size"] = 0
+        elif self.dense_layers >= num_layers > 0:
             # Keep at least one layer of experts; a single layer keeps no dense one.
             dense = min(self.dense_layers, num_layers - 1)
             changes |= {"dense_layers": dense}

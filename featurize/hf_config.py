@@ -43,6 +43,7 @@ _TIED_DEFAULT: dict[str, bool] = {
     "deepseek_v2": False,
     "deepseek_v3": False,
     "falcon": True,
+    "llama4_text": False,
 }
 # transformers' default sliding windows where the key is absent (MistralConfig, Gemma2Config,
 # Gemma3TextConfig, GptOssConfig).
@@ -51,6 +52,7 @@ _WINDOW_DEFAULT: dict[str, int] = {
     "gemma2": 4096,
     "gemma3_text": 4096,
     "gpt_oss": 128,
+    "llama4_text": 8192,
 }
 # Head widths of the configuration classes that do not derive it from hidden_size / heads.
 _HEAD_DIM_DEFAULT: dict[str, int] = {
@@ -73,7 +75,7 @@ _GEMMA3_TEXT_DEFAULTS: dict[str, Any] = {
 }
 # Every sixth Gemma 3 layer attends globally, every second gpt-oss one, unless layer_types says
 # otherwise.
-_GLOBAL_LAYER_EVERY: dict[str, int] = {"gemma3_text": 6, "gpt_oss": 2}
+_GLOBAL_LAYER_EVERY: dict[str, int] = {"gemma3_text": 6, "gpt_oss": 2, "llama4_text": 4}
 # Defaults of the configuration classes for the keys that carry a shape, where the family's
 # releases rely on them (MixtralConfig, Qwen3MoeConfig, Gemma3TextConfig, GptOssConfig).
 _CONFIG_CLASS_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -108,7 +110,7 @@ _PLAIN_MLP = frozenset({"starcoder2"})
 _PRE_AND_POST_NORMS = frozenset({"gemma2", "gemma3_text"})
 #: model_type values read as another family: a multimodal Gemma 3 carries a gemma3_text model
 #: as its text_config, which is what serves a text request.
-READ_AS: dict[str, str] = {"gemma3": "gemma3_text"}
+READ_AS: dict[str, str] = {"gemma3": "gemma3_text", "llama4": "llama4_text"}
 #: Every model_type a config.json may have.
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = (*SUPPORTED_FAMILIES, *READ_AS)
 # Families whose Q/K/V projections have biases (and no other projection has).
@@ -116,7 +118,7 @@ _QKV_BIAS_ALWAYS = frozenset({"qwen2"})
 # Families whose attention_bias puts biases on Q, K, V *and* the output projection but none in the
 # MLP, which the architecture does not describe: their released models have none.
 _ATTENTION_BIAS_REFUSED = frozenset(
-    {"qwen3", "qwen3_moe", "olmo2", "gemma3_text", "deepseek_v2", "deepseek_v3"}
+    {"qwen3", "qwen3_moe", "olmo2", "gemma3_text", "deepseek_v2", "deepseek_v3", "llama4_text"}
 )
 # Families whose configuration classes default to token ids of their released vocabularies.
 _TOKEN_IDS_OUTSIDE_SMALL_VOCABULARIES = frozenset(
@@ -172,6 +174,9 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
     if family == "gemma3":
         config = _gemma3_language_model(config, name)
         family = "gemma3_text"
+    elif family == "llama4":
+        config = _language_model(config, name, "llama4_text")
+        family = "llama4_text"
     config = {**_CONFIG_CLASS_DEFAULTS.get(family, {}), **config}
     tied = bool(config.get("tie_word_embeddings", _TIED_DEFAULT[family]))
     if family == "bloom":
@@ -197,6 +202,8 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
 
     if family == "falcon":
         return _falcon(config, name, tied)
+    if family == "llama4_text":
+        return _llama4(config, name, tied)
     hidden = _require(config, name, "hidden_size")
     heads = _require(config, name, "num_attention_heads")
     kv_heads = config.get("num_key_value_heads") or heads
@@ -277,6 +284,82 @@ def architecture_from_hf_config(config: dict[str, Any], name: str) -> Architectu
         attention_sinks=family in SINK_AND_ROUTER_BIAS_FAMILIES,
         router_bias=family in SINK_AND_ROUTER_BIAS_FAMILIES,
         **latent,
+    )
+
+
+def _language_model(config: dict[str, Any], name: str, model_type: str) -> dict[str, Any]:
+    """The ``text_config`` of a multimodal release, as the text model config it is."""
+    text = config.get("text_config")
+    if not isinstance(text, dict):
+        raise ConfigFileError(
+            f"{name}: a {config.get('model_type')} config must hold its language model as "
+            "text_config"
+        )
+    text = {**text, "model_type": model_type}
+    if "tie_word_embeddings" in config and "tie_word_embeddings" not in text:
+        text["tie_word_embeddings"] = config["tie_word_embeddings"]
+    return text
+
+
+def _llama4(config: dict[str, Any], name: str, tied: bool) -> Architecture:
+    """A Llama 4 text config (Llama4TextConfig's defaults are Llama 4 Scout's).
+
+    Layers listed in ``moe_layers`` (else every ``interleave_moe_layer_step``-th, none for a step
+    of 0) are mixtures of ``num_local_experts`` experts of ``intermediate_size`` with one shared
+    expert as wide; the others have a dense MLP of ``intermediate_size_mlp``. Layers with RoPE
+    attend within chunks of ``attention_chunk_size`` (counted as a window of that size: the same
+    keys for contexts up to a chunk, at most as many beyond); the NoPE layers globally. The Q/K
+    L2 norms of the RoPE layers have no weights and are left out.
+    """
+    defaults = {"vocab_size": 202048, "hidden_size": 5120, "num_hidden_layers": 48,
+                "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+                "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                "num_local_experts": 16, "num_experts_per_tok": 1,
+                "attention_chunk_size": 8192}  # fmt: skip
+    config = {**defaults, **{k: v for k, v in config.items() if v is not None}}
+    layers = _require(config, name, "num_hidden_layers")
+    moe = config.get("moe_layers")
+    if moe is None:
+        step = config.get("interleave_moe_layer_step", 1)
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise ConfigFileError(
+                f"{name}: interleave_moe_layer_step must be a non-negative integer, got {step!r}"
+            )
+        moe = list(range(step - 1, layers, step)) if step else []
+    if not isinstance(moe, list) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and 0 <= i < layers for i in moe
+    ):
+        raise ConfigFileError(f"{name}: moe_layers must list layer indices below {layers}")
+    expert_layers = len(set(moe))
+    experts = _require(config, name, "num_local_experts") if expert_layers else 1
+    dense = layers - expert_layers if expert_layers else 0
+    chunk = _require(config, name, "attention_chunk_size")
+    if "layer_types" not in config:
+        rope = config.get("no_rope_layers")
+        if isinstance(rope, list) and len(rope) == layers:
+            config["layer_types"] = ["chunked_attention" if r else "full_attention" for r in rope]
+    windowed = _windowed_layers(config, name, layers, _GLOBAL_LAYER_EVERY["llama4_text"])
+    return Architecture(
+        name=name,
+        family="llama4_text",
+        hidden_size=_require(config, name, "hidden_size"),
+        intermediate_size=_require(
+            config, name, "intermediate_size" if expert_layers else "intermediate_size_mlp"
+        ),
+        num_layers=layers,
+        num_heads=_require(config, name, "num_attention_heads"),
+        num_kv_heads=_require(config, name, "num_key_value_heads"),
+        head_dim=_require(config, name, "head_dim"),
+        vocab_size=_require(config, name, "vocab_size"),
+        activation=_activation(config),  # type: ignore[arg-type]
+        tied_embeddings=tied,
+        num_experts=experts,
+        experts_per_token=_require(config, name, "num_experts_per_tok") if expert_layers else 1,
+        sliding_window=chunk if windowed else None,
+        sliding_window_layer_fraction=windowed / layers,
+        shared_experts=1 if expert_layers else 0,
+        dense_layers=dense,
+        dense_intermediate_size=_require(config, name, "intermediate_size_mlp") if dense else 0,
     )
 
 
@@ -373,15 +456,7 @@ def _gemma3_language_model(config: dict[str, Any], name: str) -> dict[str, Any]:
     A text-only request runs the language model alone; the SigLIP vision tower's weights (about
     0.4 B) are not part of the shape.
     """
-    text = config.get("text_config")
-    if not isinstance(text, dict):
-        raise ConfigFileError(
-            f"{name}: a gemma3 config must hold its language model as text_config"
-        )
-    text = {**text, "model_type": "gemma3_text"}
-    if "tie_word_embeddings" in config and "tie_word_embeddings" not in text:
-        text["tie_word_embeddings"] = config["tie_word_embeddings"]
-    return text
+    return _language_model(config, name, "gemma3_text")
 
 
 def _windowed_layers(config: dict[str, Any], name: str, layers: int, every: int) -> int:
@@ -399,13 +474,13 @@ def _windowed_layers(config: dict[str, Any], name: str, layers: int, every: int)
                 f"{name}: sliding_window_pattern must be a positive integer, got {pattern!r}"
             )
         return sum(1 for layer in range(layers) if (layer + 1) % pattern)
-    kinds = {"sliding_attention", "full_attention"}
+    kinds = {"sliding_attention", "chunked_attention", "full_attention"}
     if not isinstance(types, list) or len(types) != layers or not set(types) <= kinds:
         raise ConfigFileError(
-            f"{name}: layer_types must name 'sliding_attention' or 'full_attention' for each "
-            f"of the {layers} layers"
+            f"{name}: layer_types must name 'sliding_attention', 'chunked_attention' or "
+            f"'full_attention' for each of the {layers} layers"
         )
-    return types.count("sliding_attention")
+    return layers - types.count("full_attention")
 
 
 def _refuse_dense_qwen3_moe_layers(config: dict[str, Any], name: str) -> None:
@@ -499,6 +574,8 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
     }
     if arch.family == "falcon":
         return _falcon_config(arch)
+    if arch.family == "llama4_text":
+        return _llama4_config(arch)
     config: dict[str, Any] = {
         "model_type": arch.family,
         "architectures": [class_names[arch.family]],
@@ -547,6 +624,53 @@ def to_hf_config(arch: Architecture) -> dict[str, Any]:
             config["use_sliding_window"] = True
     elif arch.family in ("mistral", "mixtral", "gemma2", "phi3", "starcoder2"):
         config["sliding_window"] = None
+    return config
+
+
+def _llama4_config(arch: Architecture) -> dict[str, Any]:
+    """The config.json of a Llama 4 text shape, for :func:`to_hf_config`.
+
+    The expert layers are spread evenly among the dense ones (Maverick's releases alternate
+    them), and so are the chunked-attention layers among the global ones.
+    """
+    layers = arch.num_layers
+    expert_layers = arch.expert_layers if arch.is_moe else 0
+    attention = _layer_attention(arch)
+    types = [
+        "chunked_attention" if kind == "sliding_attention" else kind
+        for kind in attention["layer_types"]
+    ]
+    config: dict[str, Any] = {
+        "model_type": "llama4_text",
+        "architectures": ["Llama4ForCausalLM"],
+        "hidden_size": arch.hidden_size,
+        "num_hidden_layers": layers,
+        "num_attention_heads": arch.num_heads,
+        "num_key_value_heads": arch.num_kv_heads,
+        "head_dim": arch.head_dim,
+        "vocab_size": arch.vocab_size,
+        "tie_word_embeddings": arch.tied_embeddings,
+        "hidden_act": "silu" if arch.activation == "silu" else "gelu_pytorch_tanh",
+        "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-5,
+        "attention_bias": False,
+        "num_local_experts": arch.num_experts if arch.is_moe else 1,
+        "num_experts_per_tok": arch.experts_per_token,
+        "intermediate_size": arch.intermediate_size,
+        "intermediate_size_mlp": arch.dense_intermediate_size or arch.intermediate_size,
+        "moe_layers": [
+            i
+            for i in range(layers)
+            if (i + 1) * expert_layers // layers > i * expert_layers // layers
+        ],
+        "layer_types": types,
+        "no_rope_layers": [int(kind == "chunked_attention") for kind in types],
+        "attention_chunk_size": arch.sliding_window or 8192,
+        "use_qk_norm": True,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+    }
     return config
 
 

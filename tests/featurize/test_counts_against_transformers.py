@@ -19,6 +19,11 @@ absorbs that projection into the new token's query and output (the same weights,
 (d_nope + d_v)``); and it attends per head with ``d_qk + d_v`` wide products, where the absorbed
 form attends over the latent, ``(r + d_rope) + r`` wide.
 
+Llama 4's experts in transformers multiply every token by every expert (batched products whose
+routing weights are zero for the unrouted), where an engine runs each token's top-k: the
+counter sees ``E`` experts' ``2·T·3·h·i`` as batched products, the featurizer ``k`` of them as
+linear ones.
+
 The same architectures at full size are built on the meta device (no memory) for the parameter
 count of the catalog models.
 """
@@ -98,6 +103,12 @@ SMALL: dict[str, dict[str, Any]] = {
     "falcon": {"num_heads": 4, "num_kv_heads": 1, "head_dim": 32, "intermediate_size": 512,
                "mlp": "plain", "activation": "gelu", "tied_embeddings": True,
                "parallel_block": "shared_norm"},
+    # Four layers, one dense between expert layers; 4 experts top-1 and a shared one; chunked
+    # attention (8 tokens) on three layers.
+    "llama4_text": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 32, "num_layers": 4,
+                    "num_experts": 4, "experts_per_token": 1, "intermediate_size": 96,
+                    "shared_experts": 1, "dense_layers": 1, "dense_intermediate_size": 256,
+                    "sliding_window": 8, "sliding_window_layer_fraction": 0.75},
     "bloom": {"num_heads": 4, "num_kv_heads": 4, "head_dim": 32, "intermediate_size": 512,
               "mlp": "plain", "activation": "gelu_tanh", "tied_embeddings": True,
               "qkv_bias": True, "dense_bias": True, "position": "alibi"},
@@ -173,6 +184,18 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
 
     linear_pre, attention_pre = counted_flops(prefill)
     linear_dec, attention_dec = counted_flops(decode)
+    if arch.family == "llama4_text":
+        # transformers runs every expert on every token, as batched products.
+        expert = 2 * 3 * arch.hidden_size * arch.intermediate_size * arch.expert_layers
+        for phase_tokens, name in ((batch * prompt, "pre"), (batch, "dec")):
+            every = arch.num_experts * phase_tokens * expert
+            routed = arch.experts_per_token * phase_tokens * expert
+            if name == "pre":
+                attention_pre -= every
+                linear_pre += routed
+            else:
+                attention_dec -= every
+                linear_dec += routed
     if arch.is_latent_attention:
         # transformers' decode projects the whole context up from the latent, vLLM absorbs the
         # projection into the new token; and it attends head by head, vLLM over the latent.
@@ -204,7 +227,7 @@ def test_prefill_and_decode_flops_match_transformers(family: str, make_point: Po
      "phi-3.5-mini", "olmo-2-7b", "olmo-2-32b", "granite-3.1-8b", "gemma-2-9b", "mixtral-8x7b",
      "qwen3-30b-a3b", "gemma-3-1b", "gemma-3-4b", "gemma-3-12b", "gemma-3-27b", "starcoder2-7b",
      "gpt-oss-20b", "deepseek-v2-lite", "deepseek-v3", "falcon-7b", "falcon-40b", "falcon-180b",
-     "falcon2-11b"],
+     "falcon2-11b", "llama-4-scout", "llama-4-maverick"],
 )  # fmt: skip
 def test_catalog_models_have_transformers_parameter_counts(name: str) -> None:
     arch = resolve_architecture(name)

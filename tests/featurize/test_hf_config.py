@@ -243,6 +243,15 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "bias": False,
         "vocab_size": 65024,
     },
+    # meta-llama/Llama-4-Scout-17B-16E's text model, as Llama4TextConfig's defaults make it.
+    "llama4_text": {
+        "model_type": "llama4_text",
+        "hidden_size": 5120,
+        "num_hidden_layers": 48,
+        "num_local_experts": 16,
+        "interleave_moe_layer_step": 1,
+        "no_rope_layers": [1, 1, 1, 0] * 12,
+    },
     "mixtral": {
         "model_type": "mixtral",
         "hidden_size": 4096,
@@ -320,6 +329,10 @@ def test_each_family_reads_with_its_defaults(tmp_path: Path, family: str) -> Non
         assert (arch.q_lora_rank, arch.dense_layers, arch.dense_intermediate_size) == (
             1536, 3, 18432,
         )  # fmt: skip
+    if family == "llama4_text":
+        assert (arch.num_experts, arch.shared_experts, arch.dense_layers) == (16, 1, 0)
+        assert (arch.sliding_window, arch.sliding_window_layer_fraction) == (8192, 0.75)
+        assert arch.replace(name="x") == resolve_architecture("llama-4-scout").replace(name="x")
     if family == "falcon":
         assert (arch.num_kv_heads, arch.parallel_block, arch.intermediate_size) == (
             1, "shared_norm", 4 * 4544,
@@ -519,3 +532,25 @@ def test_falcon_layouts_read_and_write_back(
         load_hf_config(write(tmp_path, dict(CONFIGS["falcon"], alibi=True)))
     with pytest.raises(UnsupportedArchitectureError, match="one after the other"):
         resolve_architecture("llama3.1-8b").replace(parallel_block="shared_norm")
+
+
+def test_llama4_layouts_read_from_their_configs(tmp_path: Path) -> None:
+    # Maverick: experts on every other layer, the dense ones between them.
+    maverick = dict(CONFIGS["llama4_text"], num_local_experts=128, interleave_moe_layer_step=2)
+    arch = load_hf_config(write(tmp_path, maverick))
+    assert (arch.num_experts, arch.dense_layers, arch.dense_intermediate_size) == (128, 24, 16384)
+    assert arch.replace(name="x") == resolve_architecture("llama-4-maverick").replace(name="x")
+    assert arch.with_depth(12).dense_layers == 6  # a shallower copy keeps the share
+    # A multimodal release is read as its language model.
+    multimodal = {"model_type": "llama4", "text_config": CONFIGS["llama4_text"],
+                  "vision_config": {"hidden_size": 1408}}  # fmt: skip
+    assert load_hf_config(write(tmp_path, multimodal)).num_experts == 16
+    # A step of 0 makes a dense model (MobileLLM-R1 is one), its MLP intermediate_size_mlp wide.
+    dense = dict(CONFIGS["llama4_text"], interleave_moe_layer_step=0, intermediate_size_mlp=6144)
+    arch = load_hf_config(write(tmp_path, dense))
+    assert (arch.num_experts, arch.intermediate_size, arch.shared_experts) == (1, 6144, 0)
+    assert load_hf_config(write(tmp_path, to_hf_config(arch))) == arch.replace(
+        name=str(tmp_path / "config.json")
+    )
+    with pytest.raises(ConfigFileError, match="moe_layers"):
+        load_hf_config(write(tmp_path, dict(CONFIGS["llama4_text"], moe_layers=[48])))
