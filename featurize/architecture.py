@@ -194,11 +194,7 @@ class Architecture:
             "experts_per_token": self.experts_per_token,
             "norms_per_sublayer": self.norms_per_sublayer,
         }
-        for key, value in positive.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UnsupportedArchitectureError(
-                    f"{self.name}: {key} must be a positive integer, got {value!r}"
-                )
+        self._check_integers(positive, minimum=1)
         expected_qk_norm = QK_NORM_OF_FAMILY.get(self.family, "none")
         if self.qk_norm != expected_qk_norm:
             raise UnsupportedArchitectureError(
@@ -252,6 +248,14 @@ class Architecture:
                 f"{self.num_layers} layers is {windowed:.2f}"
             )
 
+    def _check_integers(self, values: dict[str, Any], minimum: int) -> None:
+        kind = "a positive" if minimum == 1 else "a non-negative"
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise UnsupportedArchitectureError(
+                    f"{self.name}: {key} must be {kind} integer, got {value!r}"
+                )
+
     def _check_latent_attention(self) -> None:
         latent = {
             "q_lora_rank": self.q_lora_rank,
@@ -259,11 +263,7 @@ class Architecture:
             "rope_head_dim": self.rope_head_dim,
             "v_head_dim": self.v_head_dim,
         }
-        for key, value in latent.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UnsupportedArchitectureError(
-                    f"{self.name}: {key} must be a non-negative integer, got {value!r}"
-                )
+        self._check_integers(latent, minimum=0)
         if self.family not in LATENT_ATTENTION_FAMILIES:
             if any(latent.values()):
                 raise UnsupportedArchitectureError(
@@ -292,12 +292,8 @@ class Architecture:
             )
 
     def _check_expert_layout(self) -> None:
-        for key in ("shared_experts", "dense_layers", "dense_intermediate_size"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UnsupportedArchitectureError(
-                    f"{self.name}: {key} must be a non-negative integer, got {value!r}"
-                )
+        layout = ("shared_experts", "dense_layers", "dense_intermediate_size")
+        self._check_integers({key: getattr(self, key) for key in layout}, minimum=0)
         if (self.shared_experts or self.dense_layers) and not self.is_moe:
             raise UnsupportedArchitectureError(
                 f"{self.name}: shared experts and dense layers need a mixture of experts "
