@@ -44,8 +44,9 @@ Deviations from the paper, each also noted where it is computed:
   (over the whole projection, after an all-gather under TP), counted with the attention block's
   norm kernel; DeepSeek's multi-head latent attention (a compressed KV latent cached whole on
   every GPU, the heads' keys and values projected up from it, absorbed into the query and the
-  output in decode), shared experts and dense first layers; Falcon's parallel attention and MLP
-  (one all-reduce per layer, one LayerNorm or two). gpt-oss's attention sinks (one logit per
+  output in decode), shared experts and dense layers among the expert ones (DeepSeek's first,
+  Llama 4's interleaved); Falcon's parallel attention and MLP (one all-reduce per layer, one
+  LayerNorm or two). gpt-oss's attention sinks (one logit per
   head joining each softmax) are left out:
   one score per query and head against the ``L`` of the context, and ``n_h`` weights a layer.
 """
@@ -626,7 +627,7 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
     mla = p.kv_lora > 0
     no_bias = np.zeros(n, dtype=bool)
     latent = p.kv_lora + p.rope_dim  # MLA's cached width per token and layer
-    # Share of the layers whose MLP is the mixture of experts (the rest: dense first layers).
+    # Share of the layers whose MLP is the mixture of experts (the rest: dense layers).
     expert_share = (p.layers - p.dense_layers) / p.layers
     layered = (p.shared_experts > 0) | (p.dense_layers > 0)
     for phase in PHASES:
@@ -753,8 +754,8 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         linear(KernelType.ROUTER, phase, h, p.experts, p.router_bias)
         # Experts (or the dense MLP): each token visits top_k experts; weights are read for the
         # experts touched; under TP each expert's intermediate width is sharded. Layers of
-        # experts may also run shared experts for every token, and a model may open with dense
-        # layers (DeepSeek): each part is counted in its share of the layers.
+        # experts may also run shared experts for every token, and a model may have dense layers
+        # among them (DeepSeek, Llama 4): each part is counted in its share of the layers.
         routed = t * experts_per_token
         linear(KernelType.GATE_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
         linear(KernelType.UP_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
