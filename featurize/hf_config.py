@@ -317,6 +317,10 @@ def _llama4(config: dict[str, Any], name: str, tied: bool) -> Architecture:
                 "num_local_experts": 16, "num_experts_per_tok": 1,
                 "attention_chunk_size": 8192}  # fmt: skip
     config = {**defaults, **{k: v for k, v in config.items() if v is not None}}
+    if config.get("attention_bias", False):
+        raise UnsupportedArchitectureError(
+            f"{name}: llama4_text with attention_bias true is not supported (no release has it)"
+        )
     layers = _require(config, name, "num_hidden_layers")
     moe = config.get("moe_layers")
     if moe is None:

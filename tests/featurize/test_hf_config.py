@@ -554,3 +554,5 @@ def test_llama4_layouts_read_from_their_configs(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigFileError, match="moe_layers"):
         load_hf_config(write(tmp_path, dict(CONFIGS["llama4_text"], moe_layers=[48])))
+    with pytest.raises(UnsupportedArchitectureError, match="attention_bias"):
+        load_hf_config(write(tmp_path, dict(CONFIGS["llama4_text"], attention_bias=True)))
