@@ -92,6 +92,40 @@ LATER_FAMILIES: dict[str, dict[str, Any]] = {
         "attention_sinks": True,
         "router_bias": True,
     },
+    # One KV head, attention beside the MLP behind one LayerNorm (Falcon-7B's layout).
+    "falcon": {
+        "num_kv_heads": 1,
+        "mlp": "plain",
+        "activation": "gelu",
+        "tied_embeddings": True,
+        "parallel_block": "shared_norm",
+    },
+    # Experts with a shared one, a dense layer between, chunked attention on one layer (vLLM
+    # wants chunks of whole KV-cache blocks: 128 tokens on the CPU).
+    "llama4_text": {
+        "num_experts": 4,
+        "intermediate_size": 128,
+        "shared_experts": 1,
+        "dense_layers": 1,
+        "dense_intermediate_size": 256,
+        "sliding_window": 256,
+        "sliding_window_layer_fraction": 0.5,
+    },
+    # Multi-head latent attention, routed and shared experts behind a dense first layer (vLLM's
+    # MLA kernels take the released 512 + 64-wide latent only).
+    "deepseek_v2": {
+        "num_kv_heads": 4,
+        "head_dim": 128,
+        "rope_head_dim": 64,
+        "v_head_dim": 64,
+        "kv_lora_rank": 512,
+        "num_experts": 4,
+        "experts_per_token": 2,
+        "intermediate_size": 128,
+        "shared_experts": 1,
+        "dense_layers": 1,
+        "dense_intermediate_size": 256,
+    },
     "gemma3_text": {
         "qk_norm": "head",
         "activation": "gelu_tanh",
