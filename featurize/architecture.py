@@ -498,16 +498,13 @@ class Architecture:
             UnsupportedArchitectureError: When ``num_layers`` is not positive.
         """
         changes: dict[str, Any] = {"num_layers": num_layers}
-        if self.family in INTERLEAVED_DENSE_LAYERS and num_layers > 0 and self.dense_layers:
-            share = round(self.dense_layers * num_layers / self.num_layers)
-            dense = min(share, num_layers - 1)
-            changes |= {"dense_layers": dense}
-            if not dense:
-                changes["dense_intermediate_size"] = 0
-        elif self.dense_layers >= num_layers > 0:
+        if self.dense_layers and num_layers > 0:
+            dense = self.dense_layers
+            if self.family in INTERLEAVED_DENSE_LAYERS:
+                dense = round(dense * num_layers / self.num_layers)
             # Keep at least one layer of experts; a single layer keeps no dense one.
-            dense = min(self.dense_layers, num_layers - 1)
-            changes |= {"dense_layers": dense}
+            dense = min(dense, num_layers - 1)
+            changes["dense_layers"] = dense
             if not dense:
                 changes["dense_intermediate_size"] = 0
         if self.family in WINDOWED_LAYERS_LISTED and num_layers > 0:
