@@ -1,8 +1,10 @@
 """Does vLLM build and run a dummy-weight engine of each shape? One short generate per shape.
 
-    python experiments/gpu/load_check.py SHAPE[:LAYERS] ...
+    python experiments/gpu/load_check.py SHAPE[:LAYERS][+QUANT] ...
 
-A shape is a catalog name or a config.json path, optionally cut to LAYERS layers. The engine is
+A shape is a catalog name or a config.json path, optionally cut to LAYERS layers and declared
+quantised with QUANT (a ``quant_method`` of vLLM such as ``mxfp4``: the checkpoint format gpt-oss
+ships its experts in, which vLLM then runs with its own kernels on dummy weights). The engine is
 built from the config.json the workers write (``featurize.to_hf_config``), eager (no graph
 capture: a load check, not a measurement). Prints one line per shape and writes
 ``$OUT/load_check.json``.
@@ -22,17 +24,21 @@ from featurize import resolve_architecture, to_hf_config
 
 
 def check(spec: str) -> dict[str, object]:
-    name, _, layers = spec.partition(":")
+    shape, _, quantization = spec.partition("+")
+    name, _, layers = shape.partition(":")
     arch = resolve_architecture(name)
     if layers:
         arch = arch.with_depth(int(layers))
     folder = Path(tempfile.mkdtemp(prefix="load-check-"))
     config = {**to_hf_config(arch), "torch_dtype": "bfloat16"}
+    if quantization:
+        config["quantization_config"] = {"quant_method": quantization}
     (folder / "config.json").write_text(json.dumps(config))
     row: dict[str, object] = {
         "shape": spec,
         "family": arch.family,
         "params_b": arch.total_params / 1e9,
+        "quantization": quantization or None,
     }
     start = time.perf_counter()
     try:
