@@ -263,16 +263,14 @@ def _featurise(
     return groups, (arrays.global_features[:, _GEN_COLUMN] > 0).astype(np.float64)
 
 
-def mean_outputs(
+def member_outputs(
     networks: Sequence[PortablePredictor], points: Sequence[InferencePoint], view: FeatureView
 ) -> np.ndarray:
-    """The mean bounded outputs of several networks, the points featurised once for all."""
+    """Each network's bounded outputs ``(networks, N, outputs)``, the points featurised once."""
     parts = []
     for i in range(0, len(points), _SLICE):
         chunk = points[i : i + _SLICE]
         groups, _ = _featurise(chunk, view)
-        parts.append(
-            np.mean([n._bounded(n._evaluate(groups, len(chunk))) for n in networks], axis=0)
-        )
+        parts.append(np.stack([n._bounded(n._evaluate(groups, len(chunk))) for n in networks]))
     width = int(networks[0].config.get("outputs", 2))
-    return np.concatenate(parts) if parts else np.zeros((0, width))
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(networks), 0, width))

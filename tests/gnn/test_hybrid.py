@@ -13,6 +13,7 @@ from gnn.hybrid import (
     CorrectionSettings,
     HybridPredictor,
     Interval,
+    agreed_corrections,
     checkpoint_from_bytes,
     train_hybrid,
 )
@@ -212,7 +213,9 @@ def test_an_ensemble_averages_its_networks_and_round_trips(twin_data: Any, tmp_p
         each.append(network.outputs(graphs))
     assert not np.allclose(each[0], each[1])  # two seeds, two networks
     np.testing.assert_allclose(
-        predictor.corrections(points, twin_data.graphs[70:80]), np.mean(each, axis=0), rtol=1e-6
+        predictor.corrections(points, twin_data.graphs[70:80]),
+        agreed_corrections(np.stack(each), settings.agreement),
+        rtol=1e-6,
     )
     expected = predictor.predict_points(points)
     for name in ("ensemble.pt", "ensemble.npz"):
@@ -220,5 +223,40 @@ def test_an_ensemble_averages_its_networks_and_round_trips(twin_data: Any, tmp_p
         loaded = HybridPredictor.load(tmp_path / name)
         assert len(loaded.networks) == 2 and loaded.settings.members == 2
         np.testing.assert_allclose(loaded.predict_points(points), expected, rtol=1e-4)
+        np.testing.assert_allclose(
+            loaded.member_outputs(points, None), predictor.member_outputs(points, None), atol=1e-5
+        )
+        assert loaded.settings.agreement == settings.agreement
     with pytest.raises(InvalidRequestError):
         CorrectionSettings(members=0)
+    with pytest.raises(InvalidRequestError):
+        CorrectionSettings(agreement=-0.1)
+
+
+def test_networks_that_disagree_fall_back_towards_the_physics() -> None:
+    agree = np.array([[[0.2, -0.1]], [[0.2, -0.1]]])
+    np.testing.assert_allclose(agreed_corrections(agree, 0.05), [[0.2, -0.1]])
+    # A spread of `agreement` halves the mean; a larger one shrinks it further, towards 0.
+    split = np.array([[[0.25, 0.0]], [[0.15, 0.1]]])  # std 0.05 on both outputs
+    np.testing.assert_allclose(agreed_corrections(split, 0.05), [[0.1, 0.025]])
+    wide = np.array([[[0.7, 0.0]], [[-0.3, 0.0]]])  # mean 0.2, std 0.5
+    assert abs(agreed_corrections(wide, 0.05)[0, 0]) < 0.002
+    np.testing.assert_allclose(agreed_corrections(wide, 0.0), [[0.2, 0.0]])  # off: plain mean
+    one = np.array([[[0.3, 0.1]]])  # a single network has no spread to judge by
+    np.testing.assert_allclose(agreed_corrections(one, 0.05), [[0.3, 0.1]])
+
+
+def test_predictors_saved_without_an_agreement_keep_the_plain_mean(
+    twin_data: Any, tmp_path: Path
+) -> None:
+    predictor = train_hybrid(
+        twin_data, np.arange(70), QUICK, CorrectionSettings(hidden=16, members=2)
+    )
+    old = predictor._header()
+    del old["settings"]["agreement"]
+    loaded = HybridPredictor._from_header(predictor.networks, old, {}, tmp_path / "old.pt")
+    points = twin_data.points[70:75]
+    assert loaded.settings.agreement == 0.0
+    np.testing.assert_allclose(
+        loaded.corrections(points, None), predictor.member_outputs(points, None).mean(axis=0)
+    )
