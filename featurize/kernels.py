@@ -215,6 +215,7 @@ class PointArrays:
     dense_layers: FloatArray
     dense_intermediate: FloatArray
     parallel_block: FloatArray  # 0 none, 1 one shared norm, 2 own norms (see _PARALLEL_CODE)
+    expert_weight_bytes: FloatArray  # bytes per routed-expert weight (MXFP4: 4.25 bits)
 
     @property
     def size(self) -> int:
@@ -317,13 +318,14 @@ class PointArrays:
             dense_layers=rows[:, 37],
             dense_intermediate=rows[:, 38],
             parallel_block=rows[:, 39],
+            expert_weight_bytes=rows[:, 40],
             batch=sizes[:, 0],
             prompt=sizes[:, 1],
             generated=sizes[:, 2],
         )
 
 
-_CONFIG_COLUMNS = 40
+_CONFIG_COLUMNS = 41
 _SIXTEEN_BITS = Precision()
 _QK_NORM_CODE = {"none": 0.0, "head": 1.0, "full": 2.0}
 _PARALLEL_CODE = {"none": 0.0, "shared_norm": 1.0, "own_norms": 2.0}
@@ -373,6 +375,7 @@ def _config_row(point: InferencePoint) -> list[float]:
         a.dense_layers,
         a.dense_intermediate_size,
         _PARALLEL_CODE[a.parallel_block],
+        p.expert_weight_bytes if a.is_moe else p.weight_bytes,
     ]
 
 
@@ -571,6 +574,7 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         weight_copies: FloatArray | None = None,
         kv_store: FloatArray | BoolArray | bool = False,
         share: FloatArray | None = None,
+        bytes_per_weight: FloatArray | None = None,
     ) -> None:
         if share is None:
             shape(kind, d_in, d_out)
@@ -583,7 +587,10 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
             phase,
             share,
             flops=flops,
-            weight_bytes=copies * (d_in * d_out + bias_elems) * dw * passes[phase],
+            weight_bytes=copies
+            * (d_in * d_out + bias_elems)
+            * (dw if bytes_per_weight is None else bytes_per_weight)
+            * passes[phase],
             act_read_bytes=t * d_in * da,
             act_write_bytes=t * d_out * da,
             # K and V are stored into the KV cache (paper Eq. 13/19: the other kernels).
@@ -756,10 +763,15 @@ def kernel_counts(points: Sequence[InferencePoint] | PointArrays) -> KernelCount
         # experts touched; under TP each expert's intermediate width is sharded. Layers of
         # experts may also run shared experts for every token, and a model may have dense layers
         # among them (DeepSeek, Llama 4): each part is counted in its share of the layers.
+        # Routed experts may be stored narrower than the rest (gpt-oss's MXFP4 experts).
         routed = t * experts_per_token
-        linear(KernelType.GATE_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
-        linear(KernelType.UP_PROJ, phase, h, inter_g, p.dense_bias, routed, touched)
-        linear(KernelType.DOWN_PROJ, phase, inter_g, h, p.dense_bias, routed, touched)
+        for kind, d_in, d_out in (
+            (KernelType.GATE_PROJ, h, inter_g),
+            (KernelType.UP_PROJ, h, inter_g),
+            (KernelType.DOWN_PROJ, inter_g, h),
+        ):
+            linear(kind, phase, d_in, d_out, p.dense_bias, routed, touched,
+                   bytes_per_weight=p.expert_weight_bytes)  # fmt: skip
         gate_reads = np.where(p.gated, 2.0, 1.0)
         act_ops = p.activation_ops + p.gated
         put(

@@ -54,9 +54,18 @@ class InferencePoint:
     flash_attention: bool = True
 
     def validate(self) -> None:
-        """Raise if the TP degree cannot shard the architecture.
+        """Raise if the point cannot be run as asked.
+
+        That is: the TP degree cannot shard the architecture, or the precision names experts the
+        architecture does not have.
 
         Raises:
             InfeasibleConfigError: When TP does not divide the heads.
+            InvalidRequestError: Expert weight bits for a model without routed experts.
         """
         self.architecture.check_tensor_parallel(self.setup.count)
+        if self.precision.expert_weight_bits is not None and not self.architecture.is_moe:
+            raise InvalidRequestError(
+                f"{self.architecture.name}: expert weight bits given for a model without routed "
+                "experts"
+            )

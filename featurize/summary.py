@@ -30,6 +30,8 @@ def summarize_point(point: InferencePoint) -> dict[str, Any]:
             "weight_bits": point.precision.weight_bits,
             "activation_bits": point.precision.activation_bits,
             "kv_bits": point.precision.kv_bits,
+            "expert_weight_bits": point.precision.expert_weight_bits,
+            "label": point.precision.label,
         },
         "flash_attention": point.flash_attention,
         "request": {

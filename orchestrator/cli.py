@@ -42,6 +42,13 @@ GenOption = Annotated[int, typer.Option(help="Generated tokens per sequence.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 GpuOption = Annotated[str, typer.Option(help="GPU type: catalog id, alias or NVML name.")]
 GpuFileOption = Annotated[Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")]
+ExpertBitsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--expert-wbits",
+        help="Routed-expert weight bits where narrower than --wbits (4: MXFP4, as gpt-oss ships).",
+    ),
+]
 
 
 def _gpu_catalog(gpu_file: Path | None) -> Any:
@@ -82,6 +89,7 @@ def featurize(
     wbits: Annotated[int, typer.Option(help="Weight bits (16, 8, 4).")] = 16,
     abits: Annotated[int, typer.Option(help="Activation bits (16, 8).")] = 16,
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
+    expert_wbits: ExpertBitsOption = None,
     gpu_file: GpuFileOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -97,7 +105,7 @@ def featurize(
     )
 
     request = InferenceRequest(batch, prompt, gen)
-    precision = Precision(wbits, abits, kvbits)
+    precision = Precision(wbits, abits, kvbits, expert_wbits)
     setup = GpuSetup(_gpu_catalog(gpu_file).get(gpu), tp)
     architecture = resolve_architecture(model)
     point = InferencePoint(architecture, request, setup, precision, flash)
@@ -355,6 +363,7 @@ def measure(
         int, typer.Option(help="Activation bits (16, 8; 8 with --wbits 8 is FP8 W8A8).")
     ] = 16,
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8).")] = 16,
+    expert_wbits: ExpertBitsOption = None,
     seed: Annotated[int, typer.Option(help="Seed of prompts and weights.")] = 0,
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to use (default: a local one).")
@@ -377,7 +386,7 @@ def measure(
     if repeats < 1 or min_window <= 0:
         raise InvalidRequestError("--repeats must be ≥ 1 and --min-window > 0")
     request = InferenceRequest(batch, prompt, gen)
-    precision = Precision(wbits, abits, kvbits)
+    precision = Precision(wbits, abits, kvbits, expert_wbits)
     architecture = resolve_architecture(model)
     architecture.check_tensor_parallel(tp)
     target, note = resolve_measurement_gpu(engine, gpu, tp, _gpu_catalog(gpu_file))
@@ -509,6 +518,7 @@ def predict(
     wbits: Annotated[int, typer.Option(help="Weight bits (16, 8, 4).")] = 16,
     abits: Annotated[int, typer.Option(help="Activation bits (16, 8).")] = 16,
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
+    expert_wbits: ExpertBitsOption = None,
     gpu_file: GpuFileOption = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -549,7 +559,7 @@ def predict(
         else None
     )
     request = InferenceRequest(batch, prompt, gen)
-    precision = Precision(wbits, abits, kvbits)
+    precision = Precision(wbits, abits, kvbits, expert_wbits)
     architecture, window = resolve_model(model)
     if window is not None and prompt + gen > window:
         raise InvalidRequestError(

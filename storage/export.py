@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -68,6 +69,23 @@ class ExportResult:
     files: dict[str, dict[str, Any]]
 
 
+def _precision(row: dict[str, Any]) -> Precision:
+    """The precision of a dataset row.
+
+    Rows exported before experts had their own width lack the column; a column of missing values
+    may read back as NaN.
+    """
+    experts = row.get("expert_weight_bits")
+    if experts is not None and math.isnan(float(experts)):
+        experts = None
+    return Precision(
+        int(row["weight_bits"]),
+        int(row["activation_bits"]),
+        int(row["kv_bits"]),
+        None if experts is None else int(experts),
+    )
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -94,7 +112,7 @@ def _point_arrays(
                     Architecture(**architectures[row["config_key"]]),
                     InferenceRequest(1, 1, 1),  # ignored: requests come as arrays
                     GpuSetup(gpus.get(row["gpu_type"]), row["gpu_count"]),
-                    Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
+                    _precision(row),
                     row["flash_attention"],
                 )
             )
@@ -292,7 +310,7 @@ def read_exported_points(
                 ),
                 InferenceRequest(row["batch_size"], row["prompt_tokens"], row["generated_tokens"]),
                 GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"]),
-                Precision(row["weight_bits"], row["activation_bits"], row["kv_bits"]),
+                _precision(row),
                 row["flash_attention"],
             )
             result.append((point, row))

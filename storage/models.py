@@ -88,6 +88,8 @@ class Point(Base):
     weight_bits: Mapped[int]
     activation_bits: Mapped[int]
     kv_bits: Mapped[int]
+    #: Bits of the routed experts' weights where narrower than the others (NULL: the same).
+    expert_weight_bits: Mapped[int | None] = mapped_column(Integer, nullable=True)
     flash_attention: Mapped[bool] = mapped_column(Boolean)
     batch_size: Mapped[int]
     prompt_tokens: Mapped[int]

@@ -61,7 +61,7 @@ def engine_config_identity(point: InferencePoint, engine: str) -> dict[str, Any]
     """What one engine instance serves: architecture, precision, attention, GPUs, engine."""
     return {
         "architecture": point.architecture.identity(),
-        "precision": dataclasses.asdict(point.precision),
+        "precision": point.precision.identity(),
         "flash_attention": point.flash_attention,
         "gpu_type": point.setup.gpu.id,
         "gpu_count": point.setup.count,
@@ -115,6 +115,7 @@ class PointSpec:
             "weight_bits": p.precision.weight_bits,
             "activation_bits": p.precision.activation_bits,
             "kv_bits": p.precision.kv_bits,
+            "expert_weight_bits": p.precision.expert_weight_bits,
             "flash_attention": p.flash_attention,
             "batch_size": p.request.batch_size,
             "prompt_tokens": p.request.prompt_tokens,
@@ -161,6 +162,7 @@ class StoredPoint:
     error_message: str | None = None
     model_name: str | None = None
     family: str | None = None
+    expert_weight_bits: int | None = None
 
     def inference_point(self, catalog: GpuCatalog | None = None) -> InferencePoint:
         """Rebuild the :class:`InferencePoint` (GPU looked up in ``catalog``, default catalog)."""
@@ -169,7 +171,9 @@ class StoredPoint:
             architecture=Architecture(**self.architecture),
             request=InferenceRequest(self.batch_size, self.prompt_tokens, self.generated_tokens),
             setup=GpuSetup(gpus.get(self.gpu_type), self.gpu_count),
-            precision=Precision(self.weight_bits, self.activation_bits, self.kv_bits),
+            precision=Precision(
+                self.weight_bits, self.activation_bits, self.kv_bits, self.expert_weight_bits
+            ),
             flash_attention=self.flash_attention,
         )
 

@@ -58,13 +58,14 @@ def make_point() -> PointFactory:
         wbits: int = 16,
         abits: int = 16,
         kvbits: int = 16,
+        ebits: int | None = None,
     ) -> InferencePoint:
         arch = resolve_architecture(model) if isinstance(model, str) else model
         return InferencePoint(
             arch,
             InferenceRequest(batch, prompt, gen),
             GpuSetup(get_gpu(gpu), tp),
-            Precision(wbits, abits, kvbits),
+            Precision(wbits, abits, kvbits, ebits),
             flash,
         )
 

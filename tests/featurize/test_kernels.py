@@ -199,6 +199,23 @@ def test_norms_and_adds_are_replicated_under_tensor_parallelism(make_point: Poin
         assert value(one, Phase.PREFILL, kind, "flops") == value(two, Phase.PREFILL, kind, "flops")
 
 
+def test_mxfp4_experts_shrink_only_the_experts_weight_traffic(make_point: PointFactory) -> None:
+    bf16 = kernel_counts([make_point("gpt-oss-20b", gpu="H200")])
+    mxfp4 = kernel_counts([make_point("gpt-oss-20b", gpu="H200", ebits=4)])
+    for kind in (KernelType.GATE_PROJ, KernelType.UP_PROJ, KernelType.DOWN_PROJ):
+        for phase in (Phase.PREFILL, Phase.DECODE):
+            assert value(mxfp4, phase, kind, "weight_bytes") == pytest.approx(
+                value(bf16, phase, kind, "weight_bytes") * 4.25 / 16
+            )
+            assert value(mxfp4, phase, kind, "flops") == value(bf16, phase, kind, "flops")
+    for kind in (KernelType.Q_PROJ, KernelType.OUT_PROJ, KernelType.ROUTER, KernelType.LM_HEAD):
+        assert value(mxfp4, Phase.DECODE, kind, "weight_bytes") == value(
+            bf16, Phase.DECODE, kind, "weight_bytes"
+        )
+    # The experts dequantise to bf16 on the way in: the matmuls keep the 16-bit peak.
+    assert mxfp4.inputs.tensor_flops[0] == bf16.inputs.tensor_flops[0]
+
+
 def test_quantised_weights_shrink_weight_traffic_and_int8_uses_int8_peak(
     make_point: PointFactory,
 ) -> None:

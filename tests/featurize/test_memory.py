@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurize import check_fits, estimate_memory
+from featurize import check_fits, estimate_memory, resolve_architecture
 from llmco2.errors import InfeasibleConfigError, InvalidRequestError
 from tests.conftest import PointFactory
 
@@ -48,6 +48,26 @@ def test_non_positive_sizes_are_rejected(make_point: PointFactory, field: str, b
 def test_unsupported_bit_widths(make_point: PointFactory, bits: int) -> None:
     with pytest.raises(InvalidRequestError, match="bit width"):
         make_point(wbits=bits)
+
+
+def test_mxfp4_experts_shrink_the_weights_as_vllm_loads_them(make_point: PointFactory) -> None:
+    four_layers = resolve_architecture("gpt-oss-20b").with_depth(4)
+    bf16 = estimate_memory(make_point(four_layers, gpu="H200")).weight_bytes
+    mxfp4 = estimate_memory(make_point(four_layers, gpu="H200", ebits=4)).weight_bytes
+    # vLLM 0.24 on an H200 loaded this shape with MXFP4 experts in 4.09 GiB
+    # (experiments/gpu/results/load_check-h200-mxfp4-2026-12-04.json; its Triton kernel pads
+    # the experts' widths a little); in bf16 they would be twice the attention's share bigger.
+    assert mxfp4 == pytest.approx(4.09 * 2**30, rel=0.05)
+    assert bf16 > 2 * mxfp4
+    # gpt-oss-120b fits one 80 GB GPU only with its experts in MXFP4, as released.
+    with pytest.raises(InfeasibleConfigError, match="GB per GPU"):
+        check_fits(make_point("gpt-oss-120b", gpu="H100-SXM", prompt=512, gen=64))
+    check_fits(make_point("gpt-oss-120b", gpu="H100-SXM", prompt=512, gen=64, ebits=4))
+
+
+def test_expert_bits_need_a_model_with_experts(make_point: PointFactory) -> None:
+    with pytest.raises(InvalidRequestError, match="without routed experts"):
+        check_fits(make_point("llama3.1-8b", ebits=4))
 
 
 def test_latent_attention_keeps_the_kv_cache_small(make_point: PointFactory) -> None:

@@ -85,6 +85,24 @@ def test_precision_flags_price_fp8_and_weight_only_deployments() -> None:
     assert rows[("8", "16")]["extrapolated"]
 
 
+def test_mxfp4_experts_price_gpt_oss_as_released() -> None:
+    args = ("predict", "gpt-oss-120b", "--gpu", "H100-SXM", "--prompt", "1024", "--gen", "256")
+    bf16 = llmco2(*args, "--json")  # 117 B parameters in bf16 do not fit one 80 GB GPU
+    assert bf16.returncode == 2 and "GB per GPU" in bf16.stderr
+    result = llmco2(*args, "--expert-wbits", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)["predictions"][0]
+    assert row["total_j"] > 0 and row["extrapolated"]  # no MXFP4 row was measured
+    small = {
+        bits: json.loads(llmco2("predict", "gpt-oss-20b", *args[2:], *flag, "--json").stdout)
+        for bits, flag in (("16", ()), ("4", ("--expert-wbits", "4")))
+    }
+    # A quarter of the expert bytes: a decode reading them costs less.
+    assert small["4"]["predictions"][0]["decode_j"] < small["16"]["predictions"][0]["decode_j"]
+    dense = llmco2("predict", "qwen3-8b", "--expert-wbits", "4")
+    assert dense.returncode == 2 and "without routed experts" in dense.stderr
+
+
 def test_predict_takes_a_gpu_from_a_gpu_file(tmp_path: Path) -> None:
     from tests.featurize.test_gpus import USER_GPU
 

@@ -131,6 +131,19 @@ def test_draws_take_whole_precisions_and_neighbours_keep_theirs() -> None:
             assert near.precision == point.precision
 
 
+def test_mxfp4_experts_are_drawn_only_for_models_with_experts() -> None:
+    config = parse_config({
+        "name": "e",
+        "priors": {"architectures": {"models": ["gpt-oss-20b", "qwen2-0.5b"],
+                                     "precisions": ["w16a16kv16e4", "w16a16kv16"]},
+                   "gpus": {"tp": [1, 1]}},
+    })  # fmt: skip
+    points = PointSampler(config, [get_gpu("H200")]).sample(40, np.random.default_rng(6))
+    drawn = {(p.architecture.family, p.precision.label) for p in points}
+    assert ("gpt_oss", "w16a16kv16e4") in drawn and ("qwen2", "w16a16kv16") in drawn
+    assert ("qwen2", "w16a16kv16e4") not in drawn  # a dense model has no experts to narrow
+
+
 def test_weight_bits_draw_as_before_whole_precisions_existed() -> None:
     config = parse_config({
         "name": "w",

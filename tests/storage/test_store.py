@@ -9,7 +9,14 @@ import time
 import pytest
 from sqlalchemy import select
 
-from featurize import GpuSetup, InferencePoint, InferenceRequest, get_gpu, resolve_architecture
+from featurize import (
+    GpuSetup,
+    InferencePoint,
+    InferenceRequest,
+    Precision,
+    get_gpu,
+    resolve_architecture,
+)
 from llmco2.errors import (
     CampaignBusyError,
     CampaignConflictError,
@@ -77,6 +84,21 @@ def test_stored_points_carry_their_model_name_and_family(store: CampaignStore) -
     point = store.get_points(campaign.id)[0]
     assert point.model_name == specs[0].point.architecture.name
     assert point.family == specs[0].point.architecture.family
+
+
+def test_mxfp4_experts_are_stored_and_read_back(store: CampaignStore) -> None:
+    campaign = store.create_campaign("c", {})
+    setup = GpuSetup(get_gpu("H200"), 1)
+    arch = resolve_architecture("gpt-oss-20b")
+    request = InferenceRequest(1, 100, 10)
+    mxfp4 = InferencePoint(arch, request, setup, Precision(expert_weight_bits=4))
+    bf16 = InferencePoint(arch, request, setup)
+    store.add_points(campaign.id, [PointSpec(mxfp4, "vllm"), PointSpec(bf16, "vllm")])
+    stored = {p.key: p for p in store.get_points(campaign.id)}
+    assert len(stored) == 2  # the experts' width is part of the key
+    assert stored[point_key(mxfp4, "vllm")].inference_point().precision == mxfp4.precision
+    assert stored[point_key(bf16, "vllm")].expert_weight_bits is None
+    assert config_key(mxfp4, "vllm") != config_key(bf16, "vllm")
 
 
 def test_unknown_campaign_lists_the_known_ones(store: CampaignStore) -> None:

@@ -7,7 +7,7 @@ import pytest
 from featurize import Precision, get_gpu, resolve_architecture
 from llmco2.errors import InfeasibleConfigError
 from workers.engines import EngineConfig
-from workers.engines.vllm_engine import _dtype_kwargs
+from workers.engines.vllm_engine import _dtype_kwargs, checkpoint_quantization
 
 
 def _config(label: str, gpu: str | None) -> EngineConfig:
@@ -17,6 +17,29 @@ def _config(label: str, gpu: str | None) -> EngineConfig:
         1,
         None if gpu is None else get_gpu(gpu),
     )
+
+
+def test_gpt_oss_declares_its_mxfp4_experts_in_the_config() -> None:
+    gpt_oss = EngineConfig(
+        resolve_architecture("gpt-oss-20b"), Precision.from_label("w16a16kv8e4"), 1, get_gpu("H200")
+    )
+    assert checkpoint_quantization(gpt_oss) == {"quant_method": "mxfp4"}
+    assert _dtype_kwargs(gpt_oss) == {"dtype": "bfloat16", "kv_cache_dtype": "fp8"}
+    assert checkpoint_quantization(_config("w16a16kv16", "H200")) is None
+
+
+@pytest.mark.parametrize(
+    ("model", "label", "says"),
+    [
+        ("qwen3-30b-a3b", "w16a16kv16e4", "only as gpt-oss's MXFP4"),
+        ("gpt-oss-20b", "w16a16kv16e8", "only as gpt-oss's MXFP4"),
+        ("gpt-oss-20b", "w8a8kv16e4", "beside bf16 weights"),
+    ],
+)
+def test_experts_vllm_cannot_load_are_refused(model: str, label: str, says: str) -> None:
+    config = EngineConfig(resolve_architecture(model), Precision.from_label(label), 1, None)
+    with pytest.raises(InfeasibleConfigError, match=says):
+        checkpoint_quantization(config)
 
 
 def test_fp8_with_an_fp8_kv_cache_on_hopper() -> None:

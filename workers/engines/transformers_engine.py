@@ -39,8 +39,10 @@ class TransformersEngine(InferenceEngine):
         """
         if self.config.tp != 1:
             raise InfeasibleConfigError("the transformers engine runs without tensor parallelism")
-        if self.config.precision.weight_bits != 16 or self.config.precision.kv_bits != 16:
-            raise InfeasibleConfigError("the transformers engine runs 16-bit weights and KV only")
+        if self.config.precision.label != "w16a16kv16":
+            raise InfeasibleConfigError(
+                "the transformers engine runs 16-bit weights, activations and KV only"
+            )
         try:
             import torch
             import transformers

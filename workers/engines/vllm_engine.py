@@ -80,6 +80,30 @@ def _dtype_kwargs(config: EngineConfig) -> dict[str, Any]:
     return kwargs
 
 
+def checkpoint_quantization(config: EngineConfig) -> dict[str, Any] | None:
+    """The ``quantization_config`` of the config.json, for experts narrower than the rest.
+
+    vLLM runs gpt-oss's MXFP4 experts (4-bit values, one E8M0 scale per 32) from the checkpoint's
+    declaration alone, dummy weights included; the attention stays bf16 as in the release.
+
+    Raises:
+        InfeasibleConfigError: Expert bits vLLM does not load for this model.
+    """
+    precision, arch = config.precision, config.architecture
+    if precision.expert_weight_bits is None:
+        return None
+    if precision.expert_weight_bits != 4 or arch.family != "gpt_oss":
+        raise InfeasibleConfigError(
+            f"vLLM loads narrower experts only as gpt-oss's MXFP4 (e4), not {precision.label} "
+            f"of a {arch.family} model"
+        )
+    if precision.weight_bits != 16 or precision.activation_bits != 16:
+        raise InfeasibleConfigError(
+            f"vLLM runs MXFP4 experts beside bf16 weights and activations, not {precision.label}"
+        )
+    return {"quant_method": "mxfp4"}
+
+
 def _check_fp8_flavour(activation_bits: int, gpu: Gpu | None) -> None:
     """Refuse a precision that vLLM's online FP8 would run as another one on ``gpu``.
 
@@ -146,6 +170,9 @@ class VllmEngine(InferenceEngine):
         self._model_dir = Path(tempfile.mkdtemp(prefix="llmco2-model-"))
         hf_config = to_hf_config(arch)
         hf_config["torch_dtype"] = "bfloat16"
+        quantization = checkpoint_quantization(self.config)
+        if quantization is not None:
+            hf_config["quantization_config"] = quantization
         (self._model_dir / "config.json").write_text(json.dumps(hf_config, indent=1))
         kwargs: dict[str, Any] = {
             "model": str(self._model_dir),
