@@ -7,7 +7,8 @@ in J with columns prefill, decode, total (NaN where a method does not model a ph
   correction sees the kernel graph without roofline-derived features), and its ablations
   ``llmco2-roofline`` (the correction sees the roofline features too), ``llmco2-no-phases``
   (without the prefill/decode split: merged features, total energy only) and
-  ``llmco2-unregularised`` (no bound and no penalty on the correction).
+  ``llmco2-unregularised`` (no bound and no penalty on the correction) and ``llmco2-plain-mean``
+  (its networks' corrections averaged as they are, not shrunk where they disagree).
 - ``physics``: the analytical model alone (:mod:`gnn.physics`).
 - ``gnn``: the pure LLMCO2 GNN with prefill/decode features and heads and roofline features.
 - ``gnn+phases``: the same without roofline features (ablation).
@@ -254,6 +255,9 @@ def make_methods(
         ),
         "llmco2-unregularised": lambda: HybridMethod(
             "llmco2-unregularised", CorrectionSettings(bound=0.0, penalty=0.0), train, net
+        ),
+        "llmco2-plain-mean": lambda: HybridMethod(
+            "llmco2-plain-mean", CorrectionSettings(agreement=0.0), train, net
         ),
     }
     return [factories[name]() for name in names]

@@ -14,6 +14,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "llmco2-roofline",
     "llmco2-no-phases",
     "llmco2-unregularised",
+    "llmco2-plain-mean",
 )
 #: What `llmco2 evaluate` runs unless told otherwise (``gnn+phases`` is the pure GNN's own
 #: ablation, kept out of the default run for time).

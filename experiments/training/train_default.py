@@ -78,7 +78,8 @@ def main() -> None:
 | Predictor | llmco2: the analytical model (`gnn/physics.py`) × exp(the LLMCO2 GNN's bounded \
 correction, ±{predictor.settings.bound:g} in log, penalty {predictor.settings.penalty:g}, \
 hidden {predictor.settings.hidden}, the mean of {len(predictor.networks)} networks of seeds \
-{config.seed}…{config.seed + len(predictor.networks) - 1}), \
+{config.seed}…{config.seed + len(predictor.networks) - 1}, shrunk by 1 / (1 + (spread / \
+{predictor.settings.agreement:g})²) where they disagree), \
 {getattr(predictor.network, "train_config", config)} |
 | Leave-one-shape-out (total energy) | MAPE {s.mape:.1f} %, EBA5 {s.eba5:.0f} %, \
 EBA10 {s.eba10:.0f} %, EBA30 {s.eba30:.0f} % over {len(set(data.model_name.tolist()))} shapes |

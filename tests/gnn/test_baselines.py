@@ -103,3 +103,4 @@ def test_hybrid_ablations_change_what_the_correction_sees() -> None:
     assert settings("llmco2-no-phases").view == FeatureView(False, False)
     assert settings("llmco2-unregularised").bound == 0
     assert settings("llmco2-unregularised").penalty == 0
+    assert settings("llmco2-plain-mean").agreement == 0 < settings("llmco2").agreement
