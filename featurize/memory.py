@@ -58,23 +58,22 @@ def estimate_memory(
     tp = point.setup.count
     replicated_attention = arch.replicated_attention_params_per_layer
     sharded_attention = arch.attention_params_per_layer - replicated_attention
-    # Routed experts may be stored narrower than the rest (gpt-oss's MXFP4 experts).
-    routed_experts = arch.expert_layers * arch.num_experts * arch.mlp_params_per_expert / tp
-    if not arch.is_moe:
-        routed_experts = 0.0
+    # Routed experts may be stored narrower than the rest (gpt-oss's MXFP4 experts); a dense
+    # model's MLP, its one "expert", is stored like the other weights.
+    experts = arch.expert_layers * arch.num_experts * arch.mlp_params_per_expert / tp
+    expert_bytes = precision.expert_weight_bytes if arch.is_moe else precision.weight_bytes
     sharded = (
         arch.num_layers * sharded_attention
-        + arch.expert_layers * (arch.num_experts * arch.mlp_params_per_expert)
         + arch.expert_layers * arch.shared_expert_params
         + arch.dense_layers * arch.dense_mlp_params
-    ) / tp - routed_experts
+    ) / tp
     replicated = (
         arch.num_layers * (replicated_attention + arch.norm_params_per_layer)
         + arch.expert_layers * arch.router_params_per_layer
     )
     weights = (
         sharded + replicated + arch.embedding_params / tp + arch.hidden_size
-    ) * precision.weight_bytes + routed_experts * precision.expert_weight_bytes
+    ) * precision.weight_bytes + experts * expert_bytes
     kv = (
         arch.num_layers
         * arch.kv_cache_elements_per_token(tp)
