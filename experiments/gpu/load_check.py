@@ -19,11 +19,13 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
-from featurize import resolve_architecture, to_hf_config
+from featurize import Architecture, resolve_architecture, to_hf_config
 
 
-def check(spec: str) -> dict[str, object]:
+def shape_folder(spec: str) -> tuple[Architecture, str, Path]:
+    """The architecture of ``SHAPE[:LAYERS][+QUANT]``, its quantisation and a config-only folder."""
     shape, _, quantization = spec.partition("+")
     name, _, layers = shape.partition(":")
     arch = resolve_architecture(name)
@@ -34,6 +36,21 @@ def check(spec: str) -> dict[str, object]:
     if quantization:
         config["quantization_config"] = {"quant_method": quantization}
     (folder / "config.json").write_text(json.dumps(config))
+    return arch, quantization, folder
+
+
+def dummy_engine(folder: Path, gpu_memory_utilization: float = 0.4, max_num_seqs: int = 4) -> Any:
+    """An eager vLLM engine with dummy weights of the config in ``folder``."""
+    from vllm import LLM
+
+    return LLM(model=str(folder), load_format="dummy", skip_tokenizer_init=True,
+               enforce_eager=True, max_model_len=2048,
+               gpu_memory_utilization=gpu_memory_utilization, max_num_seqs=max_num_seqs,
+               enable_prefix_caching=False)  # fmt: skip
+
+
+def check(spec: str) -> dict[str, object]:
+    arch, quantization, folder = shape_folder(spec)
     row: dict[str, object] = {
         "shape": spec,
         "family": arch.family,
@@ -42,12 +59,10 @@ def check(spec: str) -> dict[str, object]:
     }
     start = time.perf_counter()
     try:
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        llm = LLM(model=str(folder), load_format="dummy", skip_tokenizer_init=True,
-                  enforce_eager=True, max_model_len=2048, gpu_memory_utilization=0.4,
-                  max_num_seqs=4, enable_prefix_caching=False)  # fmt: skip
+        llm = dummy_engine(folder)
         row["load_s"] = time.perf_counter() - start
         prompts = [TokensPrompt(prompt_token_ids=list(range(3, 3 + 200))) for _ in range(2)]
         params = SamplingParams(max_tokens=16, min_tokens=16, ignore_eos=True, detokenize=False)

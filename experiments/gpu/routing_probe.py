@@ -20,34 +20,22 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from featurize import resolve_architecture, to_hf_config
+from load_check import dummy_engine, shape_folder  # the same engines as the load check
 
 PROMPT = 256
 STEPS = 64
 
 
 def probe(spec: str) -> list[dict[str, object]]:
-    from vllm import LLM
     from vllm.inputs import TokensPrompt
 
-    name, _, layers = spec.partition(":")
-    arch = resolve_architecture(name)
-    if layers:
-        arch = arch.with_depth(int(layers))
-    folder = Path(tempfile.mkdtemp(prefix="routing-probe-"))
-    (folder / "config.json").write_text(
-        json.dumps({**to_hf_config(arch), "torch_dtype": "bfloat16"})
-    )
-    llm = LLM(model=str(folder), load_format="dummy", skip_tokenizer_init=True,
-              enforce_eager=True, max_model_len=2048, gpu_memory_utilization=0.5,
-              max_num_seqs=8, enable_prefix_caching=False)  # fmt: skip
+    arch, _, folder = shape_folder(spec)
+    llm = dummy_engine(folder, gpu_memory_utilization=0.5, max_num_seqs=8)
     rng = np.random.default_rng(0)
     rows: list[dict[str, object]] = []
     for batch in (1, 4):
