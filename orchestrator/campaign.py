@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from featurize import Gpu, GpuCatalog, InferencePoint, Precision
+from featurize import Gpu, GpuCatalog, InferencePoint
 from featurize.graphs import FEATURE_SCHEMA_VERSION
 from gnn.dataset import LabelledData
 from gnn.metrics import Scores
@@ -281,7 +281,7 @@ class CampaignDriver:
         point = stored.inference_point(self.catalog)
         config = EngineConfig(
             point.architecture,
-            Precision(stored.weight_bits, stored.activation_bits, stored.kv_bits),
+            point.precision,
             point.setup.count,
             point.setup.gpu,
             stored.flash_attention,

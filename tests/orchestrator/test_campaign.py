@@ -295,3 +295,37 @@ def test_the_driver_reports_its_phases_and_where_its_time_went(
     stages = driver.stage_seconds
     assert {"sampling", "measuring", "storing", "featurising", "training", "testing"} <= set(stages)
     assert "selecting" in stages and all(seconds >= 0 for seconds in stages.values())
+
+
+def test_each_point_is_measured_on_an_engine_of_its_own_precision(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    # MXFP4 experts are part of the engine configuration: a point labelled e4 must not be served
+    # by the bf16 engine of the same shape.
+    config = small(
+        name="mxfp4-tasks",
+        priors={
+            "architectures": {
+                "models": ["gpt-oss-20b"],
+                "precisions": ["w16a16kv16e4", "w16a16kv16"],
+            },
+            "requests": {"batch": [1, 2], "max_generated": 16},
+            "gpus": {"types": ["H100-SXM"], "tp": [1, 1]},
+        },
+        sampling={"initial": 14, "neighbours": 2},
+        budget={"rounds": 1},
+    )
+    url = f"sqlite:///{tmp_path / 'mx.db'}"
+    store = CampaignStore(url)
+    try:
+        driver = CampaignDriver(config, store, gpus=[get_gpu("H100-SXM")], workers=1)
+        driver.run()
+        points = store.get_points(store.get_campaign("mxfp4-tasks").id)
+        experts = {p.expert_weight_bits for p in points}
+        assert experts == {None, 4}
+        for stored in points:
+            task = driver._task(stored)
+            assert task.config.precision.expert_weight_bits == stored.expert_weight_bits
+            assert task.config.precision == stored.inference_point().precision
+    finally:
+        store.close()

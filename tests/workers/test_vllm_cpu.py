@@ -152,3 +152,17 @@ def test_vllm_builds_each_later_family_from_the_written_config(
     )
     assert result.status == PointStatus.COMPLETE, result.error_message
     assert result.record is not None and result.record.latency_s is not None
+
+
+def test_a_biased_mixture_of_experts_loads_with_its_biases_zeroed() -> None:
+    # Dummy biases would route every token to the same experts (workers/engines/vllm_extension.py).
+    from workers.engines.vllm_engine import VllmEngine
+
+    arch = TINY.replace(name="tiny-gpt_oss", family="gpt_oss", **LATER_FAMILIES["gpt_oss"])
+    engine = VllmEngine(EngineConfig(arch, Precision(), 1, None, seed=0))
+    engine.load()
+    try:
+        assert engine.largest_bias() == 0.0
+        assert engine.run(InferenceRequest(2, 16, 3)).output_tokens == 6
+    finally:
+        engine.close()

@@ -7,7 +7,11 @@ import pytest
 from featurize import Precision, get_gpu, resolve_architecture
 from llmco2.errors import InfeasibleConfigError
 from workers.engines import EngineConfig
-from workers.engines.vllm_engine import _dtype_kwargs, checkpoint_quantization
+from workers.engines.vllm_engine import (
+    _dtype_kwargs,
+    checkpoint_quantization,
+    routes_by_biases_under_dummy_weights,
+)
 
 
 def _config(label: str, gpu: str | None) -> EngineConfig:
@@ -69,3 +73,16 @@ def test_a_precision_vllm_would_run_as_another_is_refused(label: str, gpu: str, 
 
 def test_weight_only_fp8_where_there_are_no_fp8_tensor_cores() -> None:
     assert _dtype_kwargs(_config("w8a16kv16", "A100-80GB"))["quantization"] == "fp8"
+
+
+@pytest.mark.parametrize(
+    ("model", "zeroed"),
+    [
+        ("gpt-oss-20b", True),  # router, attention and expert biases
+        ("qwen3-30b-a3b", False),  # experts without any bias: dummy routing follows the tokens
+        ("deepseek-v2-lite", False),
+        ("qwen2.5-7b", False),  # Q/K/V biases but no experts to route
+    ],
+)
+def test_only_experts_behind_biases_get_their_dummy_biases_zeroed(model: str, zeroed: bool) -> None:
+    assert routes_by_biases_under_dummy_weights(resolve_architecture(model)) is zeroed

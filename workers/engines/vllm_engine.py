@@ -27,6 +27,7 @@ from featurize.request import InferenceRequest
 from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
+from workers.engines.vllm_extension import EXTENSION
 
 #: Errors whose text means the configuration cannot run (→ INFEASIBLE, never retried).
 _INFEASIBLE_MARKERS = (
@@ -61,6 +62,16 @@ def _attention_backend(arch: Architecture) -> str | None:
     if arch.is_latent_attention:
         return os.environ.get("LLMCO2_MLA_ATTENTION_BACKEND") or None
     return os.environ.get("LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN")
+
+
+def routes_by_biases_under_dummy_weights(arch: Architecture) -> bool:
+    """Whether dummy biases would send every token of ``arch`` to the same experts.
+
+    True for routed experts in a model with any bias (router, Q/K/V, output or MLP projections):
+    the same ±1e-3 dummy vector added to every token outweighs the token's own part of the router's
+    scores (``workers.engines.vllm_extension``). Such engines get their biases zeroed after loading.
+    """
+    return arch.num_experts > 1 and (arch.router_bias or arch.qkv_bias or arch.dense_bias)
 
 
 def _dtype_kwargs(config: EngineConfig) -> dict[str, Any]:
@@ -206,6 +217,9 @@ class VllmEngine(InferenceEngine):
             if self.config.flash_attention and backend:
                 kwargs["attention_backend"] = backend
             self._counters = NvmlCounterSource(self.config.tp)
+        unbias = routes_by_biases_under_dummy_weights(arch)
+        if unbias:
+            kwargs["worker_extension_cls"] = EXTENSION
         try:
             self._llm = LLM(**kwargs)
         except Exception as exc:
@@ -213,8 +227,20 @@ class VllmEngine(InferenceEngine):
             if is_infeasible_error(exc):
                 raise InfeasibleConfigError(f"vLLM cannot run {arch.name}: {exc}") from exc
             raise
+        if unbias:
+            self._llm.collective_rpc("llmco2_zero_biases")
         self._sampling = SamplingParams
         self._tokens_prompt = TokensPrompt
+
+    def largest_bias(self) -> float:
+        """The largest absolute bias in the loaded model, over its workers.
+
+        Only engines of :func:`routes_by_biases_under_dummy_weights` architectures carry the
+        worker methods this reads.
+        """
+        if self._llm is None:
+            raise RuntimeError("load() the engine first")
+        return float(max(self._llm.collective_rpc("llmco2_largest_bias")))
 
     def run(self, request: InferenceRequest) -> RunResult:
         """Generate exactly ``generated_tokens`` per sequence for a batch of random prompts."""
