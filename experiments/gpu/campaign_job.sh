@@ -67,10 +67,15 @@ grep -hE "Loading weights took|Model loading took|torch.compile takes|Compiling 
     /tmp/ray/session_latest/logs/worker-*.out /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
     | cut -c1-300 > "$out/engine-start.log"
 # Why an engine failed to start: the engine core logs the root cause in its own process, and the
-# driver only sees "Engine core initialization failed. See root cause above."
-grep -hE -B2 -A12 "Traceback|Error|error:|not supported|NotImplemented" \
+# driver only sees "Engine core initialization failed. See root cause above.": the exception lines
+# first (what the next session reads), then whole tracebacks (the root cause ends them).
+grep -hE "^(\([A-Za-z0-9_-]+ pid=[0-9]+\) )?(ERROR [^]]*\] )?[A-Za-z_.]*(Error|Exception): " \
+    /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null | cut -c1-400 | sort | uniq -c \
+    | sort -rn | head -40 > "$out/engine-errors.log"
+echo "---- tracebacks" >> "$out/engine-errors.log"
+grep -hE -B2 -A80 "Traceback|not supported|NotImplemented" \
     /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
-    | grep -v "logging.cc" | cut -c1-400 | tail -400 > "$out/engine-errors.log"
+    | grep -v "logging.cc" | cut -c1-400 | tail -1500 >> "$out/engine-errors.log"
 ray stop --force > /dev/null 2>&1
 cp "$state/campaign.db" "$out/campaign.db" 2>/dev/null
 [[ -d $state/report ]] && cp -r "$state/report" "$out/report"
