@@ -22,36 +22,31 @@ from typing import Any
 EXTENSION = "workers.engines.vllm_extension.DummyWeightsExtension"
 
 
-def zero_biases(model: Any) -> int:
-    """Zero every floating-point tensor of ``model`` whose name ends in ``bias``.
-
-    Args:
-        model: A loaded ``torch.nn.Module``.
-
-    Returns:
-        How many tensors were zeroed.
-    """
+def _biases(model: Any) -> list[Any]:
+    """The floating-point parameters and buffers of ``model`` whose name ends in ``bias``."""
     import torch
 
-    zeroed = 0
+    named = (*model.named_parameters(), *model.named_buffers())
+    return [t for name, t in named if name.endswith("bias") and torch.is_floating_point(t)]
+
+
+def zero_biases(model: Any) -> int:
+    """Zero every bias of ``model`` (a loaded ``torch.nn.Module``); returns how many tensors."""
+    import torch
+
+    biases = _biases(model)
     with torch.no_grad():
-        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
-            if name.endswith("bias") and torch.is_floating_point(tensor):
-                tensor.zero_()  # in place: captured CUDA graphs keep reading the same memory
-                zeroed += 1
-    return zeroed
+        for tensor in biases:
+            tensor.zero_()  # in place: captured CUDA graphs keep reading the same memory
+    return len(biases)
 
 
 def largest_bias(model: Any) -> float:
     """The largest absolute value of any bias of ``model`` (0.0 when it has none)."""
     import torch
 
-    largest = 0.0
     with torch.no_grad():
-        for name, tensor in (*model.named_parameters(), *model.named_buffers()):
-            if name.endswith("bias") and torch.is_floating_point(tensor) and tensor.numel():
-                largest = max(largest, float(tensor.abs().max()))
-    return largest
+        return max((float(t.abs().max()) for t in _biases(model) if t.numel()), default=0.0)
 
 
 class DummyWeightsExtension:
