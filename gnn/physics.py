@@ -5,7 +5,7 @@ GPUs, from the featurizer's per-GPU kernel counts:
 
 **Time** (seconds, the group runs in lock-step)::
 
-    W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K + a_e·T_e + a_l·N_l  # kernel work of the phase
+    W     = a_c·T_c + a_m·T_m + a_n·T_n + a_k·K + a_e·T_e            # kernel work of the phase
             (+ a_c8·T_c + a_m8·T_m in place of the first two for 8-bit compute)
     T_pre = smax(W_pre, τ) + c_0 + c_s·b             # one forward pass and the set-ups
     T_dec = S · smax(W_dec / S, τ)                   # S = G - 1 forward passes
@@ -23,41 +23,36 @@ projection and the FP8 GEMMs of a few tokens are less efficient): on an H200 its
 the roofline time (compute plus memory) of the MoE expert kernels (0 for dense models) and ``a_e``
 the extra time they take per roofline second: a fused-MoE kernel gathers tokens per expert and runs
 many small GEMMs, and reaches a lower efficiency than the dense projections (on vLLM's Triton kernel
-and an H200 Mixtral-shaped decode takes ~15 % longer than the dense roofline says). ``N_l`` counts
-the MoE layers the phase's forward passes run (layers with routed experts × passes) and ``a_l``
-the seconds each costs beyond its roofline: vLLM's fused MoE runs a fixed sequence of kernels per
-layer and pass (top-k routing, aligning the tokens to blocks per expert, two grouped GEMMs over the
-experts, the activation and the weighted sum), whose launch, fill and tail do not shrink with the
-tokens, and one grouped GEMM spans however many experts the pass routes to. A model of many small
-experts (Qwen3-MoE: 128, 8 per token) therefore loses far more time per roofline second than one
-of a few large ones (Mixtral: 8, 2 per token), which one ``a_e`` cannot express (fitted with ``a_e``
-alone, a model that had seen only one of the two was 29 % off on Mixtral). Counting the overhead
-per distinct routed expert instead (layers × experts a pass reaches × passes) charged
-DeepSeek-V2-Lite's decode 425 such GEMMs per step and fitted worse on every held-out split of the
-real H200 data (analytical model alone, 470 points: unseen family 8.9 % against 8.3 %, size
-extrapolation 10.1 % against 8.5 %). A forward pass never takes less than ``τ``, the engine's
-per-step floor (scheduling, sampling, the host's share under CUDA graphs: on vLLM and an H200 it
-is what small models' decode steps cost, about 2 ms whatever their size). ``smax`` is a smooth
-maximum (``(x^p + y^p)^(1/p)``, ``p = 16``) so that the fit has gradients on both sides.
+and an H200 Mixtral-shaped decode takes ~15 % longer than the dense roofline says). A model of many
+small experts (Qwen3-MoE: 128, 8 per token) might lose more time per roofline second than one of
+a few large ones (Mixtral: 8, 2 per token); a fixed overhead per routed expert's GEMM (layers ×
+experts a pass reaches × passes) or per MoE layer and pass (vLLM's fused-MoE kernels: routing,
+block alignment, two grouped GEMMs, activation, weighted sum) was tried on top of ``a_e`` and left
+out. On the real H200 data (470 points, 6 MoE families) the analytical model without either was
+7.02 % off on held-out shapes (7.14 and 7.08 % with them), 8.89 % on an unseen TP (9.00, 8.98) and
+8.1 % in size extrapolation (10.1, 8.5), and 8.30 % on unseen families (8.87, 8.26).
+A forward pass never takes less than ``τ``, the engine's per-step floor (scheduling, sampling,
+the host's share under CUDA graphs: on vLLM and an H200 it is what small models' decode steps
+cost, about 2 ms whatever their size). ``smax`` is a smooth maximum (``(x^p + y^p)^(1/p)``,
+``p = 16``) so that the fit has gradients on both sides.
 ``c_0`` is the set-up of a request's prefill and ``c_s`` that of each of its ``b`` sequences (the
 engine schedules, prepares inputs for and samples each sequence: without it the prefill of one
 sequence came out 12 % slow and that of four 17 % fast).
 
 **Energy** (joules, all GPUs of the group)::
 
-    E = l · (P_s·T + P_e·a_e·T_e + P_l·a_l·N_l + e_f·F + e_f8·F_8 + e_m·M + e_n·I + E_0·[prefill])
+    E = l · (P_s·T + P_e·a_e·T_e + e_f·F + e_f8·F_8 + e_m·M + e_n·I + E_0·[prefill])
 
 ``P_s`` is the power each GPU draws whatever it does while the request runs (idle power with the
 engine loaded plus the clock's static share), ``P_e`` what it draws beyond that in the time the
-expert kernels take over their roofline (the SMs are busy then: without this term
-Mixtral-shaped requests come out ~14 % low with their time right), ``P_l`` what it draws beyond
-it in the MoE layers' overhead (fitted on H200 data: a few watts, the SMs mostly wait then),
-``e_f`` the energy per operation ``F`` of 16-bit compute and ``e_f8`` that of an operation ``F_8``
-of 8-bit compute (an FP8 operation on an H200 costs less than a bf16 one but not the half its
-doubled peak suggests), ``e_m`` per byte of device-memory traffic ``M`` (weights,
-activations, KV cache), ``e_n`` per byte sent to the other GPUs ``I``, and ``E_0`` a fixed energy
-per request. (An energy per kernel call was tried and left out: fitted on real H200 data it made
-held-out shapes worse, 7.0 % against 6.8 %, trading one small model's bias for another's.)
+expert kernels take over their roofline (the SMs are busy then: without this term Mixtral-shaped
+requests come out ~14 % low with their time right), ``e_f`` the energy per operation ``F`` of 16-bit
+compute and ``e_f8`` that of an operation ``F_8`` of 8-bit compute (an FP8 operation on an H200
+costs less than a bf16 one but not the half its doubled peak suggests), ``e_m`` per byte of
+device-memory traffic ``M`` (weights, activations, KV cache), ``e_n`` per byte sent to the other
+GPUs ``I``, and ``E_0`` a fixed energy per request. (An energy per kernel call was tried and left
+out: fitted on real H200 data it made held-out shapes worse, 7.0 % against 6.8 %, trading one small
+model's bias for another's.)
 
 **Fitting.** The time coefficients are fitted to measured latencies (total and prefill), by least
 squares on relative error over their logarithms (so they stay positive); the energy coefficients,
@@ -122,7 +117,6 @@ class TimeCoefficients:
         step_floor_s: ``τ``, the shortest forward pass the engine runs.
         request_s: ``c_0``, seconds of per-request set-up in the prefill.
         expert: ``a_e``, extra seconds per roofline second of MoE expert kernels.
-        moe_layer_s: ``a_l``, extra seconds per MoE layer and forward pass.
         sequence_s: ``c_s``, seconds of set-up per sequence of the batch in the prefill.
         compute_8bit: ``a_c8``, reciprocal compute efficiency of 8-bit compute (``w8a8``).
         memory_8bit: ``a_m8``, reciprocal memory-bandwidth efficiency of 8-bit compute.
@@ -135,7 +129,6 @@ class TimeCoefficients:
     step_floor_s: float = 2e-3
     request_s: float = 5e-3
     expert: float = 0.2
-    moe_layer_s: float = 2e-6
     sequence_s: float = 2e-3
     compute_8bit: float = 1.0 / 0.7
     memory_8bit: float = 1.0 / 0.8
@@ -152,7 +145,6 @@ class EnergyCoefficients:
     Attributes:
         static_w: ``P_s``, watts per GPU while the request runs.
         expert_w: ``P_e``, watts more per GPU during the expert kernels' extra time ``a_e·T_e``.
-        moe_layer_w: ``P_l``, watts more per GPU during the MoE layers' overhead ``a_l·N_l``.
         per_flop_j: ``e_f``, joules per operation.
         per_byte_j: ``e_m``, joules per byte of device-memory traffic.
         per_network_byte_j: ``e_n``, joules per byte sent over the GPU link.
@@ -166,7 +158,6 @@ class EnergyCoefficients:
     per_byte_j: float
     per_network_byte_j: float
     per_request_j: float
-    moe_layer_w: float = 0.0
     per_flop_8bit_j: float = 0.0
 
     def as_array(self) -> np.ndarray:
@@ -185,7 +176,6 @@ class NormalisedEnergy:
         byte: ``p_m``: TDP shares drawn by device memory at its peak bandwidth.
         network_byte: ``p_n``: TDP shares drawn by the link at its peak bandwidth.
         request: ``p_0``: seconds at TDP per request.
-        moe_layer: ``p_l``: power during the MoE layers' overhead, as a share of TDP.
         flop_8bit: ``p_f8``: ``p_f`` of 8-bit compute, over the same 16-bit peak.
     """
 
@@ -195,7 +185,6 @@ class NormalisedEnergy:
     byte: float = 0.3
     network_byte: float = 0.1
     request: float = 1e-3
-    moe_layer: float = 0.1
     flop_8bit: float = 0.5
 
     def as_array(self) -> np.ndarray:
@@ -228,7 +217,6 @@ class DatasheetScale:
                 self.memory_bandwidth,
                 self.link_bandwidth,
                 1.0,
-                1.0,
                 self.tensor_flops,
             ]
         )
@@ -251,8 +239,6 @@ class PhysicsInputs:
         memory_s: Roofline memory time ``T_m`` (0 where the compute is 8-bit).
         network_s: Roofline network time ``T_n``.
         expert_s: Roofline time ``T_e`` (compute + memory) of MoE expert kernels (0 if dense).
-        moe_layer_passes: ``N_l``, MoE layers the forward passes run: layers with routed experts
-            × passes (0 if dense).
         kernel_calls: Kernel calls ``K`` (layers × kernels × forward passes, Q/K norms included).
         sequences: ``(N,)`` sequences ``b`` in the batch.
         passes: Forward passes ``S`` (1 and ``G - 1``).
@@ -271,7 +257,6 @@ class PhysicsInputs:
     memory_s: np.ndarray
     network_s: np.ndarray
     expert_s: np.ndarray
-    moe_layer_passes: np.ndarray
     kernel_calls: np.ndarray
     sequences: np.ndarray
     passes: np.ndarray
@@ -303,7 +288,6 @@ class PhysicsInputs:
         compute = np.nan_to_num(roof.compute_time) * present
         memory = roof.memory_time * present
         experts = _EXPERT[None, None, :] & (p.experts > 1)[:, None, None]
-        moe = (p.experts > 1)[:, None]
         # 8-bit compute: weights and activations both of at most one byte (w8a8).
         eight = (np.maximum(p.weight_bytes, p.act_bytes) <= 1.0)[:, None]
         compute_s, memory_s = compute.sum(axis=2), memory.sum(axis=2)
@@ -313,7 +297,6 @@ class PhysicsInputs:
             memory_s=np.where(eight, 0.0, memory_s),
             network_s=(roof.network_time * present).sum(axis=2),
             expert_s=((compute + memory) * experts).sum(axis=2),
-            moe_layer_passes=np.where(moe, (p.layers - p.dense_layers)[:, None] * passes, 0.0),
             kernel_calls=calls.sum(axis=2) + qk_launches[:, None] * passes,
             sequences=np.asarray(p.batch, dtype=np.float64),
             passes=passes,
@@ -368,8 +351,8 @@ def kernel_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
 
 
 def expert_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
-    """Seconds the expert kernels take beyond their roofline (``a_e·T_e + a_l·N_l``), ``(N, 2)``."""
-    return np.asarray(time.expert * inputs.expert_s + time.moe_layer_s * inputs.moe_layer_passes)
+    """Seconds the expert kernels take beyond their roofline (``a_e·T_e``), ``(N, 2)``."""
+    return np.asarray(time.expert * inputs.expert_s)
 
 
 def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
@@ -383,7 +366,7 @@ def phase_seconds(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
 
 
 def _energy_design(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
-    """Columns of the energy model per phase, all GPUs: ``(N, 2, 8)``."""
+    """Columns of the energy model per phase, all GPUs: ``(N, 2, 7)``."""
     seconds = phase_seconds(inputs, time)
     request = np.zeros_like(seconds)
     request[:, 0] = 1.0
@@ -395,7 +378,6 @@ def _energy_design(inputs: PhysicsInputs, time: TimeCoefficients) -> np.ndarray:
             inputs.memory_bytes,
             inputs.network_bytes,
             request,
-            time.moe_layer_s * inputs.moe_layer_passes,
             inputs.flops8,
         ],
         axis=-1,
@@ -553,16 +535,16 @@ class PhysicsModel:
 
 
 #: Terms that coefficient files written before they existed lack: those models had no such term.
-_ABSENT_TIME = {"expert": 0.0, "moe_layer_s": 0.0, "sequence_s": 0.0}
-_ABSENT_ENERGY = {"expert": 0.0, "moe_layer": 0.0}
-_ABSENT_SI = {"expert_w": 0.0, "moe_layer_w": 0.0}
+_ABSENT_TIME = {"expert": 0.0, "sequence_s": 0.0}
+_ABSENT_ENERGY = {"expert": 0.0}
+_ABSENT_SI = {"expert_w": 0.0}
 #: Terms that coefficient files written before them lack and that copy another term: those
 #: models ran 8-bit compute at the 16-bit efficiencies and energy per operation.
 _SAME_TIME = {"compute_8bit": "compute", "memory_8bit": "memory"}
 _SAME_SI = {"per_flop_8bit_j": "per_flop_j"}
 _SAME_ENERGY = {"flop_8bit": "flop"}
-#: Terms of files written when the MoE overhead was counted per routed expert's GEMM rather than
-#: per MoE layer and pass: no term of this model matches them, so those models load without it.
+#: Terms of files written when the model charged a fixed overhead per routed expert's GEMM, a
+#: term since left out (see the module docstring): those models load without it.
 _REPLACED = frozenset({"expert_gemm_s", "expert_gemm_w", "expert_gemm"})
 
 

@@ -38,7 +38,6 @@ TIME = TimeCoefficients(
     step_floor_s=1.5e-3,
     request_s=4e-3,
     expert=0.6,
-    moe_layer_s=6e-6,
     sequence_s=1.5e-3,
     compute_8bit=2.2,
     memory_8bit=1.5,
@@ -81,8 +80,8 @@ def _synthetic(
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 40.0, 0.4e-12)
-A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 25.0, 0.7e-12)
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 0.4e-12)
+A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 0.7e-12)
 
 
 def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
@@ -201,49 +200,20 @@ def test_expert_terms_slow_and_charge_moe_requests_only() -> None:
     np.testing.assert_allclose(design[moe, :, 1], TIME.expert * inputs.expert_s[moe] * gpus)
 
 
-def test_moe_layer_passes_count_layers_with_routed_experts_times_passes() -> None:
-    mixtral = resolve_architecture("mixtral-8x7b").with_depth(4)
-    qwen = resolve_architecture("qwen3-30b-a3b").with_depth(4)
-    deepseek = resolve_architecture("deepseek-v2-lite")
-    gpu = GpuSetup(get_gpu("H100-SXM"), 1)
-    # However many experts a pass routes to (one token: top-k; a long prompt: all of them), each
-    # MoE layer runs its fused-MoE kernels once per pass: 1 prefill pass and G - 1 decode passes.
-    points = [
-        InferencePoint(arch, InferenceRequest(batch, prompt, 11), gpu)
-        for arch in (mixtral, qwen)
-        for batch, prompt in ((1, 1), (4, 4096))
-    ]
-    gemms = PhysicsInputs.of_points(points).moe_layer_passes
-    np.testing.assert_allclose(gemms, [[4, 4 * 10]] * 4)
-    # DeepSeek-V2-Lite's first layer has a dense MLP: 26 of its 27 layers route.
-    first_dense = InferencePoint(deepseek, InferenceRequest(2, 100, 5), gpu)
-    assert deepseek.dense_layers == 1
-    np.testing.assert_allclose(PhysicsInputs.of_points([first_dense]).moe_layer_passes, [[26, 104]])
-    dense = InferencePoint(resolve_architecture("llama3.1-8b"), InferenceRequest(1, 64, 11), gpu)
-    assert np.all(PhysicsInputs.of_points([dense]).moe_layer_passes == 0)
-    # a_l adds its seconds to the time and P_l charges them, MoE requests only.
-    inputs = PhysicsInputs.of_points([*points, dense])
-    slow = TimeCoefficients(**{**TIME.__dict__, "moe_layer_s": TIME.moe_layer_s + 1e-3})
-    added = phase_seconds(inputs, slow) - phase_seconds(inputs, TIME)
-    assert np.all(added[:4] > 0) and np.all(added[4] == 0)
-    design = _energy_design(inputs, TIME)
-    np.testing.assert_allclose(design[:, :, 6], TIME.moe_layer_s * inputs.moe_layer_passes)
-
-
 def test_coefficients_written_before_the_later_terms_still_load() -> None:
     inputs, joules, seconds = _synthetic(_with_moe(40), {"H100-SXM": H100, "A100-80GB": A100})
     blob = PhysicsModel.fit(inputs, joules, seconds).to_dict()
-    later_time = ("expert", "moe_layer_s", "sequence_s", "compute_8bit", "memory_8bit")
+    later_time = ("expert", "sequence_s", "compute_8bit", "memory_8bit")
     for gpu in blob["gpus"].values():
         for name in later_time:
             del gpu["time"][name]
-        for name in ("expert_w", "moe_layer_w", "per_flop_8bit_j"):
+        for name in ("expert_w", "per_flop_8bit_j"):
             del gpu["energy"][name]
     for name in later_time:
         del blob["prior_time"][name]
-    for name in ("expert", "moe_layer", "flop_8bit"):
+    for name in ("expert", "flop_8bit"):
         del blob["prior_energy"][name]
-    # Files of the per-routed-expert overhead hold terms this model no longer has.
+    # Files of the per-routed-expert overhead hold a term this model no longer has.
     for gpu in blob["gpus"].values():
         gpu["time"]["expert_gemm_s"], gpu["energy"]["expert_gemm_w"] = 4.6e-6, 0.07
     blob["prior_time"]["expert_gemm_s"], blob["prior_energy"]["expert_gemm"] = 2e-6, 0.1
@@ -252,12 +222,11 @@ def test_coefficients_written_before_the_later_terms_still_load() -> None:
     # 8-bit compute at its 16-bit efficiencies and energy per operation.
     for gpu in old.gpus.values():
         assert gpu.time.expert == 0 and gpu.energy.expert_w == 0
-        assert gpu.time.moe_layer_s == 0 and gpu.energy.moe_layer_w == 0
         assert gpu.time.sequence_s == 0
         assert gpu.time.compute_8bit == gpu.time.compute
         assert gpu.time.memory_8bit == gpu.time.memory
         assert gpu.energy.per_flop_8bit_j == gpu.energy.per_flop_j
-    assert old.prior_energy.expert == 0 and old.prior_energy.moe_layer == 0
+    assert old.prior_energy.expert == 0
     assert old.prior_energy.flop_8bit == old.prior_energy.flop
     assert old.prior_time.compute_8bit == old.prior_time.compute
     energy, _ = old.predict(inputs)
