@@ -545,14 +545,14 @@ _SAME_SI = {"per_flop_8bit_j": "per_flop_j"}
 _SAME_ENERGY = {"flop_8bit": "flop"}
 #: Terms of files written when the model charged a fixed overhead per routed expert's GEMM, a
 #: term since left out (see the module docstring): those models load without it.
-_REPLACED = frozenset({"expert_gemm_s", "expert_gemm_w", "expert_gemm"})
+_DROPPED = frozenset({"expert_gemm_s", "expert_gemm_w", "expert_gemm"})
 
 
 def _with_later(
     stored: Mapping[str, Any], absent: Mapping[str, float], same: Mapping[str, str]
 ) -> dict[str, Any]:
-    """Stored coefficients with the terms added after they were written filled in."""
-    values = {**absent, **{name: v for name, v in stored.items() if name not in _REPLACED}}
+    """Stored coefficients, later terms filled in and terms since dropped left out."""
+    values = {**absent, **{name: v for name, v in stored.items() if name not in _DROPPED}}
     for later, earlier in same.items():
         if later not in values:
             values[later] = values[earlier]
