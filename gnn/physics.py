@@ -37,7 +37,13 @@ cost, about 2 ms whatever their size). ``smax`` is a smooth maximum (``(x^p + y^
 ``p = 16``) so that the fit has gradients on both sides.
 ``c_0`` is the set-up of a request's prefill and ``c_s`` that of each of its ``b`` sequences (the
 engine schedules, prepares inputs for and samples each sequence: without it the prefill of one
-sequence came out 12 % slow and that of four 17 % fast).
+sequence came out 12 % slow and that of four 17 % fast). Set-ups that overlap the kernels
+instead, ``T_pre = smax(W_pre, τ + c_0 + c_s·b)``, were tried on the 470 real H200 points: the
+analytical model alone did better on held-out shapes (7.0 → 6.8 % MAPE), families (8.3 → 7.0)
+and TP degrees (8.9 → 8.3) but worse in size extrapolation (10.0 → 11.9 % upwards), and llmco2
+with it (unseen shape 5.9 % / EBA10 83 %, family 7.0, TP 8.1, size 10.8 up / 7.3 down) traded
+shapes and size for families and TP against llmco2 without (5.8 / 86, 7.1, 8.8, 9.6 / 6.7):
+left out.
 
 **Energy** (joules, all GPUs of the group)::
 

@@ -9,7 +9,7 @@ from featurize.request import InferenceRequest
 from llmco2.errors import EngineUnavailableError, GpuUnavailableError
 from workers.actors import WorkerResult
 from workers.devices import detect_gpu_names
-from workers.engines import EngineConfig
+from workers.engines import EngineConfig, engine_class
 from workers.protocol import ProtocolSettings
 
 #: GPU the simulated engine models when none is named and none is present.
@@ -30,7 +30,9 @@ def resolve_measurement_gpu(
     Raises:
         EngineUnavailableError: No GPU for a GPU engine, TP above the visible GPUs, no vLLM.
         UnknownGpuError: A named GPU that is not in the catalog.
+        InvalidRequestError: An engine setting of the environment that cannot be used.
     """
+    engine_class(engine).check_environment()
     catalog = catalog if catalog is not None else GpuCatalog.default()
     present = detect_gpu_names()
     if engine == "simulated":

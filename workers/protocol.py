@@ -199,6 +199,8 @@ class MeasurementProtocol:
             "prefill_cv": prefill.cv if prefill is not None else None,
             "protocol": self.settings.__dict__,
         }
+        if self.engine.settings:
+            extra["engine_settings"] = self.engine.settings
         return MeasurementRecord(
             engine_name=self.engine.name,
             simulated=not self.engine.uses_gpus,

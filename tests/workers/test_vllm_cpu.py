@@ -6,6 +6,7 @@ metered on a CPU.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +59,9 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
         assert record.decode_latency_per_token_s is not None
         assert record.decode_latency_per_token_s > 0
         assert record.repeats == 2 and not record.simulated
+        assert record.extra is not None
+        assert record.extra["engine_settings"]["compile"] == "eager"  # how it started, recorded
+        assert record.extra["engine_settings"]["max_num_seqs"] == 8
     assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for all points
 
 
@@ -166,3 +170,22 @@ def test_a_biased_mixture_of_experts_loads_with_its_biases_zeroed() -> None:
         assert engine.run(InferenceRequest(2, 16, 3)).output_tokens == 6
     finally:
         engine.close()
+
+
+def test_vllm_keeps_its_caches_in_the_compile_cache_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from workers.engines.vllm_engine import VllmEngine
+
+    for variable in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
+        monkeypatch.delenv(variable, raising=False)  # the engine sets them: restored after
+    monkeypatch.setenv("LLMCO2_COMPILE_CACHE", str(tmp_path))
+    engine = VllmEngine(EngineConfig(TINY, Precision(), 1, None, seed=0))
+    engine.load()
+    try:
+        assert engine.run(InferenceRequest(1, 16, 3)).output_tokens == 3
+    finally:
+        engine.close()
+    assert engine.settings["compile_cache"] is True
+    # vLLM wrote what it learnt of the model class under the directory it was given.
+    assert list((tmp_path / "vllm").rglob("*LlamaForCausalLM*"))

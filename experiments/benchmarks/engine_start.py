@@ -1,0 +1,145 @@
+"""Engine start time and measured energy under each way of starting vLLM (GPU only).
+
+    PYTHONPATH=/tmp/site:$PWD python experiments/benchmarks/engine_start.py \
+        --shapes llama3.1-8b,qwen2-1.5b --variants inductor-cold,inductor-warm,none-cold \
+        --out $OUT
+
+For every shape and variant, the product's own worker (:class:`workers.actors.EngineWorker`,
+the campaign's protocol defaults) starts a vLLM engine with dummy weights on GPU 0 and measures
+a fixed set of reference requests. A variant is ``MODE-CACHE``: ``MODE`` one of
+:data:`workers.engines.vllm_engine.COMPILE_MODES` (``LLMCO2_VLLM_COMPILE``), ``CACHE`` ``cold``
+(a new, empty compile cache) or ``warm`` (the cache the same shape's ``cold`` start of that mode
+filled). Two starts of one mode give the spread between engine instances, against which the
+energy of the other mode is judged. Prints a table and writes ``engine_start.json`` under
+``--out`` after every engine (a stopped run keeps what it measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from featurize import InferenceRequest, Precision, resolve_architecture
+from featurize.gpus import GpuCatalog
+from workers.actors import EngineWorker
+from workers.devices import detect_gpu_names
+from workers.engines import EngineConfig
+from workers.engines.vllm_engine import COMPILE_MODES
+from workers.protocol import ProtocolSettings
+
+#: The reference requests every engine measures: (batch, prompt tokens, generated tokens).
+REFERENCE = ((1, 1024, 128), (4, 512, 64), (2, 2048, 16))
+
+
+def _cache_size_mib(root: Path) -> float:
+    return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
+
+
+def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) -> dict[str, Any]:
+    """Start one engine of ``shape`` the ``variant`` way and measure the reference requests."""
+    mode, _, cache = variant.partition("-")
+    if mode not in COMPILE_MODES or cache not in ("cold", "warm"):
+        raise SystemExit(f"variant {variant!r}: MODE-cold or MODE-warm, MODE in {COMPILE_MODES}")
+    if cache == "cold" or mode not in caches:
+        caches[mode] = Path(tempfile.mkdtemp(prefix=f"compile-cache-{mode}-"))
+    os.environ["LLMCO2_VLLM_COMPILE"] = mode
+    os.environ["LLMCO2_COMPILE_CACHE"] = str(caches[mode])
+    gpu = GpuCatalog.default().get(detect_gpu_names()[0])
+    config = EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True, seed)
+    started = time.monotonic()
+    worker = EngineWorker("vllm", config, ProtocolSettings())
+    row: dict[str, Any] = {
+        "shape": shape,
+        "variant": variant,
+        "load_s": time.monotonic() - started,
+        "load_error": worker.load_error,
+        "cache_mib": _cache_size_mib(caches[mode]),
+        "requests": [],
+    }
+    for number, (batch, prompt, generated) in enumerate(REFERENCE):
+        request = InferenceRequest(batch, prompt, generated)
+        result = worker.measure(number, request)
+        record = result.record
+        row["requests"].append(
+            {
+                "batch": batch,
+                "prompt": prompt,
+                "generated": generated,
+                "status": result.status,
+                "error": result.error_message,
+                "energy_j": record.energy_j if record else None,
+                "prefill_j": record.prefill_energy_j if record else None,
+                "decode_j": record.decode_energy_j if record else None,
+                "latency_s": record.latency_s if record else None,
+                "cv": record.energy_cv if record else None,
+                "noisy": record.noisy if record else None,
+                "window_s": (record.extra or {}).get("window_s") if record else None,
+                "engine_settings": (record.extra or {}).get("engine_settings") if record else None,
+                "gpu_uuids": record.gpu_uuids if record else None,
+            }
+        )
+    row["timing"] = worker.timing()
+    worker.shutdown()
+    return row
+
+
+def _print_row(row: dict[str, Any], reference: dict[str, Any] | None) -> None:
+    energies = []
+    for mine, base in zip(
+        row["requests"], (reference or {}).get("requests", row["requests"]), strict=False
+    ):
+        if mine["energy_j"] is None:
+            energies.append("failed")
+            continue
+        ratio = (
+            f" ({100 * (mine['energy_j'] / base['energy_j'] - 1):+.1f} %)"
+            if reference is not None and base["energy_j"]
+            else ""
+        )
+        energies.append(f"{mine['energy_j']:.1f} J{ratio}")
+    print(
+        f"{row['shape']:14s} {row['variant']:14s} load {row['load_s']:6.1f} s  "
+        f"cache {row['cache_mib']:6.1f} MiB  " + " | ".join(energies),
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", required=True, help="comma-separated catalog shapes")
+    parser.add_argument(
+        "--variants",
+        default="inductor-cold,inductor-warm,none-cold,none-warm",
+        help="comma-separated MODE-cold / MODE-warm",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    document: dict[str, Any] = {
+        "host": platform.node(),
+        "gpu": detect_gpu_names(),
+        "reference_requests": REFERENCE,
+        "protocol": ProtocolSettings().__dict__,
+        "rows": [],
+    }
+    print("shape          variant        load (s)   compile cache   energy per reference request")
+    for shape in args.shapes.split(","):
+        caches: dict[str, Path] = {}
+        first: dict[str, Any] | None = None
+        for variant in args.variants.split(","):
+            row = run_variant(shape, variant, caches, args.seed)
+            document["rows"].append(row)
+            (args.out / "engine_start.json").write_text(json.dumps(document, indent=1))
+            _print_row(row, first)
+            first = first or row
+
+
+if __name__ == "__main__":
+    main()
