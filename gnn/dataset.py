@@ -22,6 +22,13 @@ from gnn.physics import PhysicsInputs
 from llmco2.errors import InvalidRequestError
 
 
+def _first_gpu(uuids: Any) -> str:
+    """The first GPU UUID of a row (stored as a list, exported as comma-joined text)."""
+    if not uuids:
+        return ""
+    return str(uuids.split(",")[0] if isinstance(uuids, str) else uuids[0])
+
+
 def _number(value: Any) -> float:
     return float(value) if value is not None else float("nan")
 
@@ -46,6 +53,8 @@ class LabelledData:
     source: str
     #: Measured prefill and decode latency (s) of every row, ``(N, 2)``; NaN where unknown.
     latency_s: np.ndarray | None = None
+    #: The physical GPU of every row (its group's first UUID; "" where unrecorded).
+    machine: np.ndarray | None = None
     _physics: PhysicsInputs | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -58,6 +67,16 @@ class LabelledData:
             counts = self.counts if self.counts is not None else kernel_counts(self.points)
             self._physics = PhysicsInputs.of(counts, self.gpu_type.tolist())
         return self._physics
+
+    @property
+    def configuration(self) -> np.ndarray:
+        """Every row's configuration: architecture shape, GPU setup and precision."""
+        return np.array(
+            [
+                f"{name} | {setup} | {point.precision.label}"
+                for name, setup, point in zip(self.model_name, self.setup, self.points, strict=True)
+            ]
+        )
 
     @property
     def energy_j(self) -> np.ndarray:
@@ -136,6 +155,7 @@ class LabelledData:
             simulated=any(bool(r["simulated"]) for _, r in kept),
             source=source,
             latency_s=latency,
+            machine=np.array([_first_gpu(r.get("gpu_uuids")) for _, r in kept]),
         )
 
     @classmethod

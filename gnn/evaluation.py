@@ -36,6 +36,7 @@ from gnn.dataset import LabelledData
 from gnn.hybrid import INTERVAL_LEVEL, group_calibrated_level
 from gnn.metrics import Scores, scores_by_group
 from gnn.names import DEFAULT_METHODS, METHOD_NAMES, SPLIT_NAMES
+from gnn.noise_floor import MachineSpread, machine_spread
 from gnn.training import TrainConfig
 from llmco2.errors import InvalidRequestError
 
@@ -247,6 +248,9 @@ class EvaluationResult:
     seconds: float = 0.0
     #: Folds of whole shapes of the shape split (None: one shape per fold).
     shape_folds: int | None = None
+    #: The GPU-to-GPU spread of one configuration (:mod:`gnn.noise_floor`) and the method whose
+    #: random-split residuals measured it; None where no configuration ran on two GPUs.
+    noise_floor: tuple[str, MachineSpread] | None = None
 
     def get(self, method: str, split: str) -> MethodScores | None:
         """The scores of one method on one split, if it ran."""
@@ -270,6 +274,9 @@ class EvaluationResult:
             "skipped_splits": self.skipped,
             "seconds": self.seconds,
             "shape_folds": self.shape_folds,
+            "noise_floor": {"method": self.noise_floor[0], **self.noise_floor[1].to_dict()}
+            if self.noise_floor is not None
+            else None,
             "summary": self.summary(),
             "measured_total_j": [float(v) for v in self.measured_total_j]
             if self.measured_total_j is not None
@@ -501,8 +508,28 @@ def evaluate(
             )
             scored.fit_seconds = fit_seconds[(split.name, method_name)]
             result.results.append(scored)
+    result.noise_floor = measured_noise_floor(data, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def measured_noise_floor(
+    data: LabelledData, result: EvaluationResult
+) -> tuple[str, MachineSpread] | None:
+    """The GPU-to-GPU spread, measured through the best method's random-split residuals.
+
+    The best method's (lowest random-split MAPE) residuals carry the least model error, so they
+    give the tightest estimate (:func:`gnn.noise_floor.machine_spread`). None without the random
+    split, without recorded GPUs, or when no configuration ran on two GPUs.
+    """
+    runs = [r for r in result.results if r.split == "random" and r.overall.count]
+    if not runs or data.machine is None:
+        return None
+    best = min(runs, key=lambda r: r.overall.mape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = np.log(data.total_j / best.predicted[:, 2])
+    spread = machine_spread(data.machine, data.configuration, ratios)
+    return None if spread is None else (best.method, spread)
 
 
 def count_fits(

@@ -186,6 +186,31 @@ def _plots(result: EvaluationResult, folder: Path) -> list[str]:
     return ["scatter.png", "error_cdf.png"]
 
 
+def _noise_floor(result: EvaluationResult) -> list[str]:
+    if result.noise_floor is None:
+        return [
+            "Not measured: it needs the random split and configurations measured on two or more "
+            "physical GPUs (recorded UUIDs)."
+        ]
+    method, spread = result.noise_floor
+    lines = [
+        f"{spread.configurations} configurations (shape, GPU setup, precision) were measured on "
+        f"two or more of {spread.gpus} physical GPUs ({spread.points} points). Through {method}'s "
+        "residuals on random held-out configurations, the same configuration's energy differs "
+        f"between GPUs by **{spread.spread_pct:.1f} %** (one standard deviation): a predictor "
+        f"exact for the average GPU would still be **{spread.floor_mape:.1f} %** off (MAPE). "
+        "Per GPU, its mean offset:",
+        "",
+        "| GPU (first UUID) | offset % |",
+        "| --- | --- |",
+    ]
+    lines += [
+        f"| {gpu} | {100 * np.expm1(offset):+.1f} |"
+        for gpu, offset in sorted(spread.offsets.items(), key=lambda item: item[1])
+    ]
+    return lines
+
+
 def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
     kind = "simulated (digital twin)" if result.simulated else "real measurements"
     cfg = result.train_config
@@ -246,6 +271,8 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
     for method in ("llmco2", "physics", "gnn"):
         out += _worst(result, method, "shape")
     out += ["## Quality bars", "", *_bars(result), ""]
+    out += ["## The noise floor: one configuration on different GPUs", ""]
+    out += [*_noise_floor(result), ""]
     if result.simulated:
         out += ["These are simulated data: the bars apply to real measurements.", ""]
     for plot in plots:

@@ -340,11 +340,11 @@ class PointOperations(StoreBase):
         """Every COMPLETE point with its energy labels, lowest id first (one query).
 
         The labels are ``energy_j``, ``prefill_energy_j``, ``decode_energy_j``, ``latency_s``,
-        ``prefill_latency_s`` and ``simulated``.
+        ``prefill_latency_s``, ``simulated`` and ``gpu_uuids``.
         """
         labels = (
             "energy_j", "prefill_energy_j", "decode_energy_j", "latency_s", "prefill_latency_s",
-            "simulated",
+            "simulated", "gpu_uuids",
         )  # fmt: skip
         columns = point_columns()
         columns += [getattr(Measurement, name) for name in labels]
