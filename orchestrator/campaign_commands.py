@@ -103,8 +103,9 @@ def run_campaign(
         from orchestrator.config import parse_config
 
         config = parse_config({**config.model_dump(mode="json"), "name": new_name}, "--new-name")
-    engine_class(config.engine).check_environment()
-    uses_gpus = bool(engine_class(config.engine).uses_gpus)
+    engine = engine_class(config.engine)
+    engine.check_environment()
+    uses_gpus = bool(engine.uses_gpus)
     check_priors(config, [GpuCatalog.default().get(name) for name in config.priors.gpus.types])
     report_folder = check_output_folder(
         report or Path("experiments") / "reports" / config.name, overwrite=True,

@@ -131,6 +131,18 @@ def test_a_report_target_it_may_not_write_is_refused_before_anything_runs(
     assert not (tmp_path / "campaign.db").exists()  # refused before any work started
 
 
+def test_a_vllm_campaign_with_an_unknown_way_to_start_vllm_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMCO2_VLLM_COMPILE", "fast")  # the command inherits it
+    path = write_config(tmp_path, engine="vllm")
+    result = llmco2("campaign", "run", str(path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "LLMCO2_VLLM_COMPILE='fast'" in lines[0], result.stderr
+    assert not (tmp_path / "campaign.db").exists()
+
+
 def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
     """SIGKILL the driver while it measures; the same command finishes the campaign."""
     # Enough points that measuring them outlasts the polling below (simulated ones are quick).

@@ -12,7 +12,9 @@ energy counters there). ``vllm`` is imported only when an engine is built.
 How an engine starts on a GPU (``LLMCO2_VLLM_COMPILE``, see :data:`COMPILE_MODES`):
 ``inductor``, vLLM's default, compiles the model with torch.compile (25-45 s of every start of a
 new shape on an H200) and replays piecewise CUDA graphs; ``none`` skips the compiler: vLLM's own
-fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly.
+fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly. Starts are
+faster without the compiler, but on an H200 Qwen3 shapes then drew 1.3-4.0 % more energy
+(``experiments/benchmarks/engine_start.py``): it is not a measurement setting.
 ``LLMCO2_COMPILE_CACHE=DIR`` keeps vLLM's, Inductor's and Triton's caches under DIR, so a
 campaign can carry them from one machine to the next. Both are recorded with every measurement.
 """
@@ -286,9 +288,10 @@ class VllmEngine(InferenceEngine):
                 kwargs["attention_backend"] = backend
             kwargs.update(compile_kwargs(mode))
             self._counters = NvmlCounterSource(self.config.tp)
+        cache = use_compile_cache()
         self._settings = {
             "compile": mode,
-            "compile_cache": use_compile_cache() is not None,
+            "compile_cache": cache is not None,
             "max_num_seqs": kwargs["max_num_seqs"],
             "attention_backend": kwargs.get("attention_backend"),
         }
