@@ -140,6 +140,29 @@ class HybridMethod:
             data, index, self.config, self.settings, self.shape.graph_layers, self.shape.dropout
         )
 
+    def shares_networks_with(self, other: object) -> bool:
+        """Whether ``other`` trains the same networks on the same rows.
+
+        True for llmco2 methods whose settings differ only in how the networks' corrections
+        are combined (``agreement``): one training serves both.
+        """
+
+        def trained(settings: CorrectionSettings) -> CorrectionSettings:
+            return dataclasses.replace(settings, agreement=0.0)
+
+        return (
+            isinstance(other, HybridMethod)
+            and trained(self.settings) == trained(other.settings)
+            and (self.config, self.shape) == (other.config, other.shape)
+        )
+
+    def adopt(self, other: HybridMethod) -> None:
+        """Use ``other``'s fitted physics and networks, combined as this method's settings say."""
+        assert other.predictor is not None, "fit the other method first"
+        assert self.shares_networks_with(other), f"{other.name} trains other networks"
+        fitted = other.predictor
+        self.predictor = HybridPredictor(fitted.physics, fitted.networks, self.settings)
+
     def _output(self, data: LabelledData, index: np.ndarray) -> HybridOutput:
         assert self.predictor is not None, "fit first"
         return self.predictor.predict_inputs(
@@ -231,6 +254,23 @@ class RandomForestMethod:
         """Total energy only."""
         total = np.exp(self.model.predict(self.features(data)[index]))
         return np.stack([np.full_like(total, np.nan), np.full_like(total, np.nan), total], axis=1)
+
+
+def training_groups(names: Sequence[str]) -> list[tuple[str, ...]]:
+    """``names`` grouped by what they train, in their order.
+
+    Every method of a group after the first reuses the first one's fit instead of training the
+    same networks again (see :meth:`HybridMethod.shares_networks_with`).
+    """
+    groups: list[list[EnergyMethod]] = []
+    for method in make_methods(names):
+        for group in groups:
+            if isinstance(group[0], HybridMethod) and group[0].shares_networks_with(method):
+                group.append(method)
+                break
+        else:
+            groups.append([method])
+    return [tuple(m.name for m in group) for group in groups]
 
 
 def make_methods(

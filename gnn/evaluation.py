@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from gnn.baselines import make_methods
+from gnn.baselines import HybridMethod, make_methods, training_groups
 from gnn.dataset import LabelledData
 from gnn.hybrid import INTERVAL_LEVEL, group_calibrated_level
 from gnn.metrics import Scores, scores_by_group
@@ -196,7 +196,8 @@ class MethodScores:
     latency: Scores | None = None
     #: Share of points inside the cross-conformal interval (:data:`INTERVAL_LEVEL`), in %.
     coverage: float | None = None
-    #: CPU-seconds of fitting and predicting, summed over the split's folds.
+    #: CPU-seconds of fitting and predicting, summed over the split's folds (a method that
+    #: reuses another's fit counts its predictions only).
     fit_seconds: float = 0.0
 
     def summary(self) -> dict[str, Any]:
@@ -322,10 +323,19 @@ def cross_conformal_coverage(
 @dataclass(frozen=True)
 class _FitTask:
     split: str
-    method: str
+    #: Methods that train the same networks: the first fits, the others reuse its fit.
+    methods: tuple[str, ...]
     fold: str
     train: np.ndarray
     test: np.ndarray
+
+
+@dataclass(frozen=True)
+class _FitOutput:
+    method: str
+    predicted: np.ndarray
+    latency: np.ndarray | None
+    seconds: float
 
 
 _WORKER_DATA: dict[str, Any] = {}
@@ -338,16 +348,24 @@ def _init_worker(data: LabelledData, config: TrainConfig) -> None:
     _WORKER_DATA["data"], _WORKER_DATA["config"] = data, config
 
 
-def _run_task(task: _FitTask) -> tuple[_FitTask, np.ndarray, np.ndarray | None, float]:
-    started = time.perf_counter()
+def _run_task(task: _FitTask) -> tuple[_FitTask, list[_FitOutput]]:
     data: LabelledData = _WORKER_DATA["data"]
-    (method,) = make_methods([task.method], _WORKER_DATA["config"])
-    method.fit(data, task.train)
-    predicted = method.predict(data, task.test)
-    latency = None
-    if hasattr(method, "predict_latency"):
-        latency = method.predict_latency(data, task.test)
-    return task, predicted, latency, time.perf_counter() - started
+    fitted = None
+    outputs = []
+    for method in make_methods(task.methods, _WORKER_DATA["config"]):
+        started = time.perf_counter()
+        if fitted is None:
+            method.fit(data, task.train)
+            fitted = method
+        else:
+            assert isinstance(method, HybridMethod) and isinstance(fitted, HybridMethod)
+            method.adopt(fitted)
+        predicted = method.predict(data, task.test)
+        latency = None
+        if hasattr(method, "predict_latency"):
+            latency = method.predict_latency(data, task.test)
+        outputs.append(_FitOutput(method.name, predicted, latency, time.perf_counter() - started))
+    return task, outputs
 
 
 def _score(
@@ -455,28 +473,27 @@ def evaluate(
     result.shape_folds = grouped_shape_folds(data, shape_folds)
     made = make_splits(data, splits, folds, config.seed, shape_folds=shape_folds)
     tasks: list[_FitTask] = []
+    groups = training_groups(methods)
     for split in made:
         if split.skipped is not None:
             result.skipped[split.name] = split.skipped
             continue
-        for method_name in methods:
-            tasks.extend(
-                _FitTask(split.name, method_name, f.label, f.train, f.test) for f in split.folds
-            )
+        for group in groups:
+            tasks.extend(_FitTask(split.name, group, f.label, f.train, f.test) for f in split.folds)
     predicted = {(s.name, m): np.full((len(data), 3), np.nan) for s in made for m in methods}
     latency: dict[tuple[str, str], np.ndarray] = {}
     fit_seconds: dict[tuple[str, str], float] = dict.fromkeys(predicted, 0.0)
 
-    def collect(
-        task: _FitTask, energy: np.ndarray, seconds: np.ndarray | None, took: float
-    ) -> None:
-        predicted[(task.split, task.method)][task.test] = energy
-        fit_seconds[(task.split, task.method)] += took
-        if seconds is not None:
-            latency.setdefault((task.split, task.method), np.full((len(data), 2), np.nan))
-            latency[(task.split, task.method)][task.test] = seconds
-        if on_fit is not None:
-            on_fit(task.split, task.method, task.fold)
+    def collect(task: _FitTask, outputs: list[_FitOutput]) -> None:
+        for output in outputs:
+            key = (task.split, output.method)
+            predicted[key][task.test] = output.predicted
+            fit_seconds[key] += output.seconds
+            if output.latency is not None:
+                latency.setdefault(key, np.full((len(data), 2), np.nan))
+                latency[key][task.test] = output.latency
+            if on_fit is not None:
+                on_fit(task.split, output.method, task.fold)
 
     if jobs == 1:
         _WORKER_DATA.update(data=data, config=config)
@@ -492,7 +509,7 @@ def evaluate(
         ) as pool:
             # The slowest fits first, so that the last ones do not run alone.
             cheap = ("llmcarbon", "physics", "deepen-rf")
-            order = sorted(tasks, key=lambda t: (t.method in cheap, -len(t.train)))
+            order = sorted(tasks, key=lambda t: (t.methods[0] in cheap, -len(t.train)))
             for future in as_completed([pool.submit(_run_task, t) for t in order]):
                 collect(*future.result())
     for split in made:

@@ -505,6 +505,11 @@ def train_hybrid(
         correction_penalty=settings.penalty,
         phase_labels=settings.view.phase_split,
     )
+    if cfg.correction_epochs:
+        cfg = dataclasses.replace(
+            cfg, epochs=cfg.correction_epochs, patience=cfg.correction_epochs,
+            validation_fraction=0.0,
+        )  # fmt: skip
     networks = [
         train_predictor(
             graphs,

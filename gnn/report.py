@@ -220,7 +220,12 @@ def _markdown(result: EvaluationResult, command: str, plots: list[str]) -> str:
         f"- Data: {result.source} — {result.points} points, {kind}",
         f"- Code: llmco2 {code_version()}",
         f"- GNN training: {cfg.epochs} epochs max, patience {cfg.patience}, "
-        f"lr {cfg.learning_rate}, batch {cfg.batch_size}, seed {cfg.seed}",
+        f"lr {cfg.learning_rate}, batch {cfg.batch_size}, seed {cfg.seed}; llmco2's corrections: "
+        + (
+            f"{cfg.correction_epochs} epochs on every training row"
+            if cfg.correction_epochs
+            else "early stopping as the GNNs"
+        ),
         "- Scores are of total energy per request; each point is predicted once per split, by the "
         "model that did not see it.",
         "",

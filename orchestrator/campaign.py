@@ -30,7 +30,7 @@ from featurize import Gpu, GpuCatalog, InferencePoint
 from featurize.graphs import FEATURE_SCHEMA_VERSION
 from gnn.dataset import LabelledData
 from gnn.metrics import Scores
-from gnn.names import MIN_TRAINING_ROWS
+from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
@@ -85,6 +85,7 @@ def train_members(
     seeds: Sequence[int],
     device: str = "cpu",
     predictor: str = "llmco2",
+    correction_epochs: int = CORRECTION_EPOCHS,
 ) -> tuple[list[bytes], float]:
     """Train one predictor per seed on ``rows`` (runs as a Ray task).
 
@@ -96,6 +97,7 @@ def train_members(
         device: Where the network trains.
         predictor: ``"llmco2"`` (the analytical model with the GNN's correction) or ``"gnn"``
             (the paper's LLMCO2 GNN alone).
+        correction_epochs: Epochs of llmco2's correction networks (0: early stopping).
 
     Returns:
         Their checkpoints, and the seconds spent featurising (building the graphs and the
@@ -110,7 +112,10 @@ def train_members(
     featurise_s = time.perf_counter() - start
     members = []
     for seed in seeds:
-        config = TrainConfig(epochs=epochs, patience=patience, seed=seed, device=device)
+        config = TrainConfig(
+            epochs=epochs, patience=patience, seed=seed, device=device,
+            correction_epochs=correction_epochs,
+        )  # fmt: skip
         if predictor == "llmco2":
             from gnn.hybrid import CorrectionSettings, train_hybrid
 
@@ -320,11 +325,11 @@ class CampaignDriver:
         task = ray.remote(num_cpus=1, num_gpus=1 if on_gpu else 0)(train_members)
         device = "cuda" if on_gpu else "cpu"
         with self._stage("training"):
-            blobs, featurise_s = ray.get(
-                task.remote(
-                    rows, training.epochs, training.patience, seeds, device, training.predictor
-                )
-            )
+            call = task.remote(
+                rows, training.epochs, training.patience, seeds, device, training.predictor,
+                training.correction_epochs,
+            )  # fmt: skip
+            blobs, featurise_s = ray.get(call)
         self.stage_seconds["training"] -= featurise_s
         self.stage_seconds["featurising"] += featurise_s
         return [checkpoint_from_bytes(b) for b in blobs]

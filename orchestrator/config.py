@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from featurize.precision import Precision
-from gnn.names import ROUND_EPOCHS, ROUND_PATIENCE
+from gnn.names import CORRECTION_EPOCHS, ROUND_EPOCHS, ROUND_PATIENCE
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from storage.records import sha256_hex
@@ -184,8 +184,12 @@ class Training(_Strict):
     """The predictor trained in each round."""
 
     predictor: RoundPredictor = "llmco2"
+    #: Early-stopped training of the pure GNN (and of llmco2's corrections with
+    #: ``correction_epochs`` 0).
     epochs: PositiveInt = ROUND_EPOCHS
     patience: PositiveInt = ROUND_PATIENCE
+    #: Epochs of llmco2's correction networks on every row (see :class:`gnn.training.TrainConfig`).
+    correction_epochs: Annotated[int, Field(ge=0)] = CORRECTION_EPOCHS
     ensemble: Annotated[int, Field(ge=1, le=16)] = 1
 
 
@@ -208,6 +212,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("priors", "architectures", "perturbed_variants"): 0,
     ("training", "predictor"): "llmco2",
     ("priors", "architectures", "precisions"): None,
+    ("training", "correction_epochs"): CORRECTION_EPOCHS,
 }
 
 

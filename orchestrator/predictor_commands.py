@@ -14,7 +14,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gnn.names import DEFAULT_METHODS, REAL_DATA_EPOCHS, REAL_DATA_PATIENCE, SPLIT_NAMES
+from gnn.names import (
+    CORRECTION_EPOCHS,
+    DEFAULT_METHODS,
+    REAL_DATA_EPOCHS,
+    REAL_DATA_PATIENCE,
+    SPLIT_NAMES,
+)
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
 from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
@@ -32,8 +38,18 @@ DataOption = Annotated[
 SimulatedFlag = Annotated[
     bool, typer.Option(help="Use rows of the simulated engine (a twin campaign).")
 ]
-EpochsOption = Annotated[int, typer.Option(help="Most training epochs of the GNNs.", min=1)]
+EpochsOption = Annotated[
+    int, typer.Option(help="Most training epochs of the GNNs that stop early.", min=1)
+]
 PatienceOption = Annotated[int, typer.Option(help="Early-stopping patience (epochs).", min=1)]
+CorrectionEpochsOption = Annotated[
+    int,
+    typer.Option(
+        help="Epochs of llmco2's correction networks, on every row (0: early stopping as the "
+        "GNNs).",
+        min=0,
+    ),
+]
 SeedOption = Annotated[int, typer.Option(help="Seed of splits and training.")]
 
 
@@ -100,6 +116,7 @@ def evaluate(
     ] = None,
     epochs: EpochsOption = REAL_DATA_EPOCHS,
     patience: PatienceOption = REAL_DATA_PATIENCE,
+    correction_epochs: CorrectionEpochsOption = CORRECTION_EPOCHS,
     seed: SeedOption = 0,
     include_simulated: SimulatedFlag = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report folder.")] = False,
@@ -130,7 +147,9 @@ def evaluate(
     if jobs is not None and jobs < 1:
         raise InvalidRequestError(f"--jobs must be ≥ 1, got {jobs}")
     workers = jobs if jobs is not None else max(1, os.cpu_count() or 1)
-    config = TrainConfig(epochs=epochs, patience=patience, seed=seed)
+    config = TrainConfig(
+        epochs=epochs, patience=patience, seed=seed, correction_epochs=correction_epochs
+    )
     with _progress(quiet=as_json) as progress:
         task = progress.add_task(
             "training", total=count_fits(dataset, method_names, split_names, folds, shape_folds)
@@ -193,6 +212,7 @@ def train(
     out: Annotated[Path | None, typer.Option(help="Checkpoint to write.")] = None,
     epochs: EpochsOption = REAL_DATA_EPOCHS,
     patience: PatienceOption = REAL_DATA_PATIENCE,
+    correction_epochs: CorrectionEpochsOption = CORRECTION_EPOCHS,
     seed: SeedOption = 0,
     include_simulated: SimulatedFlag = False,
     study_db: Annotated[
@@ -234,7 +254,9 @@ def train(
     dataset = _load(db, campaign, data, include_simulated)
     name = campaign or (data[0].resolve().name if data else "predictor")
     target = _check_checkpoint_target(out if out is not None else Path(f"{name}-predictor.pt"))
-    config = TrainConfig(epochs=epochs, patience=patience, seed=seed)
+    config = TrainConfig(
+        epochs=epochs, patience=patience, seed=seed, correction_epochs=correction_epochs
+    )
     shape = NetworkShape()
     summary = Table(title=f"llmco2 train: {dataset.source}, {len(dataset)} points")
     summary.add_column("")

@@ -13,13 +13,14 @@ from gnn.baselines import (
     PhysicsMethod,
     RandomForestMethod,
     make_methods,
+    training_groups,
 )
 from gnn.features import FeatureView
 from gnn.metrics import mape
 from gnn.names import METHOD_NAMES
 from gnn.training import TrainConfig
 
-QUICK = TrainConfig(epochs=15, patience=15, seed=0)
+QUICK = TrainConfig(epochs=15, patience=15, seed=0, correction_epochs=15)
 
 
 def test_llmcarbon_recovers_an_efficiency_per_gpu_type(twin_data: Any) -> None:
@@ -104,3 +105,25 @@ def test_hybrid_ablations_change_what_the_correction_sees() -> None:
     assert settings("llmco2-unregularised").bound == 0
     assert settings("llmco2-unregularised").penalty == 0
     assert settings("llmco2-plain-mean").agreement == 0 < settings("llmco2").agreement
+
+
+def test_methods_that_train_the_same_networks_share_one_fit(twin_data: Any) -> None:
+    groups = training_groups(["physics", "llmco2", "llmco2-roofline", "llmco2-plain-mean", "gnn"])
+    assert groups == [
+        ("physics",), ("llmco2", "llmco2-plain-mean"), ("llmco2-roofline",), ("gnn",)
+    ]  # fmt: skip
+    mean_of, shrunk = make_methods(["llmco2-plain-mean", "llmco2"], QUICK)
+    assert isinstance(mean_of, HybridMethod) and isinstance(shrunk, HybridMethod)
+    shrunk.fit(twin_data, np.arange(60))
+    mean_of.adopt(shrunk)
+    assert mean_of.predictor is not None and shrunk.predictor is not None
+    pairs = zip(mean_of.predictor.networks, shrunk.predictor.networks, strict=True)
+    assert all(mine is theirs for mine, theirs in pairs)
+    assert mean_of.predictor.settings.agreement == 0 < shrunk.predictor.settings.agreement
+    # The same networks combined two ways: the plain mean and the shrunk one differ.
+    test = np.arange(60, 90)
+    assert not np.allclose(mean_of.predict(twin_data, test), shrunk.predict(twin_data, test))
+    roofline = make_methods(["llmco2-roofline"], QUICK)[0]
+    assert isinstance(roofline, HybridMethod)
+    with pytest.raises(AssertionError, match="other networks"):
+        roofline.adopt(shrunk)

@@ -13,7 +13,7 @@ from gnn.training import TrainConfig
 from llmco2.errors import ExportError, InvalidRequestError
 from llmco2.outputs import MARKER
 
-QUICK = TrainConfig(epochs=10, patience=10, seed=0)
+QUICK = TrainConfig(epochs=10, patience=10, seed=0, correction_epochs=10)
 
 
 def test_random_folds_partition_the_data(twin_data: Any) -> None:

@@ -9,7 +9,7 @@ from gnn.hpo import tune
 from gnn.training import TrainConfig
 from llmco2.errors import InvalidRequestError
 
-QUICK = TrainConfig(epochs=4, patience=4, seed=0)
+QUICK = TrainConfig(epochs=4, patience=4, seed=0, correction_epochs=4)
 
 
 def test_study_lives_in_the_database_and_resumes(twin_data: Any, db_url: str) -> None:

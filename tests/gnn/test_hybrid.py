@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from gnn.physics import PhysicsInputs
 from gnn.training import Predictor, TrainConfig
 from llmco2.errors import ConfigFileError, InvalidRequestError
 
-QUICK = TrainConfig(epochs=25, patience=25, seed=0)
+QUICK = TrainConfig(epochs=25, patience=25, seed=0, correction_epochs=20)
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +261,14 @@ def test_predictors_saved_without_an_agreement_keep_the_plain_mean(
     np.testing.assert_allclose(
         loaded.corrections(points, None), predictor.member_outputs(points, None).mean(axis=0)
     )
+
+
+def test_corrections_train_their_own_fixed_schedule_on_every_row(twin_data: Any) -> None:
+    early = dataclasses.replace(QUICK, correction_epochs=0)
+    for config, epochs, held in ((QUICK, QUICK.correction_epochs, 0), (early, QUICK.epochs, 10)):
+        predictor = train_hybrid(twin_data, np.arange(70), config, CorrectionSettings(hidden=16))
+        network = predictor.networks[0]
+        assert isinstance(network, Predictor)
+        assert network.train_config.epochs == epochs
+        assert network.metadata["validation_graphs"] == held  # 15 % of 70 rows, or none
+        assert network.metadata["train_graphs"] == 70 - held

@@ -193,3 +193,15 @@ def test_features_beyond_the_training_range_are_held_at_its_edge(
     torch.save(blob, path)
     with pytest.raises(ConfigFileError, match=r"feature ranges .* are incomplete"):
         Predictor.load(path)
+
+
+def test_without_a_validation_share_every_graph_trains_the_whole_schedule() -> None:
+    points, labels = simulated_dataset(60, seed=3)
+    graphs = build_graphs(points)
+    config = TrainConfig(epochs=12, patience=1, validation_fraction=0.0, seed=0)
+    predictor, history = train_predictor(graphs, labels[:, 0], labels[:, 1], config)
+    # No early stopping (patience 1 would otherwise cut a noisy run short), the last weights kept.
+    assert len(history.train_loss) == 12 and history.best_epoch == 11
+    assert history.validation_loss == []
+    assert predictor.metadata == {"train_graphs": 60, "validation_graphs": 0}
+    assert history.train_loss[-1] < history.train_loss[0]

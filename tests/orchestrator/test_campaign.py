@@ -43,7 +43,7 @@ def small(strategy: str = "focused", **changes: Any) -> CampaignConfig:
         },
         "sampling": {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}},
         "budget": {"rounds": 3},
-        "training": {"epochs": 8, "patience": 8,
+        "training": {"epochs": 8, "patience": 8, "correction_epochs": 8,
                      "ensemble": 2 if strategy in ("disagreement", "diverse") else 1},
         "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
     }  # fmt: skip
@@ -119,7 +119,13 @@ def test_each_round_stores_the_configured_predictor(
 ) -> None:
     from orchestrator.campaign import unpack_members
 
-    training = {"epochs": 8, "patience": 8, "ensemble": 2, "predictor": predictor}
+    training = {
+        "epochs": 8,
+        "patience": 8,
+        "correction_epochs": 8,
+        "ensemble": 2,
+        "predictor": predictor,
+    }
     config = small("disagreement", name=f"p-{predictor}", budget={"rounds": 2}, training=training)
     outcome = run(config, sqlite_url)
     assert [r.round_index for r in outcome.rounds] == [0, 1]

@@ -32,7 +32,7 @@ def write_config(folder: Path, name: str = "tiny", **changes: Any) -> Path:
         },
         "sampling": {"initial": 24, "neighbours": 3, "high_error": {"value": 0.25}},
         "budget": {"rounds": 2},
-        "training": {"epochs": 6, "patience": 6},
+        "training": {"epochs": 6, "patience": 6, "correction_epochs": 6},
         "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
     }
     config.update(changes)

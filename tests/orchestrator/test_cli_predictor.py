@@ -9,7 +9,7 @@ import pytest
 
 from tests.orchestrator.test_cli import llmco2
 
-QUICK = ["--epochs", "6", "--patience", "6"]
+QUICK = ["--epochs", "6", "--patience", "6", "--correction-epochs", "6"]
 
 
 def test_evaluate_from_an_exported_folder_writes_the_report(

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from featurize import Precision
+from gnn.names import CORRECTION_EPOCHS
 from llmco2.errors import ConfigFileError
 from orchestrator.config import CampaignConfig, load_config, parse_config
 from storage import CampaignStore
@@ -129,6 +130,17 @@ def test_the_round_predictor_defaults_to_llmco2_without_changing_older_fingerpri
     explicit = parse_config({**MINIMAL, "training": {"predictor": "llmco2"}})
     paper = parse_config({**MINIMAL, "training": {"predictor": "gnn"}})
     assert explicit.config_hash() == config.config_hash() != paper.config_hash()
+
+
+def test_correction_epochs_are_checked_and_leave_older_fingerprints_unchanged() -> None:
+    config = parse_config(MINIMAL)
+    assert config.training.correction_epochs == CORRECTION_EPOCHS
+    assert "correction_epochs" not in config.fingerprint()["training"]
+    early = parse_config({**MINIMAL, "training": {"correction_epochs": 0}})
+    assert early.fingerprint()["training"]["correction_epochs"] == 0
+    assert early.config_hash() != config.config_hash()
+    with pytest.raises(ConfigFileError, match="correction_epochs"):
+        parse_config({**MINIMAL, "training": {"correction_epochs": -1}})
 
 
 def test_whole_precisions_leave_older_fingerprints_and_draws_unchanged() -> None:
