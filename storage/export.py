@@ -2,8 +2,11 @@
 
 One row per COMPLETE point with every feature (architecture, precision, request, hardware and
 the featurizer's per-phase analytic totals) and every label (energies, latencies, powers, their
-spread), failures and infeasible points in a separate file, and ``manifest.json`` (schema
-version, campaign config, code version, row counts, SHA-256 of every file). Simulated rows are
+spread), failures and infeasible points in a separate file, one row per engine start in
+``engine_loads`` (:mod:`storage.engine_loads`: load time, points, time held and measuring; its
+totals — duty cycle, median load, points per GPU-hour — in the manifest), and
+``manifest.json`` (schema version, campaign config, code version, row counts, SHA-256 of every
+file). Simulated rows are
 left out unless asked for, so real data never mixes with the digital twin's.
 
 The export is written to a temporary folder beside the target and renamed into place, so an
@@ -36,6 +39,7 @@ from featurize.request import InferenceRequest
 from llmco2.outputs import atomic_directory, check_output_folder
 from llmco2.version import code_version
 from storage.database import current_revision
+from storage.engine_loads import as_columns, engine_loads, load_summary
 from storage.records import MEASUREMENT_COLUMNS, StoredPoint
 from storage.store import CampaignStore
 
@@ -226,6 +230,10 @@ def export_campaign(
         complete = kept
     catalog = gpus if gpus is not None else GpuCatalog.default()
     features, counts = _feature_columns(_point_arrays(complete, architectures, catalog))
+    load_rows = store.engine_load_rows(campaign.id)
+    loads, unrecorded = engine_loads(
+        r for r in load_rows if include_simulated or not r["simulated"]
+    )
 
     with atomic_directory(out_dir, overwrite=overwrite, what="export folder") as staging:
         table_format = ExportFormat.PARQUET if fmt is ExportFormat.PYG else fmt
@@ -236,6 +244,7 @@ def export_campaign(
             _write_table(
                 _table(failed, architectures, {}, False), staging, "failures", table_format
             ),
+            _write_table(pa.table(as_columns(loads)), staging, "engine_loads", table_format),
         ]
         if fmt is ExportFormat.PYG:
             _write_graphs(complete, counts, staging / GRAPHS_NAME)
@@ -246,6 +255,8 @@ def export_campaign(
                 "bytes": path.stat().st_size,
                 "rows": len(complete)
                 if path.name.startswith(("points", "graphs"))
+                else len(loads)
+                if path.name.startswith("engine_loads")
                 else len(failed),
             }
             for path in written
@@ -272,6 +283,7 @@ def export_campaign(
                 "failures": len(failed),
                 "excluded_simulated": excluded,
             },
+            "engine_loads": load_summary(loads, unrecorded),
             "files": files,
             "load": {
                 "parquet": "pyarrow.parquet.read_table('points.parquet')",

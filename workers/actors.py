@@ -15,7 +15,9 @@ import dataclasses
 import os
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from featurize.request import InferenceRequest
@@ -138,6 +140,9 @@ class EngineWorker:
         idle_seconds: float,
     ) -> None:
         self.stats = WorkerStats()
+        #: This engine start, named in every measurement it makes (exports group them by it).
+        self.instance = uuid.uuid4().hex
+        self.loaded_at = datetime.now(UTC)
         self.engine_name = engine_name
         self.config = config
         self.load_error: tuple[str, str] | None = None  # (kind, message)
@@ -202,7 +207,10 @@ class EngineWorker:
         The result carries the GPU time held since the previous one (:class:`WorkerResult`).
         """
         result = self._measure(point_id, request)
-        return dataclasses.replace(result, gpu_seconds=self.stats.charge() * self.config.tp)
+        held = self.stats.charge()
+        if result.record is not None:
+            result.record.extra = {**(result.record.extra or {}), "held_s": held}
+        return dataclasses.replace(result, gpu_seconds=held * self.config.tp)
 
     def _measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
         if self.load_error is not None:
@@ -250,6 +258,9 @@ class EngineWorker:
             **(record.extra or {}),
             "actor_duty_cycle": self.stats.duty_cycle(),
             "engine_load_s": self.stats.load_seconds,
+            "engine_instance": self.instance,
+            "engine_loaded_at": self.loaded_at.isoformat(),
+            "window_s": self.protocol.window_seconds - before,
         }
         node = _ray_node_id()
         if node is not None:

@@ -414,6 +414,27 @@ class PointOperations(StoreBase):
             architectures=dict(architectures),
         )
 
+    def engine_load_rows(self, campaign_id: int) -> list[dict[str, Any]]:
+        """Per COMPLETE point, what tells which engine start measured it and what it cost.
+
+        Each row: the point's ``config_key``, ``model_name``, ``gpu_type``, ``gpu_count``, and
+        its measurement's ``simulated``, ``gpu_uuids``, ``started_at``, ``finished_at`` and
+        ``extra`` (the engine's record: start, load seconds, seconds held and inside windows);
+        :func:`storage.engine_loads.engine_loads` groups them by engine start.
+        """
+        with self._reading(snapshot=True) as conn:
+            rows = conn.execute(
+                select(
+                    Point.config_key, Point.model_name, Point.gpu_type, Point.gpu_count,
+                    Measurement.simulated, Measurement.gpu_uuids, Measurement.started_at,
+                    Measurement.finished_at, Measurement.extra,
+                )
+                .join(Measurement, Measurement.point_id == Point.id)
+                .where(Point.campaign_id == campaign_id, Point.status == PointStatus.COMPLETE)
+                .order_by(Point.id)
+            ).all()  # fmt: skip
+        return [dict(row._mapping) for row in rows]
+
 
 def _ending_try(point_id: int, gpu_seconds: float, **values: Any) -> Update:
     """The UPDATE that ends a try of an open point: its GPU time added, its lease given up.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,24 @@ from storage.records import MEASUREMENT_COLUMNS, config_key, point_key
 from tests.conftest import make_specs
 
 
+def _engine_start(n: int) -> dict[str, Any]:
+    """What a worker records of its engine start: points 2-5 on one, 6-9 on a second, 10-13
+    (simulated) on a third."""
+    instance = "a" if n < 6 else "b" if n < 10 else "sim"
+    first = n in (2, 6, 10)
+    return {
+        "engine_instance": instance,
+        "engine_loaded_at": f"2026-12-04T10:0{n // 4}:00+00:00",
+        "engine_load_s": 30.0 if instance == "a" else 20.0,
+        # The first result carries the load: held from the start to its end.
+        "held_s": 40.0 if first else 5.0,
+        "window_s": 4.0,
+    }
+
+
 def fill(store: CampaignStore) -> None:
-    """10 real + 4 simulated COMPLETE points, 2 INFEASIBLE, 1 FAILED, 3 PENDING."""
+    """10 real + 4 simulated COMPLETE points, 2 INFEASIBLE, 1 FAILED, 3 PENDING; the first two
+    real points measured before engines recorded their starts."""
     campaign = store.create_campaign("exp", {"engine": "vllm", "A": 20})
     ids = store.add_points(campaign.id, make_specs(20, engine="vllm"))
     store.claim(campaign.id, "w", 17)
@@ -42,6 +59,9 @@ def fill(store: CampaignStore) -> None:
                 latency_s=0.1,
                 gpu_names=["NVIDIA H100 80GB HBM3"],
                 engine_version="0.24.0",
+                extra=None if n < 2 else _engine_start(n),
+                started_at=datetime(2026, 12, 4, 10, n),
+                finished_at=datetime(2026, 12, 4, 10, n, 30),
             ),
         )
     store.record_infeasible(ids[14], "needs 90 GB")
@@ -93,6 +113,34 @@ def test_parquet_export_has_features_labels_and_a_manifest(
     assert manifest["schema_revision"] == head_revision()
     assert manifest["campaign"]["config"] == {"engine": "vllm", "A": 20}
     assert "code_version" in manifest
+
+
+def test_engine_starts_export_one_row_each_with_their_totals(
+    filled: CampaignStore, exports: Path
+) -> None:
+    out = exports / "dataset"
+    export_campaign(filled, "exp", "parquet", out)
+    loads = pq.read_table(out / "engine_loads.parquet").to_pylist()
+    assert [(r["engine_instance"], r["points"]) for r in loads] == [("a", 4), ("b", 4)]
+    first = loads[0]
+    assert (first["load_s"], first["held_s"], first["window_s"]) == (30.0, 55.0, 16.0)
+    assert first["duty_cycle"] == pytest.approx(16 / 55)
+    assert first["tp"] == 1 and first["gpu_type"] == "H100-SXM"
+    assert first["loaded_at"] == "2026-12-04T10:00:00+00:00"
+    assert first["first_measured_at"].startswith("2026-12-04T10:02:00")
+    assert first["last_measured_at"].startswith("2026-12-04T10:05:30")
+    manifest = check_manifest(out)
+    assert manifest["files"]["engine_loads.parquet"]["rows"] == 2
+    summary = manifest["engine_loads"]
+    assert summary["loads"] == 2 and summary["points"] == 8
+    assert summary["points_without_engine_record"] == 2
+    assert summary["median_load_s"] == 25.0
+    assert summary["duty_cycle"] == pytest.approx(32 / 110)
+    assert summary["points_per_gpu_hour"] == pytest.approx(8 / (110 / 3600))
+    # The twin's engine start comes with its rows only.
+    export_campaign(filled, "exp", "csv", exports / "all", include_simulated=True)
+    table = pa_csv.read_csv(exports / "all" / "engine_loads.csv")
+    assert table.column("engine_instance").to_pylist() == ["a", "b", "sim"]
 
 
 def test_dataset_columns_come_from_the_records(filled: CampaignStore, exports: Path) -> None:

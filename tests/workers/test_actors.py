@@ -134,6 +134,17 @@ def test_each_result_carries_the_gpu_time_held_since_the_previous_one() -> None:
     assert first.gpu_seconds > second.gpu_seconds > 2 * FAST.min_window_s * 2
     held = worker.timing()["held_s"]
     assert first.gpu_seconds + second.gpu_seconds == pytest.approx(2 * held, rel=1e-6)  # TP 2
+    # Each measurement names its engine start and its share of the time (per GPU).
+    assert first.record is not None and second.record is not None
+    extras = first.record.extra or {}, second.record.extra or {}
+    assert extras[0]["engine_instance"] == extras[1]["engine_instance"] == worker.instance
+    assert extras[0]["engine_loaded_at"] == worker.loaded_at.isoformat()
+    assert [e["held_s"] * 2 for e in extras] == [first.gpu_seconds, second.gpu_seconds]
+    assert sum(e["window_s"] for e in extras) == pytest.approx(worker.timing()["window_s"])
+    assert extras[1]["window_s"] >= FAST.windows * FAST.min_window_s
+    before = worker.instance
+    worker.reload(config("qwen2-1.5b"), FAST, idle_seconds=0.0)
+    assert worker.instance != before  # another engine start
     worker.shutdown()
 
 
