@@ -168,8 +168,8 @@ class EngineWorker:
             self._load_traceback = traceback.format_exc()
         self.stats.load_seconds = (
             time.monotonic() - start
-            if self.engine is None or self.engine.name != "simulated"
-            else 0.0
+            if self.engine is None or self.engine.uses_gpus
+            else self.stats.held_seconds()  # on the engine's own (virtual) clock
         )
 
     def reload(

@@ -110,3 +110,19 @@ def test_wrong_output_length_is_a_measurement_error() -> None:
     engine.load()
     with pytest.raises(MeasurementError, match="expected 8"):
         protocol_for(engine).measure(InferenceRequest(1, 16, 8))
+
+
+def test_an_engine_start_holds_the_gpus_for_the_modelled_time() -> None:
+    from workers.actors import EngineWorker
+
+    starts = {}
+    for model in ("qwen2-0.5b", "llama3.1-8b"):
+        starts[model] = loaded(model).clock().now()  # virtual seconds spent loading
+        config = EngineConfig(resolve_architecture(model), Precision(), 1, get_gpu("H200"))
+        worker = EngineWorker("simulated", config, idle_seconds=1.0)
+        # The worker's load time is the modelled start plus its idle-power reading (≥ 1 s,
+        # aligned on the counter's updates).
+        assert starts[model] + 1.0 <= worker.timing()["load_s"] <= starts[model] + 3.0
+        worker.shutdown()
+    base = TwinParameters().engine_load_s
+    assert base < starts["qwen2-0.5b"] < starts["llama3.1-8b"] < 2 * starts["qwen2-0.5b"]
