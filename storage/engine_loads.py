@@ -62,8 +62,6 @@ ENGINE_LOAD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EngineLoad))
 
 
 def _extra(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):  # some drivers hand JSON columns back as text
-        value = json.loads(value)
     return value if isinstance(value, dict) else {}
 
 
@@ -101,7 +99,7 @@ def engine_loads(rows: Iterable[dict[str, Any]]) -> tuple[list[EngineLoad], int]
                 model_name=first.get("model_name"),
                 gpu_type=str(first["gpu_type"]),
                 tp=int(first["gpu_count"]),
-                gpu_uuids=uuids if isinstance(uuids, str) or uuids is None else json.dumps(uuids),
+                gpu_uuids=None if uuids is None else json.dumps(uuids),
                 loaded_at=extras[0].get("engine_loaded_at"),
                 first_measured_at=min(started, default=None),
                 last_measured_at=max(finished, default=None),

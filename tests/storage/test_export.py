@@ -60,6 +60,7 @@ def fill(store: CampaignStore) -> None:
                 gpu_names=["NVIDIA H100 80GB HBM3"],
                 engine_version="0.24.0",
                 extra=None if n < 2 else _engine_start(n),
+                gpu_uuids=[f"GPU-{n // 6}"],
                 started_at=datetime(2026, 12, 4, 10, n),
                 finished_at=datetime(2026, 12, 4, 10, n, 30),
             ),
@@ -126,6 +127,7 @@ def test_engine_starts_export_one_row_each_with_their_totals(
     assert (first["load_s"], first["held_s"], first["window_s"]) == (30.0, 55.0, 16.0)
     assert first["duty_cycle"] == pytest.approx(16 / 55)
     assert first["tp"] == 1 and first["gpu_type"] == "H100-SXM"
+    assert json.loads(first["gpu_uuids"]) == ["GPU-0"]
     assert first["loaded_at"] == "2026-12-04T10:00:00+00:00"
     assert first["first_measured_at"].startswith("2026-12-04T10:02:00")
     assert first["last_measured_at"].startswith("2026-12-04T10:05:30")
