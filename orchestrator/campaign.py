@@ -34,7 +34,7 @@ from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
-from orchestrator.sampling import PointSampler
+from orchestrator.sampling import PointSampler, engine_key
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
 from storage.records import StoredPoint
@@ -46,6 +46,8 @@ from workers.protocol import ProtocolSettings
 
 #: Long enough for a round's measurements; a restarted driver releases its own leases at once.
 LEASE_SECONDS = 24 * 3600.0
+#: Seed stream of the engine fill, apart from the round's own draws (which stay as they were).
+_FILL_STREAM = 0xF111
 
 
 @dataclass
@@ -234,9 +236,12 @@ class CampaignDriver:
         round_index: int,
         reason: str,
         parents: Sequence[int | None] | None = None,
+        offset: int = 0,
     ) -> list[PointSpec]:
         rng = self._rng(round_index)
-        split = rng.random(len(points)) < self.config.sampling.test_fraction
+        # One draw for offset + len(points) values: a round's first points keep the split they
+        # had before any engine fill was appended to them.
+        split = (rng.random(offset + len(points)) < self.config.sampling.test_fraction)[offset:]
         return [
             PointSpec(
                 point, self.config.engine, round_index=round_index, reason=reason,
@@ -385,12 +390,57 @@ class CampaignDriver:
                 rule=config.sampling.high_error,
                 ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
             )  # fmt: skip
+        chosen = list(selection.points)
+        fill = self._fill_engines(
+            chosen, round_index + 1, {p for p, _ in rows}, self._budget_left(total + len(chosen))
+        )
+        parents = list(selection.parents) if selection.parents else [None] * len(chosen)
         with self._stage("storing"):
             self.store.add_points(
                 campaign_id,
-                self._specs(selection.points, round_index + 1, "selected", selection.parents),
+                self._specs(chosen, round_index + 1, "selected", parents)
+                + self._specs(fill, round_index + 1, "engine_fill", offset=len(chosen)),
             )
-        return len(selection.points)
+        return len(chosen) + len(fill)
+
+    def _fill_engines(
+        self,
+        points: Sequence[InferencePoint],
+        round_index: int,
+        exclude: set[InferencePoint],
+        room: int | None = None,
+    ) -> list[InferencePoint]:
+        """Points that bring each engine configuration of ``points`` to ``points_per_engine``.
+
+        Args:
+            points: The round's chosen points.
+            round_index: Their round (seeds the draw).
+            exclude: Points already measured.
+            room: Most points to add (what the measurement budget leaves), None for no limit.
+        """
+        wanted = self.config.sampling.points_per_engine
+        if wanted is None:
+            return []
+        counts: dict[tuple[Any, ...], int] = defaultdict(int)
+        first: dict[tuple[Any, ...], InferencePoint] = {}
+        for point in points:
+            key = engine_key(point)
+            counts[key] += 1
+            first.setdefault(key, point)
+        rng = np.random.default_rng([self.config.seed, round_index, _FILL_STREAM])
+        taken = set(exclude) | set(points)
+        fill: list[InferencePoint] = []
+        with self._stage("sampling"):
+            for key, point in first.items():
+                count = wanted - counts[key]
+                if room is not None:
+                    count = min(count, room - len(fill))
+                if count <= 0:
+                    continue
+                extra = self.sampler.same_engine(point, count, rng, taken)
+                taken.update(extra)
+                fill.extend(extra)
+        return fill
 
     def run(self) -> CampaignOutcome:
         """Run (or continue) the campaign until the target or a budget stops it."""
@@ -413,8 +463,13 @@ class CampaignDriver:
                 initial = self.sampler.sample(config.sampling.initial, self._rng(0))
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
+            fill = self._fill_engines(initial, 0, set(), self._budget_left(len(initial)))
             with self._stage("storing"):
-                self.store.add_points(campaign_id, self._specs(initial, 0, "initial"))
+                self.store.add_points(
+                    campaign_id,
+                    self._specs(initial, 0, "initial")
+                    + self._specs(fill, 0, "engine_fill", offset=len(initial)),
+                )
         elif not self.store.rounds(campaign_id):
             self._top_up_round_zero(campaign_id, stored)
         while True:
@@ -513,11 +568,15 @@ class CampaignDriver:
             scores, record.duty_cycle, record.gpu_hours or 0.0, selected, stop,
         )  # fmt: skip
 
+    def _budget_left(self, total: int) -> int | None:
+        """Measurements the budget leaves after ``total`` (None: no measurement budget)."""
+        budget = self.config.budget.measurements
+        return None if budget is None else max(0, budget - total)
+
     def _room(self, total: int) -> int:
-        limits = [self.config.sampling.per_round or 10**9]
-        if self.config.budget.measurements is not None:
-            limits.append(self.config.budget.measurements - total)
-        return max(0, min(limits))
+        left = self._budget_left(total)
+        per_round = self.config.sampling.per_round
+        return min(per_round or 10**9, 10**9 if left is None else left)
 
     def _stop_reason(self, record: RoundRecord, round_index: int) -> str | None:
         budget = self.config.budget

@@ -164,6 +164,13 @@ class Sampling(_Strict):
     radius: Radius = Radius()
     high_error: HighErrorRule = HighErrorRule()
     per_round: PositiveInt | None = Field(default=None, description="most new points per round")
+    points_per_engine: PositiveInt | None = Field(
+        default=None,
+        description=(
+            "least points each engine configuration of a round measures: requests from the "
+            "request prior fill up the chosen ones (an engine start costs minutes, a point seconds)"
+        ),
+    )
 
 
 class Budget(_Strict):
@@ -213,6 +220,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("training", "predictor"): "llmco2",
     ("priors", "architectures", "precisions"): None,
     ("training", "correction_epochs"): CORRECTION_EPOCHS,
+    ("sampling", "points_per_engine"): None,
 }
 
 

@@ -32,6 +32,11 @@ _WIDTH_QUANTUM = 128
 _MAX_TRIES = 50
 
 
+def engine_key(point: InferencePoint) -> tuple[Architecture, Precision, GpuSetup]:
+    """What one engine start serves: the points of equal key share a loaded engine."""
+    return point.architecture, point.precision, point.setup
+
+
 def _base_name(name: str) -> str:
     return name.split("~", 1)[0]
 
@@ -157,22 +162,24 @@ class PointSampler:
             return arch.replace(name=_label(base, arch))
         return base
 
+    def _requests(self, count: int, rng: np.random.Generator) -> list[InferenceRequest]:
+        """About ``count`` requests of the request prior (none over ``max_generated``)."""
+        prior = self.config.priors.requests
+        requests = self.requests.sample(
+            max(count, 16), rng, mix=prior.mix, batch_sizes=prior.batch,
+            max_context=prior.max_context,
+        )  # fmt: skip
+        if prior.max_generated is None:
+            return requests
+        return [r for r in requests if r.generated_tokens <= prior.max_generated]
+
     def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
         """``count`` distinct valid points from the priors (fewer only if the priors are tiny)."""
         prior = self.config.priors
         seen: set[InferencePoint] = set()
         points: list[InferencePoint] = []
         for _ in range(_MAX_TRIES):
-            requests = self.requests.sample(
-                max(count, 16), rng, mix=prior.requests.mix, batch_sizes=prior.requests.batch,
-                max_context=prior.requests.max_context,
-            )  # fmt: skip
-            for request in requests:
-                if (
-                    prior.requests.max_generated is not None
-                    and request.generated_tokens > prior.requests.max_generated
-                ):
-                    continue
+            for request in self._requests(count, rng):
                 base = self.bases[int(rng.integers(len(self.bases)))]
                 perturbed = rng.random() < prior.architectures.perturbed_fraction
                 if perturbed and self.variants:
@@ -188,6 +195,40 @@ class PointSampler:
                     if len(points) == count:
                         return points
         return points
+
+    def same_engine(
+        self,
+        point: InferencePoint,
+        count: int,
+        rng: np.random.Generator,
+        exclude: set[InferencePoint] | frozenset[InferencePoint] = frozenset(),
+    ) -> list[InferencePoint]:
+        """Up to ``count`` distinct valid points that one engine of ``point`` measures.
+
+        The architecture, precision and GPU setup of ``point`` with requests drawn from the
+        request prior: an engine start costs minutes of GPU time and a point seconds, so an
+        engine that is loaded anyway measures many requests.
+
+        Args:
+            point: The point whose engine is loaded.
+            count: How many points to draw.
+            rng: Random generator (seeded by the caller).
+            exclude: Points not to return (measured or already chosen); ``point`` never is.
+        """
+        seen = set(exclude) | {point}
+        result: list[InferencePoint] = []
+        for _ in range(_MAX_TRIES):
+            for request in self._requests(count, rng):
+                candidate = self._point(
+                    point.architecture, request, point.setup.gpu, point.setup.count,
+                    point.precision,
+                )  # fmt: skip
+                if candidate is not None and candidate not in seen:
+                    seen.add(candidate)
+                    result.append(candidate)
+                    if len(result) == count:
+                        return result
+        return result
 
     def neighbours(
         self, point: InferencePoint, count: int, rng: np.random.Generator

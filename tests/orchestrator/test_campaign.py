@@ -111,6 +111,46 @@ def test_a_driver_stopped_between_rounds_continues_without_repeating(
     store.close()
 
 
+def test_every_engine_a_round_loads_measures_points_per_engine(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    from orchestrator.sampling import engine_key
+
+    sampling = {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}, "per_round": 6}
+    plain = small("disagreement", name="plain", budget={"rounds": 2}, sampling=sampling)
+    filled = small(
+        "disagreement", name="filled", budget={"rounds": 2, "measurements": 100},
+        sampling={**sampling, "points_per_engine": 20},
+    )  # fmt: skip
+    run(plain, sqlite_url)
+    outcome = run(filled, sqlite_url)
+    store = CampaignStore(sqlite_url)
+    plain_points = store.get_points(store.get_campaign("plain").id)
+    points = store.get_points(store.get_campaign("filled").id)
+    store.close()
+    assert [r.round_index for r in outcome.rounds] == [0, 1]
+    assert len(points) == outcome.complete_points <= 100
+    # Round 0 draws what it drew without the fill, with the same train/test split.
+    initial = [(p.inference_point(), p.split) for p in points if p.reason == "initial"]
+    assert initial == [(p.inference_point(), p.split) for p in plain_points if p.round_index == 0]
+    fill = [p for p in points if p.reason == "engine_fill"]
+    assert fill and {p.split for p in fill} == {"train", "test"}
+    selected = [p for p in points if p.reason == "selected"]
+    assert 0 < len(selected) <= 6
+    for round_index in (0, 1):
+        members = [p.inference_point() for p in points if p.round_index == round_index]
+        assert len(set(members)) == len(members)
+        per_engine: dict[Any, int] = {}
+        for point in members:
+            per_engine[engine_key(point)] = per_engine.get(engine_key(point), 0) + 1
+        chosen = {engine_key(p.inference_point()) for p in points
+                  if p.round_index == round_index and p.reason != "engine_fill"}  # fmt: skip
+        assert set(per_engine) == chosen  # the fill loads no engine of its own
+        # Every engine gets its 20 points unless the measurement budget ran out first.
+        assert min(per_engine.values()) >= 20 or len(points) == 100
+    assert sum(p.round_index == 0 for p in points) == 60  # 3 engines
+
+
 @pytest.mark.parametrize(
     ("predictor", "kind"), [("llmco2", "HybridPredictor"), ("gnn", "Predictor")]
 )

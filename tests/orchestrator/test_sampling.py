@@ -152,3 +152,19 @@ def test_weight_bits_draw_as_before_whole_precisions_existed() -> None:
     })  # fmt: skip
     points = PointSampler(config, [get_gpu("H200")]).sample(40, np.random.default_rng(5))
     assert {p.precision for p in points} == {Precision(16), Precision(8)}
+
+
+def test_same_engine_points_share_the_engine_and_draw_new_requests() -> None:
+    sampler = PointSampler(_config(), [get_gpu("H100-SXM")])  # type: ignore[arg-type]
+    rng = np.random.default_rng(5)
+    center, other = sampler.sample(2, rng)
+    taken = set(sampler.same_engine(center, 5, np.random.default_rng(9)))
+    more = sampler.same_engine(center, 30, rng, exclude={other, *taken})
+    assert len(more) == len(set(more)) == 30
+    assert center not in more and not taken & set(more)
+    for point in more:
+        assert point.architecture == center.architecture
+        assert point.precision == center.precision and point.setup == center.setup
+        assert 1 <= point.request.batch_size <= 4 and point.request.generated_tokens <= 256
+        check_fits(point)
+    assert len({p.request for p in more}) == 30
