@@ -34,7 +34,7 @@ from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
-from orchestrator.sampling import PointSampler, engine_key
+from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
 from storage.records import StoredPoint
@@ -410,37 +410,12 @@ class CampaignDriver:
         exclude: set[InferencePoint],
         room: int | None = None,
     ) -> list[InferencePoint]:
-        """Points that bring each engine configuration of ``points`` to ``points_per_engine``.
-
-        Args:
-            points: The round's chosen points.
-            round_index: Their round (seeds the draw).
-            exclude: Points already measured.
-            room: Most points to add (what the measurement budget leaves), None for no limit.
-        """
-        wanted = self.config.sampling.points_per_engine
-        if wanted is None:
-            return []
-        counts: dict[tuple[Any, ...], int] = defaultdict(int)
-        first: dict[tuple[Any, ...], InferencePoint] = {}
-        for point in points:
-            key = engine_key(point)
-            counts[key] += 1
-            first.setdefault(key, point)
+        """The engine fill of a round's ``points`` (:func:`~orchestrator.sampling.fill_engines`)."""
         rng = np.random.default_rng([self.config.seed, round_index, _FILL_STREAM])
-        taken = set(exclude) | set(points)
-        fill: list[InferencePoint] = []
         with self._stage("sampling"):
-            for key, point in first.items():
-                count = wanted - counts[key]
-                if room is not None:
-                    count = min(count, room - len(fill))
-                if count <= 0:
-                    continue
-                extra = self.sampler.same_engine(point, count, rng, taken)
-                taken.update(extra)
-                fill.extend(extra)
-        return fill
+            return fill_engines(
+                self.sampler, points, self.config.sampling.points_per_engine, rng, exclude, room
+            )
 
     def run(self) -> CampaignOutcome:
         """Run (or continue) the campaign until the target or a budget stops it."""

@@ -270,6 +270,49 @@ class PointSampler:
         return result
 
 
+def fill_engines(
+    sampler: PointSampler,
+    points: Sequence[InferencePoint],
+    wanted: int | None,
+    rng: np.random.Generator,
+    exclude: set[InferencePoint],
+    room: int | None = None,
+) -> list[InferencePoint]:
+    """Points that bring each engine configuration of ``points`` to ``wanted`` points.
+
+    An engine start costs minutes of GPU time and a point seconds: an engine a round loads
+    anyway measures requests drawn from the request prior beside the chosen ones.
+
+    Args:
+        sampler: The campaign's sampler.
+        points: The round's chosen points.
+        wanted: Least points per engine configuration (None: no fill).
+        rng: Random generator (seeded by the caller).
+        exclude: Points already measured.
+        room: Most points to add (what the measurement budget leaves), None for no limit.
+    """
+    if wanted is None:
+        return []
+    counts: dict[tuple[Architecture, Precision, GpuSetup], int] = {}
+    first: dict[tuple[Architecture, Precision, GpuSetup], InferencePoint] = {}
+    for point in points:
+        key = engine_key(point)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, point)
+    taken = set(exclude) | set(points)
+    fill: list[InferencePoint] = []
+    for key, point in first.items():
+        count = wanted - counts[key]
+        if room is not None:
+            count = min(count, room - len(fill))
+        if count <= 0:
+            continue
+        extra = sampler.same_engine(point, count, rng, taken)
+        taken.update(extra)
+        fill.extend(extra)
+    return fill
+
+
 def check_priors(config: CampaignConfig, gpus: Sequence[Gpu]) -> None:
     """Refuse priors that cannot produce a point, before a database or Ray is touched.
 

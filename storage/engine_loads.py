@@ -5,9 +5,10 @@ start's wall-clock time, its load seconds, the seconds it held its GPUs since th
 result and the seconds inside measurement windows). Grouped by start, they give one row per
 engine load — configuration, GPUs, load time, points, time held and time measuring — and, summed,
 the figures a campaign's GPU time is judged by: duty cycle (time inside windows ÷ time held),
-median load time and points per GPU-hour. Time an engine held after its last measurement (its
-shutdown) and points that failed on it are not in the rows; measurements made before engines
-recorded their start have no row and are counted apart.
+median load time and points per GPU-hour, and where the starts' time went (the phases the
+workers time: actor start, import, engine build, idle-power reading). Time an engine held
+after its last measurement (its shutdown) and points that failed on it are not in the rows;
+measurements made before engines recorded their start have no row and are counted apart.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class EngineLoad:
         window_s: Seconds inside measurement windows.
         held_s: Seconds from the load's start to its last result (per GPU).
         duty_cycle: ``window_s / held_s``.
+        actor_start_s: Of ``load_s``, seconds from asking Ray for the actor to its process
+            beginning to load (None where not recorded, as every phase below).
+        import_s: Importing the engine library.
+        engine_init_s: Building the engine (vLLM: its processes, weights, compilation,
+            KV-cache profiling and CUDA graphs).
+        idle_power_s: Reading the idle power after the load.
     """
 
     engine_instance: str
@@ -55,8 +62,14 @@ class EngineLoad:
     window_s: float
     held_s: float
     duty_cycle: float | None
+    actor_start_s: float | None = None
+    import_s: float | None = None
+    engine_init_s: float | None = None
+    idle_power_s: float | None = None
 
 
+#: The phases of an engine start that the workers time (``extra["engine_phases"]``).
+LOAD_PHASES: tuple[str, ...] = ("actor_start_s", "import_s", "engine_init_s", "idle_power_s")
 #: Columns of ``engine_loads`` tables, in order.
 ENGINE_LOAD_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(EngineLoad))
 
@@ -67,6 +80,11 @@ def _extra(value: Any) -> dict[str, Any]:
 
 def _iso(value: datetime | str | None) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _phases(extra: dict[str, Any]) -> dict[str, float | None]:
+    phases = _extra(extra.get("engine_phases"))
+    return {name: None if phases.get(name) is None else float(phases[name]) for name in LOAD_PHASES}
 
 
 def engine_loads(rows: Iterable[dict[str, Any]]) -> tuple[list[EngineLoad], int]:
@@ -108,6 +126,7 @@ def engine_loads(rows: Iterable[dict[str, Any]]) -> tuple[list[EngineLoad], int]
                 window_s=window,
                 held_s=held,
                 duty_cycle=window / held if held > 0 else None,
+                **_phases(extras[0]),
             )
         )
     return loads, unrecorded
@@ -127,6 +146,11 @@ def load_summary(loads: Iterable[EngineLoad], unrecorded: int = 0) -> dict[str, 
         "gpu_hours": gpu_hours,
         "duty_cycle": sum(load.window_s for load in loads) / held if held > 0 else None,
         "points_per_gpu_hour": points / gpu_hours if gpu_hours > 0 else None,
+        "median_phase_s": {
+            name: median(values)
+            for name in LOAD_PHASES
+            if (values := [v for load in loads if (v := getattr(load, name)) is not None])
+        },
     }
 
 

@@ -17,7 +17,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from featurize.request import InferenceRequest
@@ -120,6 +120,9 @@ class EngineWorker:
         config: The engine configuration.
         settings: Measurement protocol knobs.
         idle_seconds: How long to measure idle power after loading (0: skip).
+        requested_at: Wall-clock time (``time.time()``) the actor was asked for: the seconds
+            until this process began to load (Ray starting a worker process, imports) held its
+            GPUs too, and count in the load and held time of a GPU engine.
     """
 
     def __init__(
@@ -128,9 +131,11 @@ class EngineWorker:
         config: EngineConfig,
         settings: ProtocolSettings | None = None,
         idle_seconds: float = 2.0,
+        requested_at: float | None = None,
     ) -> None:
         self.engine: InferenceEngine | None = None
-        self._load(engine_name, config, settings, idle_seconds)
+        actor_start = None if requested_at is None else max(0.0, time.time() - requested_at)
+        self._load(engine_name, config, settings, idle_seconds, actor_start)
 
     def _load(
         self,
@@ -138,11 +143,16 @@ class EngineWorker:
         config: EngineConfig,
         settings: ProtocolSettings | None,
         idle_seconds: float,
+        actor_start_s: float | None = None,
     ) -> None:
         self.stats = WorkerStats()
+        #: Seconds of each phase of this engine start (recorded with its measurements).
+        self.load_phases: dict[str, float] = {}
+        if actor_start_s is not None:
+            self.load_phases["actor_start_s"] = actor_start_s
         #: This engine start, named in every measurement it makes (exports group them by it).
         self.instance = uuid.uuid4().hex
-        self.loaded_at = datetime.now(UTC)
+        self.loaded_at = datetime.now(UTC) - timedelta(seconds=actor_start_s or 0.0)
         self.engine_name = engine_name
         self.config = config
         self.load_error: tuple[str, str] | None = None  # (kind, message)
@@ -153,12 +163,18 @@ class EngineWorker:
             engine = create_engine(engine_name, config)
             if not engine.uses_gpus:
                 self.stats = WorkerStats(engine.clock())  # a model's own (virtual) time
-            engine.load()
+            try:
+                engine.load()
+            finally:
+                self.load_phases.update(engine.load_phases)
             self.engine = engine
             source = engine.counter_source()
             meter = EnergyMeter(source, engine.clock()) if source is not None else None
             if meter is not None and idle_seconds > 0:
+                clock = engine.clock()  # the twin's idle reading takes virtual time
+                began = clock.now()
                 meter.measure_idle_power(idle_seconds)
+                self.load_phases["idle_power_s"] = clock.now() - began
             self.protocol = MeasurementProtocol(engine, settings, meter)
         except InfeasibleConfigError as exc:
             self.load_error = ("infeasible", str(exc))
@@ -166,11 +182,12 @@ class EngineWorker:
             kind = "infeasible" if is_infeasible_error(exc) else "engine_load_failed"
             self.load_error = (kind, _one_line(exc))
             self._load_traceback = traceback.format_exc()
-        self.stats.load_seconds = (
-            time.monotonic() - start
-            if self.engine is None or self.engine.uses_gpus
-            else self.stats.held_seconds()  # on the engine's own (virtual) clock
-        )
+        if self.engine is None or self.engine.uses_gpus:
+            # The GPUs were held from the actor's start, before this process could load.
+            self.stats.started_at -= actor_start_s or 0.0
+            self.stats.load_seconds = time.monotonic() - start + (actor_start_s or 0.0)
+        else:
+            self.stats.load_seconds = self.stats.held_seconds()  # the engine's (virtual) clock
 
     def reload(
         self,
@@ -260,6 +277,7 @@ class EngineWorker:
             "engine_load_s": self.stats.load_seconds,
             "engine_instance": self.instance,
             "engine_loaded_at": self.loaded_at.isoformat(),
+            "engine_phases": dict(self.load_phases),
             "window_s": self.protocol.window_seconds - before,
         }
         node = _ray_node_id()
@@ -316,11 +334,13 @@ def worker_actor(
     settings: ProtocolSettings | None = None,
     idle_seconds: float = 2.0,
     num_cpus: float = 1.0,
+    env: dict[str, str] | None = None,
 ) -> Any:
     """Start an :class:`EngineWorker` as a Ray actor with its configuration's resources.
 
     ``num_cpus`` applies to actors without GPUs; a GPU actor reserves
-    :func:`gpu_actor_cpus` so that its engine starts with real threads.
+    :func:`gpu_actor_cpus` so that its engine starts with real threads. ``env``: environment
+    variables of this actor's process alone (its engine settings, say), beside the cluster's.
     """
     import ray
 
@@ -330,5 +350,7 @@ def worker_actor(
         "num_cpus": gpu_actor_cpus(config.tp, ray.cluster_resources()) if on_gpu else num_cpus,
         "max_restarts": 0,  # a crashed engine is replaced by the pool, not restarted blindly
     }
+    if env:
+        options["runtime_env"] = {"env_vars": dict(env)}
     remote_class = ray.remote(EngineWorker).options(**options)
-    return remote_class.remote(engine_name, config, settings, idle_seconds)
+    return remote_class.remote(engine_name, config, settings, idle_seconds, time.time())

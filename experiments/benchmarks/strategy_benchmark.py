@@ -10,6 +10,17 @@ strategy, the median over seeds of the measurements needed (runs that never reac
 count as the budget, marked ``>``), and whether each of ours needs ≤ ½ of random's and ≤ ⅔ of
 focused's.
 
+``--cost gpu-seconds`` counts what a campaign pays instead: every point is measured by the
+product's own worker on the twin (:class:`workers.actors.EngineWorker` with the simulated engine,
+the real campaigns' protocol), so engine starts (the twin's start model, fitted on the real H200
+starts), idle-power readings and measurement windows all cost their virtual GPU-seconds, and the
+table gives the median GPU-seconds to the target. A strategy name ending in ``+fill`` is that
+strategy choosing engine configurations rather than points: round 0 and each round choose
+1/N of their points and fill each chosen engine configuration up to N points (``+fill8``: 8;
+``+fill``: ``--points-per-engine``) with requests from the request prior (the campaigns'
+``sampling.points_per_engine``), so it measures as many points per round over fewer engine
+starts.
+
 ``oracle`` is a yardstick, not a strategy a campaign can run: from the same kind of prior pool as
 the disagreement strategies it takes the candidates on which the current model's *true* error
 is largest (the twin's exact energies). What it needs bounds what any strategy choosing by the
@@ -17,6 +28,9 @@ model's error could save.
 
     python experiments/benchmarks/strategy_benchmark.py --seeds 5 --jobs 2 \
         --out experiments/benchmarks/results/strategy_benchmark_target5.json
+    python experiments/benchmarks/strategy_benchmark.py --cost gpu-seconds --target 3 \
+        --strategies random,focused,diverse,random+fill,diverse+fill --seeds 5 --jobs 2 \
+        --out experiments/benchmarks/results/strategy_benchmark_gpu_time.json
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
-from orchestrator.sampling import PointSampler
+from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
     Selection,
@@ -47,9 +61,29 @@ from orchestrator.strategies import (
     round_size,
     select,
 )
+from workers.actors import EngineWorker
+from workers.engines import EngineConfig
 from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+from workers.protocol import ProtocolSettings
 
 STRATEGIES = ("random", "focused", "disagreement", "diverse", "oracle")
+#: Suffix of a strategy that chooses engine configurations and fills each (see the docstring);
+#: ``+fill8`` fills to 8 points, ``+fill`` to ``--points-per-engine``.
+FILL = "+fill"
+
+
+def split_fill(name: str, default: int) -> tuple[str, int | None]:
+    """A strategy name's base strategy and its engine fill (None: no fill)."""
+    base, marker, count = name.partition(FILL)
+    if not marker:
+        return name, None
+    if count and not count.isdigit():
+        raise SystemExit(f"strategy {name!r}: {FILL} takes a whole number of points, if any")
+    return base, int(count) if count else default
+
+
+#: The real H200 campaigns' protocol, which the GPU-seconds of ``--cost gpu-seconds`` follow.
+CAMPAIGN_PROTOCOL = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
 
 #: The strategies of ours, held to ≤ ½ of random's and ≤ ⅔ of focused's measurements.
 OURS = ("disagreement", "diverse")
@@ -77,14 +111,17 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)
     reached_at: int | None = None
     seconds: float = 0.0
+    #: GPU-seconds spent by the end of each round (``--cost gpu-seconds``; else zeros).
+    gpu_curve: list[float] = field(default_factory=list)
+    reached_gpu_s: float | None = None
 
 
 def campaign_config(args: argparse.Namespace, strategy: str) -> CampaignConfig:
     """The benchmark's campaign, as a user would write it."""
     return parse_config(
         {
-            "name": f"bench-{strategy}", "engine": "simulated",
-            "strategy": "random" if strategy == "oracle" else strategy,
+            "name": f"bench-{strategy.replace('+', '-')}", "engine": "simulated",
+            "strategy": "random" if strategy == "oracle" else split_fill(strategy, 1)[0],
             "target_mape": args.target, "priors": PRIORS,
             "sampling": {"initial": args.initial, "test_fraction": 0.2,
                          "neighbours": args.neighbours, "per_round": args.per_round,
@@ -120,6 +157,43 @@ class Twin:
         return rows
 
 
+class WorkerTwin:
+    """The measurement oracle of ``--cost gpu-seconds``: the twin behind the product's worker.
+
+    Points are grouped by engine configuration and each group is measured by one
+    :class:`~workers.actors.EngineWorker` of the simulated engine, as a campaign's actor would:
+    its labels carry the twin's instance and repeat noise, and its held time (engine start,
+    idle-power reading, warm-ups, windows; virtual seconds) times its GPUs is what it cost.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.gpu_seconds = 0.0
+
+    def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
+        """Prefill and total energy of ``points``; adds their GPU-seconds to ``gpu_seconds``."""
+        rows: list[dict[str, float]] = [{} for _ in points]
+        groups: dict[EngineConfig, list[int]] = {}
+        for i, point in enumerate(points):
+            config = EngineConfig(
+                point.architecture, point.precision, point.setup.count, point.setup.gpu,
+                point.flash_attention, self.seed,
+            )  # fmt: skip
+            groups.setdefault(config, []).append(i)
+        for config, indices in groups.items():
+            worker = EngineWorker("simulated", config, CAMPAIGN_PROTOCOL)
+            for i in indices:
+                result = worker.measure(i, points[i].request)
+                record = result.record
+                if record is None or record.energy_j is None:
+                    raise RuntimeError(f"the twin failed on {points[i]}: {result.error_message}")
+                rows[i] = {"prefill_energy_j": float(record.prefill_energy_j or 0.0),
+                           "energy_j": float(record.energy_j), "simulated": 1.0}  # fmt: skip
+            self.gpu_seconds += worker.timing()["held_s"] * config.tp
+            worker.shutdown()
+        return rows
+
+
 def exact_energy(points: list[InferencePoint]) -> np.ndarray:
     """Noise-free total energy (the evaluation set's truth)."""
     return np.array([row["energy_j"] for row in Twin(0.0, 0).measure(points)])
@@ -152,12 +226,23 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
     torch.set_num_threads(args.threads)
     config = campaign_config(args, strategy)
     sampler = PointSampler(config, GPUS)
+    name = strategy
+    strategy, per_engine = split_fill(name, args.points_per_engine)
+    share = per_engine or 1  # a filled strategy chooses 1/share of its points
+
+    def filled(chosen: list[InferencePoint], round_index: int, room: int) -> list[InferencePoint]:
+        fill_rng = np.random.default_rng([seed, round_index, 0xF111])
+        return chosen + fill_engines(sampler, chosen, per_engine, fill_rng, set(points), room)
+
     rng0 = np.random.default_rng([seed, 0])
-    points = sampler.sample(args.initial, rng0)
+    points: list[InferencePoint] = []
+    points = filled(sampler.sample(max(1, args.initial // share), rng0), 0, args.initial)
     is_test = list(rng0.random(len(points)) < 0.2)
-    twin = Twin(args.noise, seed)
+    twin: Twin | WorkerTwin = (
+        WorkerTwin(seed) if args.cost == "gpu-seconds" else Twin(args.noise, seed)
+    )
     labels = twin.measure(points)
-    run = Run(strategy, seed)
+    run = Run(name, seed)
     start = time.perf_counter()
     round_index = 0
     while True:
@@ -166,13 +251,16 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
         predicted = ensemble_energies(members, evaluation).mean(axis=0)
         mape = Scores.of(predicted, truth).mape
         run.curve.append((len(points), mape))
-        print(f"  {strategy:<12} seed {seed} round {round_index}: {len(points)} measured, "
-              f"evaluation MAPE {mape:.2f} %", flush=True)  # fmt: skip
+        spent = getattr(twin, "gpu_seconds", 0.0)
+        run.gpu_curve.append(spent)
+        print(f"  {run.strategy:<12} seed {seed} round {round_index}: {len(points)} measured, "
+              f"{spent:,.0f} GPU-s, evaluation MAPE {mape:.2f} %", flush=True)  # fmt: skip
         if mape <= args.target:
             run.reached_at = len(points)
+            run.reached_gpu_s = spent
             break
         room = min(args.per_round, args.budget - len(points))
-        if room <= 0:
+        if room <= 0 or (args.gpu_budget is not None and spent >= args.gpu_budget):
             break
         test_points = [p for p, t in zip(points, is_test, strict=True) if t]
         test_measured = np.array([r["energy_j"] for r, t in zip(labels, is_test, strict=True) if t])
@@ -189,16 +277,17 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
             selection = oracle_select(sampler, rng, wanted, members, set(points))
         else:
             selection = select(
-                strategy, sampler, rng, budget=room, neighbours=args.neighbours,
+                strategy, sampler, rng, budget=max(1, room // share), neighbours=args.neighbours,
                 test_points=test_points, test_ids=list(range(len(test_points))),
                 test_errors=test_errors, rule=config.sampling.high_error, ensemble=ensemble,
                 exclude=set(points),
             )  # fmt: skip
         if not selection.points:
             break
-        points += selection.points
-        is_test += list(rng.random(len(selection.points)) < 0.2)
-        labels += twin.measure(selection.points)
+        chosen = filled(list(selection.points), round_index + 1, room)
+        points += chosen
+        is_test += list(rng.random(len(chosen)) < 0.2)
+        labels += twin.measure(chosen)
         round_index += 1
     run.seconds = time.perf_counter() - start
     return run
@@ -217,11 +306,12 @@ def summarise(runs: list[Run], budget: int) -> dict[str, dict[str, Any]]:
     strategy chose to measure.
     """
     summary = {}
-    for strategy in STRATEGIES:
+    for strategy in dict.fromkeys(r.strategy for r in runs):
         mine = [r for r in runs if r.strategy == strategy]
-        if not mine:
-            continue
         needed = [r.reached_at if r.reached_at is not None else budget for r in mine]
+        gpu_needed = [
+            r.reached_gpu_s if r.reached_gpu_s is not None else float("inf") for r in mine
+        ]
         at: dict[str, float | None] = {}
         for checkpoint in CHECKPOINTS:
             values = [v for r in mine if (v := learning_curve_at(r.curve, checkpoint)) is not None]
@@ -233,14 +323,52 @@ def summarise(runs: list[Run], budget: int) -> dict[str, dict[str, Any]]:
             "runs": len(mine),
             "per_seed": needed,
             "final_mape_median": statistics.median(r.curve[-1][1] for r in mine),
+            "seeds": len(mine),
+            # None: the median run never reached the target (JSON has no infinity).
+            "median_gpu_s_to_target": _finite(statistics.median(gpu_needed)),
+            "gpu_s_per_seed": [_finite(v) for v in gpu_needed],
         }
     return summary
 
 
+def _finite(value: float) -> float | None:
+    return None if value == float("inf") else value
+
+
+def _unreached_last(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
+def _gpu_cell(value: float | None) -> str:
+    return "never" if value is None else f"{value:,.0f}"
+
+
+def gpu_bars(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, bool]]:
+    """Whether each of ours needs ≤ ½ of random's GPU-seconds and ≤ ⅓ of focused's.
+
+    Ours: :data:`OURS` and every strategy that fills its engines.
+    """
+    bars: dict[str, dict[str, bool]] = {}
+    if "random" not in summary or "focused" not in summary:
+        return bars
+    random_s = _unreached_last(summary["random"]["median_gpu_s_to_target"])
+    focused_s = _unreached_last(summary["focused"]["median_gpu_s_to_target"])
+    for strategy, row in summary.items():
+        if strategy in OURS or split_fill(strategy, 1)[1] is not None:
+            mine = _unreached_last(row["median_gpu_s_to_target"])
+            bars[strategy] = {
+                "half_of_random": mine <= 0.5 * random_s,
+                "third_of_focused": mine <= focused_s / 3,
+            }
+            print(f"bars for {strategy}: ≤ ½ random: {bars[strategy]['half_of_random']}, "
+                  f"≤ ⅓ focused: {bars[strategy]['third_of_focused']}")  # fmt: skip
+    return bars
+
+
 def report(
-    runs: list[Run], budget: int, target: float, seeds: int
+    runs: list[Run], budget: int, target: float, seeds: int, gpu_seconds: bool = False
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
-    """Print the tables; the summary and the bars of our strategies."""
+    """Print the tables; the summary and the bars of our strategies (by GPU-seconds if asked)."""
     summary = summarise(runs, budget)
     print(f"\nmeasurements to an evaluation MAPE ≤ {target} % (median of {seeds} seeds;"
           f" budget {budget})")  # fmt: skip
@@ -254,6 +382,14 @@ def report(
         cells = [row["mape_at"][str(c)] for c in CHECKPOINTS]
         print(f"{strategy:<14}" + "".join(f"{c:>8.2f}" if c is not None else f"{'-':>8}"
                                           for c in cells))  # fmt: skip
+    if gpu_seconds:
+        print(f"\nGPU-seconds to an evaluation MAPE ≤ {target} % (median of {seeds} seeds)")
+        print(f"{'strategy':<16}{'median GPU-s':>14}{'reached':>9}  per seed")
+        for strategy, row in summary.items():
+            cells = " ".join(_gpu_cell(v) for v in row["gpu_s_per_seed"])
+            print(f"{strategy:<16}{_gpu_cell(row['median_gpu_s_to_target']):>14}"
+                  f"{row['reached']:>5}/{row['runs']:<3}  {cells}")  # fmt: skip
+        return summary, gpu_bars(summary)
     if "random" not in summary or "focused" not in summary:
         return summary, {}
     bars: dict[str, dict[str, bool]] = {}
@@ -288,6 +424,14 @@ def main() -> None:
         help="the round's model, as the campaign config's training.predictor",
     )
     parser.add_argument("--noise", type=float, default=0.01, help="repeat noise (log σ)")
+    parser.add_argument(
+        "--cost", choices=("measurements", "gpu-seconds"), default="measurements",
+        help="what reaching the target is counted in (gpu-seconds: measured by the worker)",
+    )  # fmt: skip
+    parser.add_argument("--points-per-engine", type=int, default=16,
+                        help="engine fill of the +fill strategies")  # fmt: skip
+    parser.add_argument("--gpu-budget", type=float, default=None,
+                        help="most GPU-seconds per run (--cost gpu-seconds)")  # fmt: skip
     parser.add_argument("--evaluation", type=int, default=400, help="evaluation-set size")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (processes)")
     parser.add_argument("--threads", type=int, default=0,
@@ -301,10 +445,13 @@ def main() -> None:
     if args.resummarise is not None:
         result = json.loads(args.resummarise.read_text())
         runs = [Run(r["strategy"], r["seed"], [tuple(c) for c in r["curve"]], r["reached_at"],
-                    r["seconds"]) for r in result["runs"]]  # fmt: skip
+                    r["seconds"], r.get("gpu_curve", []), r.get("reached_gpu_s"))
+                for r in result["runs"]]  # fmt: skip
         settings = result["settings"]
-        result["summary"], result["bars"] = report(runs, settings["budget"], settings["target"],
-                                                   settings["seeds"])  # fmt: skip
+        result["summary"], result["bars"] = report(
+            runs, settings["budget"], settings["target"], settings["seeds"],
+            settings.get("cost") == "gpu-seconds",
+        )  # fmt: skip
         args.resummarise.write_text(json.dumps(result, indent=1))
         print(f"rewritten: {args.resummarise}")
         return
@@ -312,7 +459,8 @@ def main() -> None:
         args.evaluation, np.random.default_rng(20261127)
     )
     truth = exact_energy(evaluation)
-    unknown = sorted(set(args.strategies.split(",")) - set(STRATEGIES))
+    bases = {split_fill(s, args.points_per_engine)[0] for s in args.strategies.split(",")}
+    unknown = sorted(bases - set(STRATEGIES))
     if unknown:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     cores = multiprocessing.cpu_count()
@@ -325,15 +473,20 @@ def main() -> None:
             runs = workers.starmap(run_one, jobs, chunksize=1)
     else:
         runs = [run_one(*job) for job in jobs]
-    summary, bars = report(runs, args.budget, args.target, args.seeds)
+    summary, bars = report(runs, args.budget, args.target, args.seeds, args.cost == "gpu-seconds")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "benchmark": "strategy_benchmark", "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "priors": PRIORS, "summary": summary, "bars": bars,
+        "strategies": {name: {"median_gpu_s_to_target": row["median_gpu_s_to_target"],
+                              "reached": row["reached"], "seeds": row["seeds"]}
+                       for name, row in summary.items()} if args.cost == "gpu-seconds" else None,
+        "protocol": CAMPAIGN_PROTOCOL.__dict__ if args.cost == "gpu-seconds" else None,
         "runs": [{"strategy": r.strategy, "seed": r.seed, "curve": r.curve,
-                  "reached_at": r.reached_at, "seconds": r.seconds} for r in runs],
+                  "reached_at": r.reached_at, "seconds": r.seconds, "gpu_curve": r.gpu_curve,
+                  "reached_gpu_s": r.reached_gpu_s} for r in runs],
     }, indent=1))  # fmt: skip
     print(f"written: {args.out}")
 

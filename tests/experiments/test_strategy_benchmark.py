@@ -39,3 +39,31 @@ def test_a_tiny_benchmark_runs_every_strategy_and_can_be_resummarised(tmp_path: 
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert again.returncode == 0 and "evaluation MAPE % at equal measurements" in again.stdout
+
+
+def test_gpu_seconds_count_engine_starts_and_filled_strategies_start_fewer(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    command = [
+        sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--seeds", "1",
+        "--cost", "gpu-seconds", "--strategies", "random,random+fill8",
+        "--initial", "16", "--per-round", "8", "--neighbours", "4", "--budget", "32",
+        "--epochs", "4", "--patience", "4", "--evaluation", "20", "--target", "0.01",
+        "--out", str(out),
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    runs = {r["strategy"]: r for r in data["runs"]}
+    assert set(runs) == {"random", "random+fill8"}
+    for run in runs.values():
+        assert run["curve"][0][0] == 16 and run["reached_gpu_s"] is None
+        assert len(run["gpu_curve"]) == len(run["curve"])
+        assert run["gpu_curve"] == sorted(run["gpu_curve"]) and run["gpu_curve"][0] > 0
+    # Round 0: 16 points on up to 16 engines against 2 filled engines of 8 points each; an
+    # engine start holds its GPUs for 108 s or more on the twin.
+    assert runs["random"]["gpu_curve"][0] > 5 * 108
+    assert runs["random+fill8"]["gpu_curve"][0] < runs["random"]["gpu_curve"][0] / 2
+    assert set(data["strategies"]) == {"random", "random+fill8"}
+    assert all(row["seeds"] == 1 and row["reached"] == 0 for row in data["strategies"].values())

@@ -36,6 +36,10 @@ def _engine_start(n: int) -> dict[str, Any]:
         # The first result carries the load: held from the start to its end.
         "held_s": 40.0 if first else 5.0,
         "window_s": 4.0,
+        # Only the newer start timed its phases.
+        "engine_phases": {"actor_start_s": 3.0, "import_s": 7.0, "engine_init_s": 18.0}
+        if instance == "a"
+        else {},
     }
 
 
@@ -131,6 +135,9 @@ def test_engine_starts_export_one_row_each_with_their_totals(
     assert first["loaded_at"] == "2026-12-04T10:00:00+00:00"
     assert first["first_measured_at"].startswith("2026-12-04T10:02:00")
     assert first["last_measured_at"].startswith("2026-12-04T10:05:30")
+    phases = ("actor_start_s", "import_s", "engine_init_s", "idle_power_s")
+    assert [first[p] for p in phases] == [3.0, 7.0, 18.0, None]
+    assert [loads[1][p] for p in phases] == [None] * 4
     manifest = check_manifest(out)
     assert manifest["files"]["engine_loads.parquet"]["rows"] == 2
     summary = manifest["engine_loads"]
@@ -139,6 +146,8 @@ def test_engine_starts_export_one_row_each_with_their_totals(
     assert summary["median_load_s"] == 25.0
     assert summary["duty_cycle"] == pytest.approx(32 / 110)
     assert summary["points_per_gpu_hour"] == pytest.approx(8 / (110 / 3600))
+    assert summary["median_phase_s"] == {"actor_start_s": 3.0, "import_s": 7.0,
+                                         "engine_init_s": 18.0}  # fmt: skip
     # The twin's engine start comes with its rows only.
     export_campaign(filled, "exp", "csv", exports / "all", include_simulated=True)
     table = pa_csv.read_csv(exports / "all" / "engine_loads.csv")

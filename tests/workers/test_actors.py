@@ -142,9 +142,25 @@ def test_each_result_carries_the_gpu_time_held_since_the_previous_one() -> None:
     assert [e["held_s"] * 2 for e in extras] == [first.gpu_seconds, second.gpu_seconds]
     assert sum(e["window_s"] for e in extras) == pytest.approx(worker.timing()["window_s"])
     assert extras[1]["window_s"] >= FAST.windows * FAST.min_window_s
+    assert extras[0]["engine_phases"] == extras[1]["engine_phases"] == worker.load_phases
+    assert set(worker.load_phases) == {"idle_power_s"}  # no actor: started in this process
     before = worker.instance
     worker.reload(config("qwen2-1.5b"), FAST, idle_seconds=0.0)
     assert worker.instance != before  # another engine start
+    worker.shutdown()
+
+
+def test_an_actor_start_counts_from_when_the_actor_was_asked_for() -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from workers.actors import EngineWorker
+
+    asked = time.time() - 5.0  # Ray took 5 s to start the actor's process
+    worker = EngineWorker("simulated", config("qwen2-0.5b"), FAST, 0.0, requested_at=asked)
+    assert worker.load_phases["actor_start_s"] == pytest.approx(5.0, abs=1.0)
+    assert worker.loaded_at.timestamp() == pytest.approx(asked, abs=1.0)
+    assert worker.loaded_at < datetime.now(UTC)
     worker.shutdown()
 
 

@@ -63,6 +63,12 @@ def test_vllm_measures_exact_token_counts_on_the_cpu(ray_cluster: None) -> None:
         assert record.extra["engine_settings"]["compile"] == "eager"  # how it started, recorded
         assert record.extra["engine_settings"]["max_num_seqs"] == 8
     assert len(timings) == 1 and timings[0]["load_s"] > 0  # one engine for all points
+    # Where the start went: Ray starting the actor, importing vLLM, building the engine.
+    assert results[0].record is not None and results[0].record.extra is not None
+    phases = results[0].record.extra["engine_phases"]
+    assert set(phases) >= {"actor_start_s", "import_s", "engine_init_s"}
+    assert phases["import_s"] > 0 and phases["engine_init_s"] > 0
+    assert sum(phases.values()) <= timings[0]["load_s"] + 1e-6
 
 
 #: Tiny shapes of the families added after the paper's: what each needs beyond a Llama.

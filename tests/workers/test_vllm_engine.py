@@ -11,10 +11,12 @@ from featurize import Precision, get_gpu, resolve_architecture
 from llmco2.errors import InfeasibleConfigError, InvalidRequestError
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import (
+    VllmEngine,
     _dtype_kwargs,
     checkpoint_quantization,
     compile_kwargs,
     compile_mode,
+    executor,
     routes_by_biases_under_dummy_weights,
     use_compile_cache,
 )
@@ -108,6 +110,18 @@ def test_engines_start_with_vllms_compiler_unless_told_otherwise(
     monkeypatch.setenv("LLMCO2_VLLM_COMPILE", "fast")
     with pytest.raises(InvalidRequestError, match=r"LLMCO2_VLLM_COMPILE='fast'.*inductor, none"):
         compile_mode()
+
+
+def test_tp_1_engines_may_run_their_model_in_the_engine_core_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LLMCO2_VLLM_EXECUTOR", raising=False)
+    assert executor(1) == executor(4) == "mp"
+    monkeypatch.setenv("LLMCO2_VLLM_EXECUTOR", "uni")
+    assert executor(1) == "uni" and executor(2) == "mp"  # one process cannot hold two GPUs
+    monkeypatch.setenv("LLMCO2_VLLM_EXECUTOR", "ray")
+    with pytest.raises(InvalidRequestError, match=r"LLMCO2_VLLM_EXECUTOR='ray'.*mp, uni"):
+        VllmEngine.check_environment()
 
 
 def test_the_compile_cache_directory_holds_every_compilers_cache(

