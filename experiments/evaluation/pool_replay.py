@@ -16,6 +16,16 @@ points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
   disagreement discounted per point of the same engine configuration already chosen
   (:func:`orchestrator.strategies.diverse_order`).
 
+- ``STRATEGY+fillN``: that strategy choosing 1/N of a round's points, each of their engine
+  configurations filled up to N with unchosen pool points of the same configuration (the
+  campaigns' ``sampling.points_per_engine``).
+
+Every run also counts the GPU-seconds its choices would have cost a campaign: each round starts
+one engine per configuration among its new points (seconds from the twin's start model, fitted on
+the real H200 campaigns' recorded starts: :func:`workers.engines.simulated.engine_start_seconds`)
+and each point holds its GPUs for the time its measurement took (``finished_at − started_at``,
+recorded), both times the GPUs of the setup.
+
 After every round the ensemble (trained as the campaign driver trains it,
 :func:`orchestrator.campaign.train_members`) is scored on the held-out points. The table gives,
 per strategy, the median over seeds of the measurements each needed to reach each MAPE level
@@ -52,8 +62,10 @@ from orchestrator.strategies import (
     high_error_indices,
 )
 from storage.export import read_exported_points
+from workers.engines.simulated import engine_start_seconds
 
 STRATEGIES = ("random", "focused", "disagreement", "diverse")
+FILL = "+fill"
 LEVELS = (30.0, 20.0, 15.0, 10.0, 7.5, 5.0)
 
 Row = tuple[InferencePoint, dict[str, Any]]
@@ -62,6 +74,51 @@ Row = tuple[InferencePoint, dict[str, Any]]
 def engine_key(rows: list[Row], index: int) -> str:
     """The engine configuration row ``index`` was measured in (the dataset's ``config_key``)."""
     return str(rows[index][1]["config_key"])
+
+
+def split_fill(name: str) -> tuple[str, int | None]:
+    """A strategy name's base strategy and its engine fill (``random+fill4`` → random, 4)."""
+    base, marker, count = name.partition(FILL)
+    if marker and not count.isdigit():
+        raise SystemExit(f"strategy {name!r}: {FILL} takes a whole number of points")
+    return base, int(count) if marker else None
+
+
+def point_seconds(row: dict[str, Any]) -> float:
+    """GPU time the measurement of ``row`` held (its recorded start to end; 0 if not recorded)."""
+    started, finished = row.get("started_at"), row.get("finished_at")
+    if started is None or finished is None:
+        return 0.0
+    return max(0.0, (finished - started).total_seconds())
+
+
+def round_gpu_seconds(rows: list[Row], new: list[int]) -> float:
+    """GPU-seconds of measuring ``new`` in one round: an engine start per configuration, then
+    each point's recorded measurement time, times the setup's GPUs."""
+    starts: dict[str, InferencePoint] = {}
+    for i in new:
+        starts.setdefault(engine_key(rows, i), rows[i][0])
+    loading = sum(engine_start_seconds(p) * p.setup.count for p in starts.values())
+    return loading + sum(point_seconds(rows[i][1]) * rows[i][0].setup.count for i in new)
+
+
+def fill(
+    rows: list[Row], picked: list[int], free: list[int], per_engine: int, room: int,
+    rng: np.random.Generator,
+) -> list[int]:  # fmt: skip
+    """``picked`` and, per engine configuration of it, unchosen pool points up to ``per_engine``."""
+    result = list(picked)
+    taken = set(picked)
+    for key in dict.fromkeys(engine_key(rows, i) for i in picked):
+        have = sum(engine_key(rows, i) == key for i in result)
+        same = [i for i in free if i not in taken and engine_key(rows, i) == key]
+        wanted = min(per_engine - have, len(same), room - len(result))
+        if wanted <= 0:
+            continue
+        extra = [same[j] for j in rng.choice(len(same), size=wanted, replace=False)]
+        result += extra
+        taken.update(extra)
+    return result
 
 
 def request_distance(a: InferencePoint, b: InferencePoint) -> float:
@@ -139,9 +196,18 @@ def run_one(
     args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
     """One strategy on one seed until the pool is spent or it stops choosing."""
+    name = strategy
+    strategy, per_engine = split_fill(name)
+    share = per_engine or 1
     rng0 = np.random.default_rng([seed, 0])
-    chosen = [pool[i] for i in rng0.choice(len(pool), size=args.initial, replace=False)]
+    first = max(1, args.initial // share)
+    chosen = [pool[i] for i in rng0.choice(len(pool), size=first, replace=False)]
+    if per_engine is not None:
+        chosen = fill(rows, chosen, pool, per_engine, args.initial,
+                      np.random.default_rng([seed, 0, 0xF111]))  # fmt: skip
     is_test = list(rng0.random(len(chosen)) < 0.2)
+    gpu_seconds = round_gpu_seconds(rows, chosen)
+    gpu_curve: list[float] = []
     held_points = [rows[i][0] for i in held_out]
     held_truth = np.array([rows[i][1]["energy_j"] for i in held_out])
     curve: list[tuple[int, float]] = []
@@ -154,38 +220,75 @@ def run_one(
         )  # fmt: skip
         mape = Scores.of(ensemble_energies(members, held_points).mean(axis=0), held_truth).mape
         curve.append((len(chosen), mape))
-        print(f"  {strategy:<12} seed {seed} round {round_index}: {len(chosen)} measured, "
-              f"held-out MAPE {mape:.2f} %", flush=True)  # fmt: skip
+        gpu_curve.append(gpu_seconds)
+        print(f"  {name:<12} seed {seed} round {round_index}: {len(chosen)} measured, "
+              f"{gpu_seconds:,.0f} GPU-s, held-out MAPE {mape:.2f} %", flush=True)  # fmt: skip
         taken = set(chosen)
         free = [i for i in pool if i not in taken]
         room = min(args.per_round, args.budget - len(chosen))
         if not free or room <= 0 or (args.stop_at is not None and mape <= args.stop_at):
             break
         rng = np.random.default_rng([seed, round_index + 1])
-        new = choose(strategy, members, rows, chosen, is_test, free, room, args, rng)
+        new = choose(strategy, members, rows, chosen, is_test, free, max(1, room // share),
+                     args, rng)  # fmt: skip
+        if per_engine is not None:
+            new = fill(rows, new, free, per_engine, room,
+                       np.random.default_rng([seed, round_index + 1, 0xF111]))  # fmt: skip
         if not new:
             break
+        gpu_seconds += round_gpu_seconds(rows, new)
         chosen += new
         is_test += list(rng.random(len(new)) < 0.2)
         round_index += 1
-    return {"strategy": strategy, "seed": seed, "curve": curve, "chosen": chosen,
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {"strategy": name, "seed": seed, "curve": curve, "chosen": chosen,
+            "gpu_curve": gpu_curve, "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def gpu_reaching(run: dict[str, Any], level: float) -> float | None:
+    """GPU-seconds spent when the run's held-out MAPE first reached ``level`` (None: never)."""
+    for (_, mape), spent in zip(run["curve"], run.get("gpu_curve", []), strict=False):
+        if mape <= level:
+            return float(spent)
+    return None
+
+
+def _finite(value: float) -> float | None:
+    return None if value == float("inf") else value
+
+
+def gpu_table(summary: dict[str, Any]) -> str:
+    """GPU-hours to each MAPE level as a Markdown table (median over seeds; reached/runs)."""
+    lines = ["| strategy | " + " | ".join(f"≤ {level:g} %" for level in LEVELS) + " |",
+             "| --- |" + " --- |" * len(LEVELS)]  # fmt: skip
+    for strategy, row in summary.items():
+        cells = []
+        for level in LEVELS:
+            cell = row["to_level"][str(level)]
+            hours = cell["median_gpu_s"]
+            shown = "never" if hours is None else f"{hours / 3600:.2f} h"
+            cells.append(f"{shown} ({cell['reached']}/{row['runs']})")
+        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
     """Median measurements to each MAPE level per strategy (never reached → ``pool_size``)."""
     summary: dict[str, Any] = {}
-    for strategy in STRATEGIES:
+    for strategy in dict.fromkeys(r["strategy"] for r in runs):
         mine = [r for r in runs if r["strategy"] == strategy]
-        if not mine:
-            continue
         row: dict[str, Any] = {}
         for level in LEVELS:
             counts = [first_reaching(r["curve"], level) for r in mine]
+            gpu = [gpu_reaching(r, level) for r in mine]
             row[str(level)] = {
                 "median": statistics.median(c if c is not None else pool_size for c in counts),
                 "reached": sum(c is not None for c in counts),
                 "per_seed": counts,
+                # None: the median run never reached the level.
+                "median_gpu_s": _finite(
+                    statistics.median(g if g is not None else float("inf") for g in gpu)
+                ),
+                "gpu_s_per_seed": gpu,
             }
         summary[strategy] = {
             "to_level": row,
@@ -232,6 +335,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/reports/pool-replay"))
     args = parser.parse_args()
 
+    unknown = sorted({split_fill(s)[0] for s in args.strategies.split(",")} - set(STRATEGIES))
+    if unknown:
+        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     rows = [(p, r) for p, r in read_exported_points(args.datasets)
             if r["prefill_energy_j"] is not None and r["energy_j"]]  # fmt: skip
     order = np.random.default_rng(20261201).permutation(len(rows))
@@ -251,10 +357,8 @@ def equal_count_table(runs: list[dict[str, Any]], counts: list[int]) -> str:
     """Median held-out MAPE at equal measurement counts (the "+ focused sampling" ablation)."""
     lines = ["| strategy | " + " | ".join(str(c) for c in counts) + " |",
              "| --- |" + " --- |" * len(counts)]  # fmt: skip
-    for strategy in STRATEGIES:
+    for strategy in dict.fromkeys(r["strategy"] for r in runs):
         mine = [r for r in runs if r["strategy"] == strategy]
-        if not mine:
-            continue
         cells = []
         for count in counts:
             values = [v for r in mine if (v := learning_curve_at(r["curve"], count)) is not None]
@@ -273,7 +377,9 @@ def write_outputs(
     text = table(summary, ceiling)
     counts = list(range(args.initial, ceiling + 1, args.per_round))
     equal = equal_count_table(runs, counts)
+    gpu = gpu_table(summary)
     print("\nmeasurements to a held-out MAPE level (median over seeds; reached/runs)\n" + text)
+    print("\nGPU-hours to a held-out MAPE level (median over seeds; reached/runs)\n" + gpu)
     print("\nheld-out MAPE % at equal measurements (median over seeds)\n" + equal)
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
@@ -295,7 +401,11 @@ def write_outputs(
         "(median over seeds; reached/runs; a run that never reached a level counts as the "
         f"whole pool or the budget, {ceiling}):\n\n{text}\n\n"
         "Held-out MAPE % at equal measurement counts (median over seeds; a run that stopped "
-        f"earlier keeps its last model):\n\n{equal}\n\nMade by:\n\n    {command}\n"
+        f"earlier keeps its last model):\n\n{equal}\n\n"
+        "GPU-hours each strategy's choices would have cost a campaign before the held-out MAPE "
+        "reached each level (an engine start per configuration and round by the start model "
+        "fitted on the real starts, each point's recorded measurement time; median over seeds, "
+        f"reached/runs):\n\n{gpu}\n\nMade by:\n\n    {command}\n"
     )
     print(f"written: {args.out}/report.md")
 

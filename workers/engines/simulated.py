@@ -198,6 +198,18 @@ def twin_cost(point: InferencePoint, params: TwinParameters) -> TwinCost:
     return TwinCost(float(prefill_s), float(decode_s), float(prefill_j), float(decode_j))
 
 
+def engine_start_seconds(point: InferencePoint, params: TwinParameters | None = None) -> float:
+    """Seconds an engine serving ``point`` holds its GPUs while it starts, by the start model.
+
+    Args:
+        point: Any point of the engine configuration (its request does not matter).
+        params: The twin's parameters (default: those of the point's GPU).
+    """
+    params = params if params is not None else TwinParameters.for_gpu(point.setup.gpu)
+    weight_gb = estimate_memory(point).weight_bytes / 1e9
+    return params.load_seconds(weight_gb, point.architecture.num_layers)
+
+
 class VirtualClock:
     """The simulated engine's clock: time passes only when something happens."""
 
@@ -302,8 +314,7 @@ class SimulatedEngine(InferenceEngine):
         assert self.config.gpu is not None
         probe = self._point(InferenceRequest(1, 1, 1))
         check_fits(probe)
-        weight_gb = estimate_memory(probe).weight_bytes / 1e9
-        self._clock.sleep(self.params.load_seconds(weight_gb, self.config.architecture.num_layers))
+        self._clock.sleep(engine_start_seconds(probe, self.params))
         self._instance_factor = float(np.exp(self._rng.normal(0.0, self.params.instance_noise)))
         self._counter = VirtualCounter(
             self._clock,

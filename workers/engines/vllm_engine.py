@@ -85,18 +85,21 @@ _CACHE_VARIABLES = {
 }
 
 
+def _choice(variable: str, choices: tuple[str, ...]) -> str:
+    """The value of ``variable`` (default: the first choice), refused if not one of ``choices``."""
+    value = os.environ.get(variable, choices[0])
+    if value not in choices:
+        raise InvalidRequestError(f"{variable}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
 def compile_mode() -> str:
     """How vLLM builds the forward passes here (``LLMCO2_VLLM_COMPILE``, default ``inductor``).
 
     Raises:
         InvalidRequestError: The variable names no mode of :data:`COMPILE_MODES`.
     """
-    mode = os.environ.get("LLMCO2_VLLM_COMPILE", "inductor")
-    if mode not in COMPILE_MODES:
-        raise InvalidRequestError(
-            f"LLMCO2_VLLM_COMPILE={mode!r}: choose one of {', '.join(COMPILE_MODES)}"
-        )
-    return mode
+    return _choice("LLMCO2_VLLM_COMPILE", COMPILE_MODES)
 
 
 #: How vLLM runs a GPU engine's model workers: ``mp``, one process per GPU beside vLLM's
@@ -113,11 +116,7 @@ def executor(tp: int) -> str:
     Raises:
         InvalidRequestError: The variable names no executor of :data:`EXECUTORS`.
     """
-    chosen = os.environ.get("LLMCO2_VLLM_EXECUTOR", "mp")
-    if chosen not in EXECUTORS:
-        raise InvalidRequestError(
-            f"LLMCO2_VLLM_EXECUTOR={chosen!r}: choose one of {', '.join(EXECUTORS)}"
-        )
+    chosen = _choice("LLMCO2_VLLM_EXECUTOR", EXECUTORS)
     return chosen if tp == 1 else "mp"
 
 
