@@ -89,7 +89,7 @@ def point_seconds(row: dict[str, Any]) -> float:
     started, finished = row.get("started_at"), row.get("finished_at")
     if started is None or finished is None:
         return 0.0
-    return max(0.0, (finished - started).total_seconds())
+    return max(0.0, float((finished - started).total_seconds()))
 
 
 def round_gpu_seconds(rows: list[Row], new: list[int]) -> float:
