@@ -8,7 +8,7 @@ of their own and vLLM gets a config of that shape.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -173,28 +173,41 @@ class PointSampler:
             return requests
         return [r for r in requests if r.generated_tokens <= prior.max_generated]
 
-    def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
-        """``count`` distinct valid points from the priors (fewer only if the priors are tiny)."""
-        prior = self.config.priors
-        seen: set[InferencePoint] = set()
+    def _distinct(
+        self,
+        count: int,
+        rng: np.random.Generator,
+        point_for: Callable[[InferenceRequest], InferencePoint | None],
+        seen: set[InferencePoint],
+    ) -> list[InferencePoint]:
+        """Up to ``count`` distinct valid points ``point_for`` makes of prior requests."""
         points: list[InferencePoint] = []
         for _ in range(_MAX_TRIES):
             for request in self._requests(count, rng):
-                base = self.bases[int(rng.integers(len(self.bases)))]
-                perturbed = rng.random() < prior.architectures.perturbed_fraction
-                if perturbed and self.variants:
-                    arch = self.variants[int(rng.integers(len(self.variants)))]
-                else:
-                    arch = self.perturb(base, rng) if perturbed else base
-                gpu = self.gpus[int(rng.integers(len(self.gpus)))]
-                tp = int(rng.integers(self.tp_low, self.tp_high + 1))
-                point = self._point(arch, request, gpu, tp, self._precision(rng))
+                point = point_for(request)
                 if point is not None and point not in seen:
                     seen.add(point)
                     points.append(point)
                     if len(points) == count:
                         return points
         return points
+
+    def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
+        """``count`` distinct valid points from the priors (fewer only if the priors are tiny)."""
+        prior = self.config.priors
+
+        def point_for(request: InferenceRequest) -> InferencePoint | None:
+            base = self.bases[int(rng.integers(len(self.bases)))]
+            perturbed = rng.random() < prior.architectures.perturbed_fraction
+            if perturbed and self.variants:
+                arch = self.variants[int(rng.integers(len(self.variants)))]
+            else:
+                arch = self.perturb(base, rng) if perturbed else base
+            gpu = self.gpus[int(rng.integers(len(self.gpus)))]
+            tp = int(rng.integers(self.tp_low, self.tp_high + 1))
+            return self._point(arch, request, gpu, tp, self._precision(rng))
+
+        return self._distinct(count, rng, point_for, set())
 
     def same_engine(
         self,
@@ -215,20 +228,12 @@ class PointSampler:
             rng: Random generator (seeded by the caller).
             exclude: Points not to return (measured or already chosen); ``point`` never is.
         """
-        seen = set(exclude) | {point}
-        result: list[InferencePoint] = []
-        for _ in range(_MAX_TRIES):
-            for request in self._requests(count, rng):
-                candidate = self._point(
-                    point.architecture, request, point.setup.gpu, point.setup.count,
-                    point.precision,
-                )  # fmt: skip
-                if candidate is not None and candidate not in seen:
-                    seen.add(candidate)
-                    result.append(candidate)
-                    if len(result) == count:
-                        return result
-        return result
+
+        def point_for(request: InferenceRequest) -> InferencePoint | None:
+            setup = point.setup
+            return self._point(point.architecture, request, setup.gpu, setup.count, point.precision)
+
+        return self._distinct(count, rng, point_for, set(exclude) | {point})
 
     def neighbours(
         self, point: InferencePoint, count: int, rng: np.random.Generator

