@@ -48,6 +48,8 @@ from workers.protocol import ProtocolSettings
 LEASE_SECONDS = 24 * 3600.0
 #: Seed stream of the engine fill, apart from the round's own draws (which stay as they were).
 _FILL_STREAM = 0xF111
+#: Seed stream of the reference engine's fill.
+_REFERENCE_STREAM = 0x4EF
 
 
 @dataclass
@@ -209,6 +211,9 @@ class CampaignDriver:
         self.store = store
         self.catalog = catalog or GpuCatalog.default()
         self.sampler = PointSampler(config, gpus)
+        #: Measured once per run, before the run's first round (None: the campaign has none).
+        self.reference = self.sampler.reference_point()
+        self._reference_pending = self.reference is not None
         self.on_round = on_round
         self.on_result = on_result
         self.on_phase = on_phase
@@ -237,8 +242,9 @@ class CampaignDriver:
         reason: str,
         parents: Sequence[int | None] | None = None,
         offset: int = 0,
+        rng: np.random.Generator | None = None,
     ) -> list[PointSpec]:
-        rng = self._rng(round_index)
+        rng = rng or self._rng(round_index)
         # One draw for offset + len(points) values: a round's first points keep the split they
         # had before any engine fill was appended to them.
         split = (rng.random(offset + len(points)) < self.config.sampling.test_fraction)[offset:]
@@ -403,6 +409,33 @@ class CampaignDriver:
             )
         return len(chosen) + len(fill)
 
+    def _add_reference(self, campaign_id: int, round_index: int) -> None:
+        """Queue this run's measurement of the reference point, with its engine's fill.
+
+        A reference point a stopped run queued but never measured is this run's: one
+        measurement per run, however often a run is stopped before it measures.
+        """
+        self._reference_pending = False
+        assert self.reference is not None
+        references = [p for p in self.store.get_points(campaign_id) if p.reason == "reference"]
+        if any(p.status in (PointStatus.PENDING, PointStatus.RUNNING) for p in references):
+            return
+        stored = self.store.get_points(campaign_id)
+        fill = self._fill_engines(
+            [self.reference], round_index,
+            {p.inference_point(self.catalog) for p in stored}, self._budget_left(len(stored) + 1),
+        )  # fmt: skip
+        reference = PointSpec(
+            self.reference, self.config.engine, round_index=round_index, reason="reference",
+            strategy=self.config.strategy, replicate=len(references),
+        )  # fmt: skip
+        # The fill's split comes from a stream of its own: the round's points keep theirs.
+        rng = np.random.default_rng([self.config.seed, round_index, _REFERENCE_STREAM])
+        with self._stage("storing"):
+            self.store.add_points(
+                campaign_id, [reference, *self._specs(fill, round_index, "engine_fill", rng=rng)]
+            )
+
     def _fill_engines(
         self,
         points: Sequence[InferencePoint],
@@ -499,6 +532,8 @@ class CampaignDriver:
     def _round(self, campaign_id: int, round_index: int, done: list[RoundRecord]) -> RoundReport:
         """Measure, train, test, store the round, and select the next one's points."""
         config = self.config
+        if self._reference_pending:
+            self._add_reference(campaign_id, round_index)
         measured, failed, timing = self._measure_pending(campaign_id)
         rows, stored = self._labelled(campaign_id)
         test = np.array([p.split == "test" for p in stored], dtype=bool)

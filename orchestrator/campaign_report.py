@@ -2,24 +2,27 @@
 
 Written under ``experiments/reports/NAME/`` (or another folder): ``report.md`` (one row per
 round: points measured, train/test sizes, MAPE, EBA10, duty cycle, GPU-hours; the stop reason;
-the final model's measured vs predicted energy on the test points, with the worst of them; the
-strategy comparison: every campaign in the same database, its strategy and how its test MAPE
-fell), ``mape_per_round.png`` (this campaign's curve, the others' dashed),
+the reference point's energy per GPU; the final model's measured vs predicted energy on the test
+points, with the worst of them; the strategy comparison: every campaign in the same database,
+its strategy and how its test MAPE fell), ``mape_per_round.png`` (this campaign's curve, the
+others' dashed),
 ``measured_vs_predicted.png``, and ``dataset/`` — the campaign exported as Parquet with its
 manifest.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gnn.metrics import Scores, first_reaching
 from llmco2.outputs import atomic_directory
 from storage import CampaignStore
-from storage.export import export_campaign
+from storage.export import MANIFEST_NAME, export_campaign
 from storage.records import CampaignInfo, RoundRecord
 
 #: Test points listed by name in the report, worst first.
@@ -186,6 +189,8 @@ def _write_report(
             f"| {r.round_index} | {r.points_selected} | {r.train_points} | {r.test_points} | "
             f"{r.mape:.2f} | {r.eba10:.0f} | {duty} | {r.gpu_hours or 0:.3f} |"
         )
+    manifest = json.loads((export.out_dir / MANIFEST_NAME).read_text("utf-8"))
+    lines += _reference_section(manifest.get("reference"))
     predictions = final_test_predictions(store, campaign.id, rounds)
     if predictions is not None:
         scores = Scores.of(predictions.predicted_j, predictions.measured_j)
@@ -211,6 +216,30 @@ def _write_report(
         _plot(rounds, folder / "mape_per_round.png", target_mape, others)
         lines += ["", "![MAPE per round](mape_per_round.png)"]
     (folder / "report.md").write_text("\n".join(lines) + "\n", "utf-8")
+
+
+def _reference_section(summary: dict[str, Any] | None) -> list[str]:
+    """The reference point's energy over the campaign's runs, overall and per GPU."""
+    if summary is None:
+        return []
+    point = summary["point"]
+    lines = [
+        "", "## Reference point",
+        "",
+        f"{point['model_name']}, {point['batch_size']} × {point['prompt_tokens']} → "
+        f"{point['generated_tokens']} tokens on {point['gpu_count']} × {point['gpu_type']}, "
+        "measured once per run: its spread is the noise floor of the data.",
+        "", "| GPU (first UUID) | measurements | mean J | min J | max J | CV % |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    for label, spread in [*summary["per_gpu"].items(), ("all", summary["all"])]:
+        cv = spread["cv_percent"]
+        lines.append(
+            f"| {label} | {spread['measurements']} | {spread['mean_j']:.4g} | "
+            f"{spread['min_j']:.4g} | {spread['max_j']:.4g} | "
+            f"{'-' if cv is None else f'{cv:.2f}'} |"
+        )
+    return lines
 
 
 def _comparison(

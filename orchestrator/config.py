@@ -181,6 +181,31 @@ class Budget(_Strict):
     gpu_hours: Annotated[float, Field(gt=0)] | None = None
 
 
+class Reference(_Strict):
+    """A fixed point every run of a campaign measures once (the noise floor of its data).
+
+    Each driver run (each ``campaign run``, on a real campaign often a new device call on
+    another machine) starts the reference's engine and measures its request: the spread of its
+    energy across runs and GPU UUIDs is what no predictor can beat. The engine fill
+    (``sampling.points_per_engine``) fills its engine like any other.
+    """
+
+    model: str = Field(min_length=1, description="catalog model or architecture config file")
+    precision: str = "w16a16kv16"
+    tp: PositiveInt = 1
+    batch: PositiveInt = 1
+    prompt_tokens: PositiveInt = 1024
+    generated_tokens: PositiveInt = 128
+
+    @field_validator("precision")
+    @classmethod
+    def _label_names_a_precision(cls, label: str) -> str:
+        try:
+            return Precision.from_label(label).label
+        except InvalidRequestError as exc:
+            raise ValueError(str(exc)) from None
+
+
 #: The predictor a campaign trains each round: ``llmco2``, the analytical model with the GNN's
 #: correction (what `predict` ships), or ``gnn``, the paper's LLMCO2 GNN alone.
 RoundPredictor = Literal["llmco2", "gnn"]
@@ -221,6 +246,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("priors", "architectures", "precisions"): None,
     ("training", "correction_epochs"): CORRECTION_EPOCHS,
     ("sampling", "points_per_engine"): None,
+    ("reference",): None,
 }
 
 
@@ -239,6 +265,7 @@ class CampaignConfig(_Strict):
     training: Training = Training()
     protocol: Protocol = Protocol()
     max_attempts: PositiveInt = 3
+    reference: Reference | None = None
 
     @model_validator(mode="after")
     def _committee_strategies_need_an_ensemble(self) -> CampaignConfig:

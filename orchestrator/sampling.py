@@ -235,6 +235,28 @@ class PointSampler:
 
         return self._distinct(count, rng, point_for, set(exclude) | {point})
 
+    def reference_point(self) -> InferencePoint | None:
+        """The campaign's reference point on the first GPU type it samples (None: no reference).
+
+        Raises:
+            UnknownModelError: The reference model is not in the catalog nor a readable config.
+            InvalidRequestError: The reference does not fit its GPUs.
+        """
+        reference = self.config.reference
+        if reference is None:
+            return None
+        point = InferencePoint(
+            resolve_architecture(reference.model),
+            InferenceRequest(reference.batch, reference.prompt_tokens, reference.generated_tokens),
+            GpuSetup(self.gpus[0], reference.tp),
+            Precision.from_label(reference.precision),
+        )
+        try:
+            check_fits(point)
+        except Llmco2Error as exc:
+            raise InvalidRequestError(f"reference: {exc}") from None
+        return point
+
     def neighbours(
         self, point: InferencePoint, count: int, rng: np.random.Generator
     ) -> list[InferencePoint]:
@@ -333,8 +355,11 @@ def check_priors(config: CampaignConfig, gpus: Sequence[Gpu]) -> None:
     if not gpus:
         for model in config.priors.architectures.models:
             resolve_architecture(model)
+        if config.reference is not None:
+            resolve_architecture(config.reference.model)
         return
     sampler = PointSampler(config, gpus)
+    sampler.reference_point()
     if sampler.sample(1, np.random.default_rng(config.seed)):
         return
     low, high = config.priors.gpus.tp

@@ -4,7 +4,8 @@ One row per COMPLETE point with every feature (architecture, precision, request,
 the featurizer's per-phase analytic totals) and every label (energies, latencies, powers, their
 spread), failures and infeasible points in a separate file, one row per engine start in
 ``engine_loads`` (:mod:`storage.engine_loads`: load time, points, time held and measuring; its
-totals — duty cycle, median load, points per GPU-hour — in the manifest), and
+totals — duty cycle, median load, points per GPU-hour — in the manifest), the spread of the
+campaign's reference point over runs and GPUs (:mod:`storage.reference`), and
 ``manifest.json`` (schema version, campaign config, code version, row counts, SHA-256 of every
 file). Simulated rows are
 left out unless asked for, so real data never mixes with the digital twin's.
@@ -41,6 +42,7 @@ from llmco2.version import code_version
 from storage.database import current_revision
 from storage.engine_loads import as_columns, engine_loads, load_summary
 from storage.records import MEASUREMENT_COLUMNS, StoredPoint
+from storage.reference import reference_summary
 from storage.store import CampaignStore
 
 MANIFEST_NAME = "manifest.json"
@@ -284,6 +286,7 @@ def export_campaign(
                 "excluded_simulated": excluded,
             },
             "engine_loads": load_summary(loads, unrecorded),
+            "reference": reference_summary(complete, architectures),
             "files": files,
             "load": {
                 "parquet": "pyarrow.parquet.read_table('points.parquet')",

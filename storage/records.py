@@ -89,10 +89,14 @@ class PointSpec:
         point: What to measure.
         engine: Engine name (``vllm``, ``transformers``, ``simulated``).
         round_index: Round of Algorithm 1 that sampled it.
-        reason: ``initial``, ``neighbour`` (of ``parent_point_id``) or ``strategy``.
+        reason: ``initial``, ``selected`` (by the strategy, a neighbour of
+            ``parent_point_id`` where it has one), ``engine_fill`` (another request of an engine
+            the round loads anyway) or ``reference`` (the campaign's fixed reference point).
         parent_point_id: The high-error point this one neighbours.
         strategy: Name of the sampling strategy.
         split: ``train`` or ``test``.
+        replicate: Which measurement of a point measured again on purpose (the reference point,
+            once per run): part of the key, so repeats are rows of their own.
     """
 
     point: InferencePoint
@@ -102,12 +106,16 @@ class PointSpec:
     parent_point_id: int | None = None
     strategy: str | None = None
     split: str = "train"
+    replicate: int | None = None
 
     def row(self) -> dict[str, Any]:
         """Column values of the ``points`` row."""
         p = self.point
+        key = point_key(p, self.engine)
+        if self.replicate is not None:
+            key = sha256_hex({"point": key, "replicate": self.replicate})
         return {
-            "key": point_key(p, self.engine),
+            "key": key,
             "config_key": config_key(p, self.engine),
             "architecture": p.architecture.to_dict(),
             "model_name": p.architecture.name,

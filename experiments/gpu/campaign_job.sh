@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run, or continue, a real campaign through `ray job submit` on this machine's GPUs.
 #
-#   bash experiments/gpu/campaign_job.sh CONFIG [SECONDS]
+#   bash experiments/gpu/campaign_job.sh CONFIG [SECONDS] [CAMPAIGN RUN OPTIONS...]
 #
 # Starts a loopback-only Ray head holding every GPU, submits
 # `python -m orchestrator campaign run CONFIG` as a Ray job, follows it, and stops it before
@@ -14,6 +14,7 @@
 set -uo pipefail
 config=$1
 seconds=${2:-540}
+shift $(( $# < 2 ? $# : 2 ))  # what is left goes to `campaign run` (e.g. --force)
 out=${OUT:-/tmp/campaign-out}
 state=${STATE:-/tmp/llmco2-campaign}
 begin=$(date +%s)
@@ -50,7 +51,7 @@ for _ in $(seq 30); do  # the job agent comes up some seconds after the head
     ray job submit --address $address --no-wait --working-dir . \
         --runtime-env-json '{"excludes": [".gpu-bundle", ".git", "campaign-state"]}' \
         -- python -m orchestrator campaign run "$config" --db "sqlite:///$state/campaign.db" \
-        --report "$state/report" > "$out/submit.log" 2>&1
+        --report "$state/report" "$@" > "$out/submit.log" 2>&1
     job=$(grep -o "raysubmit_[A-Za-z0-9]*" "$out/submit.log" | head -1)
     [[ -n $job ]] && break
     grep -q "No available agent\|Failed to connect" "$out/submit.log" || { tail -5 "$out/submit.log"; break; }

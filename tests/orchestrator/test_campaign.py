@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -373,5 +374,73 @@ def test_each_point_is_measured_on_an_engine_of_its_own_precision(
             task = driver._task(stored)
             assert task.config.precision.expert_weight_bits == stored.expert_weight_bits
             assert task.config.precision == stored.inference_point().precision
+    finally:
+        store.close()
+
+
+def test_every_run_measures_the_reference_point_once_and_the_export_reports_its_spread(
+    ray_cluster: None, sqlite_url: str, tmp_path: Path
+) -> None:
+    from orchestrator.campaign_report import write_campaign_report
+    from orchestrator.sampling import engine_key
+    from storage.export import export_campaign
+
+    reference = {"model": "qwen2-0.5b", "batch": 1, "prompt_tokens": 256, "generated_tokens": 16}
+    sampling = {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}, "per_round": 4,
+                "points_per_engine": 5}  # fmt: skip
+    first = small("random", name="ref", budget={"rounds": 1}, sampling=sampling,
+                  reference=reference)  # fmt: skip
+    run(first, sqlite_url)
+    # A second run (the campaign continued with a larger round budget) measures it again.
+    second = small("random", name="ref", budget={"rounds": 2}, sampling=sampling,
+                   reference=reference)  # fmt: skip
+    store = CampaignStore(sqlite_url)
+    outcome = CampaignDriver(
+        second, store, gpus=[get_gpu("H100-SXM")], workers=2, replace_config=True
+    ).run()
+    assert [r.round_index for r in outcome.rounds] == [1]
+    campaign = store.get_campaign("ref")
+    points = store.get_points(campaign.id)
+    references = [p for p in points if p.reason == "reference"]
+    assert [p.round_index for p in references] == [0, 1]
+    assert all(p.status == "COMPLETE" and p.split == "train" for p in references)
+    assert len({p.key for p in references}) == 2  # a row of its own per run
+    point = references[0].inference_point()
+    assert {p.inference_point() for p in references} == {point}
+    assert (point.request.prompt_tokens, point.architecture.name) == (256, "Qwen/Qwen2-0.5B")
+    # Its engine is filled like any other that a round loads.
+    for round_index in (0, 1):
+        same_engine = [p for p in points if p.round_index == round_index
+                       and engine_key(p.inference_point()) == engine_key(point)]  # fmt: skip
+        assert len(same_engine) >= 5
+    result = export_campaign(store, "ref", "parquet", tmp_path / "out", include_simulated=True)
+    report = write_campaign_report(
+        store, "ref", tmp_path / "report", target_mape=1.0, stop_reason="round budget",
+        command="llmco2 campaign run ref.yaml", include_simulated=True,
+    )  # fmt: skip
+    store.close()
+    section = (report / "report.md").read_text().split("## Reference point")[1]
+    assert "Qwen/Qwen2-0.5B, 1 × 256 → 16 tokens on 1 × H100-SXM" in section
+    assert "\n| all | 2 | " in section
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    spread = manifest["reference"]
+    assert spread["point"]["model_name"] == "Qwen/Qwen2-0.5B"
+    assert spread["point"]["prompt_tokens"] == 256
+    assert spread["all"]["measurements"] == 2
+    assert spread["all"]["min_j"] <= spread["all"]["mean_j"] <= spread["all"]["max_j"]
+    assert sum(g["measurements"] for g in spread["per_gpu"].values()) == 2
+
+
+def test_a_reference_that_does_not_fit_its_gpus_is_refused_before_anything_runs(
+    sqlite_url: str,
+) -> None:
+    from llmco2.errors import InvalidRequestError
+
+    config = small(name="big-ref", reference={"model": "llama-3.1-70b"})
+    store = CampaignStore(sqlite_url)
+    try:
+        with pytest.raises(InvalidRequestError, match=r"^reference: "):
+            CampaignDriver(config, store, gpus=[get_gpu("H100-SXM")])
+        assert store.list_campaigns() == []
     finally:
         store.close()

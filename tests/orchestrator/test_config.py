@@ -85,6 +85,9 @@ def test_the_config_hash_is_the_one_the_store_records(tmp_path: Path) -> None:
             },
             "not both",
         ),
+        ({"reference": {"model": "x", "precision": "fp8"}}, "reference.precision"),
+        ({"reference": {"model": "x", "prompt_tokens": 0}}, "reference.prompt_tokens"),
+        ({"reference": {"batch": 1}}, "missing key 'reference.model'"),
     ],
 )
 def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:
@@ -152,6 +155,17 @@ def test_whole_precisions_leave_older_fingerprints_and_draws_unchanged() -> None
     assert fp8.priors.architectures.precisions == ["w8a8kv8", "w16a16kv16"]
     assert fp8.priors.architectures.precision_choices() == [Precision(8, 8, 8), Precision()]
     assert fp8.config_hash() != config.config_hash()
+
+
+def test_a_reference_point_defaults_to_one_1024_128_request_and_leaves_fingerprints() -> None:
+    config = parse_config(MINIMAL)
+    assert config.reference is None and "reference" not in config.fingerprint()
+    referenced = parse_config({**MINIMAL, "reference": {"model": "llama-3.1-8b"}})
+    reference = referenced.reference
+    assert reference is not None
+    assert (reference.batch, reference.prompt_tokens, reference.generated_tokens) == (1, 1024, 128)
+    assert (reference.precision, reference.tp) == ("w16a16kv16", 1)
+    assert referenced.config_hash() != config.config_hash()
 
 
 def test_protocol_defaults_are_the_protocols_own() -> None:
