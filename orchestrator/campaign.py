@@ -34,6 +34,7 @@ from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
+from orchestrator.gpu_cost import GpuCostModel
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
@@ -395,6 +396,7 @@ class CampaignDriver:
                 test_errors=np.abs(predicted - measured) / measured,
                 rule=config.sampling.high_error,
                 ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
+                costs=GpuCostModel(self.settings),
             )  # fmt: skip
         chosen = list(selection.points)
         fill = self._fill_engines(

@@ -256,7 +256,8 @@ class CampaignConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")]
     database: str = DEFAULT_DATABASE_URL
     engine: str = "simulated"
-    strategy: Literal["focused", "random", "disagreement", "diverse"] = "focused"
+    #: A name of :data:`orchestrator.strategies.STRATEGIES`.
+    strategy: str = "focused"
     seed: int = 0
     target_mape: Annotated[float, Field(gt=0)] = 5.0
     priors: Priors
@@ -268,8 +269,16 @@ class CampaignConfig(_Strict):
     reference: Reference | None = None
 
     @model_validator(mode="after")
-    def _committee_strategies_need_an_ensemble(self) -> CampaignConfig:
-        if self.strategy in ("disagreement", "diverse") and self.training.ensemble < 2:
+    def _strategy_is_known_and_has_what_it_needs(self) -> CampaignConfig:
+        # Imported here: the strategies read the config's sampling sections.
+        from orchestrator.strategies import STRATEGIES
+
+        chosen = STRATEGIES.get(self.strategy)
+        if chosen is None:
+            raise ValueError(
+                f"strategy: unknown strategy {self.strategy!r}; choose from {', '.join(STRATEGIES)}"
+            )
+        if chosen.needs_ensemble and self.training.ensemble < 2:
             raise ValueError(f"strategy {self.strategy!r} needs training.ensemble ≥ 2")
         return self
 

@@ -1,4 +1,4 @@
-"""How a round chooses the next points to measure (one interface, four strategies).
+"""How a round chooses the next points to measure: one interface, a registry of strategies.
 
 - ``focused`` (the paper's Algorithm 1): the test points the current model predicts worst, and
   B neighbours within ±C of each.
@@ -13,20 +13,31 @@
   from the priors, a hedge for the rounds in which the ensemble's spread is a poor guide to its
   error (on the twin its rank correlation with the true error is 0.03–0.23:
   ``experiments/benchmarks/spread_vs_error.py``).
+- ``cost-aware`` (ours, for what a campaign pays, GPU time): whole engine configurations, each
+  with its most disputed requests, in the order of the disagreement they buy per GPU-second —
+  an engine start (minutes) plus the requests' measurement windows (seconds), from
+  :mod:`orchestrator.gpu_cost` — so a round starts few engines and fills each
+  (``sampling.points_per_engine`` points, else :data:`DEFAULT_POINTS_PER_ENGINE`; the round's
+  size rounded up to whole engines).
+
+Each is a :class:`Strategy` in :data:`STRATEGIES`; the campaign config, the strategy benchmark
+and the pool replay take their names from there.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from featurize.point import InferencePoint
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule
-from orchestrator.sampling import PointSampler
+from orchestrator.gpu_cost import GpuCostModel
+from orchestrator.sampling import PointSampler, engine_key
 from storage.records import config_key
 
 #: Energies (J, total) of points by each ensemble member: shape (members, points).
@@ -60,7 +71,7 @@ def high_error_indices(errors: np.ndarray, rule: HighErrorRule) -> np.ndarray:
     return order[errors[order] > rule.value]
 
 
-def _log_spread(predictions: np.ndarray) -> np.ndarray:
+def log_spread(predictions: np.ndarray) -> np.ndarray:
     """How much the members disagree on each candidate: the std of their log energies."""
     return np.asarray(np.log(np.maximum(predictions, 1e-9)).std(axis=0), dtype=float)
 
@@ -71,7 +82,7 @@ def disagreement_order(predictions: np.ndarray) -> np.ndarray:
     Args:
         predictions: Energies (J) by each ensemble member, shape (members, candidates).
     """
-    return np.argsort(-_log_spread(predictions), kind="stable")
+    return np.argsort(-log_spread(predictions), kind="stable")
 
 
 def diverse_order(
@@ -94,7 +105,7 @@ def diverse_order(
         already: Points per engine configuration measured (or chosen) before.
         count: Keep only the first ``count`` (default: order them all).
     """
-    spread = _log_spread(predictions)
+    spread = log_spread(predictions)
     ahead = dict(already or {})
     power = np.empty(len(keys), dtype=float)
     for index in np.argsort(-spread, kind="stable"):
@@ -112,8 +123,229 @@ def round_size(budget: int, neighbours: int, high_error_count: int) -> int:
     return min(budget, max(1, high_error_count) * neighbours)
 
 
+@dataclass
+class RoundChoice:
+    """What a strategy reads of the round, and the points it has chosen so far.
+
+    Attributes:
+        sampler: The campaign's priors.
+        rng: Seeded per round, so a resumed driver chooses the same points.
+        budget: Most points to choose.
+        wanted: Points a round adds (:func:`round_size`): every strategy takes as many.
+        neighbours: B, neighbours per high-error point.
+        test_points: The measured test points.
+        test_ids: Their point ids (the parents of their neighbours).
+        test_errors: Absolute relative error of the current model on each test point.
+        worst: Indices of the high-error test points, worst first.
+        ensemble: Predictions of every ensemble member (None: a single model).
+        costs: GPU-seconds of engine starts and points.
+        points_per_engine: Points each engine configuration measures
+            (``sampling.points_per_engine``), None where not set.
+    """
+
+    sampler: PointSampler
+    rng: np.random.Generator
+    budget: int
+    wanted: int
+    neighbours: int
+    test_points: Sequence[InferencePoint]
+    test_ids: Sequence[int]
+    test_errors: np.ndarray
+    worst: np.ndarray
+    ensemble: EnsemblePredict | None
+    costs: GpuCostModel
+    points_per_engine: int | None
+    taken: set[InferencePoint] = field(default_factory=set)
+    points: list[InferencePoint] = field(default_factory=list)
+    parents: list[int | None] = field(default_factory=list)
+
+    def keep(self, point: InferencePoint, parent: int | None = None) -> bool:
+        """Choose ``point`` unless it is taken or the budget is spent; whether it was."""
+        if point in self.taken or len(self.points) >= self.budget:
+            return False
+        self.taken.add(point)
+        self.points.append(point)
+        self.parents.append(parent)
+        return True
+
+    def room(self) -> int:
+        """Points the strategy may still add to reach :attr:`wanted`."""
+        return max(0, self.wanted - len(self.points))
+
+    def candidates(self, count: int) -> list[InferencePoint]:
+        """Up to ``count`` fresh prior draws not already taken."""
+        return [p for p in self.sampler.sample(count, self.rng) if p not in self.taken]
+
+    def committee(self, strategy: str) -> EnsemblePredict:
+        """The ensemble, which ``strategy`` needs."""
+        if self.ensemble is None:
+            raise InvalidRequestError(f"the {strategy} strategy needs an ensemble")
+        return self.ensemble
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A way of choosing a round's points.
+
+    Attributes:
+        name: What a campaign config names it by.
+        choose: Adds the round's points to a :class:`RoundChoice` (through its ``keep``).
+        needs_ensemble: Whether it reads the ensemble's disagreement (``training.ensemble``
+            ≥ 2).
+        summary: One line for listings.
+    """
+
+    name: str
+    choose: Callable[[RoundChoice], None]
+    needs_ensemble: bool
+    summary: str
+
+
+def _focused(choice: RoundChoice) -> None:
+    for index in choice.worst:
+        point = choice.test_points[index]
+        for neighbour in choice.sampler.neighbours(point, choice.neighbours, choice.rng):
+            choice.keep(neighbour, choice.test_ids[index])
+
+
+def _random(choice: RoundChoice) -> None:
+    for point in choice.sampler.sample(choice.wanted, choice.rng):
+        choice.keep(point)
+
+
+def _disagreement(choice: RoundChoice) -> None:
+    ensemble = choice.committee("disagreement")
+    pool = choice.candidates(choice.wanted * CANDIDATE_FACTOR)
+    if pool:
+        for index in disagreement_order(ensemble(pool)):
+            if not choice.room():
+                break
+            choice.keep(pool[index])
+
+
+def _diverse(choice: RoundChoice) -> None:
+    ensemble = choice.committee("diverse")
+    for point in choice.sampler.sample(round(HEDGE_FRACTION * choice.wanted), choice.rng):
+        choice.keep(point)
+    pool = choice.candidates(choice.wanted * CANDIDATE_FACTOR)
+    if pool:
+        engine = choice.sampler.config.engine
+        already = Counter(config_key(point, engine) for point in choice.taken)
+        keys = [config_key(point, engine) for point in pool]
+        for index in diverse_order(ensemble(pool), keys, already, count=choice.room()):
+            choice.keep(pool[index])
+
+
+def engine_value_order(
+    spreads: Sequence[np.ndarray],
+    start_seconds: np.ndarray,
+    point_seconds: Sequence[np.ndarray],
+    per_engine: int,
+    already: Sequence[int],
+) -> np.ndarray:
+    """Engine configurations, most disagreement bought per GPU-second first.
+
+    A configuration is worth the spread of its ``per_engine`` most disputed candidates,
+    discounted by :data:`CONFIGURATION_DISCOUNT` per ``per_engine`` points of it measured before,
+    and costs its engine start plus the measurement of those candidates.
+
+    Args:
+        spreads: Per configuration, its candidates' spreads (log energies across members).
+        start_seconds: GPU-seconds of starting each configuration's engine.
+        point_seconds: Per configuration, GPU-seconds of measuring each candidate.
+        per_engine: Points measured per engine start.
+        already: Points of each configuration measured (or chosen) before.
+    """
+    value = np.empty(len(spreads))
+    for k, (spread, seconds) in enumerate(zip(spreads, point_seconds, strict=True)):
+        top = np.argsort(-spread, kind="stable")[:per_engine]
+        discount = CONFIGURATION_DISCOUNT ** (already[k] / per_engine)
+        value[k] = spread[top].sum() * discount / (start_seconds[k] + seconds[top].sum())
+    return np.argsort(-value, kind="stable")
+
+
+def _cost_aware(choice: RoundChoice) -> None:
+    """Whole engine configurations, by the disagreement they buy per GPU-second."""
+    ensemble = choice.committee("cost-aware")
+    per_engine = choice.points_per_engine or DEFAULT_POINTS_PER_ENGINE
+    # Configurations drawn from the priors (so common ones come first), as many as make a
+    # candidate pool the size the other strategies draw: CANDIDATE_FACTOR × the round.
+    most = CANDIDATE_FACTOR * math.ceil(choice.wanted / per_engine) // 2
+    groups: dict[tuple[object, ...], list[InferencePoint]] = {}
+    for point in choice.candidates(choice.wanted * CANDIDATE_FACTOR):
+        if engine_key(point) in groups or len(groups) < most:
+            groups.setdefault(engine_key(point), []).append(point)
+    if not groups:
+        return
+    pool: list[InferencePoint] = []
+    owner: list[int] = []
+    for k, drawn in enumerate(groups.values()):
+        # Requests enough to choose from inside each engine, beyond the prior's few draws.
+        extra = per_engine * 2 - len(drawn)
+        members = list(drawn)
+        if extra > 0:
+            taken = choice.taken | set(pool) | set(drawn)
+            members += choice.sampler.same_engine(drawn[0], extra, choice.rng, taken)
+        pool.extend(members)
+        owner.extend([k] * len(members))
+    spread = log_spread(ensemble(pool))
+    seconds = choice.costs.point_seconds(pool)
+    owners = np.array(owner)
+    members_of = [np.flatnonzero(owners == k) for k in range(len(groups))]
+    engine = choice.sampler.config.engine
+    measured = Counter(config_key(point, engine) for point in choice.taken)
+    firsts = [pool[m[0]] for m in members_of]
+    order = engine_value_order(
+        [spread[m] for m in members_of],
+        np.array([choice.costs.start_seconds(p) for p in firsts]),
+        [seconds[m] for m in members_of],
+        per_engine,
+        [measured.get(config_key(p, engine), 0) for p in firsts],
+    )
+    for k in order:
+        if not choice.room():
+            break
+        members = members_of[k]
+        for index in members[np.argsort(-spread[members], kind="stable")][:per_engine]:
+            choice.keep(pool[index])
+
+
+#: Points per engine start of ``cost-aware`` where ``sampling.points_per_engine`` is not set.
+DEFAULT_POINTS_PER_ENGINE = 8
+
+#: Every strategy a campaign can name, by name.
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Strategy("focused", _focused, False,
+                 "the paper's: B neighbours of each high-error test point"),
+        Strategy("random", _random, False, "fresh draws from the priors"),
+        Strategy("disagreement", _disagreement, True,
+                 "prior draws the ensemble disagrees on most"),
+        Strategy("diverse", _diverse, True,
+                 "disagreement spread over engine configurations, a third plain draws"),
+        Strategy("cost-aware", _cost_aware, True,
+                 "whole engine configurations, by disagreement bought per GPU-second"),
+    )
+}  # fmt: skip
+
+
+def strategy(name: str) -> Strategy:
+    """The strategy called ``name``.
+
+    Raises:
+        InvalidRequestError: No strategy of that name.
+    """
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise InvalidRequestError(
+            f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}"
+        ) from None
+
+
 def select(
-    strategy: str,
+    strategy_name: str,
     sampler: PointSampler,
     rng: np.random.Generator,
     *,
@@ -125,11 +357,12 @@ def select(
     rule: HighErrorRule,
     ensemble: EnsemblePredict | None = None,
     exclude: set[InferencePoint] | None = None,
+    costs: GpuCostModel | None = None,
 ) -> Selection:
     """The next round's points, at most ``budget`` of them.
 
     Args:
-        strategy: ``focused``, ``random``, ``disagreement`` or ``diverse``.
+        strategy_name: A name of :data:`STRATEGIES`.
         sampler: The campaign's priors.
         rng: Seeded per round, so a resumed driver chooses the same points.
         budget: Most points to return.
@@ -138,52 +371,16 @@ def select(
         test_ids: Their point ids (the parents of their neighbours).
         test_errors: Absolute relative error of the current model on each test point.
         rule: Which test points are high-error.
-        ensemble: Predictions of every ensemble member (``disagreement`` and ``diverse``).
+        ensemble: Predictions of every ensemble member (the strategies that need one).
         exclude: Points already in the campaign.
+        costs: GPU-seconds of starts and points (default: the twin's, the default protocol).
     """
-    taken = set(exclude or ())
-    chosen: list[InferencePoint] = []
-    parents: list[int | None] = []
-
-    def keep(point: InferencePoint, parent: int | None) -> bool:
-        if point in taken or len(chosen) >= budget:
-            return False
-        taken.add(point)
-        chosen.append(point)
-        parents.append(parent)
-        return True
-
+    chosen = strategy(strategy_name)
     worst = high_error_indices(test_errors, rule)
-    wanted = round_size(budget, neighbours, len(worst))
-    if strategy == "focused":
-        for index in worst:
-            for point in sampler.neighbours(test_points[index], neighbours, rng):
-                keep(point, test_ids[index])
-    elif strategy == "random":
-        for point in sampler.sample(wanted, rng):
-            keep(point, None)
-    elif strategy == "disagreement":
-        if ensemble is None:
-            raise InvalidRequestError("the disagreement strategy needs an ensemble")
-        pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in taken]
-        if pool:
-            for index in disagreement_order(ensemble(pool)):
-                if len(chosen) >= wanted:
-                    break
-                keep(pool[index], None)
-    elif strategy == "diverse":
-        if ensemble is None:
-            raise InvalidRequestError("the diverse strategy needs an ensemble")
-        hedge = round(HEDGE_FRACTION * wanted)
-        for point in sampler.sample(hedge, rng):
-            keep(point, None)
-        pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in taken]
-        if pool:
-            engine = sampler.config.engine
-            already = Counter(config_key(point, engine) for point in taken)
-            keys = [config_key(point, engine) for point in pool]
-            for index in diverse_order(ensemble(pool), keys, already, count=wanted - len(chosen)):
-                keep(pool[index], None)
-    else:
-        raise InvalidRequestError(f"unknown strategy {strategy!r}")
-    return Selection(chosen, parents)
+    choice = RoundChoice(
+        sampler, rng, budget, round_size(budget, neighbours, len(worst)), neighbours,
+        test_points, test_ids, test_errors, worst, ensemble, costs or GpuCostModel(),
+        sampler.config.sampling.points_per_engine, taken=set(exclude or ()),
+    )  # fmt: skip
+    chosen.choose(choice)
+    return Selection(choice.points, choice.parents)

@@ -53,6 +53,7 @@ from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
+from orchestrator.gpu_cost import GpuCostModel
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
@@ -61,12 +62,14 @@ from orchestrator.strategies import (
     round_size,
     select,
 )
+from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from workers.actors import EngineWorker
 from workers.engines import EngineConfig
 from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
 from workers.protocol import ProtocolSettings
 
-STRATEGIES = ("random", "focused", "disagreement", "diverse", "oracle")
+#: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`) and the oracle.
+STRATEGIES = (*CAMPAIGN_STRATEGIES, "oracle")
 #: Suffix of a strategy that chooses engine configurations and fills each (see the docstring);
 #: ``+fill8`` fills to 8 points, ``+fill`` to ``--points-per-engine``.
 FILL = "+fill"
@@ -86,7 +89,10 @@ def split_fill(name: str, default: int) -> tuple[str, int | None]:
 CAMPAIGN_PROTOCOL = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
 
 #: The strategies of ours, held to ≤ ½ of random's and ≤ ⅔ of focused's measurements.
-OURS = ("disagreement", "diverse")
+OURS = tuple(name for name in CAMPAIGN_STRATEGIES if name not in ("random", "focused"))
+
+#: Strategies that choose whole engine configurations themselves (round 0 is filled for them).
+CHOOSE_ENGINES = ("cost-aware",)
 
 PRIORS: dict[str, Any] = {
     "architectures": {
@@ -125,7 +131,9 @@ def campaign_config(args: argparse.Namespace, strategy: str) -> CampaignConfig:
             "target_mape": args.target, "priors": PRIORS,
             "sampling": {"initial": args.initial, "test_fraction": 0.2,
                          "neighbours": args.neighbours, "per_round": args.per_round,
-                         "high_error": {"rule": "top_fraction", "value": 0.1}},
+                         "high_error": {"rule": "top_fraction", "value": 0.1},
+                         "points_per_engine": (args.points_per_engine
+                                               if strategy in CHOOSE_ENGINES else None)},
             "budget": {"measurements": args.budget, "rounds": 100},
             "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2},
         },
@@ -229,14 +237,20 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
     name = strategy
     strategy, per_engine = split_fill(name, args.points_per_engine)
     share = per_engine or 1  # a filled strategy chooses 1/share of its points
+    share_zero = share
+    if strategy in CHOOSE_ENGINES:  # its rounds choose whole engines; round 0 is drawn and filled
+        per_engine = share_zero = per_engine or args.points_per_engine
+        share = 1
+    costs = GpuCostModel(CAMPAIGN_PROTOCOL)
 
     def filled(chosen: list[InferencePoint], round_index: int, room: int) -> list[InferencePoint]:
         fill_rng = np.random.default_rng([seed, round_index, 0xF111])
+        room = max(0, room - len(chosen))  # the most points the fill adds
         return chosen + fill_engines(sampler, chosen, per_engine, fill_rng, set(points), room)
 
     rng0 = np.random.default_rng([seed, 0])
     points: list[InferencePoint] = []
-    points = filled(sampler.sample(max(1, args.initial // share), rng0), 0, args.initial)
+    points = filled(sampler.sample(max(1, args.initial // share_zero), rng0), 0, args.initial)
     is_test = list(rng0.random(len(points)) < 0.2)
     twin: Twin | WorkerTwin = (
         WorkerTwin(seed) if args.cost == "gpu-seconds" else Twin(args.noise, seed)
@@ -280,7 +294,7 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
                 strategy, sampler, rng, budget=max(1, room // share), neighbours=args.neighbours,
                 test_points=test_points, test_ids=list(range(len(test_points))),
                 test_errors=test_errors, rule=config.sampling.high_error, ensemble=ensemble,
-                exclude=set(points),
+                exclude=set(points), costs=costs,
             )  # fmt: skip
         if not selection.points:
             break

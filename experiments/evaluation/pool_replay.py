@@ -16,6 +16,11 @@ points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
   disagreement discounted per point of the same engine configuration already chosen
   (:func:`orchestrator.strategies.diverse_order`).
 
+- ``cost-aware`` (ours): whole engine configurations of the unchosen pool, each with its
+  ``--points-per-engine`` most disputed points, in the order of the disagreement they buy per
+  GPU-second (:func:`orchestrator.strategies.engine_value_order`; an engine start by the start
+  model, each point's recorded measurement time), from the same A points as the others.
+
 - ``STRATEGY+fillN``: that strategy choosing 1/N of a round's points, each of their engine
   configurations filled up to N with unchosen pool points of the same configuration (the
   campaigns' ``sampling.points_per_engine``).
@@ -57,15 +62,20 @@ from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, HighErrorRule, Training
 from orchestrator.strategies import (
+    DEFAULT_POINTS_PER_ENGINE,
     HEDGE_FRACTION,
     disagreement_order,
     diverse_order,
+    engine_value_order,
     high_error_indices,
+    log_spread,
 )
+from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from storage.export import read_exported_points
 from workers.engines.simulated import engine_start_seconds
 
-STRATEGIES = ("random", "focused", "disagreement", "diverse")
+#: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`), replayed on the pool.
+STRATEGIES = tuple(CAMPAIGN_STRATEGIES)
 FILL = "+fill"
 LEVELS = (30.0, 20.0, 15.0, 10.0, 7.5, 5.0)
 
@@ -151,6 +161,8 @@ def choose(
 ) -> list[int]:
     """Indices (into ``rows``) of the next ``count`` pool points to measure."""
     count = min(count, len(free))
+    if strategy == "cost-aware":
+        return cost_aware(members, rows, chosen, free, count, args.points_per_engine)
     if strategy == "random":
         return [free[i] for i in rng.choice(len(free), size=count, replace=False)]
     if strategy == "disagreement":
@@ -189,6 +201,35 @@ def choose(
             if len(picked) < count:
                 picked.append(i)
                 left.discard(i)
+    return picked
+
+
+def cost_aware(
+    members: list[Any], rows: list[Row], chosen: list[int], free: list[int], count: int,
+    per_engine: int,
+) -> list[int]:  # fmt: skip
+    """``cost-aware`` on the pool: whole engine configurations by disagreement per GPU-second."""
+    groups: dict[str, list[int]] = {}
+    for i in free:
+        groups.setdefault(engine_key(rows, i), []).append(i)
+    spread = log_spread(ensemble_energies(members, [rows[i][0] for i in free]))
+    by_index = dict(zip(free, spread, strict=True))
+    members_of = list(groups.values())
+    already = Counter(engine_key(rows, i) for i in chosen)
+    order = engine_value_order(
+        [np.array([by_index[i] for i in m]) for m in members_of],
+        np.array([engine_start_seconds(rows[m[0]][0]) * rows[m[0]][0].setup.count
+                  for m in members_of]),
+        [np.array([point_seconds(rows[i][1]) * rows[i][0].setup.count for i in m])
+         for m in members_of],
+        per_engine, [already[engine_key(rows, m[0])] for m in members_of],
+    )  # fmt: skip
+    picked: list[int] = []
+    for k in order:
+        group = sorted(members_of[k], key=lambda i: -by_index[i])[:per_engine]
+        picked += group[: count - len(picked)]
+        if len(picked) >= count:
+            break
     return picked
 
 
@@ -334,6 +375,8 @@ def main() -> None:
         default=Training().predictor,
         help="the round's model, as the campaign config's training.predictor",
     )
+    parser.add_argument("--points-per-engine", type=int, default=DEFAULT_POINTS_PER_ENGINE,
+                        help="points per engine start of cost-aware")  # fmt: skip
     parser.add_argument("--stop-at", type=float, default=None, help="stop a run at this MAPE")
     parser.add_argument("--budget", type=int, default=10**9, help="most measurements per run")
     parser.add_argument("--out", type=Path, default=Path("experiments/reports/pool-replay"))

@@ -23,7 +23,7 @@ def test_a_tiny_pool_replay_chooses_only_pool_points(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "results.json").read_text())
     held_out = set(data["held_out_rows"])
     assert data["pool"] + data["held_out"] == data["points"] and len(held_out) == data["held_out"]
-    strategies = {"random", "focused", "disagreement", "diverse"}
+    strategies = {"random", "focused", "disagreement", "diverse", "cost-aware"}
     assert {r["strategy"] for r in data["runs"]} == strategies
     for run in data["runs"]:
         chosen = run["chosen"]

@@ -23,17 +23,19 @@ def test_a_tiny_benchmark_runs_every_strategy_and_can_be_resummarised(tmp_path: 
     )
     assert result.returncode == 0, result.stderr[-2000:]
     data = json.loads(out.read_text())
-    strategies = {"random", "focused", "disagreement", "diverse", "oracle"}
+    strategies = {"random", "focused", "disagreement", "diverse", "cost-aware", "oracle"}
     assert {r["strategy"] for r in data["runs"]} == strategies
     for run in data["runs"]:
         counts = [count for count, _ in run["curve"]]
-        assert counts[0] == 30 and counts == sorted(counts) and counts[-1] <= 60
+        # cost-aware's round 0: 30 // 16 = one engine, filled to --points-per-engine (16).
+        first = 16 if run["strategy"] == "cost-aware" else 30
+        assert counts[0] == first and counts == sorted(counts) and counts[-1] <= 60
         assert run["reached_at"] is None  # a 0.01 % target is out of reach
     for row in data["summary"].values():
         assert row["median_measurements"] == 60  # unreached runs count as the budget
         assert row["mape_at"]["60"] is not None
     unmet = {"half_of_random": False, "two_thirds_of_focused": False}
-    assert data["bars"] == {"disagreement": unmet, "diverse": unmet}
+    assert data["bars"] == {"disagreement": unmet, "diverse": unmet, "cost-aware": unmet}
     again = subprocess.run(
         [sys.executable, "experiments/benchmarks/strategy_benchmark.py", "--resummarise", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,

@@ -12,6 +12,7 @@ import pytest
 from featurize import get_gpu
 from orchestrator.campaign import CampaignDriver
 from orchestrator.config import CampaignConfig, parse_config
+from orchestrator.strategies import STRATEGIES
 from storage import CampaignStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def small(strategy: str = "focused", **changes: Any) -> CampaignConfig:
         "sampling": {"initial": 30, "neighbours": 4, "high_error": {"value": 0.2}},
         "budget": {"rounds": 3},
         "training": {"epochs": 8, "patience": 8, "correction_epochs": 8,
-                     "ensemble": 2 if strategy in ("disagreement", "diverse") else 1},
+                     "ensemble": 2 if STRATEGIES[strategy].needs_ensemble else 1},
         "protocol": {"warmups": 0, "windows": 2, "min_window_s": 0.5, "min_requests": 1},
     }  # fmt: skip
     data.update(changes)
@@ -60,7 +61,7 @@ def run(config: CampaignConfig, url: str) -> Any:
         store.close()
 
 
-@pytest.mark.parametrize("strategy", ["focused", "random", "disagreement", "diverse"])
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_a_campaign_runs_its_rounds_and_persists_each(
     ray_cluster: None, db_url: str, strategy: str
 ) -> None:

@@ -10,12 +10,15 @@ import pytest
 from featurize import InferencePoint, get_gpu
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule, parse_config
-from orchestrator.sampling import PointSampler
+from orchestrator.sampling import PointSampler, engine_key
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
+    DEFAULT_POINTS_PER_ENGINE,
     HEDGE_FRACTION,
+    STRATEGIES,
     disagreement_order,
     diverse_order,
+    engine_value_order,
     high_error_indices,
     select,
 )
@@ -132,3 +135,78 @@ def test_diverse_needs_an_ensemble() -> None:
         select("diverse", sampler, np.random.default_rng(0), budget=5, neighbours=5,
                test_points=[], test_ids=[], test_errors=np.array([]),
                rule=HighErrorRule(rule="top_fraction", value=0.1))  # fmt: skip
+
+
+def test_the_registry_names_every_strategy_a_config_accepts() -> None:
+    for name, entry in STRATEGIES.items():
+        training = {"ensemble": 2 if entry.needs_ensemble else 1}
+        priors = {"architectures": {"models": ["qwen2-0.5b"]}}
+        config = parse_config({"name": "r", "strategy": name, "training": training,
+                               "priors": priors})  # fmt: skip
+        assert config.strategy == name == entry.name
+    assert {"focused", "random", "disagreement", "diverse", "cost-aware"} <= set(STRATEGIES)
+    with pytest.raises(InvalidRequestError, match="unknown strategy 'psychic'; choose from"):
+        select("psychic", _sampler(), np.random.default_rng(0), budget=5, neighbours=5,
+               test_points=[], test_ids=[], test_errors=np.array([]),
+               rule=HighErrorRule(rule="top_fraction", value=0.1))  # fmt: skip
+
+
+def test_engine_value_order_buys_the_most_disagreement_per_gpu_second() -> None:
+    spreads = [np.array([0.2, 0.2, 0.0]), np.array([0.2, 0.2]), np.array([0.5, 0.1, 0.1])]
+    points = [np.full(3, 10.0), np.full(2, 10.0), np.full(3, 10.0)]
+    # Engine 0 and 1 teach the same (0.4 over their two best); 1 starts in 60 s, 0 in 600 s.
+    # Engine 2 teaches 0.6 for a 300 s start: 0.6 / 320 beats 0.4 / 620, loses to 0.4 / 80.
+    starts = np.array([600.0, 60.0, 300.0])
+    assert engine_value_order(spreads, starts, points, 2, [0, 0, 0]).tolist() == [1, 2, 0]
+    # Points of a configuration measured before discount it, by 0.5 per per_engine points:
+    # four make engine 1 worth 0.1 / 80, below engine 2 and above engine 0.
+    assert engine_value_order(spreads, starts, points, 2, [0, 4, 0]).tolist() == [2, 1, 0]
+
+
+def test_cost_aware_rounds_take_whole_engine_configurations() -> None:
+    sampler = _sampler()
+    measured = set(sampler.sample(40, np.random.default_rng(1)))
+    test = list(measured)[:10]
+    selection = select(
+        "cost-aware", sampler, np.random.default_rng(2), budget=100, neighbours=10,
+        test_points=test, test_ids=list(range(10)), test_errors=np.linspace(0.5, 0.01, 10),
+        rule=HighErrorRule(rule="top_fraction", value=0.2), exclude=measured,
+        ensemble=_disputed_llama,
+    )  # fmt: skip
+    points = selection.points
+    assert len(set(points)) == len(points) and not set(points) & measured
+    per_engine: dict[object, int] = {}
+    for point in points:
+        per_engine[engine_key(point)] = per_engine.get(engine_key(point), 0) + 1
+    # The round's 2 × B = 20 points, rounded up to whole engine starts of
+    # DEFAULT_POINTS_PER_ENGINE (8) points: three starts, each measuring eight.
+    assert list(per_engine.values()) == [DEFAULT_POINTS_PER_ENGINE] * 3
+    # The disputed configuration (Llama-3.1-8B on one H100) is worth its start: taken first.
+    assert _disputed_llama(points[:DEFAULT_POINTS_PER_ENGINE])[1].tolist() == [3.0] * 8
+
+
+def test_gpu_cost_model_charges_starts_by_size_and_points_by_the_protocol() -> None:
+    from featurize import InferenceRequest
+    from featurize.point import GpuSetup
+    from orchestrator.gpu_cost import GpuCostModel
+    from workers.protocol import ProtocolSettings
+
+    settings = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
+    costs = GpuCostModel(settings)
+    h100 = get_gpu("H100-SXM")
+
+    def point(model: str, tp: int, batch: int, prompt: int, generated: int) -> InferencePoint:
+        from featurize import resolve_architecture
+
+        request = InferenceRequest(batch, prompt, generated)
+        return InferencePoint(resolve_architecture(model), request, GpuSetup(h100, tp))
+
+    small, large = point("qwen2-0.5b", 1, 1, 128, 16), point("llama3.1-8b", 1, 1, 128, 16)
+    assert 0 < costs.start_seconds(small) < costs.start_seconds(large)
+    assert costs.start_seconds(point("llama3.1-8b", 2, 1, 128, 16)) > costs.start_seconds(large)
+    seconds = costs.point_seconds([small, point("llama3.1-8b", 1, 4, 2048, 2000),
+                                   point("llama3.1-8b", 2, 4, 2048, 2000)])  # fmt: skip
+    # Two windows of ≥ 2 s for the request and two for its prefill: the floor of a short one.
+    assert 8.0 <= seconds[0] < 10.0
+    assert seconds[1] > 2 * 2 * 2.0 + 2 * 2.0  # a long request's windows hold ≥ 2 requests
+    assert seconds[2] > seconds[1]  # two GPUs held

@@ -1,0 +1,85 @@
+"""What measuring points will cost in GPU-seconds, before they are measured.
+
+A campaign pays GPU time, not measurements: each engine configuration costs an engine start
+(minutes on a real GPU) and each point its measurement windows (seconds). Strategies that weigh
+what a point teaches against what it costs read both here, from the simulated twin — its start
+model (fitted on the real H200 starts) and its request latencies — and the protocol's window
+rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from featurize.point import InferencePoint
+from workers.engines.simulated import (
+    TwinInputs,
+    TwinParameters,
+    engine_start_seconds,
+    twin_costs,
+)
+from workers.protocol_settings import ProtocolSettings
+
+#: Seconds a window waits for the energy counter's ticks around its work (~one 100 ms period at
+#: each end on an H200).
+WINDOW_OVERHEAD_S = 0.2
+
+
+def protocol_seconds(
+    latency_s: np.ndarray, prefill_s: np.ndarray, generated: np.ndarray, settings: ProtocolSettings
+) -> np.ndarray:
+    """Seconds the measurement protocol takes for requests of the given latencies.
+
+    Warm-ups of the request and of its prefill, then ``windows`` windows of each, a window
+    lasting at least ``min_window_s`` and ``min_requests`` requests (a request of one generated
+    token has no prefill pass of its own).
+
+    Args:
+        latency_s: Latency of each request.
+        prefill_s: Latency of its prefill alone.
+        generated: Generated tokens of each request.
+        settings: The protocol.
+    """
+    with_prefill = (generated > 1) & settings.measure_prefill
+
+    def shape(seconds: np.ndarray) -> np.ndarray:
+        window = np.maximum(settings.min_window_s, settings.min_requests * seconds)
+        warm = max(settings.warmups, 1) * seconds
+        return np.asarray(warm + settings.windows * (window + WINDOW_OVERHEAD_S))
+
+    return np.asarray(shape(latency_s) + np.where(with_prefill, shape(prefill_s), 0.0))
+
+
+@dataclass
+class GpuCostModel:
+    """GPU-seconds of engine starts and points, as the twin expects them.
+
+    Attributes:
+        settings: The campaign's measurement protocol.
+    """
+
+    settings: ProtocolSettings = field(default_factory=ProtocolSettings)
+
+    def start_seconds(self, point: InferencePoint) -> float:
+        """GPU-seconds of starting the engine of ``point`` (all its GPUs)."""
+        return engine_start_seconds(point) * point.setup.count
+
+    def point_seconds(self, points: Sequence[InferencePoint]) -> np.ndarray:
+        """GPU-seconds of measuring each of ``points`` on its loaded engine (all its GPUs)."""
+        seconds = np.zeros(len(points))
+        by_gpu: dict[str, list[int]] = {}
+        for index, point in enumerate(points):
+            by_gpu.setdefault(point.setup.gpu.id, []).append(index)
+        for indices in by_gpu.values():
+            chosen = [points[i] for i in indices]
+            costs = twin_costs(TwinInputs.of(chosen), TwinParameters.for_gpu(chosen[0].setup.gpu))
+            prefill, decode = costs[:, 0], costs[:, 1]
+            generated = np.array([p.request.generated_tokens for p in chosen], dtype=float)
+            gpus = np.array([p.setup.count for p in chosen], dtype=float)
+            seconds[indices] = (
+                protocol_seconds(prefill + decode, prefill, generated, self.settings) * gpus
+            )
+        return seconds
