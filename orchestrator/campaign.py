@@ -34,7 +34,7 @@ from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
-from orchestrator.gpu_cost import GpuCostModel
+from orchestrator.gpu_cost import GpuCostModel, loaded_key
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
@@ -42,7 +42,7 @@ from storage.records import StoredPoint
 from storage.store import DEFAULT_DRIVER_LEASE_SECONDS
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask, group_timings, measure_tasks
+from workers.pool import PointTask, ResidentEngines, group_timings, measure_tasks
 from workers.protocol import ProtocolSettings
 
 #: Long enough for a round's measurements; a restarted driver releases its own leases at once.
@@ -220,6 +220,12 @@ class CampaignDriver:
         self.on_phase = on_phase
         self.workers = workers
         self.settings = ProtocolSettings(**config.protocol.model_dump())
+        #: Engines kept loaded from one round to the next (``sampling.resident_engines``).
+        self.resident = (
+            ResidentEngines(config.sampling.resident_engines)
+            if config.sampling.resident_engines
+            else None
+        )
         #: Seconds this driver spent per stage (sampling, measuring, storing, featurising,
         #: training, selecting): what the scale benchmark prints.
         self.stage_seconds: dict[str, float] = defaultdict(float)
@@ -277,6 +283,7 @@ class CampaignDriver:
             for result in measure_tasks(
                 self.config.engine, tasks, self.settings, num_cpus=0.5,
                 max_actors=None if self._uses_gpus() else self.workers, timings=timings,
+                resident=self.resident,
             ):  # fmt: skip
                 self.stage_seconds["measuring"] += time.perf_counter() - waited
                 with self._stage("storing"):
@@ -396,7 +403,7 @@ class CampaignDriver:
                 test_errors=np.abs(predicted - measured) / measured,
                 rule=config.sampling.high_error,
                 ensemble=ensemble if len(members) > 1 else None, exclude={p for p, _ in rows},
-                costs=GpuCostModel(self.settings),
+                costs=self._costs(),
             )  # fmt: skip
         chosen = list(selection.points)
         fill = self._fill_engines(
@@ -438,6 +445,15 @@ class CampaignDriver:
                 campaign_id, [reference, *self._specs(fill, round_index, "engine_fill", rng=rng)]
             )
 
+    def _costs(self) -> GpuCostModel:
+        """GPU-seconds of starts and points; no start for the engines kept loaded."""
+        configs = self.resident.configs() if self.resident is not None else []
+        loaded = frozenset(
+            loaded_key(c.architecture, c.precision, c.tp, c.gpu.id if c.gpu else "")
+            for c in configs
+        )
+        return GpuCostModel(self.settings, loaded)
+
     def _fill_engines(
         self,
         points: Sequence[InferencePoint],
@@ -460,7 +476,11 @@ class CampaignDriver:
         )
         with DriverLease(self.store, campaign.id, self.lease_seconds) as lease:
             self.store.set_campaign_status(campaign.id, CampaignStatus.ACTIVE)
-            outcome = self._run(campaign.id, lease)
+            try:
+                outcome = self._run(campaign.id, lease)
+            finally:
+                if self.resident is not None:
+                    self.resident.close()
             self.store.set_campaign_status(campaign.id, CampaignStatus.COMPLETE)
         return outcome
 

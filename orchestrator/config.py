@@ -171,6 +171,14 @@ class Sampling(_Strict):
             "request prior fill up the chosen ones (an engine start costs minutes, a point seconds)"
         ),
     )
+    resident_engines: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description=(
+            "most engines kept loaded from one round to the next, for points the next round "
+            "chooses on them (they hold their GPUs meanwhile; the cost-aware strategy counts "
+            "no start for them, so its choice depends on which engines are loaded)"
+        ),
+    )
 
 
 class Budget(_Strict):
@@ -246,6 +254,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("priors", "architectures", "precisions"): None,
     ("training", "correction_epochs"): CORRECTION_EPOCHS,
     ("sampling", "points_per_engine"): None,
+    ("sampling", "resident_engines"): 0,
     ("reference",): None,
 }
 

@@ -23,6 +23,12 @@ from workers.engines.simulated import (
 )
 from workers.protocol_settings import ProtocolSettings
 
+
+def loaded_key(architecture: object, precision: object, tp: int, gpu_id: str) -> tuple[object, ...]:
+    """What identifies a loaded engine to the cost model: shape, precision and GPU setup."""
+    return (architecture, precision, tp, gpu_id)
+
+
 #: Seconds a window waits for the energy counter's ticks around its work (~one 100 ms period at
 #: each end on an H200).
 WINDOW_OVERHEAD_S = 0.2
@@ -59,12 +65,19 @@ class GpuCostModel:
 
     Attributes:
         settings: The campaign's measurement protocol.
+        loaded: Engines already loaded (:func:`loaded_key`), which cost no start.
     """
 
     settings: ProtocolSettings = field(default_factory=ProtocolSettings)
+    loaded: frozenset[tuple[object, ...]] = frozenset()
 
     def start_seconds(self, point: InferencePoint) -> float:
-        """GPU-seconds of starting the engine of ``point`` (all its GPUs)."""
+        """GPU-seconds of starting the engine of ``point`` (all its GPUs; 0 if loaded)."""
+        if (
+            loaded_key(point.architecture, point.precision, point.setup.count, point.setup.gpu.id)
+            in self.loaded
+        ):
+            return 0.0
         return engine_start_seconds(point) * point.setup.count
 
     def point_seconds(self, points: Sequence[InferencePoint]) -> np.ndarray:

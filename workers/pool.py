@@ -5,6 +5,11 @@ costs 40-115 s on the lent GPUs) and measures its points one after another; acto
 configurations run concurrently as far as the cluster's GPUs allow. An actor that dies takes its
 in-flight point with it as a retryable FAILED result (``actor_died``) and is replaced for the
 configuration's remaining points, up to ``max_actor_restarts`` times.
+
+Engines can outlive a call: given :class:`ResidentEngines`, an actor whose points are done stays
+loaded, and the next call (the next round of a campaign) measures the points of its configuration
+on it without a new engine start; resident engines the next call has no work for, or whose GPUs
+(or actor slots) another configuration needs, are shut down.
 """
 
 from __future__ import annotations
@@ -31,6 +36,81 @@ class PointTask:
     request: InferenceRequest
 
 
+class ResidentEngines:
+    """Loaded engine actors kept between calls of :func:`measure_tasks`, oldest first.
+
+    The owner closes it (:meth:`close`) when it has no more work: a resident actor holds its
+    GPUs (or CPUs) until then.
+
+    Args:
+        capacity: Most engines kept; keeping one more shuts the oldest down.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._actors: dict[EngineConfig, Any] = {}
+        #: Per resident actor, its cumulative timing when it was last reported (to report only
+        #: what a later call adds).
+        self._reported: dict[EngineConfig, dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._actors)
+
+    def configs(self) -> list[EngineConfig]:
+        """The configurations loaded, oldest first."""
+        return list(self._actors)
+
+    def take(self, config: EngineConfig) -> tuple[Any, dict[str, float]] | None:
+        """The actor of ``config`` and what of its timing was reported, if it is resident."""
+        actor = self._actors.pop(config, None)
+        if actor is None:
+            return None
+        return actor, self._reported.pop(config, {})
+
+    def put(self, config: EngineConfig, actor: Any, reported: dict[str, float]) -> None:
+        """Keep ``actor`` loaded (``reported``: its cumulative timing reported so far)."""
+        self._actors[config] = actor
+        self._reported[config] = dict(reported)
+        while len(self._actors) > self.capacity:
+            self.evict(next(iter(self._actors)))
+
+    def evict(self, config: EngineConfig) -> None:
+        """Shut the engine of ``config`` down."""
+        actor = self._actors.pop(config)
+        self._reported.pop(config, None)
+        _shut_down(actor)
+
+    def release(self, config: EngineConfig) -> Any:
+        """Stop keeping the engine of ``config`` and hand its actor over (to load another)."""
+        self._reported.pop(config, None)
+        return self._actors.pop(config)
+
+    def close(self) -> None:
+        """Shut every resident engine down."""
+        for config in list(self._actors):
+            self.evict(config)
+
+
+def _shut_down(actor: Any) -> None:
+    import ray
+
+    with contextlib.suppress(Exception):  # a dead actor has nothing to shut down
+        ray.get(actor.shutdown.remote(), timeout=120)
+    ray.kill(actor)
+
+
+def _added(timing: dict[str, float], reported: dict[str, float]) -> dict[str, float]:
+    """What a cumulative actor timing adds to what was reported of it before."""
+    added = {k: v - reported.get(k, 0.0) for k, v in timing.items() if k in _CUMULATIVE}
+    added = {**timing, **added}
+    added["duty_cycle"] = added["window_s"] / added["held_s"] if added.get("held_s") else 0.0
+    return added
+
+
+#: Timing fields that add up over an actor's life.
+_CUMULATIVE = ("held_s", "window_s", "load_s", "points")
+
+
 @dataclass
 class _Group:
     config: EngineConfig
@@ -40,6 +120,8 @@ class _Group:
     task: PointTask | None = None
     restarts: int = 0
     timing: dict[str, float] | None = None
+    #: The actor's cumulative timing reported by earlier calls (it was resident).
+    reported: dict[str, float] | None = None
 
 
 def measure_tasks(
@@ -52,6 +134,7 @@ def measure_tasks(
     idle_seconds: float = 2.0,
     num_cpus: float = 1.0,
     timings: list[dict[str, float]] | None = None,
+    resident: ResidentEngines | None = None,
 ) -> Generator[WorkerResult, None, None]:
     """Measure ``tasks`` and yield one result per task as results arrive.
 
@@ -64,7 +147,10 @@ def measure_tasks(
         max_actor_restarts: Replacements per configuration after actor deaths.
         idle_seconds: Idle-power measurement after each engine load.
         num_cpus: CPUs each actor reserves (keep it explicit on small machines).
-        timings: If given, each finished actor's held/window seconds are appended to it.
+        timings: If given, each finished actor's held/window seconds are appended to it
+            (what this call added, for an actor that was resident before).
+        resident: Engines loaded by earlier calls, and where this call leaves its engines
+            loaded (None: every engine is shut down when its points are done).
     """
     import ray
 
@@ -72,7 +158,13 @@ def measure_tasks(
     for task in tasks:
         group = groups.setdefault(task.config, _Group(task.config, deque()))
         group.pending.append(task)
-    waiting = deque(sorted(groups.values(), key=lambda g: -g.config.tp))
+    if resident is not None:
+        for config in resident.configs():
+            if config not in groups:  # no work for it here: its GPUs go to what has
+                resident.evict(config)
+    # Widest first; a loaded engine before the others of its width (it starts at once).
+    loaded = set(resident.configs()) if resident is not None else set()
+    waiting = deque(sorted(groups.values(), key=lambda g: (-g.config.tp, g.config not in loaded)))
     active: dict[Any, _Group] = {}  # in-flight object ref → group
     started: list[_Group] = []  # every group that got an actor, for the cleanup
     idle: list[Any] = []  # healthy actors of engines without GPUs, ready for another config
@@ -85,6 +177,20 @@ def measure_tasks(
     def gpus_in_use() -> int:
         return sum(needs(g) for g in active.values())
 
+    def make_room(group: _Group) -> None:
+        """Shut resident engines down, oldest first, until ``group`` can start beside them."""
+        if resident is None:
+            return
+        for config in resident.configs():
+            kept = sum(c.tp for c in resident.configs() if uses_gpu(engine_name, c))
+            if needs(group):
+                short = needs(group) > gpu_budget - gpus_in_use() - kept
+            else:  # an actor without GPUs holds CPUs, which queued actors may need
+                short = len(active) + len(resident) >= limit
+            if not short:
+                break
+            resident.evict(config)
+
     def dispatch(group: _Group) -> None:
         task = group.pending.popleft()
         group.task = task
@@ -92,6 +198,17 @@ def measure_tasks(
         active[group.in_flight] = group
 
     def start(group: _Group) -> None:
+        kept = resident.take(group.config) if resident is not None else None
+        if kept is not None:
+            group.actor, group.reported = kept
+            started.append(group)
+            dispatch(group)
+            return
+        if not needs(group) and resident is not None and resident.configs():
+            oldest = resident.configs()[0]
+            if not uses_gpu(engine_name, oldest) and len(active) + len(resident) >= limit:
+                idle.append(resident.release(oldest))  # loads this configuration in place
+        make_room(group)
         if idle and not needs(group):
             # An actor of a configuration without GPUs loads the next one in place: starting a
             # Ray worker process costs far more than the twin's few points per configuration.
@@ -107,7 +224,11 @@ def measure_tasks(
             try:
                 group.timing = ray.get(group.actor.timing.remote(), timeout=30)
                 if timings is not None and group.timing is not None:
-                    timings.append(group.timing)
+                    timings.append(_added(group.timing, group.reported or {}))
+                if reusable and resident is not None and group.timing is not None:
+                    resident.put(group.config, group.actor, group.timing)
+                    group.actor = None
+                    return
                 if reusable and not needs(group) and waiting:
                     # Kept only while a configuration waits for it: an idle actor holds its
                     # CPUs, which actors still queued for resources may need to start at all.
@@ -136,6 +257,7 @@ def measure_tasks(
                                 f"TP {needs(group)} needs more GPUs than the {gpu_budget} here"
                             ),
                         )
+                # Resident engines count as free GPUs here: start() shuts them down for it.
                 chosen = next_group(
                     [needs(g) for g in waiting], gpu_budget - gpus_in_use(), bool(active)
                 )

@@ -445,3 +445,29 @@ def test_a_reference_that_does_not_fit_its_gpus_is_refused_before_anything_runs(
         assert store.list_campaigns() == []
     finally:
         store.close()
+
+
+def test_resident_engines_carry_loaded_engines_into_the_next_round(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    sampling = {"initial": 4, "neighbours": 4, "high_error": {"value": 0.2}, "per_round": 10,
+                "points_per_engine": 5}  # fmt: skip
+
+    def rounds_per_engine(name: str, resident: int) -> list[set[int]]:
+        config = small("cost-aware", name=name, budget={"rounds": 2},
+                       sampling={**sampling, "resident_engines": resident})  # fmt: skip
+        run(config, sqlite_url)
+        store = CampaignStore(sqlite_url)
+        campaign = store.get_campaign(name)
+        complete = [p for p in store.get_points(campaign.id) if p.status == "COMPLETE"]
+        loads = store.engine_load_rows(campaign.id)
+        store.close()
+        rounds: dict[str, set[int]] = {}
+        for point, row in zip(sorted(complete, key=lambda p: p.id), loads, strict=True):
+            rounds.setdefault(row["extra"]["engine_instance"], set()).add(point.round_index)
+        return list(rounds.values())
+
+    # Without resident engines every round starts its own; with them the cost-aware strategy
+    # chooses points on the engines the last round left loaded (no start to pay).
+    assert all(len(r) == 1 for r in rounds_per_engine("cold", 0))
+    assert any(len(r) > 1 for r in rounds_per_engine("warm", 2))

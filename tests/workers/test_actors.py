@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
 from storage.records import PointStatus
 from workers.actors import gpu_actor_cpus
 from workers.engines import EngineConfig
-from workers.pool import PointTask, measure_tasks
+from workers.pool import PointTask, ResidentEngines, measure_tasks
 from workers.protocol import ProtocolSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +122,48 @@ def test_actors_without_gpus_are_reused_across_configurations(ray_cluster: None)
         assert reused.status == result.status == PointStatus.COMPLETE
         assert reused.record is not None and result.record is not None
         assert reused.record.energy_j == pytest.approx(result.record.energy_j, rel=1e-9)
+
+
+def test_resident_engines_measure_the_next_call_without_a_new_start(ray_cluster: None) -> None:
+    import ray
+
+    small, bloom, other = config("qwen2-0.5b"), config("bloom-560m"), config("qwen2-1.5b")
+    resident = ResidentEngines(capacity=2)
+    first_timings: list[dict[str, float]] = []
+    first = list(measure_tasks(
+        "simulated", tasks(small, 0, [64, 128]) + tasks(bloom, 10, [64]), FAST, num_cpus=0.5,
+        max_actors=2, timings=first_timings, resident=resident,
+    ))  # fmt: skip
+    assert {r.status for r in first} == {PointStatus.COMPLETE}
+    assert set(resident.configs()) == {small, bloom}  # both kept loaded
+
+    def instance(result: Any) -> str:
+        return str(result.record.extra["engine_instance"])
+
+    # The next call measures on the kept engine of its configuration; the one it has no work
+    # for is shut down and a third configuration gets a fresh engine.
+    timings: list[dict[str, float]] = []
+    second = list(measure_tasks(
+        "simulated", tasks(small, 20, [256, 512]) + tasks(other, 30, [64]), FAST,
+        num_cpus=0.5, max_actors=2, timings=timings, resident=resident,
+    ))  # fmt: skip
+    by_id = {r.point_id: r for r in [*first, *second]}
+    assert instance(by_id[20]) == instance(by_id[21]) == instance(by_id[0])
+    assert instance(by_id[30]) not in {instance(by_id[0]), instance(by_id[10])}
+    assert set(resident.configs()) == {small, other}
+    # What the kept engine adds in this call, not its life so far: two points, no new load.
+    reused = next(t for t in timings if t["pid"] == next(
+        f["pid"] for f in first_timings if f["points"] == 2))  # fmt: skip
+    fresh = next(t for t in timings if t is not reused)
+    assert reused["points"] == 2 and reused["load_s"] == 0.0 < fresh["load_s"]
+    # Two points on a loaded engine hold it for less than one engine start and one point.
+    assert 0 < reused["window_s"] <= reused["held_s"] < fresh["held_s"]
+    resident.close()
+    assert len(resident) == 0
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_each_result_carries_the_gpu_time_held_since_the_previous_one() -> None:
