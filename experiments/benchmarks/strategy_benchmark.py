@@ -53,7 +53,7 @@ from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
-from orchestrator.gpu_cost import GpuCostModel
+from orchestrator.gpu_cost import GpuCostModel, loaded_key
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
@@ -174,9 +174,21 @@ class WorkerTwin:
     idle-power reading, warm-ups, windows; virtual seconds) times its GPUs is what it cost.
     """
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, resident: int = 0, round_gap_s: float = 0.0) -> None:
         self.seed = seed
         self.gpu_seconds = 0.0
+        #: Engines kept loaded from one call (round) to the next, as ``sampling.resident_engines``
+        #: keeps them: each holds its GPUs for ``round_gap_s`` between rounds (the training).
+        self.resident = resident
+        self.round_gap_s = round_gap_s
+        self.kept: dict[EngineConfig, tuple[EngineWorker, float]] = {}  # worker, held charged
+
+    def loaded(self) -> frozenset[tuple[object, ...]]:
+        """The engines kept loaded, as the cost model names them."""
+        return frozenset(
+            loaded_key(c.architecture, c.precision, c.tp, c.gpu.id if c.gpu else "")
+            for c in self.kept
+        )
 
     def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
         """Prefill and total energy of ``points``; adds their GPU-seconds to ``gpu_seconds``."""
@@ -188,8 +200,16 @@ class WorkerTwin:
                 point.flash_attention, self.seed,
             )  # fmt: skip
             groups.setdefault(config, []).append(i)
+        for config in self.kept:  # held while the last round trained
+            self.gpu_seconds += self.round_gap_s * config.tp
+        for config in [c for c in self.kept if c not in groups]:  # no work here: shut down
+            self.kept.pop(config)[0].shutdown()
+        used: list[tuple[EngineConfig, EngineWorker, float]] = []
         for config, indices in groups.items():
-            worker = EngineWorker("simulated", config, CAMPAIGN_PROTOCOL)
+            kept = self.kept.pop(config, None)
+            worker, charged = (
+                kept if kept else (EngineWorker("simulated", config, CAMPAIGN_PROTOCOL), 0.0)
+            )
             for i in indices:
                 result = worker.measure(i, points[i].request)
                 record = result.record
@@ -197,8 +217,14 @@ class WorkerTwin:
                     raise RuntimeError(f"the twin failed on {points[i]}: {result.error_message}")
                 rows[i] = {"prefill_energy_j": float(record.prefill_energy_j or 0.0),
                            "energy_j": float(record.energy_j), "simulated": 1.0}  # fmt: skip
-            self.gpu_seconds += worker.timing()["held_s"] * config.tp
+            held = worker.timing()["held_s"]
+            self.gpu_seconds += (held - charged) * config.tp
+            used.append((config, worker, held))
+        keep_from = max(0, len(used) - self.resident)  # the last ones measured stay loaded
+        for _, worker, _ in used[:keep_from]:
             worker.shutdown()
+        for config, worker, held in used[keep_from:]:
+            self.kept[config] = (worker, held)
         return rows
 
 
@@ -253,7 +279,9 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
     points = filled(sampler.sample(max(1, args.initial // share_zero), rng0), 0, args.initial)
     is_test = list(rng0.random(len(points)) < 0.2)
     twin: Twin | WorkerTwin = (
-        WorkerTwin(seed) if args.cost == "gpu-seconds" else Twin(args.noise, seed)
+        WorkerTwin(seed, args.resident_engines, args.round_gap_s)
+        if args.cost == "gpu-seconds"
+        else Twin(args.noise, seed)
     )
     labels = twin.measure(points)
     run = Run(name, seed)
@@ -294,7 +322,9 @@ def run_one(strategy: str, seed: int, args: argparse.Namespace,
                 strategy, sampler, rng, budget=max(1, room // share), neighbours=args.neighbours,
                 test_points=test_points, test_ids=list(range(len(test_points))),
                 test_errors=test_errors, rule=config.sampling.high_error, ensemble=ensemble,
-                exclude=set(points), costs=costs,
+                exclude=set(points),
+                costs=GpuCostModel(CAMPAIGN_PROTOCOL, twin.loaded())
+                if isinstance(twin, WorkerTwin) else costs,
             )  # fmt: skip
         if not selection.points:
             break
@@ -442,6 +472,18 @@ def main() -> None:
         "--cost", choices=("measurements", "gpu-seconds"), default="measurements",
         help="what reaching the target is counted in (gpu-seconds: measured by the worker)",
     )  # fmt: skip
+    parser.add_argument(
+        "--resident-engines",
+        type=int,
+        default=0,
+        help="engines kept loaded between rounds (--cost gpu-seconds)",
+    )
+    parser.add_argument(
+        "--round-gap-s",
+        type=float,
+        default=60.0,
+        help="seconds a kept engine holds its GPUs between rounds",
+    )
     parser.add_argument("--points-per-engine", type=int, default=16,
                         help="engine fill of the +fill strategies")  # fmt: skip
     parser.add_argument("--gpu-budget", type=float, default=None,
