@@ -115,17 +115,10 @@ def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
 
 def twin_latency_s(points: list[InferencePoint]) -> list[float]:
     """Modelled latency (s) of each point from the simulated twin of its GPU type."""
-    from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+    from workers.engines.simulated import twin_costs_of
 
-    latencies = np.zeros(len(points))
-    by_gpu: dict[str, list[int]] = {}
-    for index, point in enumerate(points):
-        by_gpu.setdefault(point.setup.gpu.id, []).append(index)
-    for rows in by_gpu.values():  # one vectorised twin evaluation per GPU type
-        group = [points[i] for i in rows]
-        costs = twin_costs(TwinInputs.of(group), TwinParameters.for_gpu(group[0].setup.gpu))
-        latencies[rows] = costs[:, 0] + costs[:, 1]
-    return [float(v) for v in latencies]
+    costs = twin_costs_of(points)
+    return [float(v) for v in costs[:, 0] + costs[:, 1]]
 
 
 def predict_energy(

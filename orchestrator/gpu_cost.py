@@ -15,12 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from featurize.point import InferencePoint
-from workers.engines.simulated import (
-    TwinInputs,
-    TwinParameters,
-    engine_start_seconds,
-    twin_costs,
-)
+from workers.engines.simulated import engine_start_seconds, twin_costs_of
 from workers.protocol_settings import ProtocolSettings
 
 
@@ -82,17 +77,10 @@ class GpuCostModel:
 
     def point_seconds(self, points: Sequence[InferencePoint]) -> np.ndarray:
         """GPU-seconds of measuring each of ``points`` on its loaded engine (all its GPUs)."""
-        seconds = np.zeros(len(points))
-        by_gpu: dict[str, list[int]] = {}
-        for index, point in enumerate(points):
-            by_gpu.setdefault(point.setup.gpu.id, []).append(index)
-        for indices in by_gpu.values():
-            chosen = [points[i] for i in indices]
-            costs = twin_costs(TwinInputs.of(chosen), TwinParameters.for_gpu(chosen[0].setup.gpu))
-            prefill, decode = costs[:, 0], costs[:, 1]
-            generated = np.array([p.request.generated_tokens for p in chosen], dtype=float)
-            gpus = np.array([p.setup.count for p in chosen], dtype=float)
-            seconds[indices] = (
-                protocol_seconds(prefill + decode, prefill, generated, self.settings) * gpus
-            )
-        return seconds
+        costs = twin_costs_of(points)
+        prefill, decode = costs[:, 0], costs[:, 1]
+        generated = np.array([p.request.generated_tokens for p in points], dtype=float)
+        gpus = np.array([p.setup.count for p in points], dtype=float)
+        return np.asarray(
+            protocol_seconds(prefill + decode, prefill, generated, self.settings) * gpus
+        )

@@ -91,16 +91,10 @@ def batch_rate(points: list[InferencePoint]) -> tuple[float, float]:
 def training_seconds(count: int, epochs: int) -> tuple[float, float]:
     from featurize.graphs import build_graphs
     from gnn.training import TrainConfig, train_predictor
-    from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+    from workers.engines.simulated import twin_costs_of
 
     points = requests(count, seed=1)
-    costs = np.zeros((count, 4))
-    by_gpu: dict[str, list[int]] = {}
-    for i, point in enumerate(points):
-        by_gpu.setdefault(point.setup.gpu.id, []).append(i)
-    for rows in by_gpu.values():
-        subset = [points[i] for i in rows]
-        costs[rows] = twin_costs(TwinInputs.of(subset), TwinParameters.for_gpu(subset[0].setup.gpu))
+    costs = twin_costs_of(points)
     started = time.perf_counter()
     graphs = build_graphs(points)
     built = time.perf_counter() - started

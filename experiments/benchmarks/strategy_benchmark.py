@@ -65,7 +65,7 @@ from orchestrator.strategies import (
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from workers.actors import EngineWorker
 from workers.engines import EngineConfig
-from workers.engines.simulated import TwinInputs, TwinParameters, twin_costs
+from workers.engines.simulated import twin_costs_of
 from workers.protocol import ProtocolSettings
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`) and the oracle.
@@ -154,12 +154,12 @@ class Twin:
         by_gpu: dict[str, list[int]] = {}
         for i, point in enumerate(points):
             by_gpu.setdefault(point.setup.gpu.id, []).append(i)
+        costs = twin_costs_of(points)
+        # One noise draw per GPU type, in its points' order: the draws of the runs made before.
         for indices in by_gpu.values():
-            chosen = [points[i] for i in indices]
-            costs = twin_costs(TwinInputs.of(chosen), TwinParameters.for_gpu(chosen[0].setup.gpu))
-            factor = np.exp(self.rng.normal(0.0, self.noise, size=(len(chosen), 2)))
+            factor = np.exp(self.rng.normal(0.0, self.noise, size=(len(indices), 2)))
             for k, i in enumerate(indices):
-                prefill, decode = costs[k, 2] * factor[k, 0], costs[k, 3] * factor[k, 1]
+                prefill, decode = costs[i, 2] * factor[k, 0], costs[i, 3] * factor[k, 1]
                 total = prefill + decode
                 rows[i] = {"prefill_energy_j": prefill, "energy_j": total, "simulated": 1.0}
         return rows

@@ -192,6 +192,21 @@ def twin_costs(inputs: TwinInputs, params: TwinParameters) -> np.ndarray:
     return np.asarray(np.concatenate([seconds, joules], axis=1), dtype=np.float64)
 
 
+def twin_costs_of(points: Sequence[InferencePoint]) -> np.ndarray:
+    """:func:`twin_costs` of points of any GPU types, each by its own type's parameters.
+
+    One vectorised evaluation per GPU type; rows in the order of ``points``.
+    """
+    costs = np.zeros((len(points), 4))
+    by_gpu: dict[str, list[int]] = {}
+    for index, point in enumerate(points):
+        by_gpu.setdefault(point.setup.gpu.id, []).append(index)
+    for rows in by_gpu.values():
+        group = [points[i] for i in rows]
+        costs[rows] = twin_costs(TwinInputs.of(group), TwinParameters.for_gpu(group[0].setup.gpu))
+    return costs
+
+
 def twin_cost(point: InferencePoint, params: TwinParameters) -> TwinCost:
     """Noise-free time and energy of one point under ``params``."""
     prefill_s, decode_s, prefill_j, decode_j = twin_costs(TwinInputs.of([point]), params)[0]
