@@ -426,10 +426,10 @@ class CampaignDriver:
         """
         self._reference_pending = False
         assert self.reference is not None
-        references = [p for p in self.store.get_points(campaign_id) if p.reason == "reference"]
+        stored = self.store.get_points(campaign_id)
+        references = [p for p in stored if p.reason == "reference"]
         if any(p.status in (PointStatus.PENDING, PointStatus.RUNNING) for p in references):
             return
-        stored = self.store.get_points(campaign_id)
         fill = self._fill_engines(
             [self.reference], round_index,
             {p.inference_point(self.catalog) for p in stored}, self._budget_left(len(stored) + 1),

@@ -432,6 +432,27 @@ def test_every_run_measures_the_reference_point_once_and_the_export_reports_its_
     assert sum(g["measurements"] for g in spread["per_gpu"].values()) == 2
 
 
+def test_a_reference_a_stopped_run_queued_is_measured_once_by_the_next(
+    ray_cluster: None, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = {"model": "qwen2-1.5b", "prompt_tokens": 512, "generated_tokens": 8}
+    config = small("random", name="ref-stop", budget={"rounds": 1}, reference=reference)
+
+    def crash(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the driver dies after queueing the reference, before measuring
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CampaignDriver, "_measure_pending", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, sqlite_url)
+    run(config, sqlite_url)
+    store = CampaignStore(sqlite_url)
+    points = store.get_points(store.get_campaign("ref-stop").id)
+    store.close()
+    references = [p for p in points if p.reason == "reference"]
+    assert [(p.status, p.round_index) for p in references] == [("COMPLETE", 0)]
+
+
 def test_a_reference_that_does_not_fit_its_gpus_is_refused_before_anything_runs(
     sqlite_url: str,
 ) -> None:
