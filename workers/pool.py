@@ -325,9 +325,7 @@ def measure_tasks(
         for group in started:
             finish(group)
         for actor in idle:
-            with contextlib.suppress(Exception):  # a dead actor has nothing to shut down
-                ray.get(actor.shutdown.remote(), timeout=120)
-            ray.kill(actor)
+            _shut_down(actor)
 
 
 def next_group(needs: Sequence[int], free_gpus: int, busy: bool) -> int | None:
