@@ -34,7 +34,7 @@ from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
 from orchestrator.config import CampaignConfig
 from orchestrator.driver_lease import DriverLease
-from orchestrator.gpu_cost import GpuCostModel, loaded_key
+from orchestrator.gpu_cost import GpuCostModel, loaded_engines
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
@@ -448,11 +448,7 @@ class CampaignDriver:
     def _costs(self) -> GpuCostModel:
         """GPU-seconds of starts and points; no start for the engines kept loaded."""
         configs = self.resident.configs() if self.resident is not None else []
-        loaded = frozenset(
-            loaded_key(c.architecture, c.precision, c.tp, c.gpu.id if c.gpu else "")
-            for c in configs
-        )
-        return GpuCostModel(self.settings, loaded)
+        return GpuCostModel(self.settings, loaded_engines(configs))
 
     def _fill_engines(
         self,

@@ -9,19 +9,23 @@ rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from featurize.point import InferencePoint
+from featurize.point import GpuSetup, InferencePoint
+from orchestrator.sampling import EngineKey, engine_key
+from workers.engines import EngineConfig
 from workers.engines.simulated import engine_start_seconds, twin_costs_of
 from workers.protocol_settings import ProtocolSettings
 
 
-def loaded_key(architecture: object, precision: object, tp: int, gpu_id: str) -> tuple[object, ...]:
-    """What identifies a loaded engine to the cost model: shape, precision and GPU setup."""
-    return (architecture, precision, tp, gpu_id)
+def loaded_engines(configs: Iterable[EngineConfig]) -> frozenset[EngineKey]:
+    """The engines of ``configs`` as :func:`orchestrator.sampling.engine_key` names a point's."""
+    return frozenset(
+        (c.architecture, c.precision, GpuSetup(c.gpu, c.tp)) for c in configs if c.gpu is not None
+    )
 
 
 #: Seconds a window waits for the energy counter's ticks around its work (~one 100 ms period at
@@ -60,18 +64,15 @@ class GpuCostModel:
 
     Attributes:
         settings: The campaign's measurement protocol.
-        loaded: Engines already loaded (:func:`loaded_key`), which cost no start.
+        loaded: Engines already loaded (:func:`loaded_engines`), which cost no start.
     """
 
     settings: ProtocolSettings = field(default_factory=ProtocolSettings)
-    loaded: frozenset[tuple[object, ...]] = frozenset()
+    loaded: frozenset[EngineKey] = frozenset()
 
     def start_seconds(self, point: InferencePoint) -> float:
         """GPU-seconds of starting the engine of ``point`` (all its GPUs; 0 if loaded)."""
-        if (
-            loaded_key(point.architecture, point.precision, point.setup.count, point.setup.gpu.id)
-            in self.loaded
-        ):
+        if engine_key(point) in self.loaded:
             return 0.0
         return engine_start_seconds(point) * point.setup.count
 

@@ -32,7 +32,11 @@ _WIDTH_QUANTUM = 128
 _MAX_TRIES = 50
 
 
-def engine_key(point: InferencePoint) -> tuple[Architecture, Precision, GpuSetup]:
+#: What one engine start serves: shape, precision and GPU setup.
+EngineKey = tuple[Architecture, Precision, GpuSetup]
+
+
+def engine_key(point: InferencePoint) -> EngineKey:
     """What one engine start serves: the points of equal key share a loaded engine."""
     return point.architecture, point.precision, point.setup
 
@@ -320,8 +324,8 @@ def fill_engines(
     """
     if wanted is None:
         return []
-    counts: dict[tuple[Architecture, Precision, GpuSetup], int] = {}
-    first: dict[tuple[Architecture, Precision, GpuSetup], InferencePoint] = {}
+    counts: dict[EngineKey, int] = {}
+    first: dict[EngineKey, InferencePoint] = {}
     for point in points:
         key = engine_key(point)
         counts[key] = counts.get(key, 0) + 1

@@ -37,7 +37,7 @@ from featurize.point import InferencePoint
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule
 from orchestrator.gpu_cost import GpuCostModel
-from orchestrator.sampling import PointSampler, engine_key
+from orchestrator.sampling import EngineKey, PointSampler, engine_key
 from storage.records import config_key
 
 #: Energies (J, total) of points by each ensemble member: shape (members, points).
@@ -264,6 +264,35 @@ def engine_value_order(
     return np.argsort(-value, kind="stable")
 
 
+def whole_engines(
+    spreads: Sequence[np.ndarray],
+    start_seconds: np.ndarray,
+    point_seconds: Sequence[np.ndarray],
+    per_engine: int,
+    already: Sequence[int],
+    wanted: int,
+    budget: int,
+) -> list[tuple[int, np.ndarray]]:
+    """The configurations ``cost-aware`` measures, each with the candidates it takes.
+
+    Configurations in :func:`engine_value_order`, each with its ``per_engine`` most disputed
+    candidates, until ``wanted`` points are taken — the last configuration whole, as an engine
+    start measures it anyway — but never more than ``budget``.
+
+    Returns:
+        ``(configuration, positions of its candidates)`` pairs, in the order taken.
+    """
+    picks: list[tuple[int, np.ndarray]] = []
+    taken = 0
+    for k in engine_value_order(spreads, start_seconds, point_seconds, per_engine, already):
+        if taken >= min(wanted, budget):
+            break
+        top = np.argsort(-spreads[k], kind="stable")[: min(per_engine, budget - taken)]
+        picks.append((int(k), top))
+        taken += len(top)
+    return picks
+
+
 def _cost_aware(choice: RoundChoice) -> None:
     """Whole engine configurations, by the disagreement they buy per GPU-second."""
     ensemble = choice.committee("cost-aware")
@@ -271,7 +300,7 @@ def _cost_aware(choice: RoundChoice) -> None:
     # Configurations drawn from the priors (so common ones come first), as many as make a
     # candidate pool the size the other strategies draw: CANDIDATE_FACTOR × the round.
     most = CANDIDATE_FACTOR * math.ceil(choice.wanted / per_engine) // 2
-    groups: dict[tuple[object, ...], list[InferencePoint]] = {}
+    groups: dict[EngineKey, list[InferencePoint]] = {}
     for point in choice.candidates(choice.wanted * CANDIDATE_FACTOR):
         if engine_key(point) in groups or len(groups) < most:
             groups.setdefault(engine_key(point), []).append(point)
@@ -295,18 +324,17 @@ def _cost_aware(choice: RoundChoice) -> None:
     engine = choice.sampler.config.engine
     measured = Counter(config_key(point, engine) for point in choice.taken)
     firsts = [pool[m[0]] for m in members_of]
-    order = engine_value_order(
+    picks = whole_engines(
         [spread[m] for m in members_of],
         np.array([choice.costs.start_seconds(p) for p in firsts]),
         [seconds[m] for m in members_of],
         per_engine,
         [measured.get(config_key(p, engine), 0) for p in firsts],
+        choice.room(),
+        choice.budget - len(choice.points),
     )
-    for k in order:
-        if not choice.room():
-            break
-        members = members_of[k]
-        for index in members[np.argsort(-spread[members], kind="stable")][:per_engine]:
+    for k, positions in picks:
+        for index in members_of[k][positions]:
             choice.keep(pool[index])
 
 

@@ -53,8 +53,8 @@ from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
-from orchestrator.gpu_cost import GpuCostModel, loaded_key
-from orchestrator.sampling import PointSampler, fill_engines
+from orchestrator.gpu_cost import GpuCostModel, loaded_engines
+from orchestrator.sampling import EngineKey, PointSampler, fill_engines
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
     Selection,
@@ -183,12 +183,9 @@ class WorkerTwin:
         self.round_gap_s = round_gap_s
         self.kept: dict[EngineConfig, tuple[EngineWorker, float]] = {}  # worker, held charged
 
-    def loaded(self) -> frozenset[tuple[object, ...]]:
+    def loaded(self) -> frozenset[EngineKey]:
         """The engines kept loaded, as the cost model names them."""
-        return frozenset(
-            loaded_key(c.architecture, c.precision, c.tp, c.gpu.id if c.gpu else "")
-            for c in self.kept
-        )
+        return loaded_engines(self.kept)
 
     def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
         """Prefill and total energy of ``points``; adds their GPU-seconds to ``gpu_seconds``."""

@@ -18,7 +18,7 @@ points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
 
 - ``cost-aware`` (ours): whole engine configurations of the unchosen pool, each with its
   ``--points-per-engine`` most disputed points, in the order of the disagreement they buy per
-  GPU-second (:func:`orchestrator.strategies.engine_value_order`; an engine start by the start
+  GPU-second (:func:`orchestrator.strategies.whole_engines`; an engine start by the start
   model, each point's recorded measurement time), from the same A points as the others.
 
 - ``STRATEGY+fillN``: that strategy choosing 1/N of a round's points, each of their engine
@@ -66,9 +66,9 @@ from orchestrator.strategies import (
     HEDGE_FRACTION,
     disagreement_order,
     diverse_order,
-    engine_value_order,
     high_error_indices,
     log_spread,
+    whole_engines,
 )
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from storage.export import read_exported_points
@@ -216,21 +216,15 @@ def cost_aware(
     by_index = dict(zip(free, spread, strict=True))
     members_of = list(groups.values())
     already = Counter(engine_key(rows, i) for i in chosen)
-    order = engine_value_order(
+    picks = whole_engines(
         [np.array([by_index[i] for i in m]) for m in members_of],
         np.array([engine_start_seconds(rows[m[0]][0]) * rows[m[0]][0].setup.count
                   for m in members_of]),
         [np.array([point_seconds(rows[i][1]) * rows[i][0].setup.count for i in m])
          for m in members_of],
-        per_engine, [already[engine_key(rows, m[0])] for m in members_of],
+        per_engine, [already[engine_key(rows, m[0])] for m in members_of], count, count,
     )  # fmt: skip
-    picked: list[int] = []
-    for k in order:
-        group = sorted(members_of[k], key=lambda i: -by_index[i])[:per_engine]
-        picked += group[: count - len(picked)]
-        if len(picked) >= count:
-            break
-    return picked
+    return [members_of[k][p] for k, positions in picks for p in positions]
 
 
 def run_one(

@@ -188,7 +188,8 @@ def test_cost_aware_rounds_take_whole_engine_configurations() -> None:
 def test_gpu_cost_model_charges_starts_by_size_and_points_by_the_protocol() -> None:
     from featurize import InferenceRequest
     from featurize.point import GpuSetup
-    from orchestrator.gpu_cost import GpuCostModel, loaded_key
+    from orchestrator.gpu_cost import GpuCostModel, loaded_engines
+    from workers.engines import EngineConfig
     from workers.protocol import ProtocolSettings
 
     settings = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
@@ -211,6 +212,6 @@ def test_gpu_cost_model_charges_starts_by_size_and_points_by_the_protocol() -> N
     assert seconds[1] > 2 * 2 * 2.0 + 2 * 2.0  # a long request's windows hold ≥ 2 requests
     assert seconds[2] > seconds[1]  # two GPUs held
     # An engine already loaded (kept from the last round) costs no start.
-    loaded = GpuCostModel(settings, frozenset({loaded_key(large.architecture, large.precision, 1,
-                                                          "H100-SXM")}))  # fmt: skip
+    config = EngineConfig(large.architecture, large.precision, 1, h100)
+    loaded = GpuCostModel(settings, loaded_engines([config]))
     assert loaded.start_seconds(large) == 0.0 < loaded.start_seconds(small)
