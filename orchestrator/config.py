@@ -59,6 +59,14 @@ class _Strict(BaseModel):
         return data
 
 
+def _precision_label(label: str) -> str:
+    """The canonical label of the precision ``label`` names (ValueError: it names none)."""
+    try:
+        return Precision.from_label(label).label
+    except InvalidRequestError as exc:
+        raise ValueError(str(exc)) from None
+
+
 class PerturbationRanges(_Strict):
     """Relative ± ranges of architecture perturbations (0.25: up to 25 % smaller or larger).
 
@@ -90,12 +98,7 @@ class ArchitecturePrior(_Strict):
     @field_validator("precisions")
     @classmethod
     def _labels_name_precisions(cls, labels: list[str] | None) -> list[str] | None:
-        if labels is None:
-            return None
-        try:
-            return [Precision.from_label(label).label for label in labels]
-        except InvalidRequestError as exc:
-            raise ValueError(str(exc)) from None
+        return None if labels is None else [_precision_label(label) for label in labels]
 
     @model_validator(mode="after")
     def _one_way_to_name_precisions(self) -> ArchitecturePrior:
@@ -208,10 +211,7 @@ class Reference(_Strict):
     @field_validator("precision")
     @classmethod
     def _label_names_a_precision(cls, label: str) -> str:
-        try:
-            return Precision.from_label(label).label
-        except InvalidRequestError as exc:
-            raise ValueError(str(exc)) from None
+        return _precision_label(label)
 
 
 #: The predictor a campaign trains each round: ``llmco2``, the analytical model with the GNN's
