@@ -20,18 +20,20 @@ import dataclasses
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from strategy_benchmark import CAMPAIGN_PROTOCOL
+
 from featurize import InferenceRequest, Precision, resolve_architecture
 from featurize.gpus import GpuCatalog
-from orchestrator.config import Protocol
 from workers.actors import EngineWorker
 from workers.devices import detect_gpu_names
 from workers.engines import EngineConfig
 from workers.meter import DEFAULT_MIN_PERIODS
-from workers.protocol import ProtocolSettings
 
 #: The requests every pass measures: (batch, prompt tokens, generated tokens).
 REQUESTS = ((1, 1024, 128), (4, 512, 64), (2, 2048, 16), (8, 256, 200), (1, 4000, 8), (16, 700, 96))
@@ -45,18 +47,11 @@ PASSES: dict[str, tuple[float, int]] = {
 }
 
 
-def campaign_settings() -> ProtocolSettings:
-    """The protocol of the real campaigns (``experiments/configs/real-h200-v2.yaml``)."""
-    return ProtocolSettings(
-        **Protocol(warmups=1, windows=2, min_window_s=2.0, min_requests=2).model_dump()
-    )
-
-
 def run_pass(worker: EngineWorker, name: str, window_s: float, periods: int) -> dict[str, Any]:
     """Measure every request of :data:`REQUESTS` with windows of ``window_s`` / ``periods``."""
     protocol = worker.protocol
     assert protocol is not None and protocol.meter is not None
-    protocol.settings = dataclasses.replace(campaign_settings(), min_window_s=window_s)
+    protocol.settings = dataclasses.replace(CAMPAIGN_PROTOCOL, min_window_s=window_s)
     protocol.meter.min_periods = periods
     rows = []
     for number, (batch, prompt, generated) in enumerate(REQUESTS):
@@ -90,7 +85,7 @@ def main() -> None:
     gpu = GpuCatalog.default().get(names[0])
     config = EngineConfig(resolve_architecture(args.shape), Precision(), 1, gpu, True, 0)
     began = time.monotonic()
-    worker = EngineWorker("vllm", config, campaign_settings())
+    worker = EngineWorker("vllm", config, CAMPAIGN_PROTOCOL)
     document: dict[str, Any] = {
         "host": platform.node(),
         "gpu": names,
