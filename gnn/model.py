@@ -63,23 +63,28 @@ class LLMCO2Net(nn.Module):
         pooled = torch.cat([global_mean_pool(hidden, batch), global_max_pool(hidden, batch)], dim=1)
         return torch.as_tensor(self.head(torch.cat([pooled, self.global_in(u)], dim=1)))
 
-    def forward_dense(self, x: Tensor, adjacency: Tensor, u: Tensor) -> Tensor:
-        """The same network on graphs of one structure, stacked densely.
+    def forward_dense(self, x: Tensor, adjacency: Tensor, u: Tensor, mask: Tensor) -> Tensor:
+        """The same network on graphs padded to one node count (:class:`gnn.dense.DenseGraphs`).
 
-        Graphs of one structure share their nodes and edges, so a batch of them is an
-        ``(graphs, nodes, features)`` tensor and GraphSAGE's mean aggregation one product with
-        the row-normalised adjacency: no PyG collation, which costs more than the network itself.
-        Equal to :meth:`forward` up to float rounding (a test checks it).
+        A batch is an ``(graphs, nodes, features)`` tensor and GraphSAGE's mean aggregation one
+        batched product with each graph's row-normalised adjacency: no PyG collation, which
+        costs more than the network itself. Padding nodes reach no real node (their adjacency
+        rows and columns are zero) and are left out of the pooling. Equal to :meth:`forward` up
+        to float rounding (a test checks it).
 
         Args:
             x: Node features ``(graphs, nodes, features)``.
-            adjacency: ``(nodes, nodes)``, row ``i`` averaging node ``i``'s neighbours.
+            adjacency: ``(graphs, nodes, nodes)``, row ``i`` averaging node ``i``'s neighbours.
             u: Global features ``(graphs, global_features)``.
+            mask: ``(graphs, nodes)``, 1 on real nodes and 0 on padding.
         """
         hidden = torch.nn.functional.silu(self.node_in(x))
         for conv, norm in zip(self.convs, self.norms, strict=True):
             neighbours = torch.matmul(adjacency, hidden)
             conv_out = conv.lin_l(neighbours) + conv.lin_r(hidden)  # type: ignore[operator]
             hidden = hidden + torch.nn.functional.silu(norm(conv_out))
-        pooled = torch.cat([hidden.mean(dim=1), hidden.amax(dim=1)], dim=1)
+        real = mask.unsqueeze(-1)
+        mean = (hidden * real).sum(dim=1) / real.sum(dim=1)
+        peak = hidden.masked_fill(real == 0, float("-inf")).amax(dim=1)
+        pooled = torch.cat([mean, peak], dim=1)
         return torch.as_tensor(self.head(torch.cat([pooled, self.global_in(u)], dim=1)))

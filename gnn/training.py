@@ -129,8 +129,6 @@ class Predictor:
 
     def normalise(self, dense: DenseGraphs) -> DenseGraphs:
         """Standardised copies of dense graphs (the network's inputs)."""
-        from gnn.dense import DenseGraphs, DenseGroup
-
         s = self.stats
 
         def within(values: Tensor, name: str) -> Tensor:
@@ -140,22 +138,15 @@ class Predictor:
             low, high = s.get(f"{name}_low"), s.get(f"{name}_high")
             return values if low is None or high is None else torch.clamp(values, low, high)
 
-        groups = tuple(
-            DenseGroup(
-                g.rows,
-                (within(g.x, "x") - s["x_mean"]) / s["x_std"],
-                (within(g.u, "u") - s["u_mean"]) / s["u_std"],
-                g.adjacency,
-            )
-            for g in dense.groups
+        return dense.with_features(
+            (within(dense.x, "x") - s["x_mean"]) / s["x_std"],
+            (within(dense.u, "u") - s["u_mean"]) / s["u_std"],
         )
-        return DenseGraphs(groups, dense.size)
 
     def forward_dense(self, normalised: DenseGraphs) -> Tensor:
-        """Raw network outputs of standardised dense graphs, group by group."""
-        return torch.cat(
-            [self.model.forward_dense(g.x, g.adjacency, g.u) for g in normalised.groups]
-        )
+        """Raw network outputs of standardised dense graphs, in their order."""
+        g = normalised
+        return self.model.forward_dense(g.x, g.adjacency, g.u, g.mask)
 
     @property
     def correction_bound(self) -> float:
