@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -32,9 +32,10 @@ from gnn.dataset import LabelledData
 from gnn.metrics import Scores
 from gnn.names import CORRECTION_EPOCHS, MIN_TRAINING_ROWS
 from llmco2.errors import CampaignBusyError, InvalidRequestError
-from orchestrator.config import CampaignConfig
+from orchestrator.config import CampaignConfig, Training
 from orchestrator.driver_lease import DriverLease
 from orchestrator.gpu_cost import GpuCostModel, loaded_engines
+from orchestrator.measuring import Measurer, RayMeasurer
 from orchestrator.sampling import PointSampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
@@ -42,7 +43,7 @@ from storage.records import StoredPoint
 from storage.store import DEFAULT_DRIVER_LEASE_SECONDS
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask, ResidentEngines, group_timings, measure_tasks
+from workers.pool import PointTask, group_timings
 from workers.protocol import ProtocolSettings
 
 #: Long enough for a round's measurements; a restarted driver releases its own leases at once.
@@ -77,6 +78,23 @@ class CampaignOutcome:
     rounds: list[RoundReport] = field(default_factory=list)
     stop_reason: str = ""
     complete_points: int = 0
+
+
+#: Labelled rows of a round: (point, measured labels) pairs.
+LabelledRows = list[tuple[InferencePoint, dict[str, Any]]]
+
+
+class Trainer(Protocol):
+    """Trains a round's ensemble (the driver's own trains it as a Ray task)."""
+
+    def __call__(self, rows: LabelledRows, seeds: Sequence[int]) -> list[Any]:
+        """One predictor per seed, trained on ``rows``, ready to predict."""
+        ...
+
+
+#: Judges a round's ensemble by a yardstick of the caller's (its round index and members): a
+#: stop reason, or None to go on.
+Judge = Callable[[int, list[Any]], str | None]
 
 
 def _owner(config: CampaignConfig) -> str:
@@ -140,12 +158,27 @@ def train_ensemble(
     patience: int,
     seeds: Sequence[int],
     predictor: str = "llmco2",
+    correction_epochs: int = CORRECTION_EPOCHS,
 ) -> list[Any]:
     """The members :func:`train_members` trains, in this process and ready to predict."""
     from gnn.hybrid import checkpoint_from_bytes
 
-    blobs, _ = train_members(rows, epochs, patience, seeds, predictor=predictor)
+    blobs, _ = train_members(
+        rows, epochs, patience, seeds, predictor=predictor, correction_epochs=correction_epochs
+    )
     return [checkpoint_from_bytes(blob) for blob in blobs]
+
+
+@dataclass(frozen=True)
+class LocalTrainer:
+    """A :class:`Trainer` that trains in this process, as the config's ``training`` says."""
+
+    training: Training
+
+    def __call__(self, rows: LabelledRows, seeds: Sequence[int]) -> list[Any]:
+        """The round's ensemble, one member per seed."""
+        t = self.training
+        return train_ensemble(rows, t.epochs, t.patience, seeds, t.predictor, t.correction_epochs)
 
 
 def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int = 3) -> bool:
@@ -189,6 +222,9 @@ class CampaignDriver:
         workers: int = 4,
         replace_config: bool = False,
         lease_seconds: float = DEFAULT_DRIVER_LEASE_SECONDS,
+        measurer: Measurer | None = None,
+        trainer: Trainer | None = None,
+        judge: Judge | None = None,
     ) -> None:
         """Prepare a campaign.
 
@@ -205,6 +241,11 @@ class CampaignDriver:
             replace_config: Continue a campaign stored with another configuration (--force).
             lease_seconds: The driver's lease on the campaign (renewed while it runs): how long
                 a second driver is refused after this one hangs or dies on another host.
+            measurer: Who measures the points (default: Ray actors, :class:`RayMeasurer`).
+            trainer: Who trains each round's ensemble (default: a Ray task, on a GPU if free).
+            judge: Called with each trained round's index and ensemble: a stop reason ends the
+                campaign (a yardstick besides the campaign's own test split, e.g. a benchmark's
+                evaluation set).
         """
         self.replace_config = replace_config
         self.lease_seconds = lease_seconds
@@ -220,12 +261,13 @@ class CampaignDriver:
         self.on_phase = on_phase
         self.workers = workers
         self.settings = ProtocolSettings(**config.protocol.model_dump())
-        #: Engines kept loaded from one round to the next (``sampling.resident_engines``).
-        self.resident = (
-            ResidentEngines(config.sampling.resident_engines)
-            if config.sampling.resident_engines
-            else None
-        )
+        #: Measures the points; keeps ``sampling.resident_engines`` loaded between rounds.
+        self.measurer: Measurer = measurer or RayMeasurer(
+            config.engine, self.settings, workers=workers, uses_gpus=self._uses_gpus(),
+            resident_engines=config.sampling.resident_engines,
+        )  # fmt: skip
+        self.trainer = trainer
+        self.judge = judge
         #: Seconds this driver spent per stage (sampling, measuring, storing, featurising,
         #: training, selecting): what the scale benchmark prints.
         self.stage_seconds: dict[str, float] = defaultdict(float)
@@ -280,11 +322,7 @@ class CampaignDriver:
             if self.on_phase is not None:
                 self.on_phase(f"measuring {len(tasks)} points", len(tasks))
             waited = time.perf_counter()
-            for result in measure_tasks(
-                self.config.engine, tasks, self.settings, num_cpus=0.5,
-                max_actors=None if self._uses_gpus() else self.workers, timings=timings,
-                resident=self.resident,
-            ):  # fmt: skip
+            for result in self.measurer.measure(tasks, timings):
                 self.stage_seconds["measuring"] += time.perf_counter() - waited
                 with self._stage("storing"):
                     if self._record(result):
@@ -323,16 +361,17 @@ class CampaignDriver:
         usable = [(p, r) for p, r in pairs if r["prefill_energy_j"] and r["energy_j"]]
         return [(p.inference_point(self.catalog), r) for p, r in usable], [p for p, _ in usable]
 
-    def _train(
-        self, rows: list[tuple[InferencePoint, dict[str, Any]]], round_index: int
-    ) -> list[Any]:
-        """Train the round's ensemble as a Ray task (on a GPU when one is free)."""
+    def _train(self, rows: LabelledRows, round_index: int) -> list[Any]:
+        """Train the round's ensemble (the trainer given, else a Ray task, on a GPU if free)."""
+        training = self.config.training
+        seeds = [self.config.seed * 1000 + round_index * 16 + k for k in range(training.ensemble)]
+        if self.trainer is not None:
+            with self._stage("training"):
+                return self.trainer(rows, seeds)
         import ray
 
         from gnn.hybrid import checkpoint_from_bytes
 
-        training = self.config.training
-        seeds = [self.config.seed * 1000 + round_index * 16 + k for k in range(training.ensemble)]
         on_gpu = ray.available_resources().get("GPU", 0) >= 1
         if self.on_phase is not None:
             where = "a GPU" if on_gpu else "the CPU"
@@ -447,8 +486,7 @@ class CampaignDriver:
 
     def _costs(self) -> GpuCostModel:
         """GPU-seconds of starts and points; no start for the engines kept loaded."""
-        configs = self.resident.configs() if self.resident is not None else []
-        return GpuCostModel(self.settings, loaded_engines(configs))
+        return GpuCostModel(self.settings, loaded_engines(self.measurer.loaded()))
 
     def _fill_engines(
         self,
@@ -475,8 +513,7 @@ class CampaignDriver:
             try:
                 outcome = self._run(campaign.id, lease)
             finally:
-                if self.resident is not None:
-                    self.resident.close()
+                self.measurer.close()
             self.store.set_campaign_status(campaign.id, CampaignStatus.COMPLETE)
         return outcome
 
@@ -585,7 +622,8 @@ class CampaignDriver:
             gpu_hours=gpu_hours, model_id=model_id,
         )  # fmt: skip
         self.store.add_round(campaign_id, record)
-        stop = self._stop_reason(record, round_index)
+        judged = self.judge(round_index, members) if self.judge is not None else None
+        stop = judged or self._stop_reason(record, round_index)
         selected = 0
         if stop is None:
             selected = self._select_next(campaign_id, round_index, members, rows, stored, predicted)

@@ -358,6 +358,21 @@ STRATEGIES: dict[str, Strategy] = {
 }  # fmt: skip
 
 
+def register_strategy(new: Strategy) -> None:
+    """Add ``new`` to :data:`STRATEGIES`, so that a campaign config can name it.
+
+    For strategies outside the product (an experiment's yardstick, such as the strategy
+    benchmark's oracle); registering the same strategy again does nothing.
+
+    Raises:
+        InvalidRequestError: Another strategy has that name.
+    """
+    known = STRATEGIES.get(new.name)
+    if known is not None and known != new:
+        raise InvalidRequestError(f"a strategy named {new.name!r} exists already")
+    STRATEGIES[new.name] = new
+
+
 def strategy(name: str) -> Strategy:
     """The strategy called ``name``.
 

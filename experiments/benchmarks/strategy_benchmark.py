@@ -1,14 +1,15 @@
 """Benchmark: measurements each sampling strategy needs before the predictor reaches a target MAPE.
 
-Algorithm 1's loop on the simulated twin, in process (no Ray, no database: the campaign's own
-sampler, its ``select`` and its predictor training, with the twin's noise-free energies times a
-1 % log-normal repeat noise as the "measurement"). Every strategy starts from the same A points
-per seed; after each round the ensemble is scored on a fixed evaluation set drawn from the priors
-(the accuracy a user sees over the configurations the priors describe, the same yardstick for
-every strategy). A run stops at the target or at the measurement budget. The table gives, per
-strategy, the median over seeds of the measurements needed (runs that never reach the target
-count as the budget, marked ``>``), and whether each of ours needs ≤ ½ of random's and ≤ ⅔ of
-focused's.
+Algorithm 1 is the campaign driver's own loop (:class:`orchestrator.campaign.CampaignDriver`,
+in process: a SQLite store in a temporary folder, no Ray), with the simulated twin as its
+measurer — the twin's noise-free energies times a 1 % log-normal repeat noise — and each round's
+ensemble trained in this process as the campaign config says. Every strategy starts from the
+same A points per seed; after each round the ensemble is scored on a fixed evaluation set drawn
+from the priors (the accuracy a user sees over the configurations the priors describe, the same
+yardstick for every strategy). A run stops at the target or at the measurement budget. The table
+gives, per strategy, the median over seeds of the measurements needed (runs that never reach the
+target count as the budget, marked ``>``), and whether each of ours needs ≤ ½ of random's and
+≤ ⅔ of focused's.
 
 ``--cost gpu-seconds`` counts what a campaign pays instead: every point is measured by the
 product's own worker on the twin (:class:`workers.actors.EngineWorker` with the simulated engine,
@@ -21,7 +22,8 @@ strategy choosing engine configurations rather than points: round 0 and each rou
 ``sampling.points_per_engine``), so it measures as many points per round over fewer engine
 starts.
 
-``oracle`` is a yardstick, not a strategy a campaign can run: from the same kind of prior pool as
+``oracle`` is a yardstick, not a strategy a campaign can run (the benchmark registers it for its
+own campaigns): from the same kind of prior pool as
 the disagreement strategies it takes the candidates on which the current model's *true* error
 is largest (the twin's exact energies). What it needs bounds what any strategy choosing by the
 model's error could save.
@@ -40,7 +42,9 @@ import json
 import multiprocessing
 import platform
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,23 +53,25 @@ import numpy as np
 import torch
 
 from featurize import InferencePoint, get_gpu
+from featurize.point import GpuSetup
 from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
-from orchestrator.campaign import train_ensemble
+from orchestrator.campaign import CampaignDriver, LocalTrainer
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
-from orchestrator.gpu_cost import GpuCostModel, loaded_engines
-from orchestrator.sampling import EngineKey, PointSampler, fill_engines
+from orchestrator.sampling import PointSampler
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
-    Selection,
-    high_error_indices,
-    round_size,
-    select,
+    RoundChoice,
+    Strategy,
+    register_strategy,
 )
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
-from workers.actors import EngineWorker
+from storage import CampaignStore, PointStatus
+from storage.records import MeasurementRecord
+from workers.actors import EngineWorker, WorkerResult
 from workers.engines import EngineConfig
 from workers.engines.simulated import twin_costs_of
+from workers.pool import PointTask
 from workers.protocol import ProtocolSettings
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`) and the oracle.
@@ -93,6 +99,9 @@ OURS = tuple(name for name in CAMPAIGN_STRATEGIES if name not in ("random", "foc
 
 #: Strategies that choose whole engine configurations themselves (round 0 is filled for them).
 CHOOSE_ENGINES = ("cost-aware",)
+
+#: The campaigns' own target (their test split's MAPE), never reached: the evaluation set decides.
+UNREACHED_TARGET = 1e-9
 
 PRIORS: dict[str, Any] = {
     "architectures": {
@@ -122,214 +131,232 @@ class Run:
     reached_gpu_s: float | None = None
 
 
-def campaign_config(args: argparse.Namespace, strategy: str) -> CampaignConfig:
-    """The benchmark's campaign, as a user would write it."""
+def campaign_config(args: argparse.Namespace, strategy: str, seed: int = 0) -> CampaignConfig:
+    """The benchmark's campaign, as a user would write it.
+
+    ``STRATEGY+fillN`` is ``strategy: STRATEGY`` with ``initial`` and ``per_round`` divided by N
+    and ``sampling.points_per_engine: N``; ``cost-aware`` chooses whole engines of
+    ``--points-per-engine`` points itself (its round 0: ``initial`` divided by that, filled).
+    The campaign's own target (on its test split) is out of reach: a run stops on the
+    evaluation set's MAPE (:class:`Yardstick`) or on a budget.
+    """
+    base, fill = split_fill(strategy, args.points_per_engine)
+    initial, per_round = args.initial, args.per_round
+    if base in CHOOSE_ENGINES:
+        fill = fill or args.points_per_engine
+        initial = max(1, initial // fill)
+    elif fill is not None:
+        initial, per_round = max(1, initial // fill), max(1, per_round // fill)
     return parse_config(
         {
-            "name": f"bench-{strategy.replace('+', '-')}", "engine": "simulated",
-            "strategy": "random" if strategy == "oracle" else split_fill(strategy, 1)[0],
-            "target_mape": args.target, "priors": PRIORS,
-            "sampling": {"initial": args.initial, "test_fraction": 0.2,
-                         "neighbours": args.neighbours, "per_round": args.per_round,
+            "name": f"bench-{strategy.replace('+', '-')}", "engine": "simulated", "seed": seed,
+            "strategy": base, "target_mape": UNREACHED_TARGET, "priors": PRIORS,
+            "sampling": {"initial": initial, "test_fraction": 0.2,
+                         "neighbours": args.neighbours, "per_round": per_round,
                          "high_error": {"rule": "top_fraction", "value": 0.1},
-                         "points_per_engine": (args.points_per_engine
-                                               if strategy in CHOOSE_ENGINES else None)},
+                         "points_per_engine": fill,
+                         "resident_engines": args.resident_engines},
             "budget": {"measurements": args.budget, "rounds": 100},
-            "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2},
+            "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2,
+                         "predictor": args.predictor},
         },
         "benchmark",
     )  # fmt: skip
 
 
-class Twin:
-    """The measurement oracle: the simulated twin's energies with repeat noise."""
+def task_point(task: PointTask) -> InferencePoint:
+    """The inference point a driver's task measures."""
+    config = task.config
+    assert config.gpu is not None
+    return InferencePoint(
+        config.architecture, task.request, GpuSetup(config.gpu, config.tp), config.precision,
+        config.flash_attention,
+    )  # fmt: skip
+
+
+class TwinMeasurer:
+    """Measures with the simulated twin's energies times a log-normal repeat noise.
+
+    A :class:`~orchestrator.measuring.Measurer` of no GPU time: what ``--cost measurements``
+    counts is points.
+    """
 
     def __init__(self, noise: float, seed: int) -> None:
         self.noise = noise
         self.rng = np.random.default_rng(seed)
+        self.measured = 0
+        self.gpu_seconds = 0.0
 
-    def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
-        """Prefill and total energy of ``points``, with repeat noise."""
-        rows: list[dict[str, float]] = [{} for _ in points]
-        by_gpu: dict[str, list[int]] = {}
-        for i, point in enumerate(points):
-            by_gpu.setdefault(point.setup.gpu.id, []).append(i)
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        """Prefill and total energy of every task, with repeat noise."""
+        del timings  # no engine runs
+        points = [task_point(t) for t in tasks]
         costs = twin_costs_of(points)
-        # One noise draw per GPU type, in its points' order: the draws of the runs made before.
-        for indices in by_gpu.values():
-            factor = np.exp(self.rng.normal(0.0, self.noise, size=(len(indices), 2)))
-            for k, i in enumerate(indices):
-                prefill, decode = costs[i, 2] * factor[k, 0], costs[i, 3] * factor[k, 1]
-                total = prefill + decode
-                rows[i] = {"prefill_energy_j": prefill, "energy_j": total, "simulated": 1.0}
-        return rows
+        factor = np.exp(self.rng.normal(0.0, self.noise, size=(len(points), 2)))
+        for k, task in enumerate(tasks):
+            prefill, decode = costs[k, 2] * factor[k, 0], costs[k, 3] * factor[k, 1]
+            self.measured += 1
+            record = MeasurementRecord(
+                "simulated", True, energy_j=float(prefill + decode),
+                prefill_energy_j=float(prefill), decode_energy_j=float(decode),
+            )  # fmt: skip
+            yield WorkerResult(task.point_id, PointStatus.COMPLETE, record)
+
+    def loaded(self) -> list[EngineConfig]:
+        """No engine is ever loaded."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to shut down."""
 
 
 class WorkerTwin:
-    """The measurement oracle of ``--cost gpu-seconds``: the twin behind the product's worker.
+    """The measurer of ``--cost gpu-seconds``: the twin behind the product's worker.
 
-    Points are grouped by engine configuration and each group is measured by one
-    :class:`~workers.actors.EngineWorker` of the simulated engine, as a campaign's actor would:
-    its labels carry the twin's instance and repeat noise, and its held time (engine start,
-    idle-power reading, warm-ups, windows; virtual seconds) times its GPUs is what it cost.
+    Each engine configuration is measured by one :class:`~workers.actors.EngineWorker` of the
+    simulated engine, as a campaign's actor would: its labels carry the twin's instance and
+    repeat noise, and its held time (engine start, idle-power reading, warm-ups, windows;
+    virtual seconds) times its GPUs is what it cost. The last ``resident`` engines of a call
+    stay loaded for the next, as ``sampling.resident_engines`` keeps them, and each holds its
+    GPUs for ``round_gap_s`` between calls (the round's training).
     """
 
-    def __init__(self, seed: int, resident: int = 0, round_gap_s: float = 0.0) -> None:
-        self.seed = seed
+    def __init__(self, resident: int = 0, round_gap_s: float = 0.0) -> None:
+        self.measured = 0
         self.gpu_seconds = 0.0
-        #: Engines kept loaded from one call (round) to the next, as ``sampling.resident_engines``
-        #: keeps them: each holds its GPUs for ``round_gap_s`` between rounds (the training).
         self.resident = resident
         self.round_gap_s = round_gap_s
         self.kept: dict[EngineConfig, tuple[EngineWorker, float]] = {}  # worker, held charged
 
-    def loaded(self) -> frozenset[EngineKey]:
-        """The engines kept loaded, as the cost model names them."""
-        return loaded_engines(self.kept)
+    def loaded(self) -> list[EngineConfig]:
+        """The engines kept loaded, oldest first."""
+        return list(self.kept)
 
-    def measure(self, points: list[InferencePoint]) -> list[dict[str, float]]:
-        """Prefill and total energy of ``points``; adds their GPU-seconds to ``gpu_seconds``."""
-        rows: list[dict[str, float]] = [{} for _ in points]
-        groups: dict[EngineConfig, list[int]] = {}
-        for i, point in enumerate(points):
-            config = EngineConfig(
-                point.architecture, point.precision, point.setup.count, point.setup.gpu,
-                point.flash_attention, self.seed,
-            )  # fmt: skip
-            groups.setdefault(config, []).append(i)
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        """Results of every task; adds their GPU-seconds to ``gpu_seconds``."""
+        groups: dict[EngineConfig, list[PointTask]] = {}
+        for task in tasks:
+            groups.setdefault(task.config, []).append(task)
         for config in self.kept:  # held while the last round trained
             self.gpu_seconds += self.round_gap_s * config.tp
         for config in [c for c in self.kept if c not in groups]:  # no work here: shut down
             self.kept.pop(config)[0].shutdown()
         used: list[tuple[EngineConfig, EngineWorker, float]] = []
-        for config, indices in groups.items():
+        for config, group in groups.items():
             kept = self.kept.pop(config, None)
             worker, charged = (
                 kept if kept else (EngineWorker("simulated", config, CAMPAIGN_PROTOCOL), 0.0)
             )
-            for i in indices:
-                result = worker.measure(i, points[i].request)
-                record = result.record
-                if record is None or record.energy_j is None:
-                    raise RuntimeError(f"the twin failed on {points[i]}: {result.error_message}")
-                rows[i] = {"prefill_energy_j": float(record.prefill_energy_j or 0.0),
-                           "energy_j": float(record.energy_j), "simulated": 1.0}  # fmt: skip
-            held = worker.timing()["held_s"]
-            self.gpu_seconds += (held - charged) * config.tp
-            used.append((config, worker, held))
+            for task in group:
+                result = worker.measure(task.point_id, task.request)
+                if result.record is None or result.record.energy_j is None:
+                    raise RuntimeError(f"the twin failed on {task}: {result.error_message}")
+                self.measured += 1
+                yield result
+            timing = worker.timing()
+            self.gpu_seconds += (timing["held_s"] - charged) * config.tp
+            timings.append(timing)
+            used.append((config, worker, timing["held_s"]))
         keep_from = max(0, len(used) - self.resident)  # the last ones measured stay loaded
         for _, worker, _ in used[:keep_from]:
             worker.shutdown()
         for config, worker, held in used[keep_from:]:
             self.kept[config] = (worker, held)
-        return rows
+
+    def close(self) -> None:
+        """Shut the kept engines down."""
+        for worker, _ in self.kept.values():
+            worker.shutdown()
+        self.kept.clear()
 
 
-def exact_energy(points: list[InferencePoint]) -> np.ndarray:
+def exact_energy(points: Sequence[InferencePoint]) -> np.ndarray:
     """Noise-free total energy (the evaluation set's truth)."""
-    return np.array([row["energy_j"] for row in Twin(0.0, 0).measure(points)])
+    costs = twin_costs_of(points)
+    return np.asarray(costs[:, 2] + costs[:, 3])
 
 
-def train(rows: list[tuple[InferencePoint, dict[str, float]]], args: argparse.Namespace,
-          seed: int) -> list[Any]:  # fmt: skip
-    """The round's ensemble of two, trained as the campaign driver trains it."""
-    seeds = [seed * 100 + k for k in range(2)]
-    return train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
-
-
-def oracle_select(
-    sampler: PointSampler, rng: np.random.Generator, wanted: int, members: list[Any],
-    exclude: set[InferencePoint],
-) -> Selection:  # fmt: skip
-    """The ``wanted`` prior candidates the ensemble mean gets most wrong (by the twin's truth)."""
-    pool = [p for p in sampler.sample(wanted * CANDIDATE_FACTOR, rng) if p not in exclude]
+def _oracle(choice: RoundChoice) -> None:
+    """The prior candidates the ensemble mean gets most wrong, by the twin's truth."""
+    pool = choice.candidates(choice.wanted * CANDIDATE_FACTOR)
     if not pool:
-        return Selection([], [])
-    predicted = ensemble_energies(members, pool).mean(axis=0)
+        return
+    predicted = choice.committee("oracle")(pool).mean(axis=0)
     exact = exact_energy(pool)
-    worst = np.argsort(-np.abs(predicted - exact) / exact, kind="stable")[:wanted]
-    return Selection([pool[i] for i in worst], [None] * len(worst))
+    for index in np.argsort(-np.abs(predicted - exact) / exact, kind="stable"):
+        if not choice.room():
+            break
+        choice.keep(pool[index])
+
+
+register_strategy(
+    Strategy("oracle", _oracle, True, "yardstick: the candidates the model gets most wrong")
+)
+
+
+@dataclass
+class Yardstick:
+    """Judges each round's ensemble on the evaluation set, for the campaign driver.
+
+    Records the run's curve (measurements, evaluation MAPE, GPU-seconds spent) and stops the
+    campaign at the target MAPE or at the GPU-second budget.
+    """
+
+    run: Run
+    evaluation: list[InferencePoint]
+    truth: np.ndarray
+    measurer: TwinMeasurer | WorkerTwin
+    target: float
+    gpu_budget: float | None
+
+    def __call__(self, round_index: int, members: list[Any]) -> str | None:
+        """A stop reason, or None to go on."""
+        predicted = ensemble_energies(members, self.evaluation).mean(axis=0)
+        mape = Scores.of(predicted, self.truth).mape
+        measured, spent = self.measurer.measured, self.measurer.gpu_seconds
+        self.run.curve.append((measured, mape))
+        self.run.gpu_curve.append(spent)
+        print(f"  {self.run.strategy:<12} seed {self.run.seed} round {round_index}: "
+              f"{measured} measured, {spent:,.0f} GPU-s, evaluation MAPE {mape:.2f} %",
+              flush=True)  # fmt: skip
+        if mape <= self.target:
+            self.run.reached_at, self.run.reached_gpu_s = measured, spent
+            return f"evaluation MAPE {mape:.2f} % ≤ {self.target} %"
+        if self.gpu_budget is not None and spent >= self.gpu_budget:
+            return f"GPU budget spent ({spent:,.0f} GPU-s)"
+        return None
 
 
 def run_one(strategy: str, seed: int, args: argparse.Namespace,
             evaluation: list[InferencePoint], truth: np.ndarray) -> Run:  # fmt: skip
-    """Algorithm 1 with ``strategy`` until the evaluation MAPE reaches the target."""
+    """Algorithm 1 with ``strategy``: the campaign driver's own loop, in process.
+
+    The driver runs on a SQLite store in a temporary folder, with the twin as its measurer and
+    the round's ensemble trained in this process; the :class:`Yardstick` stops it.
+    """
     torch.set_num_threads(args.threads)
-    config = campaign_config(args, strategy)
-    sampler = PointSampler(config, GPUS)
-    name = strategy
-    strategy, per_engine = split_fill(name, args.points_per_engine)
-    share = per_engine or 1  # a filled strategy chooses 1/share of its points
-    share_zero = share
-    if strategy in CHOOSE_ENGINES:  # its rounds choose whole engines; round 0 is drawn and filled
-        per_engine = share_zero = per_engine or args.points_per_engine
-        share = 1
-    costs = GpuCostModel(CAMPAIGN_PROTOCOL)
-
-    def filled(chosen: list[InferencePoint], round_index: int, room: int) -> list[InferencePoint]:
-        fill_rng = np.random.default_rng([seed, round_index, 0xF111])
-        room = max(0, room - len(chosen))  # the most points the fill adds
-        return chosen + fill_engines(sampler, chosen, per_engine, fill_rng, set(points), room)
-
-    rng0 = np.random.default_rng([seed, 0])
-    points: list[InferencePoint] = []
-    points = filled(sampler.sample(max(1, args.initial // share_zero), rng0), 0, args.initial)
-    is_test = list(rng0.random(len(points)) < 0.2)
-    twin: Twin | WorkerTwin = (
-        WorkerTwin(seed, args.resident_engines, args.round_gap_s)
+    config = campaign_config(args, strategy, seed)
+    measurer: TwinMeasurer | WorkerTwin = (
+        WorkerTwin(args.resident_engines, args.round_gap_s)
         if args.cost == "gpu-seconds"
-        else Twin(args.noise, seed)
+        else TwinMeasurer(args.noise, seed)
     )
-    labels = twin.measure(points)
-    run = Run(name, seed)
+    run = Run(strategy, seed)
+    judge = Yardstick(run, evaluation, truth, measurer, args.target, args.gpu_budget)
     start = time.perf_counter()
-    round_index = 0
-    while True:
-        train_rows = [(p, r) for p, r, t in zip(points, labels, is_test, strict=True) if not t]
-        members = train(train_rows, args, seed * 1000 + round_index)
-        predicted = ensemble_energies(members, evaluation).mean(axis=0)
-        mape = Scores.of(predicted, truth).mape
-        run.curve.append((len(points), mape))
-        spent = getattr(twin, "gpu_seconds", 0.0)
-        run.gpu_curve.append(spent)
-        print(f"  {run.strategy:<12} seed {seed} round {round_index}: {len(points)} measured, "
-              f"{spent:,.0f} GPU-s, evaluation MAPE {mape:.2f} %", flush=True)  # fmt: skip
-        if mape <= args.target:
-            run.reached_at = len(points)
-            run.reached_gpu_s = spent
-            break
-        room = min(args.per_round, args.budget - len(points))
-        if room <= 0 or (args.gpu_budget is not None and spent >= args.gpu_budget):
-            break
-        test_points = [p for p, t in zip(points, is_test, strict=True) if t]
-        test_measured = np.array([r["energy_j"] for r, t in zip(labels, is_test, strict=True) if t])
-        test_predicted = ensemble_energies(members, test_points).mean(axis=0)
-        rng = np.random.default_rng([seed, round_index + 1])
-
-        def ensemble(candidates: Any, members: list[Any] = members) -> np.ndarray:
-            return ensemble_energies(members, candidates)
-
-        test_errors = np.abs(test_predicted - test_measured) / test_measured
-        if strategy == "oracle":
-            worst = high_error_indices(test_errors, config.sampling.high_error)
-            wanted = round_size(room, args.neighbours, len(worst))
-            selection = oracle_select(sampler, rng, wanted, members, set(points))
-        else:
-            selection = select(
-                strategy, sampler, rng, budget=max(1, room // share), neighbours=args.neighbours,
-                test_points=test_points, test_ids=list(range(len(test_points))),
-                test_errors=test_errors, rule=config.sampling.high_error, ensemble=ensemble,
-                exclude=set(points),
-                costs=GpuCostModel(CAMPAIGN_PROTOCOL, twin.loaded())
-                if isinstance(twin, WorkerTwin) else costs,
-            )  # fmt: skip
-        if not selection.points:
-            break
-        chosen = filled(list(selection.points), round_index + 1, room)
-        points += chosen
-        is_test += list(rng.random(len(chosen)) < 0.2)
-        labels += twin.measure(chosen)
-        round_index += 1
+    with tempfile.TemporaryDirectory(prefix="llmco2-bench-") as folder:
+        store = CampaignStore(f"sqlite:///{folder}/campaign.db")
+        try:
+            CampaignDriver(
+                config, store, gpus=GPUS, measurer=measurer,
+                trainer=LocalTrainer(config.training), judge=judge,
+            ).run()  # fmt: skip
+        finally:
+            store.close()
     run.seconds = time.perf_counter() - start
     return run
 

@@ -16,10 +16,13 @@ from orchestrator.strategies import (
     DEFAULT_POINTS_PER_ENGINE,
     HEDGE_FRACTION,
     STRATEGIES,
+    RoundChoice,
+    Strategy,
     disagreement_order,
     diverse_order,
     engine_value_order,
     high_error_indices,
+    register_strategy,
     select,
 )
 from storage.records import config_key
@@ -149,6 +152,31 @@ def test_the_registry_names_every_strategy_a_config_accepts() -> None:
         select("psychic", _sampler(), np.random.default_rng(0), budget=5, neighbours=5,
                test_points=[], test_ids=[], test_errors=np.array([]),
                rule=HighErrorRule(rule="top_fraction", value=0.1))  # fmt: skip
+
+
+def test_a_registered_strategy_can_be_named_and_chooses_the_rounds_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("orchestrator.strategies.STRATEGIES", dict(STRATEGIES))
+
+    def first_candidates(choice: RoundChoice) -> None:
+        for point in choice.candidates(choice.wanted):
+            choice.keep(point)
+
+    mine = Strategy("first-drawn", first_candidates, False, "the first prior draws")
+    register_strategy(mine)
+    register_strategy(mine)  # the same strategy again: nothing changes
+    config = parse_config({"name": "r", "strategy": "first-drawn",
+                           "priors": {"architectures": {"models": ["qwen2-0.5b"]}}})  # fmt: skip
+    chosen = select(
+        config.strategy, PointSampler(config, [get_gpu("H100-SXM")]), np.random.default_rng(0),
+        budget=5, neighbours=5, test_points=[], test_ids=[], test_errors=np.array([]),
+        rule=HighErrorRule(rule="top_fraction", value=0.1),
+    )  # fmt: skip
+    assert len(chosen.points) == 5 and chosen.parents == [None] * 5
+    with pytest.raises(InvalidRequestError, match="a strategy named 'random' exists already"):
+        register_strategy(Strategy("random", first_candidates, False, "an impostor"))
+    assert "first-drawn" not in STRATEGIES  # the registry this test changed was a copy
 
 
 def test_engine_value_order_buys_the_most_disagreement_per_gpu_second() -> None:

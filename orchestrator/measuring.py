@@ -1,0 +1,89 @@
+"""How the campaign driver has its points measured: one interface, Ray's actors behind it.
+
+The driver hands a round's pending points to a :class:`Measurer` and stores what comes back.
+:class:`RayMeasurer` is what campaigns use: engine actors on the Ray cluster
+(:func:`workers.pool.measure_tasks`), some of them kept loaded from one round to the next.
+Experiments on Algorithm 1 itself (the strategy benchmark) run the same driver with a measurer
+of their own, in process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+from workers.actors import WorkerResult
+from workers.engines import EngineConfig
+from workers.pool import PointTask, ResidentEngines, measure_tasks
+from workers.protocol import ProtocolSettings
+
+
+class Measurer(Protocol):
+    """Measures points for the campaign driver."""
+
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        """One result per task, as they arrive.
+
+        Args:
+            tasks: The points, with their engine configurations.
+            timings: Each finished engine's held and in-window seconds are appended here
+                (the round's duty cycle).
+        """
+        ...
+
+    def loaded(self) -> list[EngineConfig]:
+        """The engines still loaded from earlier calls (they need no start)."""
+        ...
+
+    def close(self) -> None:
+        """Shut down every engine still loaded."""
+        ...
+
+
+class RayMeasurer:
+    """Engine actors on the Ray cluster, up to ``resident_engines`` kept between rounds.
+
+    Args:
+        engine: The engine every point runs on.
+        settings: The measurement protocol.
+        workers: Actors at once for engines without GPUs (GPU engines: as many as GPUs allow).
+        uses_gpus: Whether the engine needs GPUs.
+        resident_engines: Engines kept loaded from one call to the next (0: none).
+        num_cpus: CPUs each actor reserves.
+    """
+
+    def __init__(
+        self,
+        engine: str,
+        settings: ProtocolSettings,
+        *,
+        workers: int,
+        uses_gpus: bool,
+        resident_engines: int = 0,
+        num_cpus: float = 0.5,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.max_actors = None if uses_gpus else workers
+        self.num_cpus = num_cpus
+        self.resident = ResidentEngines(resident_engines) if resident_engines else None
+
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        """Results of ``tasks`` from Ray actors (see :func:`workers.pool.measure_tasks`)."""
+        return measure_tasks(
+            self.engine, tasks, self.settings, num_cpus=self.num_cpus,
+            max_actors=self.max_actors, timings=timings, resident=self.resident,
+        )  # fmt: skip
+
+    def loaded(self) -> list[EngineConfig]:
+        """The resident engines, oldest first."""
+        return self.resident.configs() if self.resident is not None else []
+
+    def close(self) -> None:
+        """Shut the resident engines down."""
+        if self.resident is not None:
+            self.resident.close()

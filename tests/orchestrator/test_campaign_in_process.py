@@ -1,0 +1,90 @@
+"""The driver's loop with a measurer, a trainer and a judge of the caller's, without Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from featurize import get_gpu
+from orchestrator.campaign import CampaignDriver, LocalTrainer
+from orchestrator.config import parse_config
+from storage import CampaignStore
+from workers.actors import EngineWorker, WorkerResult
+from workers.engines import EngineConfig
+from workers.pool import PointTask
+from workers.protocol import ProtocolSettings
+
+PROTOCOL = ProtocolSettings(warmups=0, windows=2, min_window_s=0.5, min_requests=1)
+
+
+class InProcessMeasurer:
+    """One simulated engine worker per configuration, kept until closed."""
+
+    def __init__(self) -> None:
+        self.workers: dict[EngineConfig, EngineWorker] = {}
+        self.calls: list[int] = []
+        self.closed = False
+
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        self.calls.append(len(tasks))
+        for task in tasks:
+            worker = self.workers.setdefault(
+                task.config, EngineWorker("simulated", task.config, PROTOCOL)
+            )
+            yield worker.measure(task.point_id, task.request)
+        timings.extend(worker.timing() for worker in self.workers.values())
+
+    def loaded(self) -> list[EngineConfig]:
+        return list(self.workers)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.shutdown()
+        self.closed = True
+
+
+def test_the_loop_runs_with_the_callers_measurer_trainer_and_judge(sqlite_url: str) -> None:
+    import ray
+
+    config = parse_config(
+        {
+            "name": "in-process", "engine": "simulated", "strategy": "diverse",
+            "target_mape": 0.01,
+            "priors": {"architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b"]},
+                       "requests": {"batch": [1, 2], "max_generated": 64},
+                       "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},
+            "sampling": {"initial": 24, "neighbours": 4, "per_round": 8},
+            "budget": {"rounds": 5},
+            "training": {"epochs": 6, "patience": 6, "correction_epochs": 6, "ensemble": 2},
+        }
+    )  # fmt: skip
+    measurer = InProcessMeasurer()
+    judged: list[tuple[int, int]] = []
+
+    def judge(round_index: int, members: list[Any]) -> str | None:
+        judged.append((round_index, len(members)))
+        return "judged enough" if round_index == 1 else None
+
+    store = CampaignStore(sqlite_url)
+    try:
+        outcome = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], measurer=measurer,
+            trainer=LocalTrainer(config.training), judge=judge,
+        ).run()  # fmt: skip
+        campaign = store.get_campaign("in-process")
+        points = store.get_points(campaign.id)
+        rounds = store.rounds(campaign.id)
+    finally:
+        store.close()
+    assert not ray.is_initialized()
+    assert outcome.stop_reason == "judged enough"
+    assert [r.round_index for r in outcome.rounds] == [0, 1]
+    assert judged == [(0, 2), (1, 2)]  # every trained round, with its whole ensemble
+    assert [r.round_index for r in rounds] == [0, 1] and all(r.model_id for r in rounds)
+    # Round 0's 24 points, then what round 0 selected; nothing selected after the stop.
+    assert measurer.calls[0] == 24 and len(measurer.calls) == 2
+    assert sum(measurer.calls) == len(points) == outcome.complete_points
+    assert all(p.status == "COMPLETE" for p in points)
+    assert measurer.closed
