@@ -36,7 +36,7 @@ from orchestrator.config import CampaignConfig, Training
 from orchestrator.driver_lease import DriverLease
 from orchestrator.gpu_cost import GpuCostModel, loaded_engines
 from orchestrator.measuring import Measurer, RayMeasurer
-from orchestrator.sampling import PointSampler, fill_engines
+from orchestrator.sampling import PointSampler, Sampler, fill_engines
 from orchestrator.strategies import select
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
 from storage.records import StoredPoint
@@ -225,6 +225,7 @@ class CampaignDriver:
         measurer: Measurer | None = None,
         trainer: Trainer | None = None,
         judge: Judge | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         """Prepare a campaign.
 
@@ -244,15 +245,17 @@ class CampaignDriver:
             measurer: Who measures the points (default: Ray actors, :class:`RayMeasurer`).
             trainer: Who trains each round's ensemble (default: a Ray task, on a GPU if free).
             judge: Called with each trained round's index and ensemble: a stop reason ends the
-                campaign (a yardstick besides the campaign's own test split, e.g. a benchmark's
-                evaluation set).
+                campaign. With a judge, it says when the target is reached (a yardstick other
+                than the campaign's test split, e.g. a benchmark's evaluation set) and the
+                config's ``target_mape`` is not consulted; the budgets still apply.
+            sampler: Where points come from (default: the config's priors, :class:`PointSampler`).
         """
         self.replace_config = replace_config
         self.lease_seconds = lease_seconds
         self.config = config
         self.store = store
         self.catalog = catalog or GpuCatalog.default()
-        self.sampler = PointSampler(config, gpus)
+        self.sampler: Sampler = sampler or PointSampler(config, gpus)
         #: Measured once per run, before the run's first round (None: the campaign has none).
         self.reference = self.sampler.reference_point()
         self._reference_pending = self.reference is not None
@@ -647,7 +650,7 @@ class CampaignDriver:
     def _stop_reason(self, record: RoundRecord, round_index: int) -> str | None:
         budget = self.config.budget
         mape = record.mape if record.mape is not None else float("inf")
-        if mape <= self.config.target_mape:
+        if self.judge is None and mape <= self.config.target_mape:
             return f"target reached: test MAPE {mape:.2f} % ≤ {self.config.target_mape} %"
         if round_index + 1 >= budget.rounds:
             return f"round budget spent ({budget.rounds} rounds)"

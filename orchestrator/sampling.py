@@ -9,6 +9,7 @@ of their own and vLLM gets a config of that shape.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -59,6 +60,40 @@ def _label(base: Architecture, arch: Architecture) -> str:
 
 def _quantise(value: float, quantum: int) -> int:
     return max(quantum, round(value / quantum) * quantum)
+
+
+class Sampler(Protocol):
+    """Where a campaign's points come from: the driver and the strategies draw through this.
+
+    :class:`PointSampler` draws from the config's priors; an experiment may draw from
+    elsewhere (the pool replay: from points measured before).
+    """
+
+    config: CampaignConfig
+
+    def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
+        """Up to ``count`` distinct points."""
+        ...
+
+    def same_engine(
+        self,
+        point: InferencePoint,
+        count: int,
+        rng: np.random.Generator,
+        exclude: set[InferencePoint] | frozenset[InferencePoint] = frozenset(),
+    ) -> list[InferencePoint]:
+        """Up to ``count`` distinct points one engine of ``point`` measures, none in ``exclude``."""
+        ...
+
+    def neighbours(
+        self, point: InferencePoint, count: int, rng: np.random.Generator
+    ) -> list[InferencePoint]:
+        """Up to ``count`` distinct points near ``point`` (never ``point``)."""
+        ...
+
+    def reference_point(self) -> InferencePoint | None:
+        """The campaign's reference point (None: none)."""
+        ...
 
 
 class PointSampler:
@@ -302,7 +337,7 @@ class PointSampler:
 
 
 def fill_engines(
-    sampler: PointSampler,
+    sampler: Sampler,
     points: Sequence[InferencePoint],
     wanted: int | None,
     rng: np.random.Generator,

@@ -37,7 +37,7 @@ from featurize.point import InferencePoint
 from llmco2.errors import InvalidRequestError
 from orchestrator.config import HighErrorRule
 from orchestrator.gpu_cost import GpuCostModel
-from orchestrator.sampling import EngineKey, PointSampler, engine_key
+from orchestrator.sampling import EngineKey, Sampler, engine_key
 from storage.records import config_key
 
 #: Energies (J, total) of points by each ensemble member: shape (members, points).
@@ -143,7 +143,7 @@ class RoundChoice:
             (``sampling.points_per_engine``), None where not set.
     """
 
-    sampler: PointSampler
+    sampler: Sampler
     rng: np.random.Generator
     budget: int
     wanted: int
@@ -193,12 +193,15 @@ class Strategy:
         needs_ensemble: Whether it reads the ensemble's disagreement (``training.ensemble``
             ≥ 2).
         summary: One line for listings.
+        whole_engines: Whether it chooses whole engine configurations itself, each with
+            ``sampling.points_per_engine`` points (else :data:`DEFAULT_POINTS_PER_ENGINE`).
     """
 
     name: str
     choose: Callable[[RoundChoice], None]
     needs_ensemble: bool
     summary: str
+    whole_engines: bool = False
 
 
 def _focused(choice: RoundChoice) -> None:
@@ -353,7 +356,8 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("diverse", _diverse, True,
                  "disagreement spread over engine configurations, a third plain draws"),
         Strategy("cost-aware", _cost_aware, True,
-                 "whole engine configurations, by disagreement bought per GPU-second"),
+                 "whole engine configurations, by disagreement bought per GPU-second",
+                 whole_engines=True),
     )
 }  # fmt: skip
 
@@ -389,7 +393,7 @@ def strategy(name: str) -> Strategy:
 
 def select(
     strategy_name: str,
-    sampler: PointSampler,
+    sampler: Sampler,
     rng: np.random.Generator,
     *,
     budget: int,

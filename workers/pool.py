@@ -20,7 +20,9 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from featurize import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
+from llmco2.errors import InvalidRequestError
 from storage.records import PointStatus
 from workers.actors import WorkerResult, uses_gpu, worker_actor
 from workers.engines import EngineConfig
@@ -34,6 +36,20 @@ class PointTask:
     point_id: int
     config: EngineConfig
     request: InferenceRequest
+
+    def point(self) -> InferencePoint:
+        """The inference point this task measures.
+
+        Raises:
+            InvalidRequestError: The configuration names no GPU (a CPU engine's).
+        """
+        config = self.config
+        if config.gpu is None:
+            raise InvalidRequestError("a task of a CPU engine is no inference point on a GPU")
+        return InferencePoint(
+            config.architecture, self.request, GpuSetup(config.gpu, config.tp),
+            config.precision, config.flash_attention,
+        )  # fmt: skip
 
 
 class ResidentEngines:

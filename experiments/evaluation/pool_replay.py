@@ -1,28 +1,24 @@
 """Pool replay: the sampling strategies on the real dataset, choosing only among measured points.
 
-The real measurements stand in for the GPU: a strategy "measures" a point by reading its label
-from the dataset. A fixed share of the dataset (``--evaluation``, 25 %) is held out as the
-yardstick and never chosen; the rest is the pool. Each run starts from the same A random pool
-points per seed and adds ``--per-round`` points a round, as Algorithm 1 does:
+The real measurements stand in for the GPU: a point is "measured" by reading its label from the
+dataset. A fixed share of the dataset (``--evaluation``, 25 %) is held out as the yardstick and
+never chosen; the rest is the pool. Each run is the campaign driver's own loop
+(:class:`orchestrator.campaign.CampaignDriver`, in process on a SQLite store in a temporary
+folder) with the campaign's own strategies, drawing from the pool instead of the priors
+(:class:`PoolSampler`): it starts from the same A random pool points per seed and adds
+``--per-round`` points a round, as Algorithm 1 does:
 
-- ``random``: uniform draws from the unchosen pool;
+- ``random``: uniform draws from the unmeasured pool;
 - ``focused`` (the paper): the run's own test share (20 % of what it measured) scored by the
-  current model, the worst ``--high-error`` fraction, and for each the B unchosen pool points
-  nearest to it on the same engine configuration (architecture, precision, GPU setup) — the pool's
-  stand-in for "within ±C", which a fixed dataset rarely has;
-- ``disagreement`` (ours): the unchosen pool points on which the round's ensemble of two
-  disagrees most (:func:`orchestrator.strategies.disagreement_order`);
-- ``diverse`` (ours): a third of the round uniform from the unchosen pool, the rest by
-  disagreement discounted per point of the same engine configuration already chosen
-  (:func:`orchestrator.strategies.diverse_order`).
-
-- ``cost-aware`` (ours): whole engine configurations of the unchosen pool, each with its
-  ``--points-per-engine`` most disputed points, in the order of the disagreement they buy per
-  GPU-second (:func:`orchestrator.strategies.whole_engines`; an engine start by the start
-  model, each point's recorded measurement time), from the same A points as the others.
-
+  current model, the worst ``--high-error`` fraction, and for each the B unmeasured pool points
+  nearest to it in request on the same engine configuration (architecture, precision, GPU setup)
+  — the pool's stand-in for "within ±C", which a fixed dataset rarely has;
+- ``disagreement``, ``diverse`` and ``cost-aware`` (ours): as in a campaign
+  (:mod:`orchestrator.strategies`), their candidates drawn from the unmeasured pool; cost-aware's
+  whole engine configurations hold ``--points-per-engine`` points each, its round 0 too (A
+  divided by that, each engine filled);
 - ``STRATEGY+fillN``: that strategy choosing 1/N of a round's points, each of their engine
-  configurations filled up to N with unchosen pool points of the same configuration (the
+  configurations filled up to N with unmeasured pool points of the same configuration (the
   campaigns' ``sampling.points_per_engine``).
 
 Every run also counts the GPU-seconds its choices would have cost a campaign: each round starts
@@ -31,10 +27,11 @@ the real H200 campaigns' recorded starts: :func:`workers.engines.simulated.engin
 and each point holds its GPUs for the time its measurement took (``finished_at − started_at``,
 recorded), both times the GPUs of the setup.
 
-After every round the ensemble (trained as the campaign driver trains it,
-:func:`orchestrator.campaign.train_members`) is scored on the held-out points. The table gives,
-per strategy, the median over seeds of the measurements each needed to reach each MAPE level
-(a run that never reached it counts as the whole pool or ``--budget``, marked ``>``).
+After every round the ensemble (the driver's, trained in this process as the campaign's
+``training`` says: :class:`orchestrator.campaign.LocalTrainer`) is scored on the held-out
+points. The table gives, per strategy, the median over seeds of the measurements each needed to
+reach each MAPE level (a run that never reached it counts as the whole pool or ``--budget``,
+marked ``>``).
 
     python experiments/evaluation/pool_replay.py experiments/data/real-v1 experiments/data/gpu-4 \
         experiments/data/real-h200 --out experiments/reports/pool-replay
@@ -48,9 +45,9 @@ import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,20 +56,19 @@ import numpy as np
 from featurize import InferencePoint
 from gnn.metrics import Scores, first_reaching, learning_curve_at
 from gnn.training import ensemble_energies
-from orchestrator.campaign import train_ensemble
-from orchestrator.config import ROUND_PREDICTORS, HighErrorRule, Training
-from orchestrator.strategies import (
-    DEFAULT_POINTS_PER_ENGINE,
-    HEDGE_FRACTION,
-    disagreement_order,
-    diverse_order,
-    high_error_indices,
-    log_spread,
-    whole_engines,
-)
+from orchestrator.campaign import CampaignDriver, LocalTrainer
+from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
+from orchestrator.sampling import EngineKey
+from orchestrator.sampling import engine_key as sampling_engine_key
+from orchestrator.strategies import DEFAULT_POINTS_PER_ENGINE
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
+from storage import CampaignStore, PointStatus
 from storage.export import read_exported_points
+from storage.records import MEASUREMENT_COLUMNS, MeasurementRecord
+from workers.actors import WorkerResult
+from workers.engines import EngineConfig
 from workers.engines.simulated import engine_start_seconds
+from workers.pool import PointTask
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`), replayed on the pool.
 STRATEGIES = tuple(CAMPAIGN_STRATEGIES)
@@ -113,25 +109,6 @@ def round_gpu_seconds(rows: list[Row], new: list[int]) -> float:
     return loading + sum(point_seconds(rows[i][1]) * rows[i][0].setup.count for i in new)
 
 
-def fill(
-    rows: list[Row], picked: list[int], free: list[int], per_engine: int, room: int,
-    rng: np.random.Generator,
-) -> list[int]:  # fmt: skip
-    """``picked`` and, per engine configuration of it, unchosen pool points up to ``per_engine``."""
-    result = list(picked)
-    taken = set(picked)
-    for key in dict.fromkeys(engine_key(rows, i) for i in picked):
-        have = sum(engine_key(rows, i) == key for i in result)
-        same = [i for i in free if i not in taken and engine_key(rows, i) == key]
-        wanted = min(per_engine - have, len(same), room - len(result))
-        if wanted <= 0:
-            continue
-        extra = [same[j] for j in rng.choice(len(same), size=wanted, replace=False)]
-        result += extra
-        taken.update(extra)
-    return result
-
-
 def request_distance(a: InferencePoint, b: InferencePoint) -> float:
     """How far two requests lie apart (log prompt and output lengths, batch)."""
     ra, rb = a.request, b.request
@@ -142,141 +119,178 @@ def request_distance(a: InferencePoint, b: InferencePoint) -> float:
     )
 
 
-def train(rows: list[Row], args: argparse.Namespace, seed: int) -> list[Any]:
-    """The round's ensemble of two."""
-    seeds = [seed * 100 + k for k in range(2)]
-    return train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
+class PoolSampler:
+    """The campaign's sampler on a fixed pool: points come only from the measured pool.
+
+    A :class:`~orchestrator.sampling.Sampler` for the campaign driver. ``sample`` draws
+    uniformly from the pool points not measured yet; ``same_engine`` (the engine fill) from
+    those of the same engine configuration; ``neighbours`` (focused resampling) takes the
+    unmeasured pool points of the same engine configuration nearest in request — the pool's
+    stand-in for "within ±C", which a fixed dataset rarely has.
+
+    Args:
+        config: The replay's campaign.
+        points: The pool, distinct points in a fixed order.
+        measured: Points measured so far (the measurer adds to it).
+    """
+
+    def __init__(
+        self,
+        config: CampaignConfig,
+        points: Sequence[InferencePoint],
+        measured: set[InferencePoint],
+    ) -> None:
+        self.config = config
+        self.points = list(points)
+        self.measured = measured
+        self.by_engine: dict[EngineKey, list[InferencePoint]] = {}
+        for point in self.points:
+            self.by_engine.setdefault(sampling_engine_key(point), []).append(point)
+
+    def sample(self, count: int, rng: np.random.Generator) -> list[InferencePoint]:
+        """Up to ``count`` unmeasured pool points, uniformly."""
+        free = [p for p in self.points if p not in self.measured]
+        picked = rng.choice(len(free), size=min(count, len(free)), replace=False)
+        return [free[i] for i in picked]
+
+    def same_engine(
+        self,
+        point: InferencePoint,
+        count: int,
+        rng: np.random.Generator,
+        exclude: set[InferencePoint] | frozenset[InferencePoint] = frozenset(),
+    ) -> list[InferencePoint]:
+        """Up to ``count`` unmeasured pool points of ``point``'s engine, uniformly."""
+        same = [
+            p for p in self.by_engine.get(sampling_engine_key(point), [])
+            if p != point and p not in self.measured and p not in exclude
+        ]  # fmt: skip
+        picked = rng.choice(len(same), size=min(count, len(same)), replace=False)
+        return [same[i] for i in picked]
+
+    def neighbours(
+        self, point: InferencePoint, count: int, rng: np.random.Generator
+    ) -> list[InferencePoint]:
+        """The ``count`` unmeasured pool points of ``point``'s engine nearest in request."""
+        del rng  # the nearest, not a draw
+        same = [
+            p for p in self.by_engine.get(sampling_engine_key(point), [])
+            if p != point and p not in self.measured
+        ]  # fmt: skip
+        return sorted(same, key=lambda p: request_distance(p, point))[:count]
+
+    def reference_point(self) -> InferencePoint | None:
+        """A replay has no reference point."""
+        return None
 
 
-def choose(
-    strategy: str,
-    members: list[Any],
-    rows: list[Row],
-    chosen: list[int],
-    is_test: list[bool],
-    free: list[int],
-    count: int,
-    args: argparse.Namespace,
-    rng: np.random.Generator,
-) -> list[int]:
-    """Indices (into ``rows``) of the next ``count`` pool points to measure."""
-    count = min(count, len(free))
-    if strategy == "cost-aware":
-        return cost_aware(members, rows, chosen, free, count, args.points_per_engine)
-    if strategy == "random":
-        return [free[i] for i in rng.choice(len(free), size=count, replace=False)]
-    if strategy == "disagreement":
-        order = disagreement_order(ensemble_energies(members, [rows[i][0] for i in free]))
-        return [free[i] for i in order[:count]]
-    if strategy == "diverse":
-        hedge = [free[i] for i in rng.choice(len(free), size=round(HEDGE_FRACTION * count),
-                                             replace=False)]  # fmt: skip
-        hedged = set(hedge)
-        rest = [i for i in free if i not in hedged]
-        already = Counter(engine_key(rows, i) for i in [*chosen, *hedge])
-        order = diverse_order(
-            ensemble_energies(members, [rows[i][0] for i in rest]),
-            [engine_key(rows, i) for i in rest], already, count=count - len(hedge),
-        )  # fmt: skip
-        return hedge + [rest[i] for i in order]
-    test = [i for i, t in zip(chosen, is_test, strict=True) if t]
-    truth = np.array([rows[i][1]["energy_j"] for i in test])
-    predicted = ensemble_energies(members, [rows[i][0] for i in test]).mean(axis=0)
-    errors = np.abs(predicted - truth) / truth
-    worst = high_error_indices(errors, HighErrorRule(rule="top_fraction", value=args.high_error))
-    # Once the worst points' configurations have no unchosen pool point left, the next-worst
-    # test points take their place (a fixed pool runs out of neighbours; a GPU never does).
-    rest = [i for i in np.argsort(-errors, kind="stable") if i not in set(worst.tolist())]
-    picked: list[int] = []
-    left = set(free)
-    for rank, index in enumerate([*worst.tolist(), *rest]):
-        if rank >= len(worst) and picked:
-            break
-        parent, parent_key = rows[test[index]][0], engine_key(rows, test[index])
-        near = sorted(
-            (i for i in left if engine_key(rows, i) == parent_key),
-            key=lambda i: request_distance(rows[i][0], parent),
-        )[: args.neighbours]
-        for i in near:
-            if len(picked) < count:
-                picked.append(i)
-                left.discard(i)
-    return picked
+class PoolMeasurer:
+    """Measures a point by reading its label from the dataset (its first row of that point).
+
+    Each call (a round) costs an engine start per configuration among its points (the twin's
+    start model, fitted on the real H200 starts) and each point's recorded measurement time,
+    both times the setup's GPUs (:func:`round_gpu_seconds`).
+    """
+
+    def __init__(
+        self, rows: list[Row], row_of: dict[InferencePoint, int], measured: set[InferencePoint]
+    ) -> None:
+        self.rows = rows
+        self.row_of = row_of
+        self.measured = measured
+        self.chosen: list[int] = []
+        self.gpu_seconds = 0.0
+
+    def measure(
+        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        """The recorded measurement of every task."""
+        del timings  # no engine runs
+        new: list[int] = []
+        for task in tasks:
+            point = task.point()
+            index = self.row_of[point]
+            self.measured.add(point)
+            new.append(index)
+            label = self.rows[index][1]
+            record = MeasurementRecord(**{k: label[k] for k in MEASUREMENT_COLUMNS if k in label})
+            yield WorkerResult(task.point_id, PointStatus.COMPLETE, record)
+        self.chosen += new
+        self.gpu_seconds += round_gpu_seconds(self.rows, new)
+
+    def loaded(self) -> list[EngineConfig]:
+        """No engine stays loaded between rounds."""
+        return []
+
+    def close(self) -> None:
+        """Nothing to shut down."""
 
 
-def cost_aware(
-    members: list[Any], rows: list[Row], chosen: list[int], free: list[int], count: int,
-    per_engine: int,
-) -> list[int]:  # fmt: skip
-    """``cost-aware`` on the pool: whole engine configurations by disagreement per GPU-second."""
-    groups: dict[str, list[int]] = {}
-    for i in free:
-        groups.setdefault(engine_key(rows, i), []).append(i)
-    spread = log_spread(ensemble_energies(members, [rows[i][0] for i in free]))
-    by_index = dict(zip(free, spread, strict=True))
-    members_of = list(groups.values())
-    already = Counter(engine_key(rows, i) for i in chosen)
-    picks = whole_engines(
-        [np.array([by_index[i] for i in m]) for m in members_of],
-        np.array([engine_start_seconds(rows[m[0]][0]) * rows[m[0]][0].setup.count
-                  for m in members_of]),
-        [np.array([point_seconds(rows[i][1]) * rows[i][0].setup.count for i in m])
-         for m in members_of],
-        per_engine, [already[engine_key(rows, m[0])] for m in members_of], count, count,
+def replay_config(strategy: str, seed: int, args: argparse.Namespace) -> CampaignConfig:
+    """The replay's campaign (its priors are never drawn from: :class:`PoolSampler` is)."""
+    base, fill = split_fill(strategy)
+    initial, per_round = args.initial, args.per_round
+    if CAMPAIGN_STRATEGIES[base].whole_engines:  # its round 0 too is whole engines
+        fill = fill or args.points_per_engine
+        initial = max(1, initial // fill)
+    elif fill is not None:
+        initial, per_round = max(1, initial // fill), max(1, per_round // fill)
+    return parse_config(
+        {
+            "name": f"replay-{strategy.replace('+', '-')}", "engine": "vllm", "seed": seed,
+            "strategy": base,
+            "priors": {"architectures": {"models": ["llama3.1-8b"]}, "gpus": {"types": ["H200"]}},
+            "sampling": {"initial": initial, "test_fraction": 0.2, "neighbours": args.neighbours,
+                         "per_round": per_round, "points_per_engine": fill,
+                         "high_error": {"rule": "top_fraction", "value": args.high_error}},
+            "budget": {"measurements": args.budget if args.budget < 10**9 else None,
+                       "rounds": 10_000},
+            "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2,
+                         "predictor": args.predictor},
+        },
+        "pool replay",
     )  # fmt: skip
-    return [members_of[k][p] for k, positions in picks for p in positions]
 
 
 def run_one(
     strategy: str, seed: int, rows: list[Row], pool: list[int], held_out: list[int],
     args: argparse.Namespace,
 ) -> dict[str, Any]:  # fmt: skip
-    """One strategy on one seed until the pool is spent or it stops choosing."""
-    name = strategy
-    strategy, per_engine = split_fill(name)
-    share = per_engine or 1
-    rng0 = np.random.default_rng([seed, 0])
-    first = max(1, args.initial // share)
-    chosen = [pool[i] for i in rng0.choice(len(pool), size=first, replace=False)]
-    if per_engine is not None:
-        chosen = fill(rows, chosen, pool, per_engine, args.initial,
-                      np.random.default_rng([seed, 0, 0xF111]))  # fmt: skip
-    is_test = list(rng0.random(len(chosen)) < 0.2)
-    gpu_seconds = round_gpu_seconds(rows, chosen)
-    gpu_curve: list[float] = []
+    """One strategy on one seed: the campaign driver's loop on the pool, until it is spent, the
+    budget is, or the held-out MAPE reaches ``--stop-at``."""
+    config = replay_config(strategy, seed, args)
+    row_of: dict[InferencePoint, int] = {}
+    for index in pool:
+        row_of.setdefault(rows[index][0], index)
+    measured: set[InferencePoint] = set()
+    measurer = PoolMeasurer(rows, row_of, measured)
     held_points = [rows[i][0] for i in held_out]
     held_truth = np.array([rows[i][1]["energy_j"] for i in held_out])
     curve: list[tuple[int, float]] = []
-    start = time.perf_counter()
-    round_index = 0
-    while True:
-        members = train(
-            [rows[i] for i, t in zip(chosen, is_test, strict=True) if not t], args,
-            seed * 1000 + round_index,
-        )  # fmt: skip
+    gpu_curve: list[float] = []
+
+    def judge(round_index: int, members: list[Any]) -> str | None:
         mape = Scores.of(ensemble_energies(members, held_points).mean(axis=0), held_truth).mape
-        curve.append((len(chosen), mape))
-        gpu_curve.append(gpu_seconds)
-        print(f"  {name:<12} seed {seed} round {round_index}: {len(chosen)} measured, "
-              f"{gpu_seconds:,.0f} GPU-s, held-out MAPE {mape:.2f} %", flush=True)  # fmt: skip
-        taken = set(chosen)
-        free = [i for i in pool if i not in taken]
-        room = min(args.per_round, args.budget - len(chosen))
-        if not free or room <= 0 or (args.stop_at is not None and mape <= args.stop_at):
-            break
-        rng = np.random.default_rng([seed, round_index + 1])
-        new = choose(strategy, members, rows, chosen, is_test, free, max(1, room // share),
-                     args, rng)  # fmt: skip
-        if per_engine is not None:
-            new = fill(rows, new, free, per_engine, room,
-                       np.random.default_rng([seed, round_index + 1, 0xF111]))  # fmt: skip
-        if not new:
-            break
-        gpu_seconds += round_gpu_seconds(rows, new)
-        chosen += new
-        is_test += list(rng.random(len(new)) < 0.2)
-        round_index += 1
-    return {"strategy": name, "seed": seed, "curve": curve, "chosen": chosen,
+        curve.append((len(measurer.chosen), mape))
+        gpu_curve.append(measurer.gpu_seconds)
+        print(f"  {strategy:<12} seed {seed} round {round_index}: {len(measurer.chosen)} "
+              f"measured, {measurer.gpu_seconds:,.0f} GPU-s, held-out MAPE {mape:.2f} %",
+              flush=True)  # fmt: skip
+        if args.stop_at is not None and mape <= args.stop_at:
+            return f"held-out MAPE {mape:.2f} % ≤ {args.stop_at} %"
+        return None
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="llmco2-replay-") as folder:
+        store = CampaignStore(f"sqlite:///{folder}/campaign.db")
+        try:
+            CampaignDriver(
+                config, store, gpus=[], measurer=measurer, trainer=LocalTrainer(config.training),
+                judge=judge, sampler=PoolSampler(config, list(row_of), measured),
+            ).run()  # fmt: skip
+        finally:
+            store.close()
+    return {"strategy": strategy, "seed": seed, "curve": curve, "chosen": measurer.chosen,
             "gpu_curve": gpu_curve, "seconds": time.perf_counter() - start}  # fmt: skip
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,3 +72,30 @@ def test_gpu_seconds_count_engine_starts_and_filled_strategies_start_fewer(tmp_p
     assert runs["random+fill8"]["gpu_curve"][0] < runs["random"]["gpu_curve"][0] / 2
     assert set(data["strategies"]) == {"random", "random+fill8"}
     assert all(row["seeds"] == 1 and row["reached"] == 0 for row in data["strategies"].values())
+
+
+def test_the_unseen_shapes_yardstick_holds_only_shapes_no_campaign_samples(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import orchestrator.strategies
+
+    # Importing the benchmark registers its oracle: into a copy of the registry, here.
+    monkeypatch.setattr(
+        orchestrator.strategies, "STRATEGIES", dict(orchestrator.strategies.STRATEGIES)
+    )
+    from experiments.benchmarks import strategy_benchmark as bench
+    from featurize import resolve_architecture
+
+    args = argparse.Namespace(
+        points_per_engine=4, initial=60, per_round=30, neighbours=10, target=5.0, budget=600,
+        epochs=4, patience=4, predictor="llmco2", resident_engines=0, evaluation=60,
+    )  # fmt: skip
+    held_out = {resolve_architecture(m).name for m in bench.HELD_OUT_MODELS}
+    sampled = {resolve_architecture(m).name for m in bench.PRIORS["architectures"]["models"]}
+    assert not held_out & sampled
+    args.yardstick = "unseen-shapes"
+    unseen = bench.evaluation_points(args)
+    assert len(unseen) == 60 and {p.architecture.name for p in unseen} <= held_out
+    args.yardstick = "priors"
+    drawn = {p.architecture.name.split("~")[0] for p in bench.evaluation_points(args)}
+    assert drawn <= sampled and not drawn & held_out

@@ -51,7 +51,7 @@ def test_the_loop_runs_with_the_callers_measurer_trainer_and_judge(sqlite_url: s
     config = parse_config(
         {
             "name": "in-process", "engine": "simulated", "strategy": "diverse",
-            "target_mape": 0.01,
+            "target_mape": 99.0,  # met at once on the test split: with a judge, not consulted
             "priors": {"architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b"]},
                        "requests": {"batch": [1, 2], "max_generated": 64},
                        "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},

@@ -221,3 +221,17 @@ def test_gpu_actors_reserve_real_cpus(
     tp: int, resources: dict[str, float], expected: float
 ) -> None:
     assert gpu_actor_cpus(tp, resources) == expected
+
+
+def test_a_task_names_the_inference_point_it_measures() -> None:
+    from featurize import GpuSetup, InferencePoint
+    from llmco2.errors import InvalidRequestError
+
+    arch, request = resolve_architecture("qwen2-0.5b"), InferenceRequest(2, 64, 8)
+    precision = Precision.from_label("w16a16kv16")
+    config = EngineConfig(arch, precision, 2, get_gpu("H100-SXM"), True, 3)
+    expected = InferencePoint(arch, request, GpuSetup(get_gpu("H100-SXM"), 2), precision, True)
+    assert PointTask(7, config, request).point() == expected
+    cpu = EngineConfig(arch, precision, 1, None)
+    with pytest.raises(InvalidRequestError, match="CPU engine"):
+        PointTask(8, cpu, request).point()
