@@ -434,22 +434,41 @@ def _gpu_cell(value: float | None) -> str:
     return "never" if value is None else f"{value:,.0f}"
 
 
-def gpu_bars(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, bool]]:
+def gpu_bars(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Whether each of ours needs ≤ ½ of random's GPU-seconds and ≤ ⅓ of focused's.
 
+    At the target, and at each of :data:`LEVELS` (``levels``). A bar holds only where the
+    strategy's median run reached the level (a run that never does is no cheaper than another).
     Ours: :data:`OURS` and every strategy that fills its engines.
     """
-    bars: dict[str, dict[str, bool]] = {}
+    bars: dict[str, dict[str, Any]] = {}
     if "random" not in summary or "focused" not in summary:
         return bars
-    random_s = _unreached_last(summary["random"]["median_gpu_s_to_target"])
-    focused_s = _unreached_last(summary["focused"]["median_gpu_s_to_target"])
+
+    def held(
+        mine: float | None, random_s: float | None, focused_s: float | None
+    ) -> dict[str, bool]:
+        if mine is None:
+            return {"half_of_random": False, "third_of_focused": False}
+        return {
+            "half_of_random": mine <= 0.5 * _unreached_last(random_s),
+            "third_of_focused": mine <= _unreached_last(focused_s) / 3,
+        }
+
+    random_row, focused_row = summary["random"], summary["focused"]
     for strategy, row in summary.items():
         if strategy in OURS or split_fill(strategy, 1)[1] is not None:
-            mine = _unreached_last(row["median_gpu_s_to_target"])
-            bars[strategy] = {
-                "half_of_random": mine <= 0.5 * random_s,
-                "third_of_focused": mine <= focused_s / 3,
+            bars[strategy] = held(
+                row["median_gpu_s_to_target"], random_row["median_gpu_s_to_target"],
+                focused_row["median_gpu_s_to_target"],
+            )  # fmt: skip
+            bars[strategy]["levels"] = {
+                level: held(
+                    row["median_gpu_s_to_level"][level],
+                    random_row["median_gpu_s_to_level"][level],
+                    focused_row["median_gpu_s_to_level"][level],
+                )
+                for level in row["median_gpu_s_to_level"]
             }
             print(f"bars for {strategy}: ≤ ½ random: {bars[strategy]['half_of_random']}, "
                   f"≤ ⅓ focused: {bars[strategy]['third_of_focused']}")  # fmt: skip
@@ -458,7 +477,7 @@ def gpu_bars(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, bool]]:
 
 def report(
     runs: list[Run], budget: int, target: float, seeds: int, gpu_seconds: bool = False
-) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, bool]]]:
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Print the tables; the summary and the bars of our strategies (by GPU-seconds if asked)."""
     summary = summarise(runs, budget)
     print(f"\nmeasurements to an evaluation MAPE ≤ {target} % (median of {seeds} seeds;"
