@@ -362,6 +362,53 @@ STRATEGIES: dict[str, Strategy] = {
 }  # fmt: skip
 
 
+#: Suffix of a strategy name that chooses engine configurations and fills each
+#: (``random+fill4``): the experiments' name for a campaign with ``sampling.points_per_engine``.
+FILL_SUFFIX = "+fill"
+
+
+@dataclass(frozen=True)
+class RoundSizes:
+    """The sampling a strategy name asks of a campaign (see :func:`round_sizes`)."""
+
+    strategy: str
+    initial: int
+    per_round: int
+    points_per_engine: int | None
+
+
+def round_sizes(name: str, initial: int, per_round: int, points_per_engine: int) -> RoundSizes:
+    """A campaign's strategy and round sizes for a strategy name of the experiments.
+
+    ``STRATEGY+fillN`` (``+fill`` alone: N = ``points_per_engine``) is ``STRATEGY`` choosing
+    engine configurations rather than points: ``initial`` and ``per_round`` divided by N and
+    ``sampling.points_per_engine: N``, so a round measures about as many points over fewer
+    engine starts. A strategy that chooses whole engines itself (``cost-aware``) takes N points
+    per engine and a round 0 of ``initial`` ÷ N engines, each filled to N.
+
+    Args:
+        name: A strategy name, with or without the fill suffix.
+        initial: A, the points of round 0.
+        per_round: Points a round adds.
+        points_per_engine: N where the name does not say it.
+
+    Raises:
+        InvalidRequestError: A fill suffix that is not followed by a whole number.
+    """
+    base, marker, count = name.partition(FILL_SUFFIX)
+    if marker and count and not count.isdigit():
+        raise InvalidRequestError(
+            f"strategy {name!r}: {FILL_SUFFIX} takes a whole number of points"
+        )
+    fill = (int(count) if count else points_per_engine) if marker else None
+    if base in STRATEGIES and STRATEGIES[base].whole_engines:
+        fill = fill or points_per_engine
+        return RoundSizes(base, max(1, initial // fill), per_round, fill)
+    if fill is not None:
+        return RoundSizes(base, max(1, initial // fill), max(1, per_round // fill), fill)
+    return RoundSizes(base, initial, per_round, None)
+
+
 def register_strategy(new: Strategy) -> None:
     """Add ``new`` to :data:`STRATEGIES`, so that a campaign config can name it.
 

@@ -55,14 +55,17 @@ import torch
 from featurize import InferencePoint, get_gpu
 from gnn.metrics import Scores, learning_curve_at
 from gnn.training import ensemble_energies
+from llmco2.errors import InvalidRequestError
 from orchestrator.campaign import CampaignDriver, LocalTrainer
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
 from orchestrator.sampling import PointSampler
 from orchestrator.strategies import (
     CANDIDATE_FACTOR,
+    FILL_SUFFIX,
     RoundChoice,
     Strategy,
     register_strategy,
+    round_sizes,
 )
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from storage import CampaignStore, PointStatus
@@ -75,21 +78,6 @@ from workers.protocol import ProtocolSettings
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`) and the oracle.
 STRATEGIES = (*CAMPAIGN_STRATEGIES, "oracle")
-#: Suffix of a strategy that chooses engine configurations and fills each (see the docstring);
-#: ``+fill8`` fills to 8 points, ``+fill`` to ``--points-per-engine``.
-FILL = "+fill"
-
-
-def split_fill(name: str, default: int) -> tuple[str, int | None]:
-    """A strategy name's base strategy and its engine fill (None: no fill)."""
-    base, marker, count = name.partition(FILL)
-    if not marker:
-        return name, None
-    if count and not count.isdigit():
-        raise SystemExit(f"strategy {name!r}: {FILL} takes a whole number of points, if any")
-    return base, int(count) if count else default
-
-
 #: The real H200 campaigns' protocol, which the GPU-seconds of ``--cost gpu-seconds`` follow.
 CAMPAIGN_PROTOCOL = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
 
@@ -142,21 +130,15 @@ def campaign_config(args: argparse.Namespace, strategy: str, seed: int = 0) -> C
     A run stops on the evaluation set's MAPE (:class:`Yardstick`, the driver's judge) or on a
     budget.
     """
-    base, fill = split_fill(strategy, args.points_per_engine)
-    initial, per_round = args.initial, args.per_round
-    if base in CAMPAIGN_STRATEGIES and CAMPAIGN_STRATEGIES[base].whole_engines:
-        fill = fill or args.points_per_engine
-        initial = max(1, initial // fill)
-    elif fill is not None:
-        initial, per_round = max(1, initial // fill), max(1, per_round // fill)
+    sizes = round_sizes(strategy, args.initial, args.per_round, args.points_per_engine)
     return parse_config(
         {
             "name": f"bench-{strategy.replace('+', '-')}", "engine": "simulated", "seed": seed,
-            "strategy": base, "target_mape": args.target, "priors": PRIORS,
-            "sampling": {"initial": initial, "test_fraction": 0.2,
-                         "neighbours": args.neighbours, "per_round": per_round,
+            "strategy": sizes.strategy, "target_mape": args.target, "priors": PRIORS,
+            "sampling": {"initial": sizes.initial, "test_fraction": 0.2,
+                         "neighbours": args.neighbours, "per_round": sizes.per_round,
                          "high_error": {"rule": "top_fraction", "value": 0.1},
-                         "points_per_engine": fill,
+                         "points_per_engine": sizes.points_per_engine,
                          "resident_engines": args.resident_engines},
             "budget": {"measurements": args.budget, "rounds": 100},
             "training": {"epochs": args.epochs, "patience": args.patience, "ensemble": 2,
@@ -457,7 +439,7 @@ def gpu_bars(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
     random_row, focused_row = summary["random"], summary["focused"]
     for strategy, row in summary.items():
-        if strategy in OURS or split_fill(strategy, 1)[1] is not None:
+        if strategy in OURS or FILL_SUFFIX in strategy:
             bars[strategy] = held(
                 row["median_gpu_s_to_target"], random_row["median_gpu_s_to_target"],
                 focused_row["median_gpu_s_to_target"],
@@ -588,7 +570,13 @@ def main() -> None:
         return
     evaluation = evaluation_points(args)
     truth = exact_energy(evaluation)
-    bases = {split_fill(s, args.points_per_engine)[0] for s in args.strategies.split(",")}
+    try:
+        bases = {
+            round_sizes(s, 1, 1, args.points_per_engine).strategy
+            for s in args.strategies.split(",")
+        }
+    except InvalidRequestError as exc:
+        parser.error(str(exc))
     unknown = sorted(bases - set(STRATEGIES))
     if unknown:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")

@@ -56,11 +56,12 @@ import numpy as np
 from featurize import InferencePoint
 from gnn.metrics import Scores, first_reaching, learning_curve_at
 from gnn.training import ensemble_energies
+from llmco2.errors import InvalidRequestError
 from orchestrator.campaign import CampaignDriver, LocalTrainer
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
 from orchestrator.sampling import EngineKey
 from orchestrator.sampling import engine_key as sampling_engine_key
-from orchestrator.strategies import DEFAULT_POINTS_PER_ENGINE
+from orchestrator.strategies import DEFAULT_POINTS_PER_ENGINE, round_sizes
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from storage import CampaignStore, PointStatus
 from storage.export import read_exported_points
@@ -72,7 +73,6 @@ from workers.pool import PointTask
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`), replayed on the pool.
 STRATEGIES = tuple(CAMPAIGN_STRATEGIES)
-FILL = "+fill"
 LEVELS = (30.0, 20.0, 15.0, 10.0, 7.5, 5.0)
 
 Row = tuple[InferencePoint, dict[str, Any]]
@@ -81,14 +81,6 @@ Row = tuple[InferencePoint, dict[str, Any]]
 def engine_key(rows: list[Row], index: int) -> str:
     """The engine configuration row ``index`` was measured in (the dataset's ``config_key``)."""
     return str(rows[index][1]["config_key"])
-
-
-def split_fill(name: str) -> tuple[str, int | None]:
-    """A strategy name's base strategy and its engine fill (``random+fill4`` → random, 4)."""
-    base, marker, count = name.partition(FILL)
-    if marker and not count.isdigit():
-        raise SystemExit(f"strategy {name!r}: {FILL} takes a whole number of points")
-    return base, int(count) if marker else None
 
 
 def point_seconds(row: dict[str, Any]) -> float:
@@ -228,20 +220,15 @@ class PoolMeasurer:
 
 def replay_config(strategy: str, seed: int, args: argparse.Namespace) -> CampaignConfig:
     """The replay's campaign (its priors are never drawn from: :class:`PoolSampler` is)."""
-    base, fill = split_fill(strategy)
-    initial, per_round = args.initial, args.per_round
-    if CAMPAIGN_STRATEGIES[base].whole_engines:  # its round 0 too is whole engines
-        fill = fill or args.points_per_engine
-        initial = max(1, initial // fill)
-    elif fill is not None:
-        initial, per_round = max(1, initial // fill), max(1, per_round // fill)
+    sizes = round_sizes(strategy, args.initial, args.per_round, args.points_per_engine)
     return parse_config(
         {
             "name": f"replay-{strategy.replace('+', '-')}", "engine": "vllm", "seed": seed,
-            "strategy": base,
+            "strategy": sizes.strategy,
             "priors": {"architectures": {"models": ["llama3.1-8b"]}, "gpus": {"types": ["H200"]}},
-            "sampling": {"initial": initial, "test_fraction": 0.2, "neighbours": args.neighbours,
-                         "per_round": per_round, "points_per_engine": fill,
+            "sampling": {"initial": sizes.initial, "test_fraction": 0.2,
+                         "neighbours": args.neighbours, "per_round": sizes.per_round,
+                         "points_per_engine": sizes.points_per_engine,
                          "high_error": {"rule": "top_fraction", "value": args.high_error}},
             "budget": {"measurements": args.budget if args.budget < 10**9 else None,
                        "rounds": 10_000},
@@ -390,7 +377,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("experiments/reports/pool-replay"))
     args = parser.parse_args()
 
-    unknown = sorted({split_fill(s)[0] for s in args.strategies.split(",")} - set(STRATEGIES))
+    try:
+        bases = {
+            round_sizes(s, 1, 1, args.points_per_engine).strategy
+            for s in args.strategies.split(",")
+        }
+    except InvalidRequestError as exc:
+        parser.error(str(exc))
+    unknown = sorted(bases - set(STRATEGIES))
     if unknown:
         parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     rows = [(p, r) for p, r in read_exported_points(args.datasets)

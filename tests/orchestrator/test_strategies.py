@@ -23,6 +23,7 @@ from orchestrator.strategies import (
     engine_value_order,
     high_error_indices,
     register_strategy,
+    round_sizes,
     select,
 )
 from storage.records import config_key
@@ -243,3 +244,20 @@ def test_gpu_cost_model_charges_starts_by_size_and_points_by_the_protocol() -> N
     config = EngineConfig(large.architecture, large.precision, 1, h100)
     loaded = GpuCostModel(settings, loaded_engines([config]))
     assert loaded.start_seconds(large) == 0.0 < loaded.start_seconds(small)
+
+
+def test_strategy_names_with_a_fill_ask_for_engines_filled_and_fewer_chosen_points() -> None:
+    plain = round_sizes("diverse", 60, 30, 4)
+    assert (plain.strategy, plain.initial, plain.per_round, plain.points_per_engine) == (
+        "diverse", 60, 30, None,
+    )  # fmt: skip
+    eight = round_sizes("random+fill8", 60, 30, 4)
+    assert (eight.strategy, eight.initial, eight.per_round, eight.points_per_engine) == (
+        "random", 7, 3, 8,
+    )  # fmt: skip
+    assert round_sizes("random+fill", 60, 30, 4).points_per_engine == 4
+    # cost-aware chooses whole engines itself: its rounds keep their size, round 0 is engines.
+    engines = round_sizes("cost-aware", 60, 30, 4)
+    assert (engines.initial, engines.per_round, engines.points_per_engine) == (15, 30, 4)
+    with pytest.raises(InvalidRequestError, match=r"\+fill takes a whole number"):
+        round_sizes("random+fillmany", 60, 30, 4)
