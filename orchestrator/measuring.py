@@ -3,8 +3,8 @@
 The driver hands a round's pending points to a :class:`Measurer` and stores what comes back.
 :class:`RayMeasurer` is what campaigns use: engine actors on the Ray cluster
 (:func:`workers.pool.measure_tasks`), some of them kept loaded from one round to the next.
-Experiments on Algorithm 1 itself (the strategy benchmark) run the same driver with a measurer
-of their own, in process.
+Experiments on Algorithm 1 itself (the strategy benchmark on the simulated twin, the pool replay
+on real data) run the same driver with a measurer of their own, in process.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class RoundChoice:
     """What a strategy reads of the round, and the points it has chosen so far.
 
     Attributes:
-        sampler: The campaign's priors.
+        sampler: Where the points come from (the campaign's priors).
         rng: Seeded per round, so a resumed driver chooses the same points.
         budget: Most points to choose.
         wanted: Points a round adds (:func:`round_size`): every strategy takes as many.

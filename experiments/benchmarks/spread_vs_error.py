@@ -3,10 +3,11 @@
 The disagreement strategies choose the candidates on which the members' log energies spread
 most, hoping those are where the model errs. This measures that hope on the simulated twin:
 train ensembles of 2, 4 and 8 GNNs (as the campaign driver trains them) on N random prior points
-with the strategy benchmark's 1 % repeat noise, draw a pool of unmeasured prior points, and
-compare each candidate's spread with the ensemble mean's true relative error (the twin's exact
-energies). The table gives the rank correlation (Spearman) and the mean true error of the K
-candidates a disagreement round would take, against K drawn at random (the pool's MAPE) and
+labelled as the strategy benchmark's twin measures them (1 % repeat noise, the twin's
+latencies), draw a pool of unmeasured prior points, and compare each candidate's spread with
+the ensemble mean's true relative error (the twin's exact energies). The table gives the rank
+correlation (Spearman) and the mean true error of the K candidates a disagreement round would
+take, against K drawn at random (the pool's MAPE) and
 the K worst (what an oracle would take).
 
     python experiments/benchmarks/spread_vs_error.py \
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from strategy_benchmark import GPUS, Twin, campaign_config, exact_energy
+from strategy_benchmark import GPUS, campaign_config, exact_energy, twin_labels
 
 from gnn.training import ensemble_energies
 from orchestrator.campaign import train_ensemble
@@ -45,7 +46,8 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 def measure_one(seed: int, args: argparse.Namespace, sampler: PointSampler) -> list[dict[str, Any]]:
     """One seed: the rows of the table for every ensemble size."""
     points = sampler.sample(args.points, np.random.default_rng([seed, 0]))
-    rows = list(zip(points, Twin(args.noise, seed).measure(points), strict=True))
+    labels = twin_labels(points, args.noise, np.random.default_rng(seed))
+    rows = list(zip(points, labels, strict=True))
     sizes = [int(k) for k in args.members.split(",")]
     seeds = [seed * 100 + k for k in range(max(sizes))]
     members = train_ensemble(rows, args.epochs, args.patience, seeds, args.predictor)
@@ -89,7 +91,8 @@ def main() -> None:
     # The strategy benchmark's priors and evaluation settings (its campaign, any strategy).
     bench = argparse.Namespace(
         target=5.0, initial=args.points, neighbours=10, per_round=30, budget=args.points,
-        epochs=args.epochs, patience=args.patience,
+        epochs=args.epochs, patience=args.patience, points_per_engine=4, resident_engines=0,
+        predictor=args.predictor,
     )  # fmt: skip
     sampler = PointSampler(campaign_config(bench, "random"), GPUS)
     start = time.perf_counter()
