@@ -10,7 +10,7 @@ It turns the featurizer's per-kernel counts into time and energy:
 * **Power.** Each GPU draws its idle power (engine loaded) plus shares of a compute and a memory
   power budget proportional to how busy the tensor cores and the memory are during each kernel.
 * **Noise.** A multiplicative factor per engine instance (the spread between instances that real
-  GPUs show) and one per request; deterministic per seed.
+  GPUs show) and one per request; deterministic per seed and engine configuration.
 * **Engine start.** Loading holds the GPUs ``a + b · weight GB per GPU + c · layers`` seconds of
   virtual time, so that a campaign on the twin spends GPU time on engine starts as a real one
   does (fitted on the 94 engine starts of the real H200 campaigns in ``experiments/data``: vLLM
@@ -52,6 +52,7 @@ from featurize.point import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
 from llmco2 import __version__
 from llmco2.errors import InvalidRequestError
+from storage.records import config_key
 from workers.devices import DeviceState
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 
@@ -316,6 +317,10 @@ class SimulatedEngine(InferenceEngine):
                 "the simulated engine models a GPU: EngineConfig.gpu is required"
             )
         self.params = params if params is not None else TwinParameters.for_gpu(config.gpu)
+        # Each engine instance draws its own noise: seeded by the campaign's seed *and* its
+        # configuration, so that two engines of one campaign do not share one instance factor.
+        identity = config_key(self._point(InferenceRequest(1, 1, 1)), self.name)
+        self._rng = np.random.default_rng([config.seed, int(identity[:15], 16)])
         self._clock = VirtualClock()
         self._counter: VirtualCounter | None = None
         self._costs: dict[InferenceRequest, TwinCost] = {}
