@@ -409,6 +409,25 @@ def round_sizes(name: str, initial: int, per_round: int, points_per_engine: int)
     return RoundSizes(base, initial, per_round, None)
 
 
+def experiment_strategies(text: str, points_per_engine: int, known: Sequence[str]) -> list[str]:
+    """The comma-separated strategy names of an experiment's ``--strategies``, checked.
+
+    Args:
+        text: Names, each a strategy of ``known`` with or without a fill (:func:`round_sizes`).
+        points_per_engine: N of a bare ``+fill``.
+        known: The strategies the experiment runs.
+
+    Raises:
+        InvalidRequestError: A malformed fill or a strategy not in ``known``.
+    """
+    names = [name for name in text.split(",") if name]
+    bases = {round_sizes(name, 1, 1, points_per_engine).strategy for name in names}
+    unknown = sorted(bases - set(known))
+    if unknown:
+        raise InvalidRequestError(f"unknown strategies {unknown}; choose from {', '.join(known)}")
+    return names
+
+
 def register_strategy(new: Strategy) -> None:
     """Add ``new`` to :data:`STRATEGIES`, so that a campaign config can name it.
 

@@ -68,6 +68,7 @@ from orchestrator.strategies import (
     FILL_SUFFIX,
     RoundChoice,
     Strategy,
+    experiment_strategies,
     register_strategy,
     round_sizes,
 )
@@ -615,19 +616,13 @@ def main() -> None:
     evaluation = evaluation_points(args)
     truth = exact_energy(evaluation)
     try:
-        bases = {
-            round_sizes(s, 1, 1, args.points_per_engine).strategy
-            for s in args.strategies.split(",")
-        }
+        strategies = experiment_strategies(args.strategies, args.points_per_engine, STRATEGIES)
     except InvalidRequestError as exc:
         parser.error(str(exc))
-    unknown = sorted(bases - set(STRATEGIES))
-    if unknown:
-        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     cores = multiprocessing.cpu_count()
     args.threads = args.threads or max(1, cores // max(1, args.jobs))
     jobs = [(strategy, seed, args, evaluation, truth) for seed in range(args.seeds)
-            for strategy in args.strategies.split(",")]  # fmt: skip
+            for strategy in strategies]  # fmt: skip
     if args.jobs > 1:
         # spawn, not fork: a forked child inherits the parent's OpenMP state mid-flight.
         with multiprocessing.get_context("spawn").Pool(args.jobs) as workers:

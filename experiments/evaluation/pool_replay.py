@@ -61,7 +61,7 @@ from orchestrator.campaign import CampaignDriver, LocalTrainer
 from orchestrator.config import ROUND_PREDICTORS, CampaignConfig, Training, parse_config
 from orchestrator.sampling import EngineKey
 from orchestrator.sampling import engine_key as sampling_engine_key
-from orchestrator.strategies import DEFAULT_POINTS_PER_ENGINE, round_sizes
+from orchestrator.strategies import DEFAULT_POINTS_PER_ENGINE, experiment_strategies, round_sizes
 from orchestrator.strategies import STRATEGIES as CAMPAIGN_STRATEGIES
 from storage import CampaignStore, PointStatus
 from storage.export import read_exported_points
@@ -378,15 +378,9 @@ def main() -> None:
     args = parser.parse_args()
 
     try:
-        bases = {
-            round_sizes(s, 1, 1, args.points_per_engine).strategy
-            for s in args.strategies.split(",")
-        }
+        strategies = experiment_strategies(args.strategies, args.points_per_engine, STRATEGIES)
     except InvalidRequestError as exc:
         parser.error(str(exc))
-    unknown = sorted(bases - set(STRATEGIES))
-    if unknown:
-        parser.error(f"unknown strategies {unknown}; choose from {', '.join(STRATEGIES)}")
     rows = [(p, r) for p, r in read_exported_points(args.datasets)
             if r["prefill_energy_j"] is not None and r["energy_j"]]  # fmt: skip
     order = np.random.default_rng(20261201).permutation(len(rows))
@@ -396,7 +390,7 @@ def main() -> None:
     runs = [
         run_one(strategy, seed, rows, pool, held_out, args)
         for seed in range(args.seeds)
-        for strategy in args.strategies.split(",")
+        for strategy in strategies
     ]
     write_outputs(args, len(rows), pool, held_out, runs,
                   "python " + " ".join(shlex.quote(a) for a in sys.argv))  # fmt: skip

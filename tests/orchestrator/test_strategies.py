@@ -21,6 +21,7 @@ from orchestrator.strategies import (
     disagreement_order,
     diverse_order,
     engine_value_order,
+    experiment_strategies,
     high_error_indices,
     register_strategy,
     round_sizes,
@@ -261,3 +262,14 @@ def test_strategy_names_with_a_fill_ask_for_engines_filled_and_fewer_chosen_poin
     assert (engines.initial, engines.per_round, engines.points_per_engine) == (15, 30, 4)
     with pytest.raises(InvalidRequestError, match=r"\+fill takes a whole number"):
         round_sizes("random+fillmany", 60, 30, 4)
+
+
+def test_an_experiments_strategy_list_is_checked_against_what_it_runs() -> None:
+    known = ("random", "cost-aware", "oracle")
+    assert experiment_strategies("random,random+fill4,oracle", 4, known) == [
+        "random", "random+fill4", "oracle",
+    ]  # fmt: skip
+    with pytest.raises(InvalidRequestError, match=r"unknown strategies \['psychic'\]"):
+        experiment_strategies("random,psychic+fill2", 4, known)
+    with pytest.raises(InvalidRequestError, match="whole number"):
+        experiment_strategies("random+fillx", 4, known)
