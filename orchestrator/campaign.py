@@ -322,6 +322,11 @@ class CampaignDriver:
             if not claimed:
                 break
             tasks = [self._task(p) for p in claimed]
+            # The reference's engine first: a run stopped by its time limit (a device call)
+            # has then measured the reference, whatever else it did not reach.
+            first = {task.config for task, p in zip(tasks, claimed, strict=True)
+                     if p.reason == "reference"}  # fmt: skip
+            tasks.sort(key=lambda task: task.config not in first)
             if self.on_phase is not None:
                 self.on_phase(f"measuring {len(tasks)} points", len(tasks))
             waited = time.perf_counter()

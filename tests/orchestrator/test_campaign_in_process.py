@@ -23,6 +23,7 @@ class InProcessMeasurer:
     def __init__(self) -> None:
         self.workers: dict[EngineConfig, EngineWorker] = {}
         self.calls: list[int] = []
+        self.order: list[PointTask] = []
         self.closed = False
 
     def measure(
@@ -30,6 +31,7 @@ class InProcessMeasurer:
     ) -> Iterator[WorkerResult]:
         self.calls.append(len(tasks))
         for task in tasks:
+            self.order.append(task)
             worker = self.workers.setdefault(
                 task.config, EngineWorker("simulated", task.config, PROTOCOL)
             )
@@ -88,3 +90,40 @@ def test_the_loop_runs_with_the_callers_measurer_trainer_and_judge(sqlite_url: s
     assert sum(measurer.calls) == len(points) == outcome.complete_points
     assert all(p.status == "COMPLETE" for p in points)
     assert measurer.closed
+
+
+def test_a_run_measures_the_reference_engine_before_the_rounds_other_engines(
+    sqlite_url: str,
+) -> None:
+    config = parse_config(
+        {
+            "name": "reference-first", "engine": "simulated", "strategy": "random",
+            "priors": {"architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b", "bloom-560m"]},
+                       "requests": {"batch": [1, 2], "max_generated": 64},
+                       "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},
+            "sampling": {"initial": 12, "points_per_engine": 3},
+            "budget": {"rounds": 1},
+            "training": {"epochs": 2, "patience": 2, "correction_epochs": 2, "ensemble": 1},
+            "reference": {"model": "qwen2-1.5b", "prompt_tokens": 512, "generated_tokens": 8},
+        }
+    )  # fmt: skip
+    measurer = InProcessMeasurer()
+    store = CampaignStore(sqlite_url)
+    try:
+        CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], measurer=measurer,
+            trainer=LocalTrainer(config.training),
+        ).run()  # fmt: skip
+        points = {p.id: p for p in store.get_points(store.get_campaign("reference-first").id)}
+    finally:
+        store.close()
+    reference = next(p for p in points.values() if p.reason == "reference")
+    # Queued after the round's initial points, measured before them: a run that its time
+    # limit stops still measures the reference.
+    assert reference.id > min(points)
+    engines = [task.config for task in measurer.order]
+    first = engines[0]
+    assert engines[[task.point_id for task in measurer.order].index(reference.id)] == first
+    same = sum(config == first for config in engines)
+    assert engines[:same] == [first] * same  # the reference engine's points, all of them first
+    assert len(set(engines)) > 1
