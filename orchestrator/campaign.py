@@ -38,6 +38,7 @@ from orchestrator.gpu_cost import GpuCostModel, loaded_engines
 from orchestrator.measuring import Measurer, RayMeasurer
 from orchestrator.sampling import PointSampler, Sampler, fill_engines
 from orchestrator.strategies import select
+from orchestrator.time_limit import TimeLimit
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
 from storage.records import StoredPoint
 from storage.store import DEFAULT_DRIVER_LEASE_SECONDS
@@ -78,6 +79,12 @@ class CampaignOutcome:
     rounds: list[RoundReport] = field(default_factory=list)
     stop_reason: str = ""
     complete_points: int = 0
+    #: The run's time limit ended it, its round unfinished.
+    timed_out: bool = False
+
+
+class _TimeLimitError(Exception):
+    """The run's time limit left claimed points unmeasured (they are PENDING again)."""
 
 
 #: Labelled rows of a round: (point, measured labels) pairs.
@@ -226,6 +233,7 @@ class CampaignDriver:
         trainer: Trainer | None = None,
         judge: Judge | None = None,
         sampler: Sampler | None = None,
+        time_limit_s: float | None = None,
     ) -> None:
         """Prepare a campaign.
 
@@ -249,6 +257,13 @@ class CampaignDriver:
                 than the campaign's test split, e.g. a benchmark's evaluation set) and the
                 config's ``target_mape`` is not consulted; the budgets still apply.
             sampler: Where points come from (default: the config's priors, :class:`PointSampler`).
+            time_limit_s: Stop the run before this many seconds (from :meth:`run`): no engine
+                start and no point that the twin expects to end later is begun
+                (:mod:`orchestrator.time_limit`; with the default measurer only), and the run
+                ends with its round unfinished and the campaign STOPPED: rerunning continues.
+
+        Raises:
+            InvalidRequestError: A time limit that is not positive.
         """
         self.replace_config = replace_config
         self.lease_seconds = lease_seconds
@@ -264,10 +279,15 @@ class CampaignDriver:
         self.on_phase = on_phase
         self.workers = workers
         self.settings = ProtocolSettings(**config.protocol.model_dump())
+        if time_limit_s is not None and not time_limit_s > 0:
+            raise InvalidRequestError(f"--time-limit must be > 0 seconds, got {time_limit_s}")
+        self.time_limit_s = time_limit_s
+        self._time_limit: TimeLimit | None = None
         #: Measures the points; keeps ``sampling.resident_engines`` loaded between rounds.
         self.measurer: Measurer = measurer or RayMeasurer(
             config.engine, self.settings, workers=workers, uses_gpus=self._uses_gpus(),
             resident_engines=config.sampling.resident_engines,
+            admit=self._admit if time_limit_s is not None else None,
         )  # fmt: skip
         self.trainer = trainer
         self.judge = judge
@@ -317,7 +337,8 @@ class CampaignDriver:
         self.store.requeue_expired(campaign_id, self.config.max_attempts)
         measured = failed = 0
         timings: list[dict[str, float]] = []
-        while True:
+        left: list[int] = []  # claimed, not measured: the time limit had no room for them
+        while not left:
             claimed = self.store.claim(campaign_id, owner, 100_000, lease_seconds=LEASE_SECONDS)
             if not claimed:
                 break
@@ -330,8 +351,10 @@ class CampaignDriver:
             if self.on_phase is not None:
                 self.on_phase(f"measuring {len(tasks)} points", len(tasks))
             waited = time.perf_counter()
+            answered: set[int] = set()
             for result in self.measurer.measure(tasks, timings):
                 self.stage_seconds["measuring"] += time.perf_counter() - waited
+                answered.add(result.point_id)
                 with self._stage("storing"):
                     if self._record(result):
                         measured += 1
@@ -340,7 +363,15 @@ class CampaignDriver:
                 if self.on_result is not None:
                     self.on_result(result)
                 waited = time.perf_counter()
+            left = [p.id for p in claimed if p.id not in answered]
+        if left and self._time_limit is not None:
+            self.store.release(left, owner)  # PENDING again: the next run measures them
+            raise _TimeLimitError(f"{len(left)} points left for the next run")
         return measured, failed, group_timings(timings)
+
+    def _admit(self, task: PointTask, starts_engine: bool) -> bool:
+        """Whether the run's time limit leaves room for ``task`` (and its engine's start)."""
+        return self._time_limit is None or self._time_limit(task, starts_engine)
 
     def _uses_gpus(self) -> bool:
         from workers.engines import engine_class
@@ -516,13 +547,16 @@ class CampaignDriver:
         campaign = self.store.create_campaign(
             config.name, config.fingerprint(), replace_config=self.replace_config
         )
+        if self.time_limit_s is not None:
+            self._time_limit = TimeLimit(self.time_limit_s, self.settings)
         with DriverLease(self.store, campaign.id, self.lease_seconds) as lease:
             self.store.set_campaign_status(campaign.id, CampaignStatus.ACTIVE)
             try:
                 outcome = self._run(campaign.id, lease)
             finally:
                 self.measurer.close()
-            self.store.set_campaign_status(campaign.id, CampaignStatus.COMPLETE)
+            status = CampaignStatus.STOPPED if outcome.timed_out else CampaignStatus.COMPLETE
+            self.store.set_campaign_status(campaign.id, status)
         return outcome
 
     def _run(self, campaign_id: int, lease: DriverLease) -> CampaignOutcome:
@@ -564,7 +598,15 @@ class CampaignDriver:
                 rows, stored = self._labelled(campaign_id)
                 self._select_next(campaign_id, newest, unpack_members(blob), rows, stored)
                 continue
-            report = self._round(campaign_id, newest, rounds)
+            try:
+                report = self._round(campaign_id, newest, rounds)
+            except _TimeLimitError as reached:
+                outcome.stop_reason = (
+                    f"time limit of {self.time_limit_s:g} s reached in round {newest} ({reached});"
+                    " run the same command again to continue"
+                )
+                outcome.timed_out = True
+                break
             outcome.rounds.append(report)
             if self.on_round is not None:
                 self.on_round(report)

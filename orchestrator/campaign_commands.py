@@ -85,6 +85,15 @@ def run_campaign(
     report: Annotated[
         Path | None, typer.Option(help="Report folder (default experiments/reports/NAME).")
     ] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit",
+            help="Seconds this run may take: no engine start or point that would end later is "
+            "begun, and the run stops with its round unfinished (rerun to continue).",
+            min=1.0,
+        ),
+    ] = None,
 ) -> None:
     """Run a campaign, or continue it: rerun the same command after any interruption."""
     from featurize import GpuCatalog
@@ -145,6 +154,7 @@ def run_campaign(
             driver = CampaignDriver(
                 config, store, gpus=gpus, on_round=on_round, on_result=on_result,
                 on_phase=on_phase, workers=workers, replace_config=force,
+                time_limit_s=time_limit,
             )  # fmt: skip
             outcome = driver.run()
         folder = write_campaign_report(

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask, ResidentEngines, measure_tasks
+from workers.pool import Admission, PointTask, ResidentEngines, measure_tasks
 from workers.protocol import ProtocolSettings
 
 
@@ -52,6 +52,7 @@ class RayMeasurer:
         uses_gpus: Whether the engine needs GPUs.
         resident_engines: Engines kept loaded from one call to the next (0: none).
         num_cpus: CPUs each actor reserves.
+        admit: Asked before each engine start and point (a time limit); None: all measured.
     """
 
     def __init__(
@@ -63,20 +64,26 @@ class RayMeasurer:
         uses_gpus: bool,
         resident_engines: int = 0,
         num_cpus: float = 0.5,
+        admit: Admission | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
         self.max_actors = None if uses_gpus else workers
         self.num_cpus = num_cpus
         self.resident = ResidentEngines(resident_engines) if resident_engines else None
+        self.admit = admit
 
     def measure(
         self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
-        """Results of ``tasks`` from Ray actors (see :func:`workers.pool.measure_tasks`)."""
+        """Results of ``tasks`` from Ray actors (see :func:`workers.pool.measure_tasks`).
+
+        Tasks that ``admit`` refuses yield no result.
+        """
         return measure_tasks(
             self.engine, tasks, self.settings, num_cpus=self.num_cpus,
             max_actors=self.max_actors, timings=timings, resident=self.resident,
+            admit=self.admit,
         )  # fmt: skip
 
     def loaded(self) -> list[EngineConfig]:

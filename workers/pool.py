@@ -18,7 +18,7 @@ import contextlib
 from collections import defaultdict, deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from featurize import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
@@ -50,6 +50,14 @@ class PointTask:
             config.architecture, self.request, GpuSetup(config.gpu, config.tp),
             config.precision, config.flash_attention,
         )  # fmt: skip
+
+
+class Admission(Protocol):
+    """Whether a task may still be measured (a time limit's rule, for instance)."""
+
+    def __call__(self, task: PointTask, starts_engine: bool) -> bool:
+        """True to measure ``task``; ``starts_engine``: its engine would be started first."""
+        ...
 
 
 class ResidentEngines:
@@ -151,8 +159,14 @@ def measure_tasks(
     num_cpus: float = 1.0,
     timings: list[dict[str, float]] | None = None,
     resident: ResidentEngines | None = None,
+    admit: Admission | None = None,
 ) -> Generator[WorkerResult, None, None]:
     """Measure ``tasks`` and yield one result per task as results arrive.
+
+    With ``admit``, a task it refuses is not measured and yields no result: an engine whose
+    first task is refused is not started, and an engine whose next task is refused measures
+    nothing more (its other tasks are left too). The caller tells the left tasks from the
+    results.
 
     Args:
         engine_name: Engine of every task.
@@ -167,6 +181,8 @@ def measure_tasks(
             (what this call added, for an actor that was resident before).
         resident: Engines loaded by earlier calls, and where this call leaves its engines
             loaded (None: every engine is shut down when its points are done).
+        admit: Asked before each engine start and each further point (see
+            :class:`Admission`); None admits everything.
     """
     import ray
 
@@ -281,6 +297,9 @@ def measure_tasks(
                     break
                 group = waiting[chosen]
                 del waiting[chosen]
+                loads = resident is None or group.config not in resident.configs()
+                if admit is not None and not admit(group.pending[0], loads):
+                    continue  # no time for it: its tasks are left unmeasured
                 start(group)
             if not active:
                 break
@@ -330,9 +349,10 @@ def measure_tasks(
                             retryable=True,
                         )
                 continue
-            if group.pending:
+            if group.pending and (admit is None or admit(group.pending[0], False)):
                 dispatch(group)
             else:
+                group.pending.clear()  # what admit refused is left unmeasured
                 finish(group, reusable=True)
 
     finally:

@@ -4,8 +4,10 @@
 #   bash experiments/gpu/campaign_job.sh CONFIG [SECONDS] [CAMPAIGN RUN OPTIONS...]
 #
 # Starts a loopback-only Ray head holding every GPU, submits
-# `python -m orchestrator campaign run CONFIG` as a Ray job, follows it, and stops it before
-# SECONDS (default 540) so that a device call with a 600 s limit returns cleanly; the campaign
+# `python -m orchestrator campaign run CONFIG --time-limit ...` as a Ray job, follows it, and stops
+# it before SECONDS (default 540) so that a device call with a 600 s limit returns cleanly (the
+# driver's own time limit, 40 s less, ends it first without cutting off an engine start or a
+# point: see orchestrator/time_limit.py; the stop is what catches a round's training); the campaign
 # database lives in $STATE (default /tmp/llmco2-campaign), so running the same command again
 # continues the campaign (the driver releases what the stopped one held). The database, the
 # job's log, the report and the exported dataset are copied to $OUT. A database carried in as
@@ -51,7 +53,8 @@ for _ in $(seq 30); do  # the job agent comes up some seconds after the head
     ray job submit --address $address --no-wait --working-dir . \
         --runtime-env-json '{"excludes": [".gpu-bundle", ".git", "campaign-state"]}' \
         -- python -m orchestrator campaign run "$config" --db "sqlite:///$state/campaign.db" \
-        --report "$state/report" "$@" > "$out/submit.log" 2>&1
+        --report "$state/report" --time-limit $(( seconds - 40 - ($(date +%s) - begin) )) "$@" \
+        > "$out/submit.log" 2>&1
     job=$(grep -o "raysubmit_[A-Za-z0-9]*" "$out/submit.log" | head -1)
     [[ -n $job ]] && break
     grep -q "No available agent\|Failed to connect" "$out/submit.log" || { tail -5 "$out/submit.log"; break; }

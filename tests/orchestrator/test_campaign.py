@@ -492,3 +492,44 @@ def test_resident_engines_carry_loaded_engines_into_the_next_round(
     # chooses points on the engines the last round left loaded (no start to pay).
     assert all(len(r) == 1 for r in rounds_per_engine("cold", 0))
     assert any(len(r) > 1 for r in rounds_per_engine("warm", 2))
+
+
+def test_a_time_limit_stops_the_run_before_work_that_cannot_end_and_a_rerun_continues(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    config = small("random", name="time-limit", budget={"rounds": 1})
+    store = CampaignStore(sqlite_url)
+    try:
+        # Five seconds hold no engine start of the twin's estimate (tens of seconds).
+        outcome = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], workers=2, time_limit_s=5
+        ).run()
+        campaign = store.get_campaign("time-limit")
+        assert outcome.timed_out and outcome.rounds == []
+        assert outcome.stop_reason.startswith("time limit of 5 s reached in round 0 (30 points")
+        assert campaign.status == "STOPPED" and store.rounds(campaign.id) == []
+        points = store.get_points(campaign.id)
+        assert len(points) == 30 and all(p.status == "PENDING" for p in points)
+        # The same command with room for everything measures and trains the round.
+        outcome = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], workers=2, time_limit_s=3600
+        ).run()
+        assert not outcome.timed_out and [r.round_index for r in outcome.rounds] == [0]
+        assert store.get_campaign("time-limit").status == "COMPLETE"
+        points = store.get_points(campaign.id)
+        assert [p for p in points if p.round_index == 0] and all(
+            p.status == "COMPLETE" for p in points if p.round_index == 0
+        )
+    finally:
+        store.close()
+
+
+def test_a_time_limit_that_is_not_positive_is_refused(sqlite_url: str) -> None:
+    from llmco2.errors import InvalidRequestError
+
+    store = CampaignStore(sqlite_url)
+    try:
+        with pytest.raises(InvalidRequestError, match="--time-limit must be > 0"):
+            CampaignDriver(small(), store, gpus=[get_gpu("H100-SXM")], time_limit_s=0)
+    finally:
+        store.close()

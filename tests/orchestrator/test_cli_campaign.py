@@ -75,6 +75,29 @@ def test_run_list_status_and_a_rerun_that_adds_nothing(tmp_path: Path) -> None:
     assert status.returncode == 0 and "campaign tiny (COMPLETE," in status.stdout  # finished
 
 
+def test_a_run_under_a_time_limit_stops_itself_and_the_same_command_continues(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, budget={"rounds": 1})
+    report = tmp_path / "report"
+    refused = llmco2("campaign", "run", str(path), "--time-limit", "0")
+    assert refused.returncode == 2 and "--time-limit" in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "campaign.db").exists()  # refused before anything ran
+    # No engine start of the twin's estimate fits in five seconds: nothing is begun.
+    stopped = llmco2("campaign", "run", str(path), "--time-limit", "5", "--report", str(report))
+    assert stopped.returncode == 0, stopped.stderr
+    assert "time limit of 5 s reached in round 0" in stopped.stdout
+    db = f"sqlite:///{tmp_path / 'campaign.db'}"
+    status = llmco2("campaign", "status", "tiny", "--db", db)
+    assert "campaign tiny (STOPPED," in status.stdout, status.stdout
+    again = llmco2("campaign", "run", str(path), "--time-limit", "3600", "--report", str(report))
+    assert again.returncode == 0, again.stderr
+    assert "round 0:" in again.stdout and "round budget spent" in again.stdout
+    status = llmco2("campaign", "status", "tiny", "--db", db)
+    assert "campaign tiny (COMPLETE," in status.stdout, status.stdout
+
+
 def test_a_changed_config_needs_a_new_name_or_force(tmp_path: Path) -> None:
     path = write_config(tmp_path, budget={"rounds": 1})
     assert llmco2("campaign", "run", str(path), "--report", str(tmp_path / "r")).returncode == 0

@@ -235,3 +235,23 @@ def test_a_task_names_the_inference_point_it_measures() -> None:
     cpu = EngineConfig(arch, precision, 1, None)
     with pytest.raises(InvalidRequestError, match="CPU engine"):
         PointTask(8, cpu, request).point()
+
+
+def test_tasks_the_admission_refuses_are_left_unmeasured(ray_cluster: None) -> None:
+    kept, refused = config("qwen2-0.5b"), config("qwen2-1.5b")
+    work = tasks(kept, 0, [64, 128, 256, 512]) + tasks(refused, 100, [64, 128])
+    asked: list[tuple[int, bool]] = []
+
+    def admit(task: PointTask, starts_engine: bool) -> bool:
+        asked.append((task.point_id, starts_engine))
+        return task.config == kept and task.point_id < 2
+
+    timings: list[dict[str, float]] = []
+    results = list(
+        measure_tasks("simulated", work, FAST, num_cpus=0.5, timings=timings, admit=admit)
+    )
+    assert sorted(r.point_id for r in results) == [0, 1]
+    assert all(r.status == PointStatus.COMPLETE for r in results)
+    # Asked before each engine start and each further point; nothing after a refusal.
+    assert sorted(asked) == [(0, True), (1, False), (2, False), (100, True)]
+    assert len(timings) == 1  # the refused engine never started; the other one was shut down

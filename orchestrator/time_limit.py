@@ -1,0 +1,68 @@
+"""A run's time limit: measure only what can finish before it, and stop there.
+
+A campaign on a lent GPU runs in device calls of a few minutes; stopping the job from outside
+cuts off whatever engine was loading or point was being measured, and the next call repeats the
+load. With a time limit the driver itself stops starting work that cannot end in time: an engine
+is started only if its start and its first point fit in what is left, and a loaded engine begins
+a point only if the point fits. The estimates are the simulated twin's
+(:class:`~orchestrator.gpu_cost.GpuCostModel`: its start model fitted on real starts, its
+latencies and the protocol's window rules). The run then ends with its round unfinished; running
+the same command again continues it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from llmco2.errors import InvalidRequestError
+from orchestrator.gpu_cost import GpuCostModel
+from workers.pool import PointTask
+from workers.protocol_settings import ProtocolSettings
+
+
+@dataclass
+class TimeLimit:
+    """Admits a task only while it can be measured before ``deadline``.
+
+    Attributes:
+        seconds: The limit, counted from when it was made.
+        settings: The campaign's protocol (how long a point's windows last).
+        clock: Seconds of a monotonic clock.
+        deadline: The clock's reading at which the limit is reached.
+    """
+
+    seconds: float
+    settings: ProtocolSettings
+    clock: Callable[[], float] = time.monotonic
+    deadline: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0:
+            raise InvalidRequestError(f"a time limit must be > 0 seconds, got {self.seconds}")
+        self.deadline = self.clock() + self.seconds
+
+    def left(self) -> float:
+        """Seconds left before the limit (negative once it has passed)."""
+        return self.deadline - self.clock()
+
+    def needs(self, task: PointTask, starts_engine: bool) -> float:
+        """Wall seconds ``task`` is expected to take, its engine's start included if it starts.
+
+        A task of an engine without GPUs (no inference point to estimate) needs no time.
+        """
+        try:
+            point = task.point()
+        except InvalidRequestError:
+            return 0.0
+        costs = GpuCostModel(self.settings)
+        seconds = float(costs.point_seconds([point])[0])
+        if starts_engine:
+            seconds += costs.start_seconds(point)
+        return seconds / point.setup.count  # GPU-seconds of all its GPUs, in lock-step
+
+    def __call__(self, task: PointTask, starts_engine: bool) -> bool:
+        """Whether ``task`` (and its engine's start) can end before the limit."""
+        left = self.left()
+        return left > 0 and self.needs(task, starts_engine) <= left

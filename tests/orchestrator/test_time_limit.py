@@ -1,0 +1,75 @@
+"""A run's time limit admits only the engine starts and points that can end before it."""
+
+from __future__ import annotations
+
+import pytest
+
+from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
+from llmco2.errors import InvalidRequestError
+from orchestrator.gpu_cost import GpuCostModel
+from orchestrator.time_limit import TimeLimit
+from workers.engines import EngineConfig
+from workers.pool import PointTask
+from workers.protocol_settings import ProtocolSettings
+
+SETTINGS = ProtocolSettings(warmups=1, windows=2, min_window_s=2.0, min_requests=2)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task(tp: int = 1, gpu: str | None = "H200") -> PointTask:
+    config = EngineConfig(
+        resolve_architecture("llama3.1-8b"), Precision(), tp, get_gpu(gpu) if gpu else None
+    )
+    return PointTask(7, config, InferenceRequest(2, 1024, 64))
+
+
+def test_a_limit_must_be_positive() -> None:
+    for seconds in (0.0, -5.0):
+        with pytest.raises(InvalidRequestError, match="> 0 seconds"):
+            TimeLimit(seconds, SETTINGS)
+
+
+def test_an_engine_starts_only_if_its_start_and_first_point_fit() -> None:
+    clock = FakeClock()
+    limit = TimeLimit(600.0, SETTINGS, clock)
+    work = task()
+    costs = GpuCostModel(SETTINGS)
+    point = float(costs.point_seconds([work.point()])[0])
+    start = costs.start_seconds(work.point())
+    assert limit.needs(work, starts_engine=False) == pytest.approx(point)
+    assert limit.needs(work, starts_engine=True) == pytest.approx(start + point)
+    assert 0 < point < start
+    clock.now = limit.deadline - (start + point) - 1.0
+    assert limit(work, starts_engine=True)
+    clock.now += 2.0  # now the start would end after the limit, a point on a loaded engine not
+    assert not limit(work, starts_engine=True)
+    assert limit(work, starts_engine=False)
+    clock.now = limit.deadline - point / 2
+    assert not limit(work, starts_engine=False)
+
+
+def test_the_estimate_is_wall_time_of_the_tensor_parallel_group() -> None:
+    one, four = task(tp=1), task(tp=4)
+    limit = TimeLimit(60.0, SETTINGS, FakeClock())
+    costs = GpuCostModel(SETTINGS)
+    gpu_seconds = float(costs.point_seconds([four.point()])[0])
+    assert limit.needs(four, starts_engine=False) == pytest.approx(gpu_seconds / 4)
+    assert limit.needs(one, starts_engine=False) > 0
+
+
+def test_a_task_without_gpus_runs_until_the_limit_passes() -> None:
+    clock = FakeClock()
+    limit = TimeLimit(10.0, SETTINGS, clock)
+    cpu = task(gpu=None)
+    assert limit.needs(cpu, starts_engine=True) == 0.0
+    assert limit(cpu, starts_engine=True)
+    clock.now = limit.deadline
+    assert limit.left() == 0.0
+    assert not limit(cpu, starts_engine=False)
