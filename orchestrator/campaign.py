@@ -279,15 +279,15 @@ class CampaignDriver:
         self.on_phase = on_phase
         self.workers = workers
         self.settings = ProtocolSettings(**config.protocol.model_dump())
-        if time_limit_s is not None and not time_limit_s > 0:
-            raise InvalidRequestError(f"--time-limit must be > 0 seconds, got {time_limit_s}")
-        self.time_limit_s = time_limit_s
-        self._time_limit: TimeLimit | None = None
+        #: Refuses what cannot end in time; counted from :meth:`run`'s start.
+        self.time_limit = (
+            TimeLimit(time_limit_s, self.settings) if time_limit_s is not None else None
+        )
         #: Measures the points; keeps ``sampling.resident_engines`` loaded between rounds.
         self.measurer: Measurer = measurer or RayMeasurer(
             config.engine, self.settings, workers=workers, uses_gpus=self._uses_gpus(),
             resident_engines=config.sampling.resident_engines,
-            admit=self._admit if time_limit_s is not None else None,
+            admit=self.time_limit,
         )  # fmt: skip
         self.trainer = trainer
         self.judge = judge
@@ -364,14 +364,10 @@ class CampaignDriver:
                     self.on_result(result)
                 waited = time.perf_counter()
             left = [p.id for p in claimed if p.id not in answered]
-        if left and self._time_limit is not None:
+        if left and self.time_limit is not None:
             self.store.release(left, owner)  # PENDING again: the next run measures them
             raise _TimeLimitError(f"{len(left)} points left for the next run")
         return measured, failed, group_timings(timings)
-
-    def _admit(self, task: PointTask, starts_engine: bool) -> bool:
-        """Whether the run's time limit leaves room for ``task`` (and its engine's start)."""
-        return self._time_limit is None or self._time_limit(task, starts_engine)
 
     def _uses_gpus(self) -> bool:
         from workers.engines import engine_class
@@ -547,8 +543,8 @@ class CampaignDriver:
         campaign = self.store.create_campaign(
             config.name, config.fingerprint(), replace_config=self.replace_config
         )
-        if self.time_limit_s is not None:
-            self._time_limit = TimeLimit(self.time_limit_s, self.settings)
+        if self.time_limit is not None:
+            self.time_limit.start()
         with DriverLease(self.store, campaign.id, self.lease_seconds) as lease:
             self.store.set_campaign_status(campaign.id, CampaignStatus.ACTIVE)
             try:
@@ -601,9 +597,10 @@ class CampaignDriver:
             try:
                 report = self._round(campaign_id, newest, rounds)
             except _TimeLimitError as reached:
+                assert self.time_limit is not None
                 outcome.stop_reason = (
-                    f"time limit of {self.time_limit_s:g} s reached in round {newest} ({reached});"
-                    " run the same command again to continue"
+                    f"time limit of {self.time_limit.seconds:g} s reached in round {newest} "
+                    f"({reached}); run the same command again to continue"
                 )
                 outcome.timed_out = True
                 break

@@ -27,10 +27,13 @@ class TimeLimit:
     """Admits a task only while it can be measured before ``deadline``.
 
     Attributes:
-        seconds: The limit, counted from when it was made.
+        seconds: The limit, counted from when it was made or last :meth:`start` ed.
         settings: The campaign's protocol (how long a point's windows last).
         clock: Seconds of a monotonic clock.
         deadline: The clock's reading at which the limit is reached.
+
+    Raises:
+        InvalidRequestError: A limit that is not positive.
     """
 
     seconds: float
@@ -40,7 +43,11 @@ class TimeLimit:
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
-            raise InvalidRequestError(f"a time limit must be > 0 seconds, got {self.seconds}")
+            raise InvalidRequestError(f"a time limit must be > 0 seconds, got {self.seconds:g}")
+        self.start()
+
+    def start(self) -> None:
+        """Count the limit from now."""
         self.deadline = self.clock() + self.seconds
 
     def left(self) -> float:

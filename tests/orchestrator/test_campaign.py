@@ -529,7 +529,7 @@ def test_a_time_limit_that_is_not_positive_is_refused(sqlite_url: str) -> None:
 
     store = CampaignStore(sqlite_url)
     try:
-        with pytest.raises(InvalidRequestError, match="--time-limit must be > 0"):
+        with pytest.raises(InvalidRequestError, match="time limit must be > 0 seconds, got 0"):
             CampaignDriver(small(), store, gpus=[get_gpu("H100-SXM")], time_limit_s=0)
     finally:
         store.close()
