@@ -1,4 +1,4 @@
-"""Ray GPU worker actors: one per engine configuration, reused for all of its points.
+"""Ray GPU worker actors: one engine configuration at a time, reused for all of its points.
 
 :class:`EngineWorker` is a plain class (so it is testable without Ray); :func:`worker_actor`
 wraps it with ``ray.remote`` and the resources of its configuration: ``num_gpus = TP`` (whole
@@ -95,6 +95,14 @@ class WorkerStats:
         """Share of held time spent inside measurement windows."""
         held = self.held_seconds()
         return self.window_seconds / held if held > 0 else 0.0
+
+
+#: Memory a GPU may still show in use once its engine closed, for the actor to load another
+#: there: a CUDA context and the driver's reservations stay well below it, an engine holds most
+#: of the card (85 % by default).
+RELEASED_GPU_MEMORY_MIB = 2048.0
+#: How long a closed engine's processes get to give their GPU memory back.
+RELEASE_WAIT_S = 30.0
 
 
 def _one_line(exc: BaseException) -> str:
@@ -197,12 +205,39 @@ class EngineWorker:
     ) -> None:
         """Close this engine and load another configuration in the same process.
 
-        For engines that hold no GPUs (the twin): starting a Ray actor per configuration
-        costs far more than measuring its few points, so the pool reuses actors. Timings
-        start again from zero.
+        A new actor per configuration costs a Ray worker process, and for vLLM its imports
+        (20-30 s of each engine start on an H200); the twin's few points per configuration cost
+        far less than that. The pool reuses an actor for a configuration of as many GPUs, once
+        :meth:`release` has shown its GPUs free. Timings start again from zero, with no actor
+        start in the load.
         """
         self.shutdown()
-        self._load(self.engine_name, config, settings, idle_seconds)
+        self._load(self.engine_name, config, settings, idle_seconds, actor_start_s=0.0)
+
+    def release(self, wait_s: float = RELEASE_WAIT_S) -> bool:
+        """Close the engine; whether this process may load another on the same GPUs.
+
+        Closing a vLLM engine ends its engine-core and worker processes, whose memory comes
+        back within seconds. A GPU still using more than :data:`RELEASED_GPU_MEMORY_MIB` after
+        ``wait_s`` means part of the old engine lives on: a new engine would start short of
+        memory and be metered beside it, so the caller replaces the actor instead. An engine
+        without GPU memory readings (the twin) is always released.
+        """
+        source = self.engine.counter_source() if self.engine is not None else None
+        self.shutdown()
+        read = getattr(source, "memory_used_mib", None)
+        if read is None:
+            return True
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                if max(read(), default=0.0) <= RELEASED_GPU_MEMORY_MIB:
+                    return True
+            except Exception:  # a GPU that cannot be read is not one to load onto again
+                return False
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
     def info(self) -> dict[str, Any]:
         """Engine version, load time and load error (if any)."""

@@ -223,6 +223,15 @@ class NvmlCounterSource:
         with nvml_errors("reading the GPU energy counter"):
             return [int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
 
+    def memory_used_mib(self) -> list[float]:
+        """Memory in use on each GPU, by every process (MiB).
+
+        Raises:
+            NvmlError: An NVML failure (typed as for :meth:`energy_mj`).
+        """
+        with nvml_errors("reading the GPU memory in use"):
+            return [self._nvml.nvmlDeviceGetMemoryInfo(h).used / 2**20 for h in self._handles]
+
     def state(self) -> DeviceState:
         """Power draw, SM and memory clocks and temperature of each GPU.
 

@@ -6,6 +6,12 @@ configurations run concurrently as far as the cluster's GPUs allow. An actor tha
 in-flight point with it as a retryable FAILED result (``actor_died``) and is replaced for the
 configuration's remaining points, up to ``max_actor_restarts`` times.
 
+Processes outlive engines: an actor whose configuration is done loads the next waiting
+configuration of as many GPUs in place (:meth:`workers.actors.EngineWorker.reload`) once its
+closed engine has given the GPUs' memory back, instead of Ray starting a worker process and
+vLLM being imported again. A configuration that fails to load in such a process is tried in a
+fresh one before its points are given up.
+
 Engines can outlive a call: given :class:`ResidentEngines`, an actor whose points are done stays
 loaded, and the next call (the next round of a campaign) measures the points of its configuration
 on it without a new engine start; resident engines the next call has no work for, or whose GPUs
@@ -131,6 +137,8 @@ def _added(timing: dict[str, float], reported: dict[str, float]) -> dict[str, fl
     return added
 
 
+#: Error kinds of a configuration that could not load (every point of it shares the fate).
+_LOAD_FAILURES = ("infeasible", "engine_load_failed")
 #: Timing fields that add up over an actor's life.
 _CUMULATIVE = ("held_s", "window_s", "load_s", "points")
 
@@ -146,6 +154,8 @@ class _Group:
     timing: dict[str, float] | None = None
     #: The actor's cumulative timing reported by earlier calls (it was resident).
     reported: dict[str, float] | None = None
+    #: Whether the actor loaded this configuration in a process of an earlier one.
+    reused: bool = False
 
 
 def measure_tasks(
@@ -199,7 +209,9 @@ def measure_tasks(
     waiting = deque(sorted(groups.values(), key=lambda g: (-g.config.tp, g.config not in loaded)))
     active: dict[Any, _Group] = {}  # in-flight object ref → group
     started: list[_Group] = []  # every group that got an actor, for the cleanup
-    idle: list[Any] = []  # healthy actors of engines without GPUs, ready for another config
+    # Healthy actors whose engine is closed, ready to load another configuration of as many
+    # GPUs (GPUs held, actor): a GPU actor is kept only while such a configuration waits.
+    idle: list[tuple[int, Any]] = []
     gpu_budget = int(ray.cluster_resources().get("GPU", 0))
     limit = max_actors if max_actors is not None else 4
 
@@ -209,14 +221,35 @@ def measure_tasks(
     def gpus_in_use() -> int:
         return sum(needs(g) for g in active.values())
 
+    def resident_gpus() -> int:
+        if resident is None:
+            return 0
+        return sum(c.tp for c in resident.configs() if uses_gpu(engine_name, c))
+
+    def take_idle(gpus: int) -> Any:
+        """An idle actor holding ``gpus`` GPUs (None if there is none)."""
+        for index, (held, actor) in enumerate(idle):
+            if held == gpus:
+                del idle[index]
+                return actor
+        return None
+
+    def free_idle_gpus(group: _Group) -> None:
+        """Shut idle GPU actors down, oldest first, until ``group`` can start beside them."""
+        while True:
+            held = sum(gpus for gpus, _ in idle)
+            if not held or needs(group) <= gpu_budget - gpus_in_use() - held - resident_gpus():
+                return
+            index = next(i for i, (gpus, _) in enumerate(idle) if gpus)
+            _shut_down(idle.pop(index)[1])
+
     def make_room(group: _Group) -> None:
         """Shut resident engines down, oldest first, until ``group`` can start beside them."""
         if resident is None:
             return
         for config in resident.configs():
-            kept = sum(c.tp for c in resident.configs() if uses_gpu(engine_name, c))
             if needs(group):
-                short = needs(group) > gpu_budget - gpus_in_use() - kept
+                short = needs(group) > gpu_budget - gpus_in_use() - resident_gpus()
             else:  # an actor without GPUs holds CPUs, which queued actors may need
                 short = len(active) + len(resident) >= limit
             if not short:
@@ -229,7 +262,7 @@ def measure_tasks(
         group.in_flight = group.actor.measure.remote(task.point_id, task.request)
         active[group.in_flight] = group
 
-    def start(group: _Group) -> None:
+    def start(group: _Group, fresh: bool = False) -> None:
         kept = resident.take(group.config) if resident is not None else None
         if kept is not None:
             group.actor, group.reported = kept
@@ -239,15 +272,22 @@ def measure_tasks(
         if not needs(group) and resident is not None and resident.configs():
             oldest = resident.configs()[0]
             if not uses_gpu(engine_name, oldest) and len(active) + len(resident) >= limit:
-                idle.append(resident.release(oldest))  # loads this configuration in place
+                idle.append((0, resident.release(oldest)))  # loads this configuration in place
+        reusable = None if fresh else take_idle(needs(group))
+        if reusable is None:
+            free_idle_gpus(group)
         make_room(group)
-        if idle and not needs(group):
-            # An actor of a configuration without GPUs loads the next one in place: starting a
-            # Ray worker process costs far more than the twin's few points per configuration.
-            group.actor = idle.pop()
+        if reusable is not None:
+            # An actor whose engine closed loads the next configuration in place: a new Ray
+            # worker process costs its start and imports (for vLLM 20-30 s of a GPU's time),
+            # more than the twin's few points of a configuration.
+            group.actor, group.reused = reusable, True
             group.actor.reload.remote(group.config, settings, idle_seconds)
         else:
-            group.actor = worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus)
+            group.actor, group.reused = (
+                worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus),
+                False,
+            )
         started.append(group)
         dispatch(group)
 
@@ -261,10 +301,14 @@ def measure_tasks(
                     resident.put(group.config, group.actor, group.timing)
                     group.actor = None
                     return
-                if reusable and not needs(group) and waiting:
-                    # Kept only while a configuration waits for it: an idle actor holds its
-                    # CPUs, which actors still queued for resources may need to start at all.
-                    idle.append(group.actor)
+                # Kept only while a configuration of as many GPUs waits for it: an idle actor
+                # holds its CPUs and GPUs, which actors still queued may need to start at all.
+                if (
+                    reusable
+                    and any(needs(g) == needs(group) for g in waiting)
+                    and (not needs(group) or ray.get(group.actor.release.remote(), timeout=180))
+                ):
+                    idle.append((needs(group), group.actor))
                     group.actor = None
                     return
                 ray.get(group.actor.shutdown.remote(), timeout=120)
@@ -320,10 +364,17 @@ def measure_tasks(
                     retryable=True,
                     healthy=False,
                 )
+            if group.reused and not result.healthy and result.error_kind in _LOAD_FAILURES:
+                # A load that failed in a process of an earlier engine is not the
+                # configuration's fault until a fresh process fails it too.
+                group.pending.appendleft(task)
+                finish(group)
+                start(group, fresh=True)
+                continue
             yield result
             if not result.healthy:
                 finish(group)
-                if result.error_kind in ("infeasible", "engine_load_failed"):
+                if result.error_kind in _LOAD_FAILURES:
                     # The configuration cannot load: every remaining point shares its fate.
                     while group.pending:
                         pending = group.pending.popleft()
@@ -360,7 +411,7 @@ def measure_tasks(
         # group whose result the caller stopped at has already left `active`.
         for group in started:
             finish(group)
-        for actor in idle:
+        for _, actor in idle:
             _shut_down(actor)
 
 

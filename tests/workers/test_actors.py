@@ -255,3 +255,26 @@ def test_tasks_the_admission_refuses_are_left_unmeasured(ray_cluster: None) -> N
     # Asked before each engine start and each further point; nothing after a refusal.
     assert sorted(asked) == [(0, True), (1, False), (2, False), (100, True)]
     assert len(timings) == 1  # the refused engine never started; the other one was shut down
+
+
+# Memory is read every 0.5 s: free on the third reading; never free: the whole wait (3 s);
+# unreadable: no wait at all.
+@pytest.mark.parametrize(
+    ("engine", "released", "least_s", "most_s"),
+    [
+        ("SlowToFreeEngine", True, 0.9, 2.5),
+        ("NeverFreeEngine", False, 3.0, 5.0),
+        ("UnreadableMemoryEngine", False, 0.0, 0.5),
+    ],
+)
+def test_a_closed_engine_releases_its_gpus_only_once_their_memory_is_back(
+    engine: str, released: bool, least_s: float, most_s: float
+) -> None:
+    from workers.actors import EngineWorker
+
+    worker = EngineWorker(f"tests.workers.gpu_held:{engine}", config("qwen2-0.5b"), FAST, 0.0)
+    assert worker.load_error is None
+    began = time.monotonic()
+    assert worker.release(wait_s=3.0) is released
+    assert worker.engine is None  # closed either way
+    assert least_s <= time.monotonic() - began < most_s

@@ -195,3 +195,25 @@ def test_vllm_keeps_its_caches_in_the_compile_cache_directory(
     assert engine.settings["compile_cache"] is True
     # vLLM wrote what it learnt of the model class under the directory it was given.
     assert list((tmp_path / "vllm").rglob("*LlamaForCausalLM*"))
+
+
+def test_an_actor_loads_a_second_vllm_engine_in_its_process(ray_cluster: None) -> None:  # noqa: F811
+    # The first engine is closed (its engine-core process ended) and the next shape loads in
+    # the same actor: no new Ray worker, vLLM already imported.
+    shapes = [TINY, TINY.replace(name="tiny-llama-3l", num_layers=3)]
+    work = [
+        PointTask(n, EngineConfig(arch, Precision(), 1, None, seed=0), InferenceRequest(1, 24, 4))
+        for n, arch in enumerate(shapes)
+    ]
+    settings = ProtocolSettings(warmups=1, windows=1, min_window_s=0.1, min_requests=1)
+    timings: list[dict[str, float]] = []
+    results = sorted(
+        measure_tasks("vllm", work, settings, num_cpus=1, max_actors=1, timings=timings),
+        key=lambda r: r.point_id,
+    )
+    assert [r.status for r in results] == [PointStatus.COMPLETE] * 2, results
+    assert len({t["pid"] for t in timings}) == 1
+    first, second = (r.record.extra for r in results if r.record is not None and r.record.extra)
+    assert first["engine_instance"] != second["engine_instance"]
+    assert second["engine_phases"]["actor_start_s"] == 0.0
+    assert second["engine_phases"]["import_s"] < 1.0 < first["engine_phases"]["import_s"]

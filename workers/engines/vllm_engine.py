@@ -23,6 +23,7 @@ machine to the next. All three are recorded with every measurement.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -387,12 +388,18 @@ class VllmEngine(InferenceEngine):
         llm, self._llm = self._llm, None
         if llm is not None:
             try:
+                # vLLM 0.24's LLMEngine has no shutdown of its own: its engine-core client
+                # ends the engine's processes (and waits for them), which frees their GPUs now
+                # rather than whenever the collector gets to the engine.
                 engine = getattr(llm, "llm_engine", None)
-                shutdown = getattr(engine, "shutdown", None)
-                if callable(shutdown):
-                    shutdown()
+                for owner in (engine, getattr(engine, "engine_core", None)):
+                    shutdown = getattr(owner, "shutdown", None)
+                    if callable(shutdown):
+                        shutdown()
+                        break
             finally:
                 del llm
+                gc.collect()
         if self._model_dir is not None:
             shutil.rmtree(self._model_dir, ignore_errors=True)
             self._model_dir = None
