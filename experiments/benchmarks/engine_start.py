@@ -14,8 +14,11 @@ energy of the other mode is judged. Suffixes start the engine another way: ``+ac
 actor, as campaigns start it (:func:`workers.actors.worker_actor` on a local loopback Ray, the
 campaign's CPUs per GPU), ``+uni`` with the model in vLLM's engine-core process
 (``LLMCO2_VLLM_EXECUTOR=uni``), ``+inproc`` with vLLM's engine core in the worker's own process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``): ``inductor-warm+actor+uni``, say. Each row keeps where
-its start went (the workers' ``engine_phases``). Prints a table and writes ``engine_start.json``
+(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), ``+reuse`` in a worker that has already run and closed an
+engine of another shape (``--reuse-after``, not measured), as a campaign's actor loads its next
+configuration (:meth:`workers.actors.EngineWorker.reload` once ``release`` found the GPU's memory
+back): ``inductor-cold+actor+uni+reuse``, say. Each row keeps where its start went (the workers'
+``engine_phases``). Prints a table and writes ``engine_start.json``
 under ``--out`` after every engine (a stopped run keeps what it measured).
 """
 
@@ -47,7 +50,7 @@ def _cache_size_mib(root: Path) -> float:
 
 
 #: Variant suffixes: how the engine is started beyond its compile mode and cache.
-SUFFIXES = ("actor", "uni", "inproc")
+SUFFIXES = ("actor", "uni", "inproc", "reuse")
 
 
 class _Started:
@@ -64,6 +67,16 @@ class _Started:
             os.environ.update(env)
             self.worker = EngineWorker("vllm", config, ProtocolSettings())
 
+    def reload(self, config: EngineConfig) -> bool:
+        """Close this engine and load ``config`` in the same process, as the pool does.
+
+        Returns whether the closed engine gave the GPU's memory back (no reload if not).
+        """
+        if not self.call("release"):
+            return False
+        self.call("reload", config, ProtocolSettings())
+        return True
+
     def call(self, method: str, *args: Any) -> Any:
         if not self.in_actor:
             return getattr(self.worker, method)(*args)
@@ -79,8 +92,14 @@ class _Started:
             ray.kill(self.worker)
 
 
-def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) -> dict[str, Any]:
-    """Start one engine of ``shape`` the ``variant`` way and measure the reference requests."""
+def run_variant(
+    shape: str, variant: str, caches: dict[str, Path], seed: int, reuse_after: str
+) -> dict[str, Any]:
+    """Start one engine of ``shape`` the ``variant`` way and measure the reference requests.
+
+    A ``+reuse`` variant first starts an engine of ``reuse_after`` the same way, closes it, and
+    then times the start of ``shape`` in that worker.
+    """
     base, *suffixes = variant.split("+")
     mode, _, cache = base.partition("-")
     if mode not in COMPILE_MODES or cache not in ("cold", "warm") or set(suffixes) - {*SUFFIXES}:
@@ -103,13 +122,25 @@ def run_variant(shape: str, variant: str, caches: dict[str, Path], seed: int) ->
         from workers.cluster import connect
 
         connect()  # once, before the clock starts: Ray's own start is no engine start
-    started = time.monotonic()
-    worker = _Started(config, env, "actor" in suffixes)
+    released = None
+    if "reuse" in suffixes:
+        earlier = EngineConfig(resolve_architecture(reuse_after), Precision(), 1, gpu, True, seed)
+        worker = _Started(earlier, env, "actor" in suffixes)
+        started = time.monotonic()
+        released = worker.reload(config)
+        if not released:  # as the pool does: a new worker where the GPU was not given back
+            worker.stop()
+            started = time.monotonic()
+            worker = _Started(config, env, "actor" in suffixes)
+    else:
+        started = time.monotonic()
+        worker = _Started(config, env, "actor" in suffixes)
     info = worker.call("info")
     row: dict[str, Any] = {
         "shape": shape,
         "variant": variant,
         "load_s": time.monotonic() - started,
+        "reused_after": reuse_after if released else None,
         "load_error": info["load_error"],
         "cache_mib": _cache_size_mib(caches[mode]),
         "requests": [],
@@ -174,7 +205,13 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         default="inductor-cold,inductor-warm,none-cold,none-warm",
-        help="comma-separated MODE-cold / MODE-warm, each with optional +actor, +uni, +inproc",
+        help="comma-separated MODE-cold / MODE-warm, each with optional +actor, +uni, +inproc, "
+        "+reuse",
+    )
+    parser.add_argument(
+        "--reuse-after",
+        default="qwen2-0.5b",
+        help="shape whose engine a +reuse variant's worker runs and closes first",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
@@ -192,7 +229,7 @@ def main() -> None:
         caches: dict[str, Path] = {}
         first: dict[str, Any] | None = None
         for variant in args.variants.split(","):
-            row = run_variant(shape, variant, caches, args.seed)
+            row = run_variant(shape, variant, caches, args.seed, args.reuse_after)
             document["rows"].append(row)
             (args.out / "engine_start.json").write_text(json.dumps(document, indent=1))
             _print_row(row, first)
