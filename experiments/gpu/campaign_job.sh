@@ -74,11 +74,15 @@ while [[ -n $job ]]; do
     sleep 5
 done
 [[ -n $job ]] && ray job logs --address $address "$job" > "$out/job.log" 2>&1
-# Where each engine start went (vLLM logs its phases in the actors' logs, not the job's): the
-# next session can tell weight init, torch.compile, CUDA-graph capture and KV profiling apart.
-grep -hE "Loading weights took|Model loading took|torch.compile takes|Compiling a graph|Graph capturing finished|init engine|KV cache|Available KV|Directly load the compiled" \
+# Where each engine start went (vLLM logs its phases in the actors' logs, not the job's): every
+# timestamped line of vLLM's own log, in time order (the process that wrote it at the end of
+# the line), so that the time before the weights load
+# (engine-core and worker processes, imports, CUDA and distributed set-up) splits as finely as
+# weight init, torch.compile, KV-cache profiling and CUDA-graph capture.
+grep -hE "(INFO|WARNING|ERROR) [0-9]{2}-[0-9]{2} [0-9:]{8} " \
     /tmp/ray/session_latest/logs/worker-*.out /tmp/ray/session_latest/logs/worker-*.err 2>/dev/null \
-    | cut -c1-300 > "$out/engine-start.log"
+    | sed -E 's/^(\([^)]*\)) (.*)$/\2 \1/' | sort -k2,3 -s | cut -c1-300 | tail -6000 \
+    > "$out/engine-start.log"
 # Why an engine failed to start: the engine core logs the root cause in its own process, and the
 # driver only sees "Engine core initialization failed. See root cause above.": the exception lines
 # first (what the next session reads), then whole tracebacks (the root cause ends them).
