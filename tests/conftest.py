@@ -1,4 +1,4 @@
-"""Shared fixtures: catalog architectures, GPUs, a point factory and databases.
+"""Shared fixtures: catalog architectures, GPUs, a point factory, databases and a local Ray.
 
 Storage tests run on SQLite and on the real PostgreSQL server. PostgreSQL is taken from
 ``LLMCO2_TEST_POSTGRES_URL`` (default: the server the developers' and CI machines run on
@@ -9,6 +9,7 @@ string, i.e. where no server is configured.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,6 +32,27 @@ from featurize import (
 from storage import PointSpec
 
 PointFactory = Callable[..., InferencePoint]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def local_ray(num_cpus: int = 2, num_gpus: int = 0) -> Iterator[None]:
+    """A Ray cluster on loopback for a test module: explicit CPUs, GPUs declared (not real)."""
+    import ray
+
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+        logging_level="ERROR",
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 @pytest.fixture

@@ -5,38 +5,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
 from storage.records import PointStatus
+from tests.conftest import local_ray
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
 from workers.pool import PointTask, measure_tasks
 from workers.protocol import ProtocolSettings
 
-ROOT = Path(__file__).resolve().parents[2]
 FAST = ProtocolSettings(windows=2, min_window_s=2.0)
 HELD = "tests.workers.gpu_held:GpuHeldEngine"
 
 
 @pytest.fixture(scope="module")
 def one_gpu_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        num_cpus=2,
-        num_gpus=1,
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-        logging_level="ERROR",
-    )
-    try:
+    with local_ray(num_gpus=1):
         yield
-    finally:
-        ray.shutdown()
 
 
 def work(models: list[str]) -> list[PointTask]:
