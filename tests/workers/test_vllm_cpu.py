@@ -217,3 +217,33 @@ def test_an_actor_loads_a_second_vllm_engine_in_its_process(ray_cluster: None) -
     assert first["engine_instance"] != second["engine_instance"]
     assert second["engine_phases"]["actor_start_s"] == 0.0
     assert second["engine_phases"]["import_s"] < 1.0 < first["engine_phases"]["import_s"]
+
+
+def test_an_in_process_engine_core_is_released_and_replaced_in_its_actor(
+    ray_cluster: None,  # noqa: F811
+) -> None:
+    # VLLM_ENABLE_V1_MULTIPROCESSING=0: the engine core runs in the actor itself; closing it
+    # must leave nothing (distributed groups, cached memory) that stops the next one there.
+    import ray
+
+    from workers.actors import worker_actor
+
+    settings = ProtocolSettings(warmups=1, windows=1, min_window_s=0.1, min_requests=1)
+    first = EngineConfig(TINY, Precision(), 1, None, seed=0)
+    second = EngineConfig(TINY.replace(name="tiny-llama-3l", num_layers=3), Precision(), 1, None)
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    actor = worker_actor("vllm", first, settings, 0.0, num_cpus=1, env=env)
+    try:
+        records = []
+        for number, config in enumerate((first, second)):
+            if number:
+                assert ray.get(actor.release.remote()) is True
+                ray.get(actor.reload.remote(config, settings, 0.0))
+            result = ray.get(actor.measure.remote(number, InferenceRequest(1, 24, 4)))
+            assert result.status == PointStatus.COMPLETE, result.error_message
+            records.append(result.record)
+        settings_seen = [record.extra["engine_settings"] for record in records]
+        assert [s["engine_core"] for s in settings_seen] == ["in-process", "in-process"]
+        assert records[0].extra["engine_instance"] != records[1].extra["engine_instance"]
+    finally:
+        ray.kill(actor)

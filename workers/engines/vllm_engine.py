@@ -16,9 +16,11 @@ fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly
 faster without the compiler, but on an H200 Qwen3 shapes then drew 1.3-4.0 % more energy
 (``experiments/benchmarks/engine_start.py``): it is not a measurement setting.
 ``LLMCO2_VLLM_EXECUTOR=uni`` runs a TP 1 engine's model inside vLLM's engine-core process
-instead of a worker process of its own (``mp``, the default). ``LLMCO2_COMPILE_CACHE=DIR``
+instead of a worker process of its own (``mp``, the default), and vLLM's
+``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the engine core in the worker's own process (recorded as
+``engine_core``). ``LLMCO2_COMPILE_CACHE=DIR``
 keeps vLLM's, Inductor's and Triton's caches under DIR, so a campaign can carry them from one
-machine to the next. All three are recorded with every measurement.
+machine to the next. All of them are recorded with every measurement.
 """
 
 from __future__ import annotations
@@ -119,6 +121,15 @@ def executor(tp: int) -> str:
     """
     chosen = _choice("LLMCO2_VLLM_EXECUTOR", EXECUTORS)
     return chosen if tp == 1 else "mp"
+
+
+def engine_core_in_process() -> bool:
+    """Whether vLLM runs its engine core in the caller's process (no process of its own).
+
+    ``VLLM_ENABLE_V1_MULTIPROCESSING=0``: with the ``uni`` executor a TP 1 engine then spawns no
+    process at all, where each spawned process imports torch and vLLM again.
+    """
+    return os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING", "1") == "0"
 
 
 def compile_kwargs(mode: str) -> dict[str, Any]:
@@ -326,6 +337,7 @@ class VllmEngine(InferenceEngine):
             "max_num_seqs": kwargs["max_num_seqs"],
             "attention_backend": kwargs.get("attention_backend"),
             "executor": kwargs.get("distributed_executor_backend"),
+            "engine_core": "in-process" if engine_core_in_process() else "process",
         }
         unbias = routes_by_biases_under_dummy_weights(arch)
         if unbias:
@@ -400,6 +412,13 @@ class VllmEngine(InferenceEngine):
             finally:
                 del llm
                 gc.collect()
+                if self._settings.get("engine_core") == "in-process":
+                    # The engine ran in this process: its distributed groups and cached GPU
+                    # memory stay here unless released, and the next engine started here would
+                    # find them.
+                    from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
+                    cleanup_dist_env_and_memory()
         if self._model_dir is not None:
             shutil.rmtree(self._model_dir, ignore_errors=True)
             self._model_dir = None
