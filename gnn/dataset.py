@@ -100,16 +100,21 @@ class LabelledData:
         """``"{count}x{gpu}"`` of every row."""
         return np.array([f"{c}x{g}" for c, g in zip(self.gpu_count, self.gpu_type, strict=True)])
 
-    def coverage(self) -> dict[str, list[str]]:
+    def coverage(self) -> dict[str, Any]:
         """What the data spans, for a predictor's metadata (:func:`gnn.predict.extrapolates`).
 
-        GPU setups, models, model families and precisions (``Precision.label``).
+        GPU setups, models, model families, precisions (``Precision.label``) and the precisions
+        measured on each GPU type.
         """
+        by_gpu: dict[str, set[str]] = {}
+        for gpu, point in zip(self.gpu_type.tolist(), self.points, strict=True):
+            by_gpu.setdefault(str(gpu), set()).add(point.precision.label)
         return {
             "setups": sorted(set(self.setup.tolist())),
             "models": sorted(set(self.model_name.tolist())),
             "families": sorted(set(self.family.tolist())),
             "precisions": sorted({p.precision.label for p in self.points}),
+            "gpu_precisions": {gpu: sorted(labels) for gpu, labels in sorted(by_gpu.items())},
         }
 
     @classmethod

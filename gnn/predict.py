@@ -86,8 +86,9 @@ def load_predictor(path: Path | None) -> EnergyPredictor:
 def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
     """Whether the point lies outside the predictor's training data.
 
-    That is: its GPU setup, model family or precision was not measured, or its GPU type has no
-    fitted coefficients in the analytical model.
+    That is: its GPU setup, model family or precision was not measured (the precision on its GPU
+    type, where the metadata says which were), or its GPU type has no fitted coefficients in the
+    analytical model.
     """
     if isinstance(predictor, HybridPredictor) and not predictor.gpu_measured(point.setup.gpu.id):
         return True
@@ -106,6 +107,9 @@ def extrapolates(predictor: EnergyPredictor, point: InferencePoint) -> bool:
         known_family = any(family.startswith(prefix) for prefix in named)
     # Predictors trained before their metadata listed precisions learnt from 16-bit data only.
     precisions = predictor.metadata.get("precisions", [Precision().label])
+    by_gpu = predictor.metadata.get("gpu_precisions")
+    if by_gpu is not None:
+        precisions = by_gpu.get(point.setup.gpu.id, [])
     return (
         f"{point.setup.count}x{point.setup.gpu.id}" not in setups
         or not known_family

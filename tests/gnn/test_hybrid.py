@@ -189,13 +189,19 @@ def test_extrapolation_follows_the_families_the_data_covers(
     from gnn.predict import extrapolates
 
     coverage = twin_data.coverage()
-    assert set(coverage) == {"setups", "models", "families", "precisions"}
+    assert set(coverage) == {"setups", "models", "families", "precisions", "gpu_precisions"}
     point = twin_data.points[0]
     family = point.architecture.family
     assert family in coverage["families"]
     hybrid.metadata = {**hybrid.metadata, **coverage}
     try:
         assert not extrapolates(hybrid, point)
+        # A precision measured on other GPU types only is an extrapolation on this one.
+        gpu, label = point.setup.gpu.id, point.precision.label
+        assert label in coverage["gpu_precisions"][gpu]
+        hybrid.metadata["gpu_precisions"] = {**coverage["gpu_precisions"], gpu: []}
+        assert label in hybrid.metadata["precisions"] and extrapolates(hybrid, point)
+        hybrid.metadata["gpu_precisions"] = coverage["gpu_precisions"]
         hybrid.metadata["families"] = [f for f in coverage["families"] if f != family]
         assert extrapolates(hybrid, point)
     finally:
