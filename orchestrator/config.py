@@ -242,6 +242,7 @@ class Protocol(_Strict):
     warmups: Annotated[int, Field(ge=0)] = _PROTOCOL.warmups
     windows: Annotated[int, Field(ge=1)] = _PROTOCOL.windows
     min_window_s: Annotated[float, Field(gt=0)] = _PROTOCOL.min_window_s
+    min_periods: PositiveInt = _PROTOCOL.min_periods
     min_requests: PositiveInt = _PROTOCOL.min_requests
     cv_threshold: Annotated[float, Field(gt=0)] = _PROTOCOL.cv_threshold
 
@@ -256,6 +257,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("sampling", "points_per_engine"): None,
     ("sampling", "resident_engines"): 0,
     ("reference",): None,
+    ("protocol", "min_periods"): _PROTOCOL.min_periods,
 }
 
 

@@ -28,9 +28,10 @@ def loaded_engines(configs: Iterable[EngineConfig]) -> frozenset[EngineKey]:
     )
 
 
-#: Seconds a window waits for the energy counter's ticks around its work (~one 100 ms period at
-#: each end on an H200).
-WINDOW_OVERHEAD_S = 0.2
+#: Seconds between updates of the GPUs' energy counter (NVML on H100 and H200).
+COUNTER_PERIOD_S = 0.1
+#: Seconds a window waits for the energy counter's ticks around its work (~one period at each end).
+WINDOW_OVERHEAD_S = 2 * COUNTER_PERIOD_S
 
 
 def protocol_seconds(
@@ -39,8 +40,8 @@ def protocol_seconds(
     """Seconds the measurement protocol takes for requests of the given latencies.
 
     Warm-ups of the request and of its prefill, then ``windows`` windows of each, a window
-    lasting at least ``min_window_s`` and ``min_requests`` requests (a request of one generated
-    token has no prefill pass of its own).
+    lasting at least ``min_window_s``, ``min_periods`` counter updates and ``min_requests``
+    requests (a request of one generated token has no prefill pass of its own).
 
     Args:
         latency_s: Latency of each request.
@@ -51,7 +52,8 @@ def protocol_seconds(
     with_prefill = (generated > 1) & settings.measure_prefill
 
     def shape(seconds: np.ndarray) -> np.ndarray:
-        window = np.maximum(settings.min_window_s, settings.min_requests * seconds)
+        shortest = max(settings.min_window_s, settings.min_periods * COUNTER_PERIOD_S)
+        window = np.maximum(shortest, settings.min_requests * seconds)
         warm = max(settings.warmups, 1) * seconds
         return np.asarray(warm + settings.windows * (window + WINDOW_OVERHEAD_S))
 

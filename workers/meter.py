@@ -19,9 +19,10 @@ from dataclasses import dataclass
 
 from llmco2.errors import MeasurementError
 from workers.devices import Clock, CounterSource, RealClock
+from workers.protocol_settings import DEFAULT_MIN_PERIODS
 
-#: Fewest counter updates a window must span before its energy is trusted.
-DEFAULT_MIN_PERIODS = 20
+__all__ = ["DEFAULT_MIN_PERIODS", "EnergyMeter", "Measurement"]
+
 _POLL_S = 0.0005
 
 

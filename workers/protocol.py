@@ -5,7 +5,7 @@ For a request shape:
 1. Warm up: ``warmups`` runs of the full request and of its prefill alone (the first run of a
    new shape compiles kernels and captures graphs: 2-3× slower on the GPU).
 2. Full request: ``windows`` measurement windows, each of back-to-back identical requests until
-   the window lasts at least ``min_window_s`` (and the meter's ``min_periods`` counter updates)
+   the window lasts at least ``min_window_s`` and ``min_periods`` updates of the energy counter
    and holds at least ``min_requests`` requests. Energy and latency per request are the window's
    totals divided by its count.
 3. Prefill alone: the same with one output token (``max_tokens = 1``); decode = total − prefill.
@@ -81,11 +81,22 @@ class MeasurementProtocol:
         meter: EnergyMeter | None = None,
     ) -> None:
         self.engine = engine
-        self.settings = settings if settings is not None else ProtocolSettings()
         self.meter = meter
+        self.settings = settings if settings is not None else ProtocolSettings()
         self.clock = engine.clock()
         self.window_seconds = 0.0  # time inside measurement windows (for the duty cycle)
         self._warm: set[InferenceRequest] = set()
+
+    @property
+    def settings(self) -> ProtocolSettings:
+        """The protocol's knobs; setting them also sets the counter updates the meter requires."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: ProtocolSettings) -> None:
+        self._settings = settings
+        if self.meter is not None:
+            self.meter.min_periods = settings.min_periods
 
     def _warm_up(self, request: InferenceRequest) -> float:
         """Run the warm-ups of a shape; returns the last run's latency."""

@@ -33,7 +33,7 @@ from featurize.gpus import GpuCatalog
 from workers.actors import EngineWorker
 from workers.devices import detect_gpu_names
 from workers.engines import EngineConfig
-from workers.meter import DEFAULT_MIN_PERIODS
+from workers.protocol_settings import DEFAULT_MIN_PERIODS
 
 #: The requests every pass measures: (batch, prompt tokens, generated tokens).
 REQUESTS = ((1, 1024, 128), (4, 512, 64), (2, 2048, 16), (8, 256, 200), (1, 4000, 8), (16, 700, 96))
@@ -51,8 +51,9 @@ def run_pass(worker: EngineWorker, name: str, window_s: float, periods: int) -> 
     """Measure every request of :data:`REQUESTS` with windows of ``window_s`` / ``periods``."""
     protocol = worker.protocol
     assert protocol is not None and protocol.meter is not None
-    protocol.settings = dataclasses.replace(CAMPAIGN_PROTOCOL, min_window_s=window_s)
-    protocol.meter.min_periods = periods
+    protocol.settings = dataclasses.replace(
+        CAMPAIGN_PROTOCOL, min_window_s=window_s, min_periods=periods
+    )
     rows = []
     for number, (batch, prompt, generated) in enumerate(REQUESTS):
         began = time.monotonic()

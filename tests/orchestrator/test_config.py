@@ -175,4 +175,16 @@ def test_protocol_defaults_are_the_protocols_own() -> None:
 
     config = parse_config(MINIMAL).protocol.model_dump()
     assert config == {k: v for k, v in asdict(ProtocolSettings()).items() if k in config}
-    assert set(config) == {"warmups", "windows", "min_window_s", "min_requests", "cv_threshold"}
+    assert set(config) == {
+        "warmups", "windows", "min_window_s", "min_periods", "min_requests", "cv_threshold"
+    }  # fmt: skip
+
+
+def test_counter_updates_per_window_are_checked_and_leave_older_fingerprints_unchanged() -> None:
+    config = parse_config(MINIMAL)
+    assert "min_periods" not in config.fingerprint()["protocol"]
+    shorter = parse_config({**MINIMAL, "protocol": {"min_window_s": 1.0, "min_periods": 10}})
+    assert shorter.fingerprint()["protocol"]["min_periods"] == 10
+    assert shorter.config_hash() != config.config_hash()
+    with pytest.raises(ConfigFileError, match="min_periods"):
+        parse_config({**MINIMAL, "protocol": {"min_periods": 0}})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -239,6 +240,11 @@ def test_gpu_cost_model_charges_starts_by_size_and_points_by_the_protocol() -> N
                                    point("llama3.1-8b", 2, 4, 2048, 2000)])  # fmt: skip
     # Two windows of ≥ 2 s for the request and two for its prefill: the floor of a short one.
     assert 8.0 <= seconds[0] < 10.0
+    # Windows of ≥ 1 s and 10 counter updates (100 ms each) halve a short point's windows.
+    shorter = GpuCostModel(replace(settings, min_window_s=1.0, min_periods=10))
+    assert 4.0 <= shorter.point_seconds([small])[0] < 5.5
+    # The counter's updates are a floor of their own: 0.5 s windows of 20 updates last 2 s.
+    assert GpuCostModel(replace(settings, min_window_s=0.5)).point_seconds([small])[0] >= 8.0
     assert seconds[1] > 2 * 2 * 2.0 + 2 * 2.0  # a long request's windows hold ≥ 2 requests
     assert seconds[2] > seconds[1]  # two GPUs held
     # An engine already loaded (kept from the last round) costs no start.

@@ -54,6 +54,24 @@ def test_windows_last_long_enough_for_the_counter() -> None:
     assert protocol.window_seconds >= 3 * 2.0
 
 
+def test_windows_span_the_counter_updates_the_settings_ask_for() -> None:
+    """``min_periods`` sets the meter's floor: 10 updates of a 100 ms counter are a 1 s window."""
+    request = InferenceRequest(1, 128, 1)  # ~20 ms: the window's floor decides its length
+    lengths = {}
+    for periods in (10, 20):
+        protocol = protocol_for(loaded(), min_window_s=0.1, min_periods=periods, windows=2)
+        assert protocol.meter is not None and protocol.meter.min_periods == periods
+        protocol.measure(request)
+        lengths[periods] = protocol.window_seconds / 2
+    assert 1.0 <= lengths[10] < 1.2 and 2.0 <= lengths[20] < 2.2
+    # Settings changed on a running protocol reach its meter.
+    protocol.settings = ProtocolSettings(min_window_s=0.1, min_periods=5, windows=1)
+    before = protocol.window_seconds
+    protocol.measure(request)
+    assert protocol.meter is not None and protocol.meter.min_periods == 5
+    assert 0.5 <= protocol.window_seconds - before < 0.7
+
+
 def test_noisy_points_are_flagged() -> None:
     noisy = TwinParameters(request_noise=0.6)
     record = protocol_for(loaded(params=noisy)).measure(InferenceRequest(1, 512, 32))
