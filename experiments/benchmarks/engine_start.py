@@ -45,6 +45,14 @@ from workers.protocol import ProtocolSettings
 REFERENCE = ((1, 1024, 128), (4, 512, 64), (2, 2048, 16))
 
 
+_BEGAN = time.monotonic()
+
+
+def _progress(message: str) -> None:
+    """One line of where the run is (a device call cut off by its limit shows the stage)."""
+    print(f"[{time.monotonic() - _BEGAN:6.0f} s] {message}", flush=True)
+
+
 def _cache_size_mib(root: Path) -> float:
     return sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) / 2**20
 
@@ -125,17 +133,22 @@ def run_variant(
     released = None
     if "reuse" in suffixes:
         earlier = EngineConfig(resolve_architecture(reuse_after), Precision(), 1, gpu, True, seed)
+        _progress(f"{variant}: starting {reuse_after} first")
         worker = _Started(earlier, env, "actor" in suffixes)
+        _progress(f"{variant}: {reuse_after} loaded; closing it and loading {shape}")
         started = time.monotonic()
         released = worker.reload(config)
         if not released:  # as the pool does: a new worker where the GPU was not given back
+            _progress(f"{variant}: the GPU's memory did not come back; a new worker for {shape}")
             worker.stop()
             started = time.monotonic()
             worker = _Started(config, env, "actor" in suffixes)
     else:
+        _progress(f"{variant}: starting {shape}")
         started = time.monotonic()
         worker = _Started(config, env, "actor" in suffixes)
     info = worker.call("info")
+    _progress(f"{variant}: {shape} loaded in {time.monotonic() - started:.1f} s")
     row: dict[str, Any] = {
         "shape": shape,
         "variant": variant,
@@ -149,6 +162,7 @@ def run_variant(
         request = InferenceRequest(batch, prompt, generated)
         result = worker.call("measure", number, request)
         record = result.record
+        _progress(f"{variant}: {batch} x {prompt} -> {generated} {result.status}")
         if number == 0:
             row["phases"] = (record.extra or {}).get("engine_phases") if record else None
         row["requests"].append(
