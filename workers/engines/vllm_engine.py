@@ -411,11 +411,19 @@ class VllmEngine(InferenceEngine):
                         break
             finally:
                 del llm
+                in_process = self._settings.get("engine_core") == "in-process"
+                if in_process:
+                    # The engine ran in this process, and vLLM keeps it reachable after it is
+                    # dropped (vllm-project/vllm#21073): its objects frozen into the collector's
+                    # permanent generation, the compiled model held by torch.compile's caches.
+                    import torch
+
+                    gc.unfreeze()
+                    torch._dynamo.reset()
                 gc.collect()
-                if self._settings.get("engine_core") == "in-process":
-                    # The engine ran in this process: its distributed groups and cached GPU
-                    # memory stay here unless released, and the next engine started here would
-                    # find them.
+                if in_process:
+                    # Its distributed groups and cached GPU memory stay here unless released,
+                    # and the next engine started here would find them.
                     from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
                     cleanup_dist_env_and_memory()
