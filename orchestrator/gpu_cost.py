@@ -17,7 +17,7 @@ import numpy as np
 from featurize.point import GpuSetup, InferencePoint
 from orchestrator.sampling import EngineKey, engine_key
 from workers.engines import EngineConfig
-from workers.engines.simulated import engine_start_seconds, twin_costs_of
+from workers.engines.simulated import TwinParameters, engine_start_seconds, twin_costs_of
 from workers.protocol_settings import ProtocolSettings
 
 
@@ -28,8 +28,8 @@ def loaded_engines(configs: Iterable[EngineConfig]) -> frozenset[EngineKey]:
     )
 
 
-#: Seconds between updates of the GPUs' energy counter (NVML on H100 and H200).
-COUNTER_PERIOD_S = 0.1
+#: Seconds between updates of the GPUs' energy counter (the twin's, as NVML's on H100 and H200).
+COUNTER_PERIOD_S = TwinParameters().counter_period_s
 #: Seconds a window waits for the energy counter's ticks around its work (~one period at each end).
 WINDOW_OVERHEAD_S = 2 * COUNTER_PERIOD_S
 

@@ -21,8 +21,6 @@ from llmco2.errors import MeasurementError
 from workers.devices import Clock, CounterSource, RealClock
 from workers.protocol_settings import DEFAULT_MIN_PERIODS
 
-__all__ = ["DEFAULT_MIN_PERIODS", "EnergyMeter", "Measurement"]
-
 _POLL_S = 0.0005
 
 
