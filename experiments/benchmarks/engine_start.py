@@ -131,6 +131,7 @@ def run_variant(
 
         connect()  # once, before the clock starts: Ray's own start is no engine start
     released = None
+    left: dict[str, Any] = {}
     if "reuse" in suffixes:
         earlier = EngineConfig(resolve_architecture(reuse_after), Precision(), 1, gpu, True, seed)
         _progress(f"{variant}: starting {reuse_after} first")
@@ -139,7 +140,8 @@ def run_variant(
         started = time.monotonic()
         released = worker.reload(config)
         if not released:  # as the pool does: a new worker where the GPU was not given back
-            _progress(f"{variant}: the GPU's memory did not come back; a new worker for {shape}")
+            left = worker.call("release_report")
+            _progress(f"{variant}: the GPU's memory did not come back ({left}); a new worker")
             worker.stop()
             started = time.monotonic()
             worker = _Started(config, env, "actor" in suffixes)
@@ -154,6 +156,7 @@ def run_variant(
         "variant": variant,
         "load_s": time.monotonic() - started,
         "reused_after": reuse_after if released else None,
+        "release_refused": left or None,
         "load_error": info["load_error"],
         "cache_mib": _cache_size_mib(caches[mode]),
         "requests": [],

@@ -7,7 +7,7 @@ say they use GPUs, so their actors reserve them and the pool schedules them as v
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from workers.devices import DeviceState
 from workers.engines.simulated import SimulatedEngine, VirtualCounter
@@ -72,6 +72,14 @@ class NeverFreeEngine(_ScriptedMemoryEngine):
     """Something of it keeps 70 GB of the GPU after the close."""
 
     readings = (70_000.0,)
+
+
+class NeverFreeInProcessEngine(NeverFreeEngine):
+    """As :class:`NeverFreeEngine`, its engine core in the actor's own process."""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings, "engine_core": "in-process"}
 
 
 class FailsWhenReusedEngine(GpuHeldEngine):

@@ -112,15 +112,15 @@ def test_engines_start_with_vllms_compiler_unless_told_otherwise(
         compile_mode()
 
 
-def test_tp_1_engines_may_run_their_model_in_the_engine_core_process(
+def test_tp_1_engines_run_their_model_in_the_engine_core_process_unless_told_not_to(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("LLMCO2_VLLM_EXECUTOR", raising=False)
-    assert executor(1) == executor(4) == "mp"
-    monkeypatch.setenv("LLMCO2_VLLM_EXECUTOR", "uni")
     assert executor(1) == "uni" and executor(2) == "mp"  # one process cannot hold two GPUs
+    monkeypatch.setenv("LLMCO2_VLLM_EXECUTOR", "mp")
+    assert executor(1) == executor(4) == "mp"
     monkeypatch.setenv("LLMCO2_VLLM_EXECUTOR", "ray")
-    with pytest.raises(InvalidRequestError, match=r"LLMCO2_VLLM_EXECUTOR='ray'.*mp, uni"):
+    with pytest.raises(InvalidRequestError, match=r"LLMCO2_VLLM_EXECUTOR='ray'.*uni, mp"):
         VllmEngine.check_environment()
 
 

@@ -15,10 +15,13 @@ new shape on an H200) and replays piecewise CUDA graphs; ``none`` skips the comp
 fused kernels, decode steps replayed from full CUDA graphs, prefills run eagerly. Starts are
 faster without the compiler, but on an H200 Qwen3 shapes then drew 1.3-4.0 % more energy
 (``experiments/benchmarks/engine_start.py``): it is not a measurement setting.
-``LLMCO2_VLLM_EXECUTOR=uni`` runs a TP 1 engine's model inside vLLM's engine-core process
-instead of a worker process of its own (``mp``, the default), and vLLM's
-``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the engine core in the worker's own process (recorded as
-``engine_core``). ``LLMCO2_COMPILE_CACHE=DIR``
+A TP 1 engine runs its model inside vLLM's engine-core process (``uni``, vLLM's own choice for
+one GPU) unless ``LLMCO2_VLLM_EXECUTOR=mp`` gives it a worker process of its own, as wider
+engines always have; vLLM's ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the engine core in the
+worker's own process (recorded as ``engine_core``). On one H100 an engine started with both
+(``uni``, in-process) measured the decode-heavy reference requests within 0.5 % of one started
+with ``mp`` in its own process and a short prefill-heavy one (2 × 2048 → 16) 1.7-2.0 % lower,
+its latency 2 % shorter (``experiments/benchmarks/engine_start.py``). ``LLMCO2_COMPILE_CACHE=DIR``
 keeps vLLM's, Inductor's and Triton's caches under DIR, so a campaign can carry them from one
 machine to the next. All of them are recorded with every measurement.
 """
@@ -105,14 +108,14 @@ def compile_mode() -> str:
     return _choice("LLMCO2_VLLM_COMPILE", COMPILE_MODES)
 
 
-#: How vLLM runs a GPU engine's model workers: ``mp``, one process per GPU beside vLLM's
-#: engine-core process (vLLM's choice for tensor parallelism); ``uni``, a TP 1 engine's model
-#: in the engine-core process itself, one process fewer to start.
-EXECUTORS: tuple[str, ...] = ("mp", "uni")
+#: How vLLM runs a GPU engine's model workers: ``uni``, a TP 1 engine's model in the
+#: engine-core process itself (vLLM's default for one GPU, one process fewer to start); ``mp``,
+#: one process per GPU beside vLLM's engine-core process (vLLM's choice for tensor parallelism).
+EXECUTORS: tuple[str, ...] = ("uni", "mp")
 
 
 def executor(tp: int) -> str:
-    """The vLLM executor of an engine of ``tp`` GPUs (``LLMCO2_VLLM_EXECUTOR``, default ``mp``).
+    """The vLLM executor of an engine of ``tp`` GPUs (``LLMCO2_VLLM_EXECUTOR``, default ``uni``).
 
     ``uni`` applies to TP 1 only; wider engines always get ``mp``.
 
