@@ -1,0 +1,147 @@
+"""What a closed in-process vLLM engine leaves on the GPU, and which clean-up gives it back.
+
+    PYTHONPATH=/tmp/site:$PWD python experiments/gpu/inprocess_release.py \
+        --shape qwen2-0.5b --out $OUT/release
+
+Starts the product's vLLM engine (:class:`workers.engines.vllm_engine.VllmEngine`) with its
+engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the ``uni`` executor), runs one
+request, closes it as a campaign's actor does, then tries one further clean-up after another and
+reads the GPU's memory after each: NVML's memory in use (every process) and torch's allocator
+(this process: allocated, reserved). Where memory is still allocated, the largest CUDA tensors
+still alive are listed with the types of what holds them. Prints a table and writes
+``inprocess_release.json`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from featurize import Precision, resolve_architecture
+from featurize.gpus import GpuCatalog
+from featurize.request import InferenceRequest
+from workers.devices import detect_gpu_names
+from workers.engines import EngineConfig
+from workers.engines.vllm_engine import VllmEngine
+
+
+def _memory(counters: Any) -> dict[str, float]:
+    import torch
+
+    return {
+        "gpu_used_mib": max(counters.memory_used_mib()),
+        "torch_allocated_mib": torch.cuda.memory_allocated() / 2**20,
+        "torch_reserved_mib": torch.cuda.memory_reserved() / 2**20,
+    }
+
+
+def _holders(tensor: Any, depth: int = 3) -> list[str]:
+    """Type names along the first referrer chain of ``tensor`` (frames and lists skipped)."""
+    chain, current = [], tensor
+    for _ in range(depth):
+        referrers = [
+            r
+            for r in gc.get_referrers(current)
+            if not isinstance(r, list) and type(r).__name__ != "frame"
+        ]
+        if not referrers:
+            break
+        current = referrers[0]
+        if isinstance(current, dict):
+            owners = [r for r in gc.get_referrers(current) if hasattr(r, "__dict__")]
+            name = type(owners[0]).__qualname__ + ".__dict__" if owners else "dict"
+            chain.append(name + f"[{next((k for k, v in current.items() if v is tensor), '?')!s}]")
+        else:
+            chain.append(type(current).__qualname__)
+    return chain
+
+
+def _live_cuda_tensors(limit: int = 5) -> dict[str, Any]:
+    import torch
+
+    tensors = []
+    for obj in gc.get_objects():
+        try:
+            if isinstance(obj, torch.Tensor) and obj.is_cuda:
+                tensors.append(obj)
+        except Exception:  # objects whose isinstance check fails are no tensors
+            continue
+    tensors.sort(key=lambda t: t.untyped_storage().nbytes(), reverse=True)
+    return {
+        "count": len(tensors),
+        "storage_mib": sum(t.untyped_storage().nbytes() for t in tensors) / 2**20,
+        "largest": [
+            {
+                "shape": list(t.shape),
+                "mib": t.untyped_storage().nbytes() / 2**20,
+                "held_by": _holders(t),
+            }
+            for t in tensors[:limit]
+        ],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="qwen2-0.5b")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    os.environ["LLMCO2_VLLM_EXECUTOR"] = "uni"
+    names = detect_gpu_names()
+    if not names:
+        raise SystemExit("no NVIDIA GPU here: this script measures GPU memory")
+    config = EngineConfig(
+        resolve_architecture(args.shape), Precision(), 1, GpuCatalog.default().get(names[0]), True
+    )
+    engine = VllmEngine(config)
+    began = time.monotonic()
+    engine.load()
+    load_s = time.monotonic() - began
+    engine.run(InferenceRequest(1, 256, 16))
+    counters = engine.counter_source()
+    steps: list[dict[str, Any]] = [{"step": "loaded", **_memory(counters)}]
+    engine.close()
+    steps.append({"step": "engine.close()", **_memory(counters)})
+
+    import torch
+    from vllm.compilation.cuda_graph import CUDAGraphWrapper
+    from vllm.platforms import current_platform
+
+    CUDAGraphWrapper.clear_all_graphs()
+    gc.collect()
+    torch.cuda.empty_cache()
+    steps.append({"step": "CUDAGraphWrapper.clear_all_graphs()", **_memory(counters)})
+    type(current_platform)._global_graph_pool = None
+    gc.collect()
+    torch.cuda.empty_cache()
+    steps.append({"step": "global graph pool dropped", **_memory(counters)})
+    live = _live_cuda_tensors()
+    print(f"{args.shape}: loaded in {load_s:.1f} s")
+    print(f"{'after':40s} {'GPU used':>10s} {'allocated':>10s} {'reserved':>10s}  (MiB)")
+    for step in steps:
+        print(
+            f"{step['step']:40s} {step['gpu_used_mib']:10.0f} {step['torch_allocated_mib']:10.0f}"
+            f" {step['torch_reserved_mib']:10.0f}"
+        )
+    print(f"live CUDA tensors: {live['count']}, {live['storage_mib']:.0f} MiB")
+    for tensor in live["largest"]:
+        print(
+            f"  {tensor['mib']:9.1f} MiB {tensor['shape']} held by {' <- '.join(tensor['held_by'])}"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "inprocess_release.json").write_text(
+        json.dumps(
+            {"shape": args.shape, "load_s": load_s, "gpu": names, "steps": steps, "live": live},
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
