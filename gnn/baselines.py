@@ -4,8 +4,8 @@ Every method has the same two calls, ``fit(data, index)`` and ``predict(data, in
 in J with columns prefill, decode, total (NaN where a method does not model a phase):
 
 - ``llmco2``: the analytical model corrected by the LLMCO2 GNN (:mod:`gnn.hybrid`; the
-  correction sees the kernel graph without roofline-derived features), and its ablations
-  ``llmco2-roofline`` (the correction sees the roofline features too), ``llmco2-no-phases``
+  correction sees the kernel graph with its roofline-derived features), and its ablations
+  ``llmco2-no-roofline`` (the correction without the roofline features), ``llmco2-no-phases``
   (without the prefill/decode split: merged features, total energy only) and
   ``llmco2-unregularised`` (no bound and no penalty on the correction) and ``llmco2-plain-mean``
   (its networks' corrections averaged as they are, not shrunk where they disagree).
@@ -287,8 +287,8 @@ def make_methods(
         "gnn+phases": lambda: GnnMethod("gnn+phases", FeatureView(True, False), train, net),
         "gnn": lambda: GnnMethod("gnn", FeatureView(True, True), train, net),
         "llmco2": lambda: HybridMethod("llmco2", CorrectionSettings(), train, net),
-        "llmco2-roofline": lambda: HybridMethod(
-            "llmco2-roofline", CorrectionSettings(view=FeatureView(True, True)), train, net
+        "llmco2-no-roofline": lambda: HybridMethod(
+            "llmco2-no-roofline", CorrectionSettings(view=FeatureView(True, False)), train, net
         ),
         "llmco2-no-phases": lambda: HybridMethod(
             "llmco2-no-phases", CorrectionSettings(view=FeatureView(False, False)), train, net

@@ -11,7 +11,7 @@ METHOD_NAMES: tuple[str, ...] = (
     "gnn+phases",
     "gnn",
     "llmco2",
-    "llmco2-roofline",
+    "llmco2-no-roofline",
     "llmco2-no-phases",
     "llmco2-unregularised",
     "llmco2-plain-mean",

@@ -99,8 +99,8 @@ def test_hybrid_ablations_change_what_the_correction_sees() -> None:
         assert isinstance(method, HybridMethod)
         return method.settings
 
-    assert settings("llmco2").view == FeatureView(True, False)
-    assert settings("llmco2-roofline").view == FeatureView(True, True)
+    assert settings("llmco2").view == FeatureView(True, True)
+    assert settings("llmco2-no-roofline").view == FeatureView(True, False)
     assert settings("llmco2-no-phases").view == FeatureView(False, False)
     assert settings("llmco2-unregularised").bound == 0
     assert settings("llmco2-unregularised").penalty == 0
@@ -108,9 +108,11 @@ def test_hybrid_ablations_change_what_the_correction_sees() -> None:
 
 
 def test_methods_that_train_the_same_networks_share_one_fit(twin_data: Any) -> None:
-    groups = training_groups(["physics", "llmco2", "llmco2-roofline", "llmco2-plain-mean", "gnn"])
+    groups = training_groups(
+        ["physics", "llmco2", "llmco2-no-roofline", "llmco2-plain-mean", "gnn"]
+    )
     assert groups == [
-        ("physics",), ("llmco2", "llmco2-plain-mean"), ("llmco2-roofline",), ("gnn",)
+        ("physics",), ("llmco2", "llmco2-plain-mean"), ("llmco2-no-roofline",), ("gnn",)
     ]  # fmt: skip
     mean_of, shrunk = make_methods(["llmco2-plain-mean", "llmco2"], QUICK)
     assert isinstance(mean_of, HybridMethod) and isinstance(shrunk, HybridMethod)
@@ -123,7 +125,7 @@ def test_methods_that_train_the_same_networks_share_one_fit(twin_data: Any) -> N
     # The same networks combined two ways: the plain mean and the shrunk one differ.
     test = np.arange(60, 90)
     assert not np.allclose(mean_of.predict(twin_data, test), shrunk.predict(twin_data, test))
-    roofline = make_methods(["llmco2-roofline"], QUICK)[0]
+    roofline = make_methods(["llmco2-no-roofline"], QUICK)[0]
     assert isinstance(roofline, HybridMethod)
     with pytest.raises(AssertionError, match="other networks"):
         roofline.adopt(shrunk)
