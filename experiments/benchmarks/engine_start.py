@@ -13,13 +13,14 @@ filled). Two starts of one mode give the spread between engine instances, agains
 energy of the other mode is judged. Suffixes start the engine another way: ``+actor`` in a Ray
 actor, as campaigns start it (:func:`workers.actors.worker_actor` on a local loopback Ray, the
 campaign's CPUs per GPU), ``+uni`` with the model in vLLM's engine-core process
-(``LLMCO2_VLLM_EXECUTOR=uni``; ``mp`` without it), ``+inproc`` with vLLM's engine core in the worker's own process
-(``VLLM_ENABLE_V1_MULTIPROCESSING=0``), ``+reuse`` in a worker that has already run and closed an
-engine of another shape (``--reuse-after``, not measured), as a campaign's actor loads its next
-configuration (:meth:`workers.actors.EngineWorker.reload` once ``release`` found the GPU's memory
-back): ``inductor-cold+actor+uni+reuse``, say. Each row keeps where its start went (the workers'
-``engine_phases``). Prints a table and writes ``engine_start.json``
-under ``--out`` after every engine (a stopped run keeps what it measured).
+(``LLMCO2_VLLM_EXECUTOR=uni``; ``mp`` without it), ``+inproc`` with vLLM's engine core in the
+worker's own process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``), ``+reuse`` in a worker that has
+already run and closed an engine of another shape (``--reuse-after``, not measured), as a
+campaign's actor loads its next configuration (:meth:`workers.actors.EngineWorker.reload` once
+``release`` found the GPU's memory back, else in a new worker, the row keeping what the release
+found): ``inductor-cold+actor+uni+reuse``, say. Each row keeps where its start went (the
+workers' ``engine_phases``). Prints a table and writes ``engine_start.json`` under ``--out``
+after every engine (a stopped run keeps what it measured).
 """
 
 from __future__ import annotations
