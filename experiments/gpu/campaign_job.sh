@@ -37,9 +37,9 @@ carry_mib=${CACHE_CARRY_MIB:-40}
 if [[ ! -d $LLMCO2_COMPILE_CACHE && -f campaign-state/compile-cache.tgz ]]; then
     mkdir -p "$LLMCO2_COMPILE_CACHE" && tar -xzf campaign-state/compile-cache.tgz -C "$LLMCO2_COMPILE_CACHE"
 fi
-# vLLM's engine core in the actor's own process (TP 1 engines then spawn no process: one import
-# of torch and vLLM per actor, not three): on one H100 a warm Llama-3.1-8B start took 32.7 s so
-# against 83.6 s cold in vLLM's own processes, the reference requests' energy within 0.5 % (2 %
+# vLLM's engine core in the actor's own process (a TP 1 engine then spawns no process: torch and
+# vLLM are imported once per actor): on one H100 a warm Llama-3.1-8B start took 32.7 s this way
+# against 83.6 s cold in vLLM's own processes, the reference requests' energy within 0.8 % (2 %
 # on a short prefill-heavy one). Such an engine keeps its GPU memory when it closes, so the pool
 # starts a new actor for the next configuration. VLLM_ENABLE_V1_MULTIPROCESSING=1 to compare.
 export VLLM_ENABLE_V1_MULTIPROCESSING=${VLLM_ENABLE_V1_MULTIPROCESSING:-0}

@@ -19,7 +19,7 @@ A TP 1 engine runs its model inside vLLM's engine-core process (``uni``, vLLM's 
 one GPU) unless ``LLMCO2_VLLM_EXECUTOR=mp`` gives it a worker process of its own, as wider
 engines always have; vLLM's ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` runs the engine core in the
 worker's own process (recorded as ``engine_core``). On one H100 an engine started with both
-(``uni``, in-process) measured the decode-heavy reference requests within 0.5 % of one started
+(``uni``, in-process) measured the decode-heavy reference requests within 0.8 % of one started
 with ``mp`` in its own process and a short prefill-heavy one (2 × 2048 → 16) 1.7-2.0 % lower,
 its latency 2 % shorter (``experiments/benchmarks/engine_start.py``). ``LLMCO2_COMPILE_CACHE=DIR``
 keeps vLLM's, Inductor's and Triton's caches under DIR, so a campaign can carry them from one
