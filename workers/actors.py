@@ -108,7 +108,7 @@ RELEASE_WAIT_S = 30.0
 IN_PROCESS_RELEASE_WAIT_S = 2.0
 
 
-def _torch_memory_mib() -> dict[str, float]:
+def torch_memory_mib() -> dict[str, float]:
     """This process's memory in torch's CUDA allocator (empty if it never used CUDA)."""
     import sys
 
@@ -264,7 +264,7 @@ class EngineWorker:
                     "gpu_memory_used_mib": used,
                     "waited_s": time.monotonic() - began,
                     "engine_core_in_process": in_process,
-                    **_torch_memory_mib(),
+                    **torch_memory_mib(),
                 }
                 return False
             time.sleep(0.5)

@@ -25,19 +25,14 @@ from typing import Any
 from featurize import Precision, resolve_architecture
 from featurize.gpus import GpuCatalog
 from featurize.request import InferenceRequest
+from workers.actors import torch_memory_mib
 from workers.devices import detect_gpu_names
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import VllmEngine
 
 
 def _memory(counters: Any) -> dict[str, float]:
-    import torch
-
-    return {
-        "gpu_used_mib": max(counters.memory_used_mib()),
-        "torch_allocated_mib": torch.cuda.memory_allocated() / 2**20,
-        "torch_reserved_mib": torch.cuda.memory_reserved() / 2**20,
-    }
+    return {"gpu_used_mib": max(counters.memory_used_mib()), **torch_memory_mib()}
 
 
 def _holders(tensor: Any, depth: int = 3) -> list[str]:
@@ -51,11 +46,11 @@ def _holders(tensor: Any, depth: int = 3) -> list[str]:
         ]
         if not referrers:
             break
-        current = referrers[0]
+        held, current = current, referrers[0]
         if isinstance(current, dict):
             owners = [r for r in gc.get_referrers(current) if hasattr(r, "__dict__")]
             name = type(owners[0]).__qualname__ + ".__dict__" if owners else "dict"
-            chain.append(name + f"[{next((k for k, v in current.items() if v is tensor), '?')!s}]")
+            chain.append(name + f"[{next((k for k, v in current.items() if v is held), '?')!s}]")
         else:
             chain.append(type(current).__qualname__)
     return chain
