@@ -91,18 +91,42 @@ def main() -> None:
     names = detect_gpu_names()
     if not names:
         raise SystemExit("no NVIDIA GPU here: this script measures GPU memory")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {"shape": args.shape, "gpu": names, "steps": []}
+
+    def save() -> None:
+        # Written after every step: a device call cut short still returns what it found.
+        (args.out / "inprocess_release.json").write_text(json.dumps(report, indent=1))
+
     config = EngineConfig(
         resolve_architecture(args.shape), Precision(), 1, GpuCatalog.default().get(names[0]), True
     )
     engine = VllmEngine(config)
     began = time.monotonic()
     engine.load()
-    load_s = time.monotonic() - began
+    report["load_s"] = time.monotonic() - began
+    print(f"{args.shape}: loaded in {report['load_s']:.1f} s", flush=True)
     engine.run(InferenceRequest(1, 256, 16))
     counters = engine.counter_source()
-    steps: list[dict[str, Any]] = [{"step": "loaded", **_memory(counters)}]
+
+    def step(name: str, live: bool = False) -> None:
+        row: dict[str, Any] = {"step": name, **_memory(counters)}
+        if live:
+            row["live"] = _live_cuda_tensors()
+        report["steps"].append(row)
+        save()
+        print(
+            f"{name:44s} {row['gpu_used_mib']:10.0f} {row['torch_allocated_mib']:10.0f}"
+            f" {row['torch_reserved_mib']:10.0f}",
+            flush=True,
+        )
+        for tensor in row.get("live", {}).get("largest", []):
+            print(f"    {tensor['mib']:9.1f} MiB {tensor['shape']} <- {' <- '.join(tensor['held_by'])}")
+
+    print(f"{'after':44s} {'GPU used':>10s} {'allocated':>10s} {'reserved':>10s}  (MiB)")
+    step("loaded")
     engine.close()
-    steps.append({"step": "engine.close()", **_memory(counters)})
+    step("engine.close()", live=True)
 
     import torch
     from vllm.compilation.cuda_graph import CUDAGraphWrapper
@@ -111,31 +135,15 @@ def main() -> None:
     CUDAGraphWrapper.clear_all_graphs()
     gc.collect()
     torch.cuda.empty_cache()
-    steps.append({"step": "CUDAGraphWrapper.clear_all_graphs()", **_memory(counters)})
+    step("CUDAGraphWrapper.clear_all_graphs()")
     type(current_platform)._global_graph_pool = None
     gc.collect()
     torch.cuda.empty_cache()
-    steps.append({"step": "global graph pool dropped", **_memory(counters)})
-    live = _live_cuda_tensors()
-    print(f"{args.shape}: loaded in {load_s:.1f} s")
-    print(f"{'after':40s} {'GPU used':>10s} {'allocated':>10s} {'reserved':>10s}  (MiB)")
-    for step in steps:
-        print(
-            f"{step['step']:40s} {step['gpu_used_mib']:10.0f} {step['torch_allocated_mib']:10.0f}"
-            f" {step['torch_reserved_mib']:10.0f}"
-        )
-    print(f"live CUDA tensors: {live['count']}, {live['storage_mib']:.0f} MiB")
-    for tensor in live["largest"]:
-        print(
-            f"  {tensor['mib']:9.1f} MiB {tensor['shape']} held by {' <- '.join(tensor['held_by'])}"
-        )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "inprocess_release.json").write_text(
-        json.dumps(
-            {"shape": args.shape, "load_s": load_s, "gpu": names, "steps": steps, "live": live},
-            indent=1,
-        )
-    )
+    step("global graph pool dropped")
+    torch._C._cuda_clearCublasWorkspaces()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    step("cuBLAS workspaces cleared", live=True)
 
 
 if __name__ == "__main__":
