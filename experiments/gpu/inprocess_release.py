@@ -121,7 +121,8 @@ def main() -> None:
             flush=True,
         )
         for tensor in row.get("live", {}).get("largest", []):
-            print(f"    {tensor['mib']:9.1f} MiB {tensor['shape']} <- {' <- '.join(tensor['held_by'])}")
+            holders = " <- ".join(tensor["held_by"])
+            print(f"    {tensor['mib']:9.1f} MiB {tensor['shape']} <- {holders}")
 
     print(f"{'after':44s} {'GPU used':>10s} {'allocated':>10s} {'reserved':>10s}  (MiB)")
     step("loaded")
