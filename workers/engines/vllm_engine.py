@@ -45,6 +45,7 @@ from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError, Invali
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 from workers.engines.vllm_extension import EXTENSION
+from workers.serving import StepProgress
 
 #: Errors whose text means the configuration cannot run (→ INFEASIBLE, never retried).
 _INFEASIBLE_MARKERS = (
@@ -398,6 +399,17 @@ class VllmEngine(InferenceEngine):
         produced = sum(len(o.outputs[0].token_ids) for o in outputs)
         return RunResult(latency, produced)
 
+    def step_engine(self) -> VllmStepEngine:
+        """This engine driven one scheduler step at a time, for serving (:mod:`workers.serving`).
+
+        Its requests are random prompts that generate exactly their token count (greedy,
+        end-of-sequence ignored), as :meth:`run`'s; vLLM's scheduler admits, batches and queues
+        them beyond ``max_num_seqs`` as it does when it serves.
+        """
+        if self._llm is None:
+            raise RuntimeError("load() the engine first")
+        return VllmStepEngine(self)
+
     def close(self) -> None:
         """Shut vLLM down and remove the model directory."""
         llm, self._llm = self._llm, None
@@ -433,3 +445,39 @@ class VllmEngine(InferenceEngine):
         if self._model_dir is not None:
             shutil.rmtree(self._model_dir, ignore_errors=True)
             self._model_dir = None
+
+
+class VllmStepEngine:
+    """A loaded :class:`VllmEngine` behind :class:`workers.serving.StepEngine`."""
+
+    def __init__(self, engine: VllmEngine) -> None:
+        self._owner = engine
+        self._engine = engine._llm.llm_engine
+        self._ids: dict[str, int] = {}
+
+    def add(self, request_id: int, prompt_tokens: int, generated_tokens: int) -> None:
+        """Hand vLLM one request of ``prompt_tokens`` random ids generating exactly that many."""
+        owner = self._owner
+        (ids,) = owner.prompt_token_ids(InferenceRequest(1, prompt_tokens, generated_tokens))
+        params = owner._sampling(
+            max_tokens=generated_tokens,
+            min_tokens=generated_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            temperature=0.0,
+        )
+        name = f"serve-{request_id}"
+        self._ids[name] = request_id
+        self._engine.add_request(name, owner._tokens_prompt(prompt_token_ids=ids), params)
+
+    def step(self) -> list[StepProgress]:
+        """One vLLM scheduler step."""
+        return [
+            StepProgress(self._ids[o.request_id], len(o.outputs[0].token_ids), o.finished)
+            for o in self._engine.step()
+            if o.request_id in self._ids
+        ]
+
+    def has_unfinished(self) -> bool:
+        """Whether vLLM still holds requests."""
+        return bool(self._engine.has_unfinished_requests())
