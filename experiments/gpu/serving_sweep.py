@@ -53,7 +53,7 @@ def _loads(args: argparse.Namespace, trace: str) -> list[ServingLoad]:
 
 def _joules_of(counters: Any) -> Callable[[], float]:
     def joules() -> float:
-        return sum(counters.energy_mj()) / 1000.0
+        return float(sum(counters.energy_mj())) / 1000.0
 
     return joules
 
