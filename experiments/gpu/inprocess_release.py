@@ -72,7 +72,7 @@ def _live_cuda_tensors(limit: int = 5) -> dict[str, Any]:
         "storage_mib": sum(t.untyped_storage().nbytes() for t in tensors) / 2**20,
         "largest": [
             {
-                "shape": list(t.shape),
+                "shape": [str(d) for d in t.shape],
                 "mib": t.untyped_storage().nbytes() / 2**20,
                 "held_by": _holders(t),
             }
@@ -96,7 +96,7 @@ def main() -> None:
 
     def save() -> None:
         # Written after every step: a device call cut short still returns what it found.
-        (args.out / "inprocess_release.json").write_text(json.dumps(report, indent=1))
+        (args.out / "inprocess_release.json").write_text(json.dumps(report, indent=1, default=str))
 
     config = EngineConfig(
         resolve_architecture(args.shape), Precision(), 1, GpuCatalog.default().get(names[0]), True
