@@ -12,7 +12,8 @@ drawn from a traffic trace, and either
 
 The driver (:func:`serve`) feeds an engine that runs one scheduler step at a time
 (:class:`StepEngine`), records each request's arrival, admission, first token and finish, and
-reads the GPUs' cumulative energy counters after every step. Energy is attributed over the
+reads the GPUs' cumulative energy counters between steps (every
+:data:`ENERGY_READ_PERIOD_S` at most). Energy is attributed over the
 **steady state** (:func:`steady_window`), as ML.ENERGY does: in a closed loop from the moment C
 requests first run to the moment fewer than C remain (ramp-up and drain excluded); in an open loop
 from the arrival of the first request after the ramp-up share (:data:`OPEN_LOOP_RAMP_UP`) to the
@@ -40,6 +41,11 @@ from workers.devices import Clock
 TRACE_CLASSES = {"conv": "conversation", "conversation": "conversation", "code": "code"}
 #: Share of an open loop's arrivals that is its ramp-up, left out of the steady state.
 OPEN_LOOP_RAMP_UP = 0.1
+#: Least time between two energy readings of a serving run (s). NVML's counter moves every few
+#: tens of milliseconds, and a reading after every scheduler step (a few ms) would add its cost
+#: to every step; windows last seconds, so their ends interpolated between readings this close
+#: are off by a fraction of a percent at most.
+ENERGY_READ_PERIOD_S = 0.02
 #: Percentiles reported for time to first token and time per output token.
 PERCENTILES = (50, 90, 99)
 
@@ -424,7 +430,8 @@ def serve(
 
     A closed loop hands the engine its first C requests at once and one more each time one
     finishes; an open loop hands each request over once its arrival time has come, and sleeps
-    while the engine is idle and the next one has not arrived.
+    while the engine is idle and the next one has not arrived. Energy is read at the start, after
+    a step once :data:`ENERGY_READ_PERIOD_S` has passed since the last reading, and at the end.
 
     Args:
         engine: The engine, loaded and idle.
@@ -441,9 +448,12 @@ def serve(
     def now() -> float:
         return clock.now() - begin
 
-    def read() -> None:
-        if energy is not None and read_energy_j is not None:
-            energy.add(now(), read_energy_j())
+    def read(always: bool = False) -> None:
+        if energy is None or read_energy_j is None:
+            return
+        moment = now()
+        if always or moment - energy.times_s[-1] >= ENERGY_READ_PERIOD_S:
+            energy.add(moment, read_energy_j())
 
     def admit(index: int, at: float) -> None:
         request = requests[index]
@@ -453,7 +463,7 @@ def serve(
         request.admitted_s = at
         engine.add(index, request.prompt_tokens, request.generated_tokens)
 
-    read()
+    read(always=True)
     waiting = 0  # the next request not yet handed over
     if load.concurrency is not None:
         first = now()  # the first C are sent together
@@ -480,4 +490,5 @@ def serve(
                 if load.closed and waiting < len(requests):
                     admit(waiting, moment)
                     waiting += 1
+    read(always=True)
     return requests, energy

@@ -13,7 +13,7 @@ from featurize.request import InferenceRequest
 from gnn.predict import default_predictor
 from gnn.serving import ServingTwin, StepCosts, predict_serving
 from llmco2.errors import InvalidRequestError
-from workers.serving import ServingLoad, serve, steady_window
+from workers.serving import ENERGY_READ_PERIOD_S, ServingLoad, serve, steady_window
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,10 @@ def test_the_twin_queues_beyond_its_sequence_limit_and_counts_every_joule(
     load = ServingLoad("code", 40, concurrency=10, max_context=4096, seed=1)
     requests, energy = serve(twin, load, twin.clock, twin.energy_j)
     assert energy is not None and energy.joules[-1] == pytest.approx(twin.joules)
+    # Read between steps, not after each of them: the first and last readings are the run's ends.
+    gaps = np.diff(energy.times_s[:-1])
+    assert len(gaps) > 0 and gaps.min() >= ENERGY_READ_PERIOD_S
+    assert energy.times_s[0] == 0.0 and energy.times_s[-1] == pytest.approx(twin.clock.now())
     assert all(r.finish_s is not None for r in requests)
     # Ten requests in flight, at most four running: the rest wait for their first token.
     first = sorted(r.first_token_s for r in requests[:10] if r.first_token_s is not None)
