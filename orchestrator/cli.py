@@ -520,9 +520,34 @@ def predict(
     kvbits: Annotated[int, typer.Option(help="KV-cache bits (16, 8, 4).")] = 16,
     expert_wbits: ExpertBitsOption = None,
     gpu_file: GpuFileOption = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Serving: requests in flight (closed loop); energy per request."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Serving: Poisson arrivals per second (open loop).")
+    ] = None,
+    sweep_concurrency: Annotated[
+        str | None, typer.Option(help="Serving: compare concurrencies, e.g. 1,4,16,64.")
+    ] = None,
+    trace: Annotated[
+        str,
+        typer.Option(help="Serving: request lengths from conv, code or a CSV file of requests."),
+    ] = "conv",
+    requests: Annotated[
+        int | None,
+        typer.Option(help="Serving: requests replayed (default max(200, 8 × C); 400 at a rate)."),
+    ] = None,
+    max_num_seqs: Annotated[
+        int, typer.Option(help="Serving: sequences the engine runs at once.")
+    ] = 256,
     as_json: JsonFlag = False,
 ) -> None:
-    """Predict energy per phase, latency, operational and embodied CO2eq of a request."""
+    """Predict energy per phase, latency, operational and embodied CO2eq of a request.
+
+    With --concurrency, --rate or --sweep-concurrency: the mean energy per request of a serving
+    deployment at that load (continuous batching, requests drawn from --trace), at steady state.
+    """
     import dataclasses
 
     from featurize import (
@@ -537,10 +562,24 @@ def predict(
     from gnn.embodied import EmbodiedAssumptions
     from gnn.predict import load_predictor, predict_energy
     from llmco2.errors import InfeasibleConfigError, InvalidRequestError
+    from orchestrator.serving_commands import ServingRequestSpec, serving_loads
 
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
-    if plot is not None and not sweep_gpus:
-        raise InvalidRequestError("--plot draws a GPU-count sweep: add --sweep-gpus, e.g. 1,2,4")
+    serving = ServingRequestSpec(
+        concurrency, rate, sweep_concurrency, trace, requests, max_num_seqs, 8192
+    )
+    if serving.asked and sweep_gpus:
+        raise InvalidRequestError(
+            "--sweep-gpus compares single requests: leave out the serving load"
+        )
+    if serving.asked and batch != 1:
+        raise InvalidRequestError(
+            "--batch is for a single request: a serving load's requests come from --trace"
+        )
+    if plot is not None and not sweep_gpus and not sweep_concurrency:
+        raise InvalidRequestError(
+            "--plot draws a sweep: add --sweep-gpus (e.g. 1,2,4) or --sweep-concurrency"
+        )
     if plot is not None:
         if plot.expanduser().is_dir():
             raise InvalidRequestError(f"--plot {str(plot)!r} is a folder; give a .png file")
@@ -561,6 +600,13 @@ def predict(
     request = InferenceRequest(batch, prompt, gen)
     precision = Precision(wbits, abits, kvbits, expert_wbits)
     architecture, window = resolve_model(model)
+    if serving.asked:
+        _predict_serving(
+            serving_loads(dataclasses.replace(serving, max_context=min(window or 8192, 8192))),
+            serving, architecture, _gpu_catalog(gpu_file).get(gpu), tp, precision, model_path,
+            grid, pue, embodied, plot, as_json,
+        )  # fmt: skip
+        return
     if window is not None and prompt + gen > window:
         raise InvalidRequestError(
             f"prompt {prompt:,} + {gen:,} generated tokens exceed the context window of "
@@ -659,6 +705,93 @@ def predict(
         f"(GPU setup, model family or a GPU type without measurements). Latency from the "
         f"{results[0].latency_source}; embodied CO2eq by LLMCarbon's method over a "
         f"{lifetime_years:g}-year lifetime (die, HBM, host share)."
+    )
+    if plot is not None:
+        _stdout.print(f"plot: {plot}")
+
+
+def _predict_serving(
+    loads: list[Any],
+    spec: Any,
+    architecture: Any,
+    gpu: Any,
+    tp: int,
+    precision: Any,
+    model_path: Path | None,
+    grid: Any,
+    pue: float,
+    embodied: Any,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    """The serving half of ``predict``: one row per load."""
+    from featurize import GpuSetup
+    from gnn.predict import load_predictor
+    from orchestrator.serving_commands import plot_serving, predict_deployment
+
+    setup = GpuSetup(gpu, tp)
+    predictor = load_predictor(model_path)
+    rows = predict_deployment(
+        predictor, architecture, setup, precision, loads, spec.max_num_seqs, grid, pue, embodied
+    )
+    trained_on = ", ".join(predictor.metadata.get("setups", [])) or "unknown"
+    title = f"{architecture.name} on {tp}×{gpu.id}, {spec.trace} trace"
+    if plot is not None:
+        plot_serving(rows, plot, title)
+    if as_json:
+        _stdout.print_json(
+            json.dumps(
+                {
+                    "model": architecture.name,
+                    "gpu": gpu.id,
+                    "gpus": tp,
+                    "trace": spec.trace,
+                    "units": {
+                        "energy": "J per request",
+                        "latency": "s",
+                        "operational_co2": "gCO2eq per request",
+                        "embodied_co2": "gCO2eq per request",
+                    },
+                    "assumptions": {
+                        "max_num_seqs": spec.max_num_seqs,
+                        "pue": pue,
+                        "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
+                        "carbon_intensity_source": grid.source if grid else None,
+                        "predictor_trained_on": trained_on,
+                        "steady_state": "closed loop: from C running to fewer than C; open "
+                        "loop: the arrivals after the first 10 %",
+                        "embodied": embodied.to_dict(),
+                    },
+                    "predictions": rows,
+                }
+            )
+        )
+        return
+    table = Table(title=title)
+    level = rows[0]["interval_level"]
+    headers = ("load", "J / request", f"{level:.0%} interval" if level else "interval",
+               "mJ / output token", "requests/s", "TTFT p50", "TPOT p50",
+               "operational CO2eq", "embodied CO2eq")  # fmt: skip
+    for header in headers:
+        table.add_column(header, justify="left" if header == "load" else "right")
+    for r in rows:
+        low, high = r["per_request_low_j"], r["per_request_high_j"]
+        table.add_row(
+            f"C={r['concurrency']}" if r["concurrency"] is not None else f"{r['rate_per_s']:g}/s",
+            f"{r['per_request_j']:.1f}",
+            f"{low:.1f}-{high:.1f}" if low is not None and high is not None else "-",
+            f"{1000 * (r['per_output_token_j'] or 0):.0f}",
+            f"{r['requests_per_s']:.2f}",
+            _seconds(r["ttft_s"].get("p50", 0.0)),
+            _seconds(r["tpot_s"].get("p50", 0.0)),
+            f"{r['operational_g']:.3g} g" if r["operational_g"] is not None else "-",
+            f"{r['embodied_g']:.3g} g",
+        )
+    _stdout.print(table)
+    _stdout.print(
+        f"continuous batching of {loads[0].requests} requests from the {spec.trace} trace per "
+        f"load, up to {spec.max_num_seqs} at once, replayed on the step costs of the predictor "
+        f"trained on {trained_on}; energy per request at steady state."
     )
     if plot is not None:
         _stdout.print(f"plot: {plot}")

@@ -233,7 +233,7 @@ def test_a_sweep_reports_counts_that_do_not_fit() -> None:
         (["--model", "/nonexistent/model.pt"], "no predictor at"),
         (["--model", "/nonexistent/model.npz"], "no predictor at"),
         (["--lifetime-years", "0"], "lifetime must be > 0"),
-        (["--plot", "x.png"], "--plot draws a GPU-count sweep"),
+        (["--plot", "x.png"], "--plot draws a sweep"),
         (["--sweep-gpus", "1,2", "--plot", "/nonexistent/dir/x.png"], "does not exist"),
     ],
 )
