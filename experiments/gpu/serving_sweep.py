@@ -6,9 +6,10 @@
 For every shape: one engine (the product's :class:`workers.engines.vllm_engine.VllmEngine`, its
 scheduler admitting up to the largest concurrency), a warm-up run, then every (trace, load) as a
 closed loop at each concurrency C and an open loop at each ``--rate``, driven by
-:func:`workers.serving.serve` with the GPU's NVML energy counter read after every scheduler
-step. Each load serves ``max(--min-requests, --requests-per-slot × C)`` requests. Prints a table
-and appends one JSON line per load to ``serving.jsonl`` under ``--out`` as it goes (a device
+:func:`workers.serving.serve` with the GPU's NVML energy counter read between scheduler steps
+(every 20 ms at most). Each closed loop serves at least ``max(--min-requests, --requests-per-slot
+× C)`` requests, more where the serving prediction expects its steady state to last less than
+``--min-window-s``. Prints a table and appends one JSON line per load to ``serving.jsonl`` under ``--out`` as it goes (a device
 call cut short keeps what it measured); stops starting new loads after ``--time-limit`` seconds.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,23 +27,45 @@ from typing import Any
 
 from featurize import Precision, resolve_architecture
 from featurize.gpus import GpuCatalog
+from featurize.point import GpuSetup
+from gnn.predict import default_predictor
+from gnn.serving import predict_serving
 from workers.devices import RealClock, detect_gpu_names
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import VllmEngine
 from workers.serving import ServingLoad, serve, summarise
 
 
-def _loads(args: argparse.Namespace, trace: str) -> list[ServingLoad]:
-    closed = [
-        ServingLoad(
-            trace,
-            max(args.min_requests, args.requests_per_slot * c),
-            concurrency=c,
-            max_context=args.max_context,
-            seed=args.seed,
+def _loads(args: argparse.Namespace, trace: str, shape: str, setup: GpuSetup) -> list[ServingLoad]:
+    """The sweep's loads of one shape: closed loops sized so that their steady state lasts.
+
+    A closed loop at C serves at least ``--requests-per-slot`` × C requests, and enough for
+    ``--min-window-s`` seconds of steady state at the throughput the serving prediction
+    (:func:`gnn.serving.predict_serving`) expects of it: short requests at low concurrency
+    finish a dozen in under a second, a few dozen NVML counter updates.
+    """
+    predictor = default_predictor()
+    architecture = resolve_architecture(shape)
+    closed = []
+    for c in args.concurrency:
+        least = max(args.min_requests, args.requests_per_slot * c)
+        probe = ServingLoad(
+            trace, least, concurrency=c, max_context=args.max_context, seed=args.seed
         )
-        for c in args.concurrency
-    ]
+        expected = predict_serving(
+            predictor, architecture, setup, probe, max_num_seqs=args.max_num_seqs
+        ).result.requests_per_s
+        # The window is the run less its ramp-up and drain: about C requests' worth of each.
+        wanted = math.ceil(args.min_window_s * expected) + c
+        closed.append(
+            ServingLoad(
+                trace,
+                min(max(least, wanted), args.max_requests),
+                concurrency=c,
+                max_context=args.max_context,
+                seed=args.seed,
+            )
+        )
     opened = [
         ServingLoad(
             trace, args.open_requests, rate_per_s=r, max_context=args.max_context, seed=args.seed
@@ -67,6 +91,8 @@ def main() -> None:
     parser.add_argument("--requests-per-slot", type=int, default=4)
     parser.add_argument("--min-requests", type=int, default=12)
     parser.add_argument("--open-requests", type=int, default=120)
+    parser.add_argument("--min-window-s", type=float, default=5.0)
+    parser.add_argument("--max-requests", type=int, default=2000)
     parser.add_argument("--max-context", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=480.0)
@@ -79,7 +105,8 @@ def main() -> None:
     if not names:
         raise SystemExit("no NVIDIA GPU here: this script meters GPU energy")
     # The scheduler admits up to the largest concurrency, as a deployment sized for it would.
-    os.environ["LLMCO2_MAX_NUM_SEQS"] = str(max([*args.concurrency, 32]))
+    args.max_num_seqs = max([*args.concurrency, 32])
+    os.environ["LLMCO2_MAX_NUM_SEQS"] = str(args.max_num_seqs)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "serving.jsonl"
     gpu = GpuCatalog.default().get(names[0])
@@ -98,7 +125,7 @@ def main() -> None:
 
         serve(engine.step_engine(), ServingLoad("conv", 8, concurrency=4, seed=99), RealClock())
         for trace in args.traces.split(","):
-            for load in _loads(args, trace):
+            for load in _loads(args, trace, shape, GpuSetup(gpu, 1)):
                 if time.monotonic() - began > args.time_limit:
                     print("time limit: no further loads", flush=True)
                     engine.close()
