@@ -11,9 +11,10 @@ from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from gnn.predict import default_predictor
-from gnn.serving import ServingTwin, StepCosts, predict_serving
+from gnn.serving import predict_serving, step_costs
 from llmco2.errors import InvalidRequestError
 from workers.serving import ENERGY_READ_PERIOD_S, ServingLoad, serve, steady_window
+from workers.serving_twin import ServingTwin, StepCosts
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def setup() -> GpuSetup:
 
 @pytest.fixture(scope="module")
 def costs(setup: GpuSetup) -> StepCosts:
-    return StepCosts.of(
+    return step_costs(
         default_predictor(), resolve_architecture("llama3.1-8b"), setup, Precision(), 64, 4096
     )
 

@@ -203,3 +203,38 @@ def test_vllm_serves_closed_and_open_loops_on_the_cpu() -> None:
         assert summarise(requests, None, None).window_s is not None
     finally:
         engine.close()
+
+
+def test_the_simulated_engine_serves_closed_and_open_loops() -> None:
+    from featurize import Precision, resolve_architecture
+    from featurize.gpus import GpuCatalog
+    from workers.engines import EngineConfig
+    from workers.engines.simulated import SimulatedEngine
+
+    config = EngineConfig(
+        resolve_architecture("llama3.1-8b"), Precision(), 1, GpuCatalog.default().get("H200")
+    )
+    engine = SimulatedEngine(config)
+    with pytest.raises(RuntimeError, match="load"):
+        engine.step_engine()
+    engine.load()
+    per_request: list[float] = []
+    for concurrency in (1, 4, 16):
+        twin = engine.step_engine(max_num_seqs=16)
+        load = ServingLoad("conv", 64, concurrency=concurrency, max_context=4096)
+        requests, energy = serve(twin, load, twin.clock, twin.energy_j)
+        assert _running_at_most(requests, concurrency)
+        result = summarise(requests, energy, concurrency)
+        assert result.mean_running == pytest.approx(concurrency)
+        per_request.append(float(result.per_request_j or 0.0))
+    assert per_request == sorted(per_request, reverse=True)
+    # An open loop at a rate the engine keeps up with: the queue stays short, and idle time
+    # between arrivals is paid at the engine's idle power.
+    twin = engine.step_engine()
+    requests, energy = serve(
+        twin, ServingLoad("code", 60, rate_per_s=0.5), twin.clock, twin.energy_j
+    )
+    result = summarise(requests, energy, None)
+    assert result.ttft_s["p90"] < 1.0
+    assert result.window_energy_j is not None and result.window_s is not None
+    assert result.window_energy_j > engine.params.idle_power_w * result.window_s

@@ -55,6 +55,7 @@ from llmco2.errors import InvalidRequestError
 from storage.records import config_key
 from workers.devices import DeviceState
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
+from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
 
 _NETWORK = np.array([k in NETWORK_KERNELS for k in KERNEL_TYPES])
 
@@ -372,6 +373,37 @@ class SimulatedEngine(InferenceEngine):
         energy = cost.energy_j * self._instance_factor * noise
         self._counter.busy(seconds, energy / self.config.tp)
         return RunResult(seconds, request.batch_size * request.generated_tokens)
+
+    def step_engine(
+        self, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, max_context: int = 8192
+    ) -> ServingTwin:
+        """This engine serving continuously batched requests on its modelled costs.
+
+        Drive it on its own clock and counter: ``serve(twin, load, twin.clock, twin.energy_j)``
+        (:mod:`workers.serving`). Costs are the noise-free ones, scaled by this engine
+        instance's factor.
+
+        Raises:
+            InvalidRequestError: ``max_num_seqs`` or ``max_context`` out of range.
+        """
+        if self._counter is None or self.config.gpu is None:
+            raise RuntimeError("load() the engine first")
+        params, factor = self.params, self._instance_factor
+
+        def costs(points: Sequence[InferencePoint]) -> tuple[np.ndarray, np.ndarray]:
+            modelled = twin_costs(TwinInputs.of(list(points)), params)
+            return modelled[:, 2:4] * factor, modelled[:, 0:2]
+
+        table = StepCosts.tabulate(
+            costs,
+            params.idle_power_w * self.config.tp,
+            self.config.architecture,
+            GpuSetup(self.config.gpu, self.config.tp),
+            self.config.precision,
+            max_num_seqs,
+            max_context,
+        )
+        return ServingTwin(table, max_num_seqs)
 
     @property
     def version(self) -> str:

@@ -1,0 +1,249 @@
+"""A continuous-batching engine on tabulated step costs: the twin of a serving deployment.
+
+A deployment under continuous batching runs one forward pass per scheduler step over every
+running sequence: each decode step reads the weights once for all of them and each sequence's KV
+cache, and a request entering the batch has its prompt prefilled in the step that admits it. Given
+what uniform batches cost (a cost function of inference points: the llmco2 predictor's physics
+times learned correction in :mod:`gnn.serving`, or the simulated engine's twin),
+:class:`StepCosts` tabulates it on a grid of batch sizes and context lengths (one decode step of
+``b`` sequences at context ``n``: the decode energy and time of a ``b``-sequence request per
+generated token; one prefill of ``p`` tokens: the prefill of a one-sequence request, and what one
+more such sequence adds to it) and interpolates between grid points. :class:`ServingTwin` is a
+scheduler on that table with a virtual clock and an energy counter, a
+:class:`~workers.serving.StepEngine` that :func:`workers.serving.serve` drives as it drives vLLM.
+
+A step's prefills run in one forward pass: the first pays the pass's set-up (what a one-sequence
+prefill costs), each further one what one more sequence adds to a two-sequence prefill of its
+length. The step's decode runs in the same pass: the shorter of prefill and decode time hides under
+the longer, and the GPUs' static power is paid once over it. Time the engine waits for arrivals
+costs the GPUs' static power.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from featurize.architecture import Architecture
+from featurize.point import GpuSetup, InferencePoint
+from featurize.precision import Precision
+from featurize.request import InferenceRequest
+from llmco2.errors import InvalidRequestError
+from workers.serving import StepProgress
+
+#: Sequences per decode step on the grid (up to the engine's ``max_num_seqs``).
+BATCH_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+#: Context lengths on the grid: this many points log-spaced from 16 tokens to the limit.
+CONTEXT_POINTS = 10
+#: Decode steps of each grid point's request (its context grows by as many tokens).
+GRID_DECODE_STEPS = 16
+#: Sequences vLLM runs at once unless told otherwise (its serving default).
+DEFAULT_MAX_NUM_SEQS = 256
+#: What points cost: energy ``(N, 2)`` and seconds ``(N, 2)`` of prefill and decode (J, s).
+CostFunction = Callable[[Sequence[InferencePoint]], tuple[np.ndarray, np.ndarray]]
+
+
+def _log_grid(low: float, high: float, points: int) -> np.ndarray:
+    return np.unique(np.round(np.geomspace(low, max(high, low + 1), points)).astype(int))
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """Seconds and joules (all GPUs) of decode steps and prefills of one configuration.
+
+    Attributes:
+        batch: Batch sizes of the decode grid.
+        context: Context lengths of the decode grid (tokens).
+        decode_s: ``(len(batch), len(context))`` seconds of one decode step.
+        decode_j: The same in joules.
+        prompt: Prompt lengths of the prefill grid.
+        prefill_s: ``(2, len(prompt))`` seconds of one prefill of each, alone (row 0) and what
+            one more such sequence adds to a forward pass that prefills another (row 1).
+        prefill_j: The same in joules.
+        idle_w: Power of the GPUs while the engine waits (W, all GPUs).
+    """
+
+    batch: np.ndarray
+    context: np.ndarray
+    decode_s: np.ndarray
+    decode_j: np.ndarray
+    prompt: np.ndarray
+    prefill_s: np.ndarray
+    prefill_j: np.ndarray
+    idle_w: float
+
+    @classmethod
+    def tabulate(
+        cls,
+        costs: CostFunction,
+        idle_w: float,
+        architecture: Architecture,
+        setup: GpuSetup,
+        precision: Precision,
+        max_num_seqs: int,
+        max_context: int,
+    ) -> StepCosts:
+        """Tabulate one configuration's costs.
+
+        Args:
+            costs: Energy ``(N, 2)`` and seconds ``(N, 2)`` of prefill and decode of points.
+            idle_w: Power of the configuration's GPUs while the engine waits (W, all GPUs).
+            architecture: The model shape.
+            setup: GPU type and count.
+            precision: Bit widths.
+            max_num_seqs: Sequences the engine runs at once (the batch grid's end).
+            max_context: Prompt plus output tokens at most (the context grid's end).
+
+        Raises:
+            InvalidRequestError: ``max_num_seqs`` or ``max_context`` out of range.
+        """
+        if max_num_seqs < 1:
+            raise InvalidRequestError(f"max_num_seqs must be ≥ 1, got {max_num_seqs}")
+        if max_context < 2 * GRID_DECODE_STEPS:
+            raise InvalidRequestError(f"max_context must be ≥ {2 * GRID_DECODE_STEPS} tokens")
+        batch = np.array([b for b in BATCH_GRID if b < max_num_seqs] + [max_num_seqs])
+        context = _log_grid(16 + GRID_DECODE_STEPS, max_context, CONTEXT_POINTS)
+        prompt = _log_grid(1, max_context, CONTEXT_POINTS + 2)
+
+        def point(request: InferenceRequest) -> InferencePoint:
+            return InferencePoint(architecture, request, setup, precision)
+
+        half = GRID_DECODE_STEPS // 2
+        decode_points = [
+            point(InferenceRequest(int(b), int(n) - half, GRID_DECODE_STEPS + 1))
+            for b in batch
+            for n in context
+        ]
+        prefill_points = [point(InferenceRequest(b, int(p), 2)) for b in (1, 2) for p in prompt]
+        energy, seconds = costs(decode_points + prefill_points)
+        single, double = (
+            slice(count := len(decode_points), count + len(prompt)),
+            slice(count + len(prompt), None),
+        )
+        shape = (len(batch), len(context))
+        steps = float(GRID_DECODE_STEPS)
+        return cls(
+            batch=batch,
+            context=context,
+            decode_s=(seconds[:count, 1] / steps).reshape(shape),
+            decode_j=(energy[:count, 1] / steps).reshape(shape),
+            prompt=prompt,
+            prefill_s=np.stack([seconds[single, 0], seconds[double, 0] - seconds[single, 0]]),
+            prefill_j=np.stack([energy[single, 0], energy[double, 0] - energy[single, 0]]),
+            idle_w=idle_w,
+        )
+
+    def decode(self, sequences: int, context: float) -> tuple[float, float]:
+        """Seconds and joules of one decode step of ``sequences`` at mean ``context`` tokens."""
+        b = np.clip(sequences, self.batch[0], self.batch[-1])
+        n = np.log(np.clip(context, self.context[0], self.context[-1]))
+        logs = np.log(self.context)
+        return (
+            float(_bilinear(self.batch, logs, self.decode_s, b, n)),
+            float(_bilinear(self.batch, logs, self.decode_j, b, n)),
+        )
+
+    def prefill(self, prompt_tokens: int, joining: bool = False) -> tuple[float, float]:
+        """Seconds and joules of prefilling one prompt, alone or ``joining`` another's pass."""
+        p = np.log(np.clip(prompt_tokens, self.prompt[0], self.prompt[-1]))
+        logs, row = np.log(self.prompt), int(joining)
+        return (
+            float(np.interp(p, logs, self.prefill_s[row])),
+            float(np.interp(p, logs, self.prefill_j[row])),
+        )
+
+
+def _bilinear(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, x: float, y: float) -> float:
+    along_y = np.array([np.interp(y, ys, row) for row in values])
+    return float(np.interp(x, xs, along_y))
+
+
+class VirtualClock:
+    """The twin's time: it passes only when the twin runs a step or waits."""
+
+    def __init__(self, twin: ServingTwin) -> None:
+        self._twin = twin
+        self.seconds = 0.0
+
+    def now(self) -> float:
+        """Seconds since the twin started."""
+        return self.seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Wait idle: the GPUs draw their static power."""
+        self.seconds += seconds
+        self._twin.joules += seconds * self._twin.costs.idle_w
+
+
+@dataclass
+class _Sequence:
+    request_id: int
+    context: int
+    remaining: int
+    produced: int = 0
+
+
+@dataclass
+class ServingTwin:
+    """Continuous batching on :class:`StepCosts`: a :class:`~workers.serving.StepEngine`.
+
+    Attributes:
+        costs: What steps cost.
+        max_num_seqs: Sequences running at once; later requests wait in the queue.
+        joules: Energy spent so far (the twin's counter).
+    """
+
+    costs: StepCosts
+    max_num_seqs: int
+    joules: float = 0.0
+    _queue: list[_Sequence] = field(default_factory=list)
+    _running: list[_Sequence] = field(default_factory=list)
+    clock: VirtualClock = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clock = VirtualClock(self)
+
+    def add(self, request_id: int, prompt_tokens: int, generated_tokens: int) -> None:
+        """Queue a request."""
+        self._queue.append(_Sequence(request_id, prompt_tokens, generated_tokens))
+
+    def step(self) -> list[StepProgress]:
+        """One step: a decode token for every running sequence, a prefill for every admission."""
+        decode_s = decode_j = prefill_s = prefill_j = 0.0
+        decoding = list(self._running)
+        if decoding:
+            decode_s, decode_j = self.costs.decode(
+                len(decoding), float(np.mean([s.context for s in decoding]))
+            )
+        admitted = self._queue[: max(0, self.max_num_seqs - len(self._running))]
+        del self._queue[: len(admitted)]
+        # The prefills of one step run in one forward pass: the first pays the pass's set-up,
+        # each further one what one more sequence adds to it.
+        for index, sequence in enumerate(admitted):
+            seconds, joules = self.costs.prefill(sequence.context, joining=index > 0)
+            prefill_s += seconds
+            prefill_j += joules
+        # One forward pass runs the prefills and the decode step together: the shorter of the two
+        # hides under the longer, and the GPUs' static power is paid once over that time.
+        overlap = min(decode_s, prefill_s)
+        self.clock.seconds += decode_s + prefill_s - overlap
+        self.joules += decode_j + prefill_j - overlap * self.costs.idle_w
+        progress = []
+        for sequence in decoding + admitted:
+            sequence.produced += 1
+            sequence.context += 1
+            sequence.remaining -= 1
+            finished = sequence.remaining <= 0
+            progress.append(StepProgress(sequence.request_id, sequence.produced, finished))
+        self._running = [s for s in decoding + admitted if s.remaining > 0]
+        return progress
+
+    def has_unfinished(self) -> bool:
+        """Whether any request is queued or running."""
+        return bool(self._queue or self._running)
+
+    def energy_j(self) -> float:
+        """The twin's energy counter (J)."""
+        return self.joules
