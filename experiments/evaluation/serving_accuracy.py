@@ -16,6 +16,7 @@ concurrency rises wherever the measurement does).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def _monotone(rows: list[dict[str, Any]]) -> bool:
             groups.setdefault((row["shape"], row["trace"]), []).append(row)
     for group in groups.values():
         group.sort(key=lambda r: r["concurrency"])
-        for a, b in zip(group, group[1:], strict=False):
+        for a, b in itertools.pairwise(group):
             if b["measured_j"] < a["measured_j"] and b["predicted_j"] >= a["predicted_j"]:
                 return False
     return True

@@ -9,8 +9,9 @@ closed loop at each concurrency C and an open loop at each ``--rate``, driven by
 :func:`workers.serving.serve` with the GPU's NVML energy counter read between scheduler steps
 (every 20 ms at most). Each closed loop serves at least ``max(--min-requests, --requests-per-slot
 × C)`` requests, more where the serving prediction expects its steady state to last less than
-``--min-window-s``. Prints a table and appends one JSON line per load to ``serving.jsonl`` under ``--out`` as it goes (a device
-call cut short keeps what it measured); stops starting new loads after ``--time-limit`` seconds.
+``--min-window-s``. Prints a table and appends one JSON line per load to ``serving.jsonl``
+under ``--out`` as it goes (a device call cut short keeps what it measured); stops starting new
+loads after ``--time-limit`` seconds.
 """
 
 from __future__ import annotations
