@@ -539,8 +539,9 @@ def predict(
         typer.Option(help="Serving: requests replayed (default max(200, 8 × C); 400 at a rate)."),
     ] = None,
     max_num_seqs: Annotated[
-        int, typer.Option(help="Serving: sequences the engine runs at once.")
-    ] = 256,
+        int | None,
+        typer.Option(help="Serving: sequences the engine runs at once (default: vLLM's, 256)."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Predict energy per phase, latency, operational and embodied CO2eq of a request.
@@ -563,10 +564,11 @@ def predict(
     from gnn.predict import load_predictor, predict_energy
     from llmco2.errors import InfeasibleConfigError, InvalidRequestError
     from orchestrator.serving_commands import ServingRequestSpec, serving_loads
+    from workers.serving import DEFAULT_MAX_CONTEXT
 
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
     serving = ServingRequestSpec(
-        concurrency, rate, sweep_concurrency, trace, requests, max_num_seqs, 8192
+        concurrency, rate, sweep_concurrency, trace, requests, max_num_seqs, DEFAULT_MAX_CONTEXT
     )
     if serving.asked and sweep_gpus:
         raise InvalidRequestError(
@@ -601,8 +603,10 @@ def predict(
     precision = Precision(wbits, abits, kvbits, expert_wbits)
     architecture, window = resolve_model(model)
     if serving.asked:
+        # Requests drawn from a trace fit the model's context window as well.
+        limit = min(window or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
         _predict_serving(
-            serving_loads(dataclasses.replace(serving, max_context=min(window or 8192, 8192))),
+            serving_loads(dataclasses.replace(serving, max_context=limit)),
             serving, architecture, _gpu_catalog(gpu_file).get(gpu), tp, precision, model_path,
             grid, pue, embodied, plot, as_json,
         )  # fmt: skip
@@ -732,7 +736,7 @@ def _predict_serving(
     setup = GpuSetup(gpu, tp)
     predictor = load_predictor(model_path)
     rows = predict_deployment(
-        predictor, architecture, setup, precision, loads, spec.max_num_seqs, grid, pue, embodied
+        predictor, architecture, setup, precision, loads, spec.sequences, grid, pue, embodied
     )
     trained_on = ", ".join(predictor.metadata.get("setups", [])) or "unknown"
     title = f"{architecture.name} on {tp}×{gpu.id}, {spec.trace} trace"
@@ -753,7 +757,7 @@ def _predict_serving(
                         "embodied_co2": "gCO2eq per request",
                     },
                     "assumptions": {
-                        "max_num_seqs": spec.max_num_seqs,
+                        "max_num_seqs": spec.sequences,
                         "pue": pue,
                         "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
                         "carbon_intensity_source": grid.source if grid else None,
@@ -790,7 +794,7 @@ def _predict_serving(
     _stdout.print(table)
     _stdout.print(
         f"continuous batching of {loads[0].requests} requests from the {spec.trace} trace per "
-        f"load, up to {spec.max_num_seqs} at once, replayed on the step costs of the predictor "
+        f"load, up to {spec.sequences} at once, replayed on the step costs of the predictor "
         f"trained on {trained_on}; energy per request at steady state."
     )
     if plot is not None:

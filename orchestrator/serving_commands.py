@@ -37,8 +37,13 @@ class ServingRequestSpec:
     sweep: str | None
     trace: str
     requests: int | None
-    max_num_seqs: int
+    max_num_seqs: int | None
     max_context: int
+
+    @property
+    def sequences(self) -> int:
+        """Sequences the engine runs at once: as given, or vLLM's serving default."""
+        return self.max_num_seqs if self.max_num_seqs is not None else DEFAULT_MAX_NUM_SEQS
 
     @property
     def asked(self) -> bool:
@@ -58,7 +63,7 @@ def serving_loads(spec: ServingRequestSpec) -> list[ServingLoad]:
         raise InvalidRequestError(
             "give one of --concurrency, --rate and --sweep-concurrency for a serving prediction"
         )
-    if spec.max_num_seqs < 1:
+    if spec.sequences < 1:
         raise InvalidRequestError(f"--max-num-seqs must be ≥ 1, got {spec.max_num_seqs}")
     if spec.trace not in TRACE_CLASSES:
         read_trace(Path(spec.trace))
@@ -179,7 +184,6 @@ def plot_serving(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
 
 __all__ = [
-    "DEFAULT_MAX_NUM_SEQS",
     "ServingRequestSpec",
     "plot_serving",
     "predict_deployment",

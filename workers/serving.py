@@ -39,6 +39,8 @@ from workers.devices import Clock
 
 #: Traffic classes of the shipped request prior, by the names the CLI takes.
 TRACE_CLASSES = {"conv": "conversation", "conversation": "conversation", "code": "code"}
+#: Prompt plus output tokens a drawn request may have at most, unless the load says otherwise.
+DEFAULT_MAX_CONTEXT = 8192
 #: Share of an open loop's arrivals that is its ramp-up, left out of the steady state.
 OPEN_LOOP_RAMP_UP = 0.1
 #: Least time between two energy readings of a serving run (s). NVML's counter moves every few
@@ -68,7 +70,7 @@ class ServingLoad:
     requests: int
     concurrency: int | None = None
     rate_per_s: float | None = None
-    max_context: int = 8192
+    max_context: int = DEFAULT_MAX_CONTEXT
     seed: int = 0
 
     def __post_init__(self) -> None:
