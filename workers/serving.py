@@ -428,7 +428,7 @@ def serve(
     clock: Clock,
     read_energy_j: Callable[[], float] | None = None,
 ) -> tuple[list[ServedRequest], EnergyTrace | None]:
-    """Run ``load`` on ``engine``: every request's timeline and the energy read after each step.
+    """Run ``load`` on ``engine``: every request's timeline and the energy read as it ran.
 
     A closed loop hands the engine its first C requests at once and one more each time one
     finishes; an open loop hands each request over once its arrival time has come, and sleeps
