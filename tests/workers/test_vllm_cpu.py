@@ -181,8 +181,14 @@ def test_a_biased_mixture_of_experts_loads_with_its_biases_zeroed() -> None:
 def test_vllm_keeps_its_caches_in_the_compile_cache_directory(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from vllm.model_executor.models import registry
+
     from workers.engines.vllm_engine import VllmEngine
 
+    # vLLM inspects a model class once per process and writes what it found to its cache then:
+    # an engine of the same class loaded earlier in this process (another test's) would leave
+    # nothing to write here.
+    registry._try_inspect_model_cls.cache_clear()
     for variable in ("VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR"):
         monkeypatch.delenv(variable, raising=False)  # the engine sets them: restored after
     monkeypatch.setenv("LLMCO2_COMPILE_CACHE", str(tmp_path))
