@@ -130,8 +130,13 @@ class StepCosts:
             decode_s=(seconds[:count, 1] / steps).reshape(shape),
             decode_j=(energy[:count, 1] / steps).reshape(shape),
             prompt=prompt,
-            prefill_s=np.stack([seconds[single, 0], seconds[double, 0] - seconds[single, 0]]),
-            prefill_j=np.stack([energy[single, 0], energy[double, 0] - energy[single, 0]]),
+            # What a second sequence adds is never taken as a saving.
+            prefill_s=np.stack(
+                [seconds[single, 0], np.maximum(seconds[double, 0] - seconds[single, 0], 0.0)]
+            ),
+            prefill_j=np.stack(
+                [energy[single, 0], np.maximum(energy[double, 0] - energy[single, 0], 0.0)]
+            ),
             idle_w=idle_w,
         )
 
@@ -160,7 +165,7 @@ def _bilinear(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, x: float, y: f
     return float(np.interp(x, xs, along_y))
 
 
-class VirtualClock:
+class TwinClock:
     """The twin's time: it passes only when the twin runs a step or waits."""
 
     def __init__(self, twin: ServingTwin) -> None:
@@ -200,10 +205,10 @@ class ServingTwin:
     joules: float = 0.0
     _queue: list[_Sequence] = field(default_factory=list)
     _running: list[_Sequence] = field(default_factory=list)
-    clock: VirtualClock = field(init=False)
+    clock: TwinClock = field(init=False)
 
     def __post_init__(self) -> None:
-        self.clock = VirtualClock(self)
+        self.clock = TwinClock(self)
 
     def add(self, request_id: int, prompt_tokens: int, generated_tokens: int) -> None:
         """Queue a request."""
