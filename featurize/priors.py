@@ -47,37 +47,15 @@ class RequestPrior:
         """A prior from a user's request log.
 
         Raises:
-            ConfigFileError: Unreadable file, missing columns or no valid rows.
+            ConfigFileError: What :func:`read_trace` refuses.
         """
         template = cls.azure()
-        try:
-            with path.open(newline="") as handle:
-                rows = list(csv.DictReader(handle))
-        except OSError as exc:
-            raise ConfigFileError(f"cannot read trace {str(path)!r}: {exc.strerror}") from exc
-        prompt_col = next(
-            (c for c in ("ContextTokens", "prompt_tokens") if rows and c in rows[0]), None
-        )
-        gen_col = next(
-            (c for c in ("GeneratedTokens", "generated_tokens") if rows and c in rows[0]), None
-        )
-        if prompt_col is None or gen_col is None:
-            raise ConfigFileError(
-                f"trace {str(path)!r} needs columns ContextTokens and GeneratedTokens "
-                "(or prompt_tokens and generated_tokens)"
-            )
-        try:
-            prompt = np.array([int(r[prompt_col]) for r in rows])
-            gen = np.array([int(r[gen_col]) for r in rows])
-        except (TypeError, ValueError) as exc:
-            raise ConfigFileError(f"trace {str(path)!r} has a non-integer length") from exc
-        keep = (prompt >= 1) & (gen >= 1)
-        if not keep.any():
-            raise ConfigFileError(f"trace {str(path)!r} has no request with positive lengths")
+        lengths = np.array(read_trace(path))
+        prompt, gen = lengths[:, 0], lengths[:, 1]
         p_edges, g_edges = template.prompt_edges, template.generated_edges
         counts, _, _ = np.histogram2d(
-            np.clip(prompt[keep], p_edges[0], p_edges[-1] - 1),
-            np.clip(gen[keep], g_edges[0], g_edges[-1] - 1),
+            np.clip(prompt, p_edges[0], p_edges[-1] - 1),
+            np.clip(gen, g_edges[0], g_edges[-1] - 1),
             bins=[list(p_edges), list(g_edges)],
         )
         return cls(p_edges, g_edges, {name: counts})
@@ -137,6 +115,59 @@ class RequestPrior:
                 continue
             requests.append(InferenceRequest(int(rng.integers(low, high + 1)), prompt, gen))
         return requests
+
+
+def read_trace(path: Path) -> list[tuple[int, int]]:
+    """A user's request log: ``(prompt, generated)`` tokens of each row.
+
+    The CSV has the Azure trace's columns ``ContextTokens`` and ``GeneratedTokens`` (or
+    ``prompt_tokens`` and ``generated_tokens``); other columns are ignored.
+
+    Raises:
+        ConfigFileError: Unreadable file, missing column, a non-integer, negative or zero length
+            (the row is named), or no rows.
+    """
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            header = reader.fieldnames or []
+            columns = next(
+                (
+                    pair
+                    for pair in (
+                        ("ContextTokens", "GeneratedTokens"),
+                        ("prompt_tokens", "generated_tokens"),
+                    )
+                    if set(pair) <= set(header)
+                ),
+                None,
+            )
+            if columns is None:
+                raise ConfigFileError(
+                    f"trace {str(path)!r} needs columns ContextTokens and GeneratedTokens "
+                    f"(or prompt_tokens and generated_tokens), has {', '.join(header) or 'none'}"
+                )
+            rows: list[tuple[int, int]] = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    prompt, generated = (int(row[c] or "") for c in columns)
+                except ValueError:
+                    raise ConfigFileError(
+                        f"trace {str(path)!r} line {line}: lengths must be integers"
+                    ) from None
+                if prompt < 1 or generated < 1:
+                    raise ConfigFileError(
+                        f"trace {str(path)!r} line {line}: lengths must be ≥ 1 token, "
+                        f"got {prompt} and {generated}"
+                    )
+                rows.append((prompt, generated))
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read trace {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigFileError(f"trace {str(path)!r} is not a text CSV file") from None
+    if not rows:
+        raise ConfigFileError(f"trace {str(path)!r} has no requests")
+    return rows
 
 
 def _log_uniform(rng: np.random.Generator, low: float, high: float) -> int:

@@ -15,12 +15,13 @@ from typing import Any
 
 from featurize import GpuSetup, InferencePoint, InferenceRequest, Precision, check_fits
 from featurize.architecture import Architecture
+from featurize.priors import read_trace
 from gnn.carbon import CarbonIntensity, operational_co2_g
 from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
 from gnn.predict import EnergyPredictor
 from gnn.serving import DEFAULT_MAX_NUM_SEQS, predict_serving
 from llmco2.errors import InvalidRequestError
-from workers.serving import TRACE_CLASSES, ServingLoad, read_trace
+from workers.serving import TRACE_CLASSES, ServingLoad
 
 #: Requests a closed loop at concurrency C replays unless told (at least this many, or 8 × C).
 DEFAULT_CLOSED_REQUESTS = 200

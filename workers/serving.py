@@ -24,7 +24,6 @@ come alongside, with throughput and time-to-first-token and time-per-output-toke
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from featurize.priors import RequestPrior
+from featurize.priors import RequestPrior, read_trace
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from workers.devices import Clock
 
@@ -128,59 +127,6 @@ class ServingLoad:
         gaps = rng.exponential(1.0 / self.rate_per_s, size=self.requests)
         gaps[0] = 0.0
         return [float(t) for t in np.cumsum(gaps)]
-
-
-def read_trace(path: Path) -> list[tuple[int, int]]:
-    """A user's request log: ``(prompt, generated)`` tokens of each row.
-
-    The CSV has the Azure trace's columns ``ContextTokens`` and ``GeneratedTokens`` (or
-    ``prompt_tokens`` and ``generated_tokens``); other columns are ignored.
-
-    Raises:
-        ConfigFileError: Unreadable file, missing column, a non-integer, negative or zero length
-            (the row is named), or no rows.
-    """
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            columns = next(
-                (
-                    pair
-                    for pair in (
-                        ("ContextTokens", "GeneratedTokens"),
-                        ("prompt_tokens", "generated_tokens"),
-                    )
-                    if set(pair) <= set(header)
-                ),
-                None,
-            )
-            if columns is None:
-                raise ConfigFileError(
-                    f"trace {str(path)!r} needs columns ContextTokens and GeneratedTokens "
-                    f"(or prompt_tokens and generated_tokens), has {', '.join(header) or 'none'}"
-                )
-            rows: list[tuple[int, int]] = []
-            for line, row in enumerate(reader, start=2):
-                try:
-                    prompt, generated = (int(row[c] or "") for c in columns)
-                except ValueError:
-                    raise ConfigFileError(
-                        f"trace {str(path)!r} line {line}: lengths must be integers"
-                    ) from None
-                if prompt < 1 or generated < 1:
-                    raise ConfigFileError(
-                        f"trace {str(path)!r} line {line}: lengths must be ≥ 1 token, "
-                        f"got {prompt} and {generated}"
-                    )
-                rows.append((prompt, generated))
-    except OSError as exc:
-        raise ConfigFileError(f"cannot read trace {str(path)!r}: {exc.strerror}") from exc
-    except UnicodeDecodeError:
-        raise ConfigFileError(f"trace {str(path)!r} is not a text CSV file") from None
-    if not rows:
-        raise ConfigFileError(f"trace {str(path)!r} has no requests")
-    return rows
 
 
 @dataclass

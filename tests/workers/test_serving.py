@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from llmco2.errors import ConfigFileError, InvalidRequestError
+from featurize.priors import read_trace
+from llmco2.errors import InvalidRequestError
 from workers.serving import (
     EnergyTrace,
     ServedRequest,
     ServingLoad,
-    read_trace,
     serve,
     steady_window,
     summarise,
@@ -128,33 +128,6 @@ def test_a_users_trace_is_read_and_replayed(tmp_path: Path) -> None:
     assert read_trace(path) == [(100, 20), (3000, 5), (40, 9000)]
     lengths = ServingLoad(str(path), 50, concurrency=2, max_context=4096).lengths()
     assert set(lengths) == {(100, 20), (3000, 5)}  # the 9,040-token request is over the limit
-
-
-@pytest.mark.parametrize(
-    ("text", "says"),
-    [
-        ("a,b\n1,2\n", "needs columns ContextTokens and GeneratedTokens.*has a, b"),
-        ("prompt_tokens,generated_tokens\n10,-3\n", "line 2: lengths must be ≥ 1 token"),
-        ("prompt_tokens,generated_tokens\n10,5\n1.5,2\n", "line 3: lengths must be integers"),
-        ("prompt_tokens,generated_tokens\n10,\n", "line 2: lengths must be integers"),
-        ("prompt_tokens,generated_tokens\n", "has no requests"),
-    ],
-)
-def test_bad_traces_are_one_clear_line(tmp_path: Path, text: str, says: str) -> None:
-    path = tmp_path / "trace.csv"
-    path.write_text(text)
-    with pytest.raises(ConfigFileError, match=says) as caught:
-        read_trace(path)
-    assert "\n" not in str(caught.value)
-
-
-def test_a_missing_or_binary_trace_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigFileError, match="cannot read trace"):
-        read_trace(tmp_path / "absent.csv")
-    binary = tmp_path / "trace.csv"
-    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
-    with pytest.raises(ConfigFileError, match="not a text CSV"):
-        read_trace(binary)
 
 
 def _running_at_most(requests: list[ServedRequest], limit: int) -> bool:
