@@ -55,6 +55,7 @@ from llmco2.errors import InvalidRequestError
 from storage.records import config_key
 from workers.devices import DeviceState
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
+from workers.serving import DEFAULT_MAX_CONTEXT
 from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
 
 _NETWORK = np.array([k in NETWORK_KERNELS for k in KERNEL_TYPES])
@@ -375,7 +376,7 @@ class SimulatedEngine(InferenceEngine):
         return RunResult(seconds, request.batch_size * request.generated_tokens)
 
     def step_engine(
-        self, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, max_context: int = 8192
+        self, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS, max_context: int = DEFAULT_MAX_CONTEXT
     ) -> ServingTwin:
         """This engine serving continuously batched requests on its modelled costs.
 

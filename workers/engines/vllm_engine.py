@@ -386,18 +386,26 @@ class VllmEngine(InferenceEngine):
         prompts = [
             self._tokens_prompt(prompt_token_ids=ids) for ids in self.prompt_token_ids(request)
         ]
-        params = self._sampling(
-            max_tokens=request.generated_tokens,
-            min_tokens=request.generated_tokens,
-            ignore_eos=True,
-            detokenize=False,
-            temperature=0.0,
-        )
+        params = self.exact_length_sampling(request.generated_tokens)
         start = time.perf_counter()
         outputs = self._llm.generate(prompts, params, use_tqdm=False)
         latency = time.perf_counter() - start
         produced = sum(len(o.outputs[0].token_ids) for o in outputs)
         return RunResult(latency, produced)
+
+    def exact_length_sampling(self, generated_tokens: int) -> Any:
+        """VLLM's sampling parameters for exactly ``generated_tokens`` tokens per sequence.
+
+        Greedy, end-of-sequence ignored and no detokenisation: the same work whatever the dummy
+        weights produce.
+        """
+        return self._sampling(
+            max_tokens=generated_tokens,
+            min_tokens=generated_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            temperature=0.0,
+        )
 
     def step_engine(self) -> VllmStepEngine:
         """This engine driven one scheduler step at a time, for serving (:mod:`workers.serving`).
@@ -459,13 +467,7 @@ class VllmStepEngine:
         """Hand vLLM one request of ``prompt_tokens`` random ids generating exactly that many."""
         owner = self._owner
         (ids,) = owner.prompt_token_ids(InferenceRequest(1, prompt_tokens, generated_tokens))
-        params = owner._sampling(
-            max_tokens=generated_tokens,
-            min_tokens=generated_tokens,
-            ignore_eos=True,
-            detokenize=False,
-            temperature=0.0,
-        )
+        params = owner.exact_length_sampling(generated_tokens)
         name = f"serve-{request_id}"
         self._ids[name] = request_id
         self._engine.add_request(name, owner._tokens_prompt(prompt_token_ids=ids), params)
