@@ -5,7 +5,8 @@
 
 For every shape: one engine (the product's :class:`workers.engines.vllm_engine.VllmEngine`, its
 scheduler admitting up to the largest concurrency), a warm-up run, then every (trace, load) as a
-closed loop at each concurrency C and an open loop at each ``--rate``, driven by
+closed loop at each concurrency C and an open loop at each ``--rate`` (and at each
+``--rate-fraction`` of the throughput predicted at the largest C), driven by
 :func:`workers.serving.serve` with the GPU's NVML energy counter read between scheduler steps
 (every 20 ms at most). Each closed loop serves at least ``max(--min-requests, --requests-per-slot
 × C)`` requests, more where the serving prediction expects its steady state to last less than
@@ -67,11 +68,27 @@ def _loads(args: argparse.Namespace, trace: str, shape: str, setup: GpuSetup) ->
                 seed=args.seed,
             )
         )
+    # Open loops at a fraction of what the deployment serves at its largest concurrency, so that
+    # one fraction means the same utilisation for a small and a large shape.
+    rates = list(args.rate)
+    if args.rate_fraction:
+        capacity = predict_serving(
+            predictor,
+            architecture,
+            setup,
+            max(closed, key=lambda c: c.concurrency or 0),
+            max_num_seqs=args.max_num_seqs,
+        ).result.requests_per_s
+        rates += [round(f * capacity, 2) for f in args.rate_fraction]
     opened = [
         ServingLoad(
-            trace, args.open_requests, rate_per_s=r, max_context=args.max_context, seed=args.seed
+            trace,
+            max(args.open_requests, math.ceil(r * args.open_window_s)),
+            rate_per_s=r,
+            max_context=args.max_context,
+            seed=args.seed,
         )
-        for r in args.rate
+        for r in rates
     ]
     return closed + opened
 
@@ -91,7 +108,20 @@ def main() -> None:
     parser.add_argument("--rate", default="", help="open-loop arrival rates per second")
     parser.add_argument("--requests-per-slot", type=int, default=4)
     parser.add_argument("--min-requests", type=int, default=12)
-    parser.add_argument("--open-requests", type=int, default=120)
+    parser.add_argument(
+        "--rate-fraction",
+        default="",
+        help="open-loop arrival rates as fractions of the predicted throughput at the largest C",
+    )
+    parser.add_argument(
+        "--open-requests", type=int, default=40, help="least requests per open loop"
+    )
+    parser.add_argument(
+        "--open-window-s", type=float, default=12.0, help="seconds of arrivals per open loop"
+    )
+    parser.add_argument(
+        "--max-num-seqs", type=int, default=0, help="scheduler limit (default: largest C, ≥ 32)"
+    )
     parser.add_argument("--min-window-s", type=float, default=5.0)
     parser.add_argument("--max-requests", type=int, default=2000)
     parser.add_argument("--max-context", type=int, default=4096)
@@ -101,12 +131,13 @@ def main() -> None:
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.rate = [float(r) for r in args.rate.split(",") if r]
+    args.rate_fraction = [float(f) for f in args.rate_fraction.split(",") if f]
     began = time.monotonic()
     names = detect_gpu_names()
     if not names:
         raise SystemExit("no NVIDIA GPU here: this script meters GPU energy")
     # The scheduler admits up to the largest concurrency, as a deployment sized for it would.
-    args.max_num_seqs = max([*args.concurrency, 32])
+    args.max_num_seqs = args.max_num_seqs or max([*args.concurrency, 32])
     os.environ["LLMCO2_MAX_NUM_SEQS"] = str(args.max_num_seqs)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "serving.jsonl"
@@ -141,6 +172,7 @@ def main() -> None:
                     "requests": load.requests,
                     "seed": load.seed,
                     "max_context": load.max_context,
+                    "max_num_seqs": args.max_num_seqs,
                     "result": result.to_dict(),
                     "timeline": [
                         [
