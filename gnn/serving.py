@@ -23,6 +23,7 @@ from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from gnn.hybrid import HybridPredictor
 from gnn.predict import EnergyPredictor
+from gnn.serving_correction import ServingCorrection, default_serving_correction
 from llmco2.errors import InvalidRequestError
 from workers.serving import ServingLoad, ServingResult, serve, summarise
 from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
@@ -106,23 +107,40 @@ def predict_serving(
     load: ServingLoad,
     precision: Precision | None = None,
     max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+    correction: ServingCorrection | None = None,
 ) -> ServingPrediction:
     """Replay ``load`` on the twin of one deployment and attribute its energy per request.
+
+    Args:
+        predictor: What uniform batches cost.
+        architecture: The model shape.
+        setup: GPU type and count.
+        load: What is served.
+        precision: Bit widths (bf16 by default).
+        max_num_seqs: Sequences the engine runs at once.
+        correction: What serving measurements taught the twin, and the interval they give
+            (the shipped :func:`gnn.serving_correction.default_serving_correction` by default;
+            ``ServingCorrection()`` for the uncorrected twin). Without its interval, the
+            single-request predictor's interval of total energy is used.
 
     Raises:
         InvalidRequestError: Bad limits (:func:`step_costs`) or a load without a steady state.
         ConfigFileError: An unreadable trace file.
     """
     precision = precision if precision is not None else Precision()
+    correction = correction if correction is not None else default_serving_correction()
     InferencePoint(architecture, InferenceRequest(1, 16, 2), setup, precision).validate()
     costs = step_costs(predictor, architecture, setup, precision, max_num_seqs, load.max_context)
-    twin = ServingTwin(costs, max_num_seqs)
+    twin = ServingTwin(costs, max_num_seqs, correction.step)
     requests, energy = serve(twin, load, twin.clock, twin.energy_j)
     result = summarise(requests, energy, load.concurrency)
     if result.per_request_j is None:
         raise InvalidRequestError(
             "the load never reached a steady state on this deployment: send more requests"
         )
+    bounds = correction.interval_of(result.per_request_j)
+    if bounds is not None:
+        return ServingPrediction(result, *bounds, correction.interval_level)
     interval = predictor.interval if isinstance(predictor, HybridPredictor) else None
     if interval is None:
         return ServingPrediction(result)

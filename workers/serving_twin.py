@@ -22,9 +22,10 @@ costs the GPUs' static power.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
+import numpy.typing as npt
 
 from featurize.architecture import Architecture
 from featurize.point import GpuSetup, InferencePoint
@@ -160,6 +161,89 @@ class StepCosts:
         )
 
 
+@dataclass(frozen=True)
+class StepCorrection:
+    """What serving measurements teach the twin about its steps (the identity by default).
+
+    The step costs come from uniform batches of a few sequences; a serving engine runs up to
+    hundreds, and its host (scheduler, input preparation, output processing) takes time of its
+    own that a small model's forward pass no longer hides. A corrected step runs its decode part
+    ``exp(decode_log_scale + decode_batch_slope · ln b)`` times as long and as costly (``b``
+    sequences decoding), its prefill part ``exp(prefill_log_scale)`` times, and lasts at least
+    the host's ``host_s + host_per_sequence_s · n`` for its ``n`` sequences, the GPUs drawing
+    their static power while they wait for it.
+
+    Attributes:
+        decode_log_scale: Log multiplier of decode time and energy.
+        decode_batch_slope: Its change per unit of log decode batch size.
+        prefill_log_scale: Log multiplier of prefill time and energy.
+        host_s: Host time of a step whatever its size (s).
+        host_per_sequence_s: Host time per sequence in the step (s).
+    """
+
+    decode_log_scale: float = 0.0
+    decode_batch_slope: float = 0.0
+    prefill_log_scale: float = 0.0
+    host_s: float = 0.0
+    host_per_sequence_s: float = 0.0
+
+    def apply(
+        self,
+        decode_s: npt.ArrayLike,
+        decode_j: npt.ArrayLike,
+        prefill_s: npt.ArrayLike,
+        prefill_j: npt.ArrayLike,
+        decoding: npt.ArrayLike,
+        sequences: npt.ArrayLike,
+        idle_w: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Seconds and joules of steps (arrays of one value per step, or scalars).
+
+        Args:
+            decode_s: Seconds of each step's decode part, uncorrected (0 without one).
+            decode_j: Its joules.
+            prefill_s: Seconds of each step's prefills, uncorrected (0 without any).
+            prefill_j: Their joules.
+            decoding: Sequences decoding in each step.
+            sequences: Sequences in each step, decoding or prefilling.
+            idle_w: Power of the GPUs while they wait (W, all GPUs).
+        """
+        decode_s, decode_j, prefill_s, prefill_j, decoding, sequences = (
+            np.asarray(v, dtype=np.float64)
+            for v in (decode_s, decode_j, prefill_s, prefill_j, decoding, sequences)
+        )
+        decode_scale = np.exp(
+            self.decode_log_scale + self.decode_batch_slope * np.log(np.maximum(decoding, 1))
+        )
+        prefill_scale = np.exp(self.prefill_log_scale)
+        dec_s, dec_j = decode_s * decode_scale, decode_j * decode_scale
+        pre_s, pre_j = prefill_s * prefill_scale, prefill_j * prefill_scale
+        # One forward pass runs the prefills and the decode step together: the shorter of the two
+        # hides under the longer, and the GPUs' static power is paid once over that time.
+        overlap = np.minimum(dec_s, pre_s)
+        gpu_s = dec_s + pre_s - overlap
+        gpu_j = dec_j + pre_j - overlap * idle_w
+        step_s = np.maximum(gpu_s, self.host_s + self.host_per_sequence_s * sequences)
+        return step_s, gpu_j + (step_s - gpu_s) * idle_w
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready fields."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One twin step before correction: what :meth:`StepCorrection.apply` takes."""
+
+    decode_s: float
+    decode_j: float
+    prefill_s: float
+    prefill_j: float
+    decoding: int
+    sequences: int
+    end_s: float
+
+
 def _bilinear(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, x: float, y: float) -> float:
     along_y = np.array([np.interp(y, ys, row) for row in values])
     return float(np.interp(x, xs, along_y))
@@ -197,12 +281,18 @@ class ServingTwin:
     Attributes:
         costs: What steps cost.
         max_num_seqs: Sequences running at once; later requests wait in the queue.
+        correction: What serving measurements taught about the steps.
+        record: Whether to keep every step's uncorrected costs in ``steps``.
         joules: Energy spent so far (the twin's counter).
+        steps: The steps run so far, uncorrected (kept with ``record``).
     """
 
     costs: StepCosts
     max_num_seqs: int
+    correction: StepCorrection = field(default_factory=StepCorrection)
+    record: bool = False
     joules: float = 0.0
+    steps: list[StepRecord] = field(default_factory=list)
     _queue: list[_Sequence] = field(default_factory=list)
     _running: list[_Sequence] = field(default_factory=list)
     clock: TwinClock = field(init=False)
@@ -230,11 +320,29 @@ class ServingTwin:
             seconds, joules = self.costs.prefill(sequence.context, joining=index > 0)
             prefill_s += seconds
             prefill_j += joules
-        # One forward pass runs the prefills and the decode step together: the shorter of the two
-        # hides under the longer, and the GPUs' static power is paid once over that time.
-        overlap = min(decode_s, prefill_s)
-        self.clock.seconds += decode_s + prefill_s - overlap
-        self.joules += decode_j + prefill_j - overlap * self.costs.idle_w
+        step_s, step_j = self.correction.apply(
+            decode_s,
+            decode_j,
+            prefill_s,
+            prefill_j,
+            len(decoding),
+            len(decoding) + len(admitted),
+            self.costs.idle_w,
+        )
+        self.clock.seconds += float(step_s)
+        self.joules += float(step_j)
+        if self.record:
+            self.steps.append(
+                StepRecord(
+                    decode_s,
+                    decode_j,
+                    prefill_s,
+                    prefill_j,
+                    len(decoding),
+                    len(decoding) + len(admitted),
+                    self.clock.seconds,
+                )
+            )
         progress = []
         for sequence in decoding + admitted:
             sequence.produced += 1

@@ -3,14 +3,22 @@
     .venv/bin/python experiments/evaluation/serving_accuracy.py \
         experiments/data/serving-h200/serving.jsonl --out experiments/reports/serving-h200
 
-Every row of the measurement files (written by ``experiments/gpu/serving_sweep.py``) is replayed
-by :func:`gnn.serving.predict_serving` with the same load (trace, concurrency or rate, requests,
-seed, context limit: the same request lengths) on the same GPU with the engine's
-``max_num_seqs``, and the predicted energy per request at steady state is compared with the
-measured one. The predictor is the shipped default (``--predictor`` for another); no serving
-measurement is in its training data, so every shape is held out. Prints a table and writes
-``serving_accuracy.json`` (per row and summary: MAPE, EBA10, whether the prediction falls as the
-concurrency rises wherever the measurement does).
+Every measured load (written by ``experiments/gpu/serving_sweep.py``) is replayed with the same
+load (trace, concurrency or rate, requests, seed, context limit: the same request lengths) on the
+twin of the same GPU with the engine's ``max_num_seqs`` (:mod:`gnn.serving_correction`), and its
+predicted energy per request at steady state is compared with the measured one, four ways:
+
+- ``uncorrected``: the twin on the predictor's costs alone (no serving measurement used);
+- ``shipped``: with the shipped correction (``gnn/data/serving_correction.json``; fitted on
+  these loads if they are the shipped ones, so in-sample);
+- ``held-out shape``: with a correction fitted on the other shapes' loads;
+- ``held-out concurrency``: with a correction fitted on the other concurrencies' loads.
+
+The predictor is the shipped default (``--predictor`` for another); no serving measurement is in
+its training data. The held-out-shape interval is cross-conformal: each shape's interval comes
+from the other shapes' held-out errors. Prints a table and writes ``serving_accuracy.json`` (per
+load and summary: MAPE, EBA10, worst, whether predictions fall as the concurrency rises wherever
+the measurements do, interval coverage).
 """
 
 from __future__ import annotations
@@ -23,22 +31,20 @@ from typing import Any
 
 import numpy as np
 
-from featurize import resolve_architecture
-from featurize.gpus import GpuCatalog
-from featurize.point import GpuSetup
 from gnn.predict import load_predictor
-from gnn.serving import predict_serving
-from workers.serving import ServingLoad
+from gnn.serving_correction import (
+    INTERVAL_LEVEL,
+    default_serving_correction,
+    held_out_predictions,
+    predict_observation,
+    read_observations,
+    twin_factory,
+)
+
+METHODS = ("uncorrected", "shipped", "held-out shape", "held-out concurrency")
 
 
-def _rows(paths: list[Path]) -> list[dict[str, Any]]:
-    rows = []
-    for path in paths:
-        rows += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows
-
-
-def _monotone(rows: list[dict[str, Any]]) -> bool:
+def _monotone(rows: list[dict[str, Any]], method: str) -> bool:
     """Whether, per shape and trace, predictions fall with C wherever measurements fall."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
@@ -47,9 +53,22 @@ def _monotone(rows: list[dict[str, Any]]) -> bool:
     for group in groups.values():
         group.sort(key=lambda r: r["concurrency"])
         for a, b in itertools.pairwise(group):
-            if b["measured_j"] < a["measured_j"] and b["predicted_j"] >= a["predicted_j"]:
+            if b["measured_j"] < a["measured_j"] and b[method] >= a[method]:
                 return False
     return True
+
+
+def _cross_conformal(rows: list[dict[str, Any]]) -> list[bool]:
+    """Whether each load's measurement lies in the interval made from the other shapes' errors."""
+    covered = []
+    tail = (1.0 - INTERVAL_LEVEL) / 2.0
+    for row in rows:
+        others = [np.log(r["held-out shape"] / r["measured_j"]) for r in rows
+                  if r["shape"] != row["shape"]]  # fmt: skip
+        low = row["held-out shape"] * np.exp(-np.quantile(others, 1.0 - tail))
+        high = row["held-out shape"] * np.exp(-np.quantile(others, tail))
+        covered.append(bool(low <= row["measured_j"] <= high))
+    return covered
 
 
 def main() -> None:
@@ -58,77 +77,63 @@ def main() -> None:
     parser.add_argument("--predictor", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    predictor = load_predictor(args.predictor)
-    catalog = GpuCatalog.default()
-    results = []
-    print(f"{'shape':14s} {'trace':5s} {'load':>7s} {'measured J':>10s} {'predicted J':>11s} "
-          f"{'error %':>8s}  {'tok/s meas':>10s} {'pred':>7s}")  # fmt: skip
-    for row in _rows(args.files):
-        load = ServingLoad(
-            row["trace"],
-            row["requests"],
-            concurrency=row["concurrency"],
-            rate_per_s=row["rate_per_s"],
-            max_context=row["max_context"],
-            seed=row["seed"],
-        )
-        setup = GpuSetup(catalog.get(row["gpu_names"][0]), len(row["gpu_names"]))
-        prediction = predict_serving(
-            predictor,
-            resolve_architecture(row["shape"]),
-            setup,
-            load,
-            max_num_seqs=row["engine_settings"]["max_num_seqs"],
-        )
-        measured = row["result"]["per_request_j"]
-        predicted = prediction.result.per_request_j
-        error = 100 * (predicted / measured - 1)
-        results.append(
-            {
-                "shape": row["shape"],
-                "trace": row["trace"],
-                "concurrency": row["concurrency"],
-                "rate_per_s": row["rate_per_s"],
-                "gpu": setup.gpu.id,
-                "measured_j": measured,
-                "predicted_j": predicted,
-                "low_j": prediction.per_request_low_j,
-                "high_j": prediction.per_request_high_j,
-                "error_pct": error,
-                "measured_tokens_per_s": row["result"]["output_tokens_per_s"],
-                "predicted_tokens_per_s": prediction.result.output_tokens_per_s,
-            }
-        )
-        name = f"C={load.concurrency}" if load.closed else f"λ={load.rate_per_s:g}"
+    observations = read_observations(args.files)
+    make_twin = twin_factory(load_predictor(args.predictor))
+    shipped = default_serving_correction()
+    by_shape = held_out_predictions(make_twin, observations, "shape")
+    by_concurrency = held_out_predictions(make_twin, observations, "concurrency")
+    rows = []
+    print(f"{'load':34s} {'measured J':>10s} " + " ".join(f"{m:>11.11s}" for m in METHODS))
+    for observation, shape, concurrency in zip(observations, by_shape, by_concurrency, strict=True):
+        corrected, tokens = predict_observation(make_twin, observation, shipped.step)
+        row: dict[str, Any] = {
+            "shape": observation.shape,
+            "trace": observation.trace,
+            "concurrency": observation.concurrency,
+            "rate_per_s": observation.rate_per_s,
+            "gpu": observation.gpu,
+            "measured_j": observation.measured_j,
+            "uncorrected": shape.uncorrected_j,
+            "shipped": corrected,
+            "held-out shape": shape.predicted_j,
+            "held-out concurrency": concurrency.predicted_j,
+            "measured_tokens_per_s": observation.measured_tokens_per_s,
+            "shipped_tokens_per_s": tokens,
+        }
+        row["error_pct"] = {m: 100 * (row[m] / observation.measured_j - 1) for m in METHODS}
+        rows.append(row)
         print(
-            f"{row['shape']:14s} {row['trace']:5s} {name:>7s} {measured:10.1f} {predicted:11.1f}"
-            f" {error:+8.1f}  {row['result']['output_tokens_per_s']:10.0f}"
-            f" {prediction.result.output_tokens_per_s:7.0f}"
+            f"{observation.name:34s} {observation.measured_j:10.1f} "
+            + " ".join(f"{row['error_pct'][m]:+10.1f}%" for m in METHODS)
         )
-    errors = np.abs([r["error_pct"] for r in results])
-    covered = [
-        r["low_j"] <= r["measured_j"] <= r["high_j"] for r in results if r["low_j"] is not None
-    ]
-    summary = {
-        "points": len(results),
-        "mape": float(np.mean(errors)),
-        "eba10": float(100 * np.mean(errors <= 10)),
-        "worst_pct": float(np.max(errors)),
-        "monotone_in_concurrency": _monotone(results),
-        "interval_coverage": float(100 * np.mean(covered)) if covered else None,
-        "by_trace": {
-            t: float(np.mean([abs(r["error_pct"]) for r in results if r["trace"] == t]))
-            for t in sorted({r["trace"] for r in results})
-        },
-    }
+    summary: dict[str, Any] = {"loads": len(rows), "shapes": sorted({r["shape"] for r in rows})}
+    for method in METHODS:
+        errors = np.abs([r["error_pct"][method] for r in rows])
+        summary[method] = {
+            "mape": float(np.mean(errors)),
+            "eba10": float(100 * np.mean(errors <= 10)),
+            "worst_pct": float(np.max(errors)),
+            "monotone_in_concurrency": _monotone(rows, method),
+            "mape_by_shape": {
+                s: float(np.mean([abs(r["error_pct"][method]) for r in rows if r["shape"] == s]))
+                for s in summary["shapes"]
+            },
+        }
+    summary["held-out shape"]["interval_coverage"] = float(100 * np.mean(_cross_conformal(rows)))
+    summary["interval_level"] = INTERVAL_LEVEL
+    for method in METHODS:
+        s = summary[method]
+        print(
+            f"{method:21s} MAPE {s['mape']:5.1f} %, EBA10 {s['eba10']:3.0f} %, worst"
+            f" {s['worst_pct']:5.1f} %, monotone in C: {s['monotone_in_concurrency']}"
+        )
     print(
-        f"MAPE {summary['mape']:.1f} %, EBA10 {summary['eba10']:.0f} %, worst"
-        f" {summary['worst_pct']:.1f} %, monotone in C: {summary['monotone_in_concurrency']},"
-        f" interval coverage {summary['interval_coverage']}"
+        f"held-out shape interval ({INTERVAL_LEVEL:.0%}, cross-conformal) coverage:"
+        f" {summary['held-out shape']['interval_coverage']:.1f} %"
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving_accuracy.json").write_text(
-        json.dumps({"summary": summary, "rows": results}, indent=1)
+        json.dumps({"summary": summary, "rows": rows}, indent=1)
     )
 
 
