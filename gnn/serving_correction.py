@@ -45,11 +45,14 @@ __all__ = [
     "ReplayedLoad",
     "ServingCorrection",
     "ServingObservation",
+    "TwinFactory",
     "default_serving_correction",
     "fit_step_correction",
     "held_out_predictions",
+    "predict_observation",
     "read_observations",
     "replay",
+    "twin_factory",
 ]
 
 #: Nominal coverage of the shipped interval on energy per request.

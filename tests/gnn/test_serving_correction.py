@@ -17,6 +17,7 @@ from gnn.serving import predict_serving
 from gnn.serving_correction import (
     ServingCorrection,
     ServingObservation,
+    TwinFactory,
     default_serving_correction,
     fit_step_correction,
     held_out_predictions,
@@ -34,35 +35,30 @@ TRUTH = StepCorrection(
 )
 
 
-def _observation(
-    shape: str, trace: str, concurrency: int | None, **kwargs: object
-) -> ServingObservation:
-    requests = max(12, 4 * (concurrency or 5))
-    fields = {
-        "shape": shape,
-        "trace": trace,
-        "concurrency": concurrency,
-        "rate_per_s": None if concurrency is not None else 4.0,
-        "requests": requests if concurrency is not None else 40,
-        "seed": 0,
-        "max_context": 4096,
-        "max_num_seqs": 64,
-        "gpu": "NVIDIA H200",
-        "gpu_count": 1,
-        "measured_j": 1.0,
-        "measured_tokens_per_s": 1.0,
-    }
-    fields.update(kwargs)
-    return ServingObservation(**fields)  # type: ignore[arg-type]
+def _observation(shape: str, trace: str, concurrency: int | None) -> ServingObservation:
+    return ServingObservation(
+        shape=shape,
+        trace=trace,
+        concurrency=concurrency,
+        rate_per_s=None if concurrency is not None else 4.0,
+        requests=max(12, 4 * concurrency) if concurrency is not None else 40,
+        seed=0,
+        max_context=4096,
+        max_num_seqs=64,
+        gpu="NVIDIA H200",
+        gpu_count=1,
+        measured_j=1.0,
+        measured_tokens_per_s=1.0,
+    )
 
 
 @pytest.fixture(scope="module")
-def make_twin():  # type: ignore[no-untyped-def]
+def make_twin() -> TwinFactory:
     return twin_factory(default_predictor())
 
 
 @pytest.fixture(scope="module")
-def synthetic(make_twin) -> list[ServingObservation]:  # type: ignore[no-untyped-def]
+def synthetic(make_twin: TwinFactory) -> list[ServingObservation]:
     """Loads "measured" on a twin that runs ``TRUTH``: what a fit must find again."""
     observations = []
     for shape in ("qwen2-1.5b", "llama3.1-8b", "qwen3-8b"):
@@ -103,7 +99,7 @@ def test_scales_apply_to_decode_by_batch_size_and_to_prefill() -> None:
     assert joules == pytest.approx([4.0 * decode, 9.0 * np.exp(-0.2)])
 
 
-def test_a_replayed_load_gives_what_the_full_replay_gives(make_twin) -> None:  # type: ignore[no-untyped-def]
+def test_a_replayed_load_gives_what_the_full_replay_gives(make_twin: TwinFactory) -> None:
     for trace, concurrency in (("conv", 4), ("code", 16)):
         observation = _observation("llama3.1-8b", trace, concurrency)
         replayed = replay(make_twin, observation)
@@ -114,14 +110,14 @@ def test_a_replayed_load_gives_what_the_full_replay_gives(make_twin) -> None:  #
             assert summed == pytest.approx(full, rel=0.01)
 
 
-def test_open_loops_are_not_replayed_for_fitting(make_twin) -> None:  # type: ignore[no-untyped-def]
+def test_open_loops_are_not_replayed_for_fitting(make_twin: TwinFactory) -> None:
     with pytest.raises(InvalidRequestError, match="closed loops"):
         replay(make_twin, _observation("llama3.1-8b", "conv", None))
 
 
 def test_the_fit_finds_the_correction_the_measurements_were_made_with(
-    make_twin,
-    synthetic: list[ServingObservation],  # type: ignore[no-untyped-def]
+    make_twin: TwinFactory,
+    synthetic: list[ServingObservation],
 ) -> None:
     uncorrected = [
         abs(predict_observation(make_twin, o, StepCorrection())[0] / o.measured_j - 1)
@@ -138,8 +134,8 @@ def test_the_fit_finds_the_correction_the_measurements_were_made_with(
 
 
 def test_a_held_out_shapes_prediction_does_not_see_its_own_measurements(
-    make_twin,
-    synthetic: list[ServingObservation],  # type: ignore[no-untyped-def]
+    make_twin: TwinFactory,
+    synthetic: list[ServingObservation],
 ) -> None:
     before = held_out_predictions(make_twin, synthetic, "shape")
     # Measurements of qwen2-1.5b, far off: its own held-out predictions must not move...
@@ -166,9 +162,9 @@ def test_a_held_out_shapes_prediction_does_not_see_its_own_measurements(
 
 
 def test_the_shipped_form_round_trips_and_brackets_its_prediction(
-    make_twin,
+    make_twin: TwinFactory,
     synthetic: list[ServingObservation],
-    tmp_path: Path,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
 ) -> None:
     correction, held_out = ServingCorrection.fitted(make_twin, synthetic, {"files": ["x"]})
     assert len(held_out) == len(synthetic)
