@@ -731,7 +731,11 @@ def _predict_serving(
     """The serving half of ``predict``: one row per load."""
     from featurize import GpuSetup
     from gnn.predict import load_predictor
-    from orchestrator.serving_commands import plot_serving, predict_deployment
+    from orchestrator.serving_commands import (
+        plot_serving,
+        predict_deployment,
+        serving_correction_note,
+    )
 
     setup = GpuSetup(gpu, tp)
     predictor = load_predictor(model_path)
@@ -740,6 +744,7 @@ def _predict_serving(
     )
     trained_on = ", ".join(predictor.metadata.get("setups", [])) or "unknown"
     title = f"{architecture.name} on {tp}×{gpu.id}, {spec.trace} trace"
+    serving_note = serving_correction_note()
     if plot is not None:
         plot_serving(rows, plot, title)
     if as_json:
@@ -762,6 +767,7 @@ def _predict_serving(
                         "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid else None,
                         "carbon_intensity_source": grid.source if grid else None,
                         "predictor_trained_on": trained_on,
+                        "serving_correction": serving_note,
                         "steady_state": "closed loop: from C running to fewer than C; open "
                         "loop: the arrivals after the first 10 %",
                         "embodied": embodied.to_dict(),
@@ -795,7 +801,7 @@ def _predict_serving(
     _stdout.print(
         f"continuous batching of {loads[0].requests} requests from the {spec.trace} trace per "
         f"load, up to {spec.sequences} at once, replayed on the step costs of the predictor "
-        f"trained on {trained_on}; energy per request at steady state."
+        f"trained on {trained_on}, {serving_note}; energy per request at steady state."
     )
     if plot is not None:
         _stdout.print(f"plot: {plot}")

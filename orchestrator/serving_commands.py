@@ -144,6 +144,19 @@ def predict_deployment(
     return rows
 
 
+def serving_correction_note() -> str:
+    """Which serving measurements corrected the twin, in words."""
+    from gnn.serving_correction import default_serving_correction
+
+    provenance = default_serving_correction().provenance
+    if not provenance:
+        return "uncorrected by serving measurements"
+    return (
+        f"corrected on {provenance['loads']} measured serving loads of"
+        f" {len(provenance['shapes'])} shapes ({', '.join(provenance['gpus'])})"
+    )
+
+
 def plot_serving(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Energy per request and time per output token against concurrency, as a PNG."""
     import matplotlib
@@ -188,5 +201,6 @@ __all__ = [
     "ServingRequestSpec",
     "plot_serving",
     "predict_deployment",
+    "serving_correction_note",
     "serving_loads",
 ]
