@@ -12,6 +12,7 @@ from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from gnn.predict import default_predictor
 from gnn.serving import predict_serving, step_costs
+from gnn.serving_correction import ServingCorrection
 from llmco2.errors import InvalidRequestError
 from workers.serving import ENERGY_READ_PERIOD_S, ServingLoad, serve, steady_window
 from workers.serving_twin import ServingTwin, StepCosts
@@ -47,13 +48,15 @@ def test_one_request_at_a_time_costs_what_the_predictor_says_of_it(setup: GpuSet
     predictor = default_predictor()
     architecture = resolve_architecture("llama3.1-8b")
     load = ServingLoad("conv", 12, concurrency=1, max_context=4096, seed=5)
-    predicted = predict_serving(predictor, architecture, setup, load, max_num_seqs=64)
+    predicted = predict_serving(
+        predictor, architecture, setup, load, max_num_seqs=64, correction=ServingCorrection()
+    )
     points = [
         InferencePoint(architecture, InferenceRequest(1, p, g), setup) for p, g in load.lengths()
     ]
     alone = predictor.predict_points(points)[:, 2]
-    # At C = 1 the steady state is the whole run: the mean of the requests' own energies, up to
-    # the table's interpolation.
+    # At C = 1 the uncorrected twin's steady state is the whole run: the mean of the requests'
+    # own energies, up to the table's interpolation.
     assert predicted.result.per_request_j == pytest.approx(float(np.mean(alone)), rel=0.05)
     assert predicted.result.mean_running == pytest.approx(1.0)
 
