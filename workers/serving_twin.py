@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from featurize.architecture import Architecture
+from featurize.memory import estimate_memory
 from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
@@ -64,6 +65,8 @@ class StepCosts:
             one more such sequence adds to a forward pass that prefills another (row 1).
         prefill_j: The same in joules.
         idle_w: Power of the GPUs while the engine waits (W, all GPUs).
+        weight_bytes: Bytes of weights each GPU reads per forward pass.
+        kv_bytes_per_token: Bytes of KV cache each GPU holds per token of context.
     """
 
     batch: np.ndarray
@@ -74,6 +77,13 @@ class StepCosts:
     prefill_s: np.ndarray
     prefill_j: np.ndarray
     idle_w: float
+    weight_bytes: float = 0.0
+    kv_bytes_per_token: float = 0.0
+
+    def kv_share(self, total_context: float) -> float:
+        """KV cache's share of what a decode step over ``total_context`` tokens reads."""
+        kv = self.kv_bytes_per_token * total_context
+        return kv / (kv + self.weight_bytes) if kv > 0 else 0.0
 
     @classmethod
     def tabulate(
@@ -119,6 +129,9 @@ class StepCosts:
         ]
         prefill_points = [point(InferenceRequest(b, int(p), 2)) for b in (1, 2) for p in prompt]
         energy, seconds = costs(decode_points + prefill_points)
+        # One sequence of one token of context: the weights, and the KV cache per token.
+        one = InferenceRequest(1, 1, 1)
+        memory = estimate_memory(point(one))
         single, double = (
             slice(count := len(decode_points), count + len(prompt)),
             slice(count + len(prompt), None),
@@ -139,6 +152,8 @@ class StepCosts:
                 [energy[single, 0], np.maximum(energy[double, 0] - energy[single, 0], 0.0)]
             ),
             idle_w=idle_w,
+            weight_bytes=memory.weight_bytes,
+            kv_bytes_per_token=memory.kv_cache_bytes / one.context_tokens,
         )
 
     def decode(self, sequences: int, context: float) -> tuple[float, float]:
@@ -168,14 +183,17 @@ class StepCorrection:
     The step costs come from uniform batches of a few sequences; a serving engine runs up to
     hundreds, and its host (scheduler, input preparation, output processing) takes time of its
     own that a small model's forward pass no longer hides. A corrected step runs its decode part
-    ``exp(decode_log_scale + decode_batch_slope · ln b)`` times as long and as costly (``b``
-    sequences decoding), its prefill part ``exp(prefill_log_scale)`` times, and lasts at least
+    ``exp(decode_log_scale + decode_batch_slope · ln b + decode_kv_slope · k)`` times as long and
+    as costly (``b`` sequences decoding, ``k`` the KV cache's share of the bytes the step reads:
+    attention over many long contexts reads less efficiently than the weights do), its
+    prefill part ``exp(prefill_log_scale)`` times, and lasts at least
     the host's ``host_s + host_per_sequence_s · n`` for its ``n`` sequences, the GPUs drawing
     their static power while they wait for it.
 
     Attributes:
         decode_log_scale: Log multiplier of decode time and energy.
         decode_batch_slope: Its change per unit of log decode batch size.
+        decode_kv_slope: Its change per unit of KV-cache share of the step's reads.
         prefill_log_scale: Log multiplier of prefill time and energy.
         host_s: Host time of a step whatever its size (s).
         host_per_sequence_s: Host time per sequence in the step (s).
@@ -183,6 +201,7 @@ class StepCorrection:
 
     decode_log_scale: float = 0.0
     decode_batch_slope: float = 0.0
+    decode_kv_slope: float = 0.0
     prefill_log_scale: float = 0.0
     host_s: float = 0.0
     host_per_sequence_s: float = 0.0
@@ -195,6 +214,7 @@ class StepCorrection:
         prefill_j: npt.ArrayLike,
         decoding: npt.ArrayLike,
         sequences: npt.ArrayLike,
+        kv_share: npt.ArrayLike,
         idle_w: float,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Seconds and joules of steps (arrays of one value per step, or scalars).
@@ -206,14 +226,17 @@ class StepCorrection:
             prefill_j: Their joules.
             decoding: Sequences decoding in each step.
             sequences: Sequences in each step, decoding or prefilling.
+            kv_share: KV cache's share of the bytes each decode part reads (0 to 1).
             idle_w: Power of the GPUs while they wait (W, all GPUs).
         """
-        decode_s, decode_j, prefill_s, prefill_j, decoding, sequences = (
+        decode_s, decode_j, prefill_s, prefill_j, decoding, sequences, kv_share = (
             np.asarray(v, dtype=np.float64)
-            for v in (decode_s, decode_j, prefill_s, prefill_j, decoding, sequences)
+            for v in (decode_s, decode_j, prefill_s, prefill_j, decoding, sequences, kv_share)
         )
         decode_scale = np.exp(
-            self.decode_log_scale + self.decode_batch_slope * np.log(np.maximum(decoding, 1))
+            self.decode_log_scale
+            + self.decode_batch_slope * np.log(np.maximum(decoding, 1))
+            + self.decode_kv_slope * kv_share
         )
         prefill_scale = np.exp(self.prefill_log_scale)
         dec_s, dec_j = decode_s * decode_scale, decode_j * decode_scale
@@ -241,6 +264,7 @@ class StepRecord:
     prefill_j: float
     decoding: int
     sequences: int
+    kv_share: float
     end_s: float
 
 
@@ -320,6 +344,7 @@ class ServingTwin:
             seconds, joules = self.costs.prefill(sequence.context, joining=index > 0)
             prefill_s += seconds
             prefill_j += joules
+        kv_share = self.costs.kv_share(sum(s.context for s in decoding))
         step_s, step_j = self.correction.apply(
             decode_s,
             decode_j,
@@ -327,6 +352,7 @@ class ServingTwin:
             prefill_j,
             len(decoding),
             len(decoding) + len(admitted),
+            kv_share,
             self.costs.idle_w,
         )
         self.clock.seconds += float(step_s)
@@ -340,6 +366,7 @@ class ServingTwin:
                     prefill_j,
                     len(decoding),
                     len(decoding) + len(admitted),
+                    kv_share,
                     self.clock.seconds,
                 )
             )

@@ -12,8 +12,9 @@ import pytest
 from featurize import resolve_architecture
 from featurize.gpus import GpuCatalog
 from featurize.point import GpuSetup
+from featurize.precision import Precision
 from gnn.predict import default_predictor
-from gnn.serving import predict_serving
+from gnn.serving import predict_serving, step_costs
 from gnn.serving_correction import (
     ServingCorrection,
     ServingObservation,
@@ -28,10 +29,14 @@ from gnn.serving_correction import (
 )
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from workers.serving import ServingLoad
-from workers.serving_twin import StepCorrection
+from workers.serving_twin import StepCorrection, StepCosts
 
 TRUTH = StepCorrection(
-    decode_log_scale=0.08, decode_batch_slope=-0.03, prefill_log_scale=-0.1, host_s=0.004
+    decode_log_scale=0.08,
+    decode_batch_slope=-0.03,
+    decode_kv_slope=0.3,
+    prefill_log_scale=-0.1,
+    host_s=0.004,
 )
 
 
@@ -73,7 +78,7 @@ def synthetic(make_twin: TwinFactory) -> list[ServingObservation]:
 
 
 def test_the_identity_correction_is_the_twins_shared_forward_pass() -> None:
-    seconds, joules = StepCorrection().apply(0.010, 5.0, 0.004, 3.0, 8, 9, 100.0)
+    seconds, joules = StepCorrection().apply(0.010, 5.0, 0.004, 3.0, 8, 9, 0.2, 100.0)
     # The 4 ms prefill hides under the 10 ms decode: static power is paid once over 10 ms.
     assert float(seconds) == pytest.approx(0.010)
     assert float(joules) == pytest.approx(5.0 + 3.0 - 0.004 * 100.0)
@@ -81,20 +86,22 @@ def test_the_identity_correction_is_the_twins_shared_forward_pass() -> None:
 
 def test_a_step_lasts_at_least_its_host_time_and_the_gpus_idle_through_the_rest() -> None:
     host = StepCorrection(host_s=0.003, host_per_sequence_s=0.0001)
-    seconds, joules = host.apply(0.002, 1.0, 0.0, 0.0, 10, 10, 100.0)
+    seconds, joules = host.apply(0.002, 1.0, 0.0, 0.0, 10, 10, 0.1, 100.0)
     assert float(seconds) == pytest.approx(0.004)  # 3 ms + 10 × 0.1 ms
     assert float(joules) == pytest.approx(1.0 + 0.002 * 100.0)
     # A forward pass longer than the host's work is unchanged.
-    assert host.apply(0.010, 5.0, 0.0, 0.0, 10, 10, 100.0)[0] == pytest.approx(0.010)
+    assert host.apply(0.010, 5.0, 0.0, 0.0, 10, 10, 0.1, 100.0)[0] == pytest.approx(0.010)
 
 
-def test_scales_apply_to_decode_by_batch_size_and_to_prefill() -> None:
-    scaled = StepCorrection(decode_log_scale=0.1, decode_batch_slope=0.05, prefill_log_scale=-0.2)
+def test_scales_apply_to_decode_by_batch_size_and_kv_share_and_to_prefill() -> None:
+    scaled = StepCorrection(
+        decode_log_scale=0.1, decode_batch_slope=0.05, decode_kv_slope=0.4, prefill_log_scale=-0.2
+    )
     seconds, joules = scaled.apply(
         np.array([0.01, 0.0]), np.array([4.0, 0.0]), np.array([0.0, 0.02]),
-        np.array([0.0, 9.0]), np.array([16, 0]), np.array([16, 1]), 100.0,
+        np.array([0.0, 9.0]), np.array([16, 0]), np.array([16, 1]), np.array([0.5, 0.0]), 100.0,
     )  # fmt: skip
-    decode = np.exp(0.1 + 0.05 * np.log(16))
+    decode = np.exp(0.1 + 0.05 * np.log(16) + 0.4 * 0.5)
     assert seconds == pytest.approx([0.01 * decode, 0.02 * np.exp(-0.2)])
     assert joules == pytest.approx([4.0 * decode, 9.0 * np.exp(-0.2)])
 
@@ -219,3 +226,18 @@ def test_serving_files_that_are_not_measurements_are_refused_with_their_line(
     bad.write_text("\n")
     with pytest.raises(ConfigFileError, match="no serving measurements"):
         read_observations([bad])
+
+
+def test_the_kv_share_of_a_decode_step_grows_with_its_contexts_and_the_kv_heads() -> None:
+    setup = GpuSetup(GpuCatalog.default().get("H200"), 1)
+
+    def costs(shape: str) -> StepCosts:
+        return step_costs(
+            default_predictor(), resolve_architecture(shape), setup, Precision(), 64, 4096
+        )
+
+    gqa, mha = costs("llama3.2-3b"), costs("phi-3-mini-4k")
+    assert 0.0 == gqa.kv_share(0) < gqa.kv_share(1000) < gqa.kv_share(64_000) < 1.0
+    # Phi-3-mini keeps a key and a value for each of its 32 heads, Llama-3.2-3B for 8 of 24.
+    assert mha.kv_share(64_000) > gqa.kv_share(64_000)
+    assert gqa.kv_bytes_per_token == pytest.approx(28 * 2 * 8 * 128 * 2)
