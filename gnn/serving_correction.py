@@ -3,9 +3,9 @@
 The twin (:mod:`gnn.serving`) prices a serving engine's steps with the predictor's costs of
 uniform batches of a few sequences; physics carries those to batches of a hundred, and a few
 coefficients learned from serving measurements correct what it misses
-(:class:`workers.serving_twin.StepCorrection`: the decode cost's drift with batch size, the cost
-of prefills joining a running batch, and the host time of a step that a small model's forward
-pass no longer hides).
+(:class:`workers.serving_twin.StepCorrection`: the decode cost's drift with batch size and with
+the KV cache's share of a step's reads, the cost of prefills joining a running batch, and the
+host time of a step that a small model's forward pass no longer hides).
 
 A closed loop's steps do not depend on how long they take (a request enters when another
 finishes), so each measured load is replayed once with its steps recorded

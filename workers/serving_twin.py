@@ -16,7 +16,9 @@ A step's prefills run in one forward pass: the first pays the pass's set-up (wha
 prefill costs), each further one what one more sequence adds to a two-sequence prefill of its
 length. The step's decode runs in the same pass: the shorter of prefill and decode time hides under
 the longer, and the GPUs' static power is paid once over it. Time the engine waits for arrivals
-costs the GPUs' static power.
+costs the GPUs' static power. A :class:`StepCorrection` (learned from serving measurements in
+:mod:`gnn.serving_correction`; the identity by default) rescales each step's decode and prefill
+parts and sets a floor of host time under it.
 """
 
 from __future__ import annotations
@@ -185,10 +187,10 @@ class StepCorrection:
     own that a small model's forward pass no longer hides. A corrected step runs its decode part
     ``exp(decode_log_scale + decode_batch_slope · ln b + decode_kv_slope · k)`` times as long and
     as costly (``b`` sequences decoding, ``k`` the KV cache's share of the bytes the step reads:
-    attention over many long contexts reads less efficiently than the weights do), its
-    prefill part ``exp(prefill_log_scale)`` times, and lasts at least
-    the host's ``host_s + host_per_sequence_s · n`` for its ``n`` sequences, the GPUs drawing
-    their static power while they wait for it.
+    attention over many long contexts reads less efficiently than the weights do), its prefill
+    part ``exp(prefill_log_scale)`` times, and lasts at least the host's
+    ``host_s + host_per_sequence_s · n`` for its ``n`` sequences, the GPUs drawing their static
+    power while they wait for it.
 
     Attributes:
         decode_log_scale: Log multiplier of decode time and energy.

@@ -30,9 +30,10 @@ def test_a_concurrency_sweep_falls_with_load_and_charges_carbon_per_request() ->
     rows = data["predictions"]
     assert [r["concurrency"] for r in rows] == [1, 4, 64]
     energy = [r["per_request_j"] for r in rows]
-    # Measured on one H200 (experiments/data/serving-h200): 466.8, 154.9 and 42.3 J.
+    # Measured on one H200 (experiments/data/serving-h200): 466.8, 154.9 and 42.3 J, for loads of
+    # requests up to 4,096 tokens; the CLI draws 200 of up to 8,192, longer on average.
     assert energy == sorted(energy, reverse=True)
-    assert 350 < energy[0] < 600 and 25 < energy[2] < 70
+    assert 350 < energy[0] < 700 and 25 < energy[2] < 70
     for row in rows:
         assert row["per_request_low_j"] < row["per_request_j"] < row["per_request_high_j"]
         assert row["operational_g"] == pytest.approx(
@@ -43,6 +44,9 @@ def test_a_concurrency_sweep_falls_with_load_and_charges_carbon_per_request() ->
     assert rows[0]["embodied_g"] > rows[1]["embodied_g"] > rows[2]["embodied_g"] > 0
     assert rows[2]["requests_per_s"] > rows[0]["requests_per_s"]
     assert data["units"]["energy"] == "J per request" and data["trace"] == "conv"
+    # The shipped serving correction says what it was fitted on.
+    assert data["assumptions"]["serving_correction"].startswith("corrected on ")
+    assert "NVIDIA H200" in data["assumptions"]["serving_correction"]
 
 
 def test_an_open_loop_from_a_users_trace(tmp_path: Path) -> None:
