@@ -346,32 +346,20 @@ class ServingTwin:
             seconds, joules = self.costs.prefill(sequence.context, joining=index > 0)
             prefill_s += seconds
             prefill_j += joules
-        kv_share = self.costs.kv_share(sum(s.context for s in decoding))
-        step_s, step_j = self.correction.apply(
+        parts = (
             decode_s,
             decode_j,
             prefill_s,
             prefill_j,
             len(decoding),
             len(decoding) + len(admitted),
-            kv_share,
-            self.costs.idle_w,
+            self.costs.kv_share(sum(s.context for s in decoding)),
         )
+        step_s, step_j = self.correction.apply(*parts, self.costs.idle_w)
         self.clock.seconds += float(step_s)
         self.joules += float(step_j)
         if self.record:
-            self.steps.append(
-                StepRecord(
-                    decode_s,
-                    decode_j,
-                    prefill_s,
-                    prefill_j,
-                    len(decoding),
-                    len(decoding) + len(admitted),
-                    kv_share,
-                    self.clock.seconds,
-                )
-            )
+            self.steps.append(StepRecord(*parts, self.clock.seconds))
         progress = []
         for sequence in decoding + admitted:
             sequence.produced += 1
