@@ -107,15 +107,15 @@ class ServingObservation:
     measured_tokens_per_s: float
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> ServingObservation:
-        """One line of a serving sweep's ``serving.jsonl``.
+    def from_row(cls, row: dict[str, Any]) -> ServingObservation | None:
+        """One line of a serving sweep's ``serving.jsonl`` (None for a load without a steady state).
 
         Raises:
             KeyError, TypeError, ValueError: A row without the sweep's fields.
         """
         result = row["result"]
         if result["per_request_j"] is None:
-            raise ValueError("the load had no steady state")
+            return None
         return cls(
             shape=row["shape"],
             trace=row["trace"],
@@ -151,7 +151,10 @@ class ServingObservation:
 
 
 def read_observations(paths: Iterable[Path]) -> list[ServingObservation]:
-    """Every load of serving sweep files (JSON lines).
+    """Every load of serving sweep files (JSON lines) that had a steady state.
+
+    A load that never reached one has no energy per request to fit or to compare with: it is
+    left out.
 
     Raises:
         ConfigFileError: A missing or unreadable file, or a line that is not a sweep row (with
@@ -169,11 +172,13 @@ def read_observations(paths: Iterable[Path]) -> list[ServingObservation]:
             if not line.strip():
                 continue
             try:
-                observations.append(ServingObservation.from_row(json.loads(line)))
+                observation = ServingObservation.from_row(json.loads(line))
             except (ValueError, KeyError, TypeError, IndexError) as error:
                 raise ConfigFileError(
                     f"{path}:{number}: not a serving measurement ({type(error).__name__}: {error})"
                 ) from None
+            if observation is not None:
+                observations.append(observation)
     if not observations:
         raise ConfigFileError("no serving measurements in the files given")
     return observations

@@ -228,6 +228,22 @@ def test_serving_files_that_are_not_measurements_are_refused_with_their_line(
         read_observations([bad])
 
 
+def test_loads_without_a_steady_state_are_left_out_of_the_measurements(tmp_path: Path) -> None:
+    measured = Path(__file__).resolve().parents[2] / "experiments/data/serving-h200/serving.jsonl"
+    if not measured.is_file():
+        pytest.skip("the measured serving loads are not in this checkout")
+    rows = [json.loads(line) for line in measured.read_text().splitlines()[:3]]
+    rows[1]["result"]["per_request_j"] = None
+    path = tmp_path / "serving.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    observations = read_observations([path])
+    assert [o.measured_j for o in observations] == [
+        rows[0]["result"]["per_request_j"], rows[2]["result"]["per_request_j"],
+    ]  # fmt: skip
+    assert observations[0].max_num_seqs == rows[0]["engine_settings"]["max_num_seqs"]
+    assert observations[0].load.lengths() == [tuple(t[:2]) for t in rows[0]["timeline"]]
+
+
 def test_the_kv_share_of_a_decode_step_grows_with_its_contexts_and_the_kv_heads() -> None:
     setup = GpuSetup(GpuCatalog.default().get("H200"), 1)
 
