@@ -23,8 +23,10 @@ parts and sets a floor of host time under it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -158,15 +160,26 @@ class StepCosts:
             kv_bytes_per_token=memory.kv_cache_bytes / one.context_tokens,
         )
 
-    def decode(self, sequences: int, context: float) -> tuple[float, float]:
-        """Seconds and joules of one decode step of ``sequences`` at mean ``context`` tokens."""
-        b = np.clip(sequences, self.batch[0], self.batch[-1])
-        n = np.log(np.clip(context, self.context[0], self.context[-1]))
-        logs = np.log(self.context)
-        return (
-            float(_bilinear(self.batch, logs, self.decode_s, b, n)),
-            float(_bilinear(self.batch, logs, self.decode_j, b, n)),
-        )
+    @cached_property
+    def _log_context(self) -> np.ndarray:
+        return np.asarray(np.log(self.context), dtype=np.float64)
+
+    def decode(self, sequences: float, context: float) -> tuple[float, float]:
+        """Seconds and joules of one decode step of ``sequences`` at mean ``context`` tokens.
+
+        Bilinear in batch size and log context between grid points, held at the grid's edges.
+        """
+        # Every step of a replay asks this: the four surrounding grid points are found once
+        # and weighed for both tables (interpolating row by row cost most of a replay).
+        b0, b1, along_b = _bracket(self.batch, float(sequences))
+        n0, n1, along_n = _bracket(self._log_context, math.log(max(context, 1e-9)))
+
+        def at(table: np.ndarray) -> float:
+            low = (1.0 - along_n) * table[b0, n0] + along_n * table[b0, n1]
+            high = (1.0 - along_n) * table[b1, n0] + along_n * table[b1, n1]
+            return float((1.0 - along_b) * low + along_b * high)
+
+        return at(self.decode_s), at(self.decode_j)
 
     def prefill(self, prompt_tokens: int, joining: bool = False) -> tuple[float, float]:
         """Seconds and joules of prefilling one prompt, alone or ``joining`` another's pass."""
@@ -270,9 +283,15 @@ class StepRecord:
     end_s: float
 
 
-def _bilinear(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, x: float, y: float) -> float:
-    along_y = np.array([np.interp(y, ys, row) for row in values])
-    return float(np.interp(x, xs, along_y))
+def _bracket(grid: np.ndarray, value: float) -> tuple[int, int, float]:
+    """The grid points around ``value`` and the weight of the upper one (held at the edges)."""
+    upper = int(np.searchsorted(grid, value))
+    if upper <= 0:
+        return 0, 0, 0.0
+    if upper >= len(grid):
+        return len(grid) - 1, len(grid) - 1, 0.0
+    low, high = float(grid[upper - 1]), float(grid[upper])
+    return upper - 1, upper, (value - low) / (high - low)
 
 
 class TwinClock:
@@ -334,10 +353,9 @@ class ServingTwin:
         """One step: a decode token for every running sequence, a prefill for every admission."""
         decode_s = decode_j = prefill_s = prefill_j = 0.0
         decoding = list(self._running)
+        context = sum(s.context for s in decoding)
         if decoding:
-            decode_s, decode_j = self.costs.decode(
-                len(decoding), float(np.mean([s.context for s in decoding]))
-            )
+            decode_s, decode_j = self.costs.decode(len(decoding), context / len(decoding))
         admitted = self._queue[: max(0, self.max_num_seqs - len(self._running))]
         del self._queue[: len(admitted)]
         # The prefills of one step run in one forward pass: the first pays the pass's set-up,
@@ -353,7 +371,7 @@ class ServingTwin:
             prefill_j,
             len(decoding),
             len(decoding) + len(admitted),
-            self.costs.kv_share(sum(s.context for s in decoding)),
+            self.costs.kv_share(context),
         )
         step_s, step_j = self.correction.apply(*parts, self.costs.idle_w)
         self.clock.seconds += float(step_s)

@@ -38,6 +38,21 @@ def test_decode_steps_cost_more_with_more_sequences_and_longer_contexts(costs: S
     assert costs.decode(500, 1000) == costs.decode(64, 1000)
 
 
+def test_decode_costs_are_the_table_at_grid_points_and_linear_between(costs: StepCosts) -> None:
+    b, n = int(costs.batch[3]), float(costs.context[4])
+    assert costs.decode(b, n) == pytest.approx((costs.decode_s[3, 4], costs.decode_j[3, 4]))
+    b_next = int(costs.batch[4])
+    midway = costs.decode((b + b_next) / 2, n)
+    assert midway == pytest.approx(
+        ((costs.decode_s[3, 4] + costs.decode_s[4, 4]) / 2,
+         (costs.decode_j[3, 4] + costs.decode_j[4, 4]) / 2)
+    )  # fmt: skip
+    # Linear in the log of the context.
+    n_next = float(costs.context[5])
+    geometric = costs.decode(b, float(np.sqrt(n * n_next)))
+    assert geometric[1] == pytest.approx((costs.decode_j[3, 4] + costs.decode_j[3, 5]) / 2)
+
+
 def test_a_prefill_joining_another_costs_less_than_one_alone(costs: StepCosts) -> None:
     alone, joining = costs.prefill(2000), costs.prefill(2000, joining=True)
     assert 0 < joining[1] < alone[1] and 0 < joining[0] < alone[0]
