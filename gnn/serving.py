@@ -26,8 +26,7 @@ from featurize.request import InferenceRequest
 from gnn.hybrid import HybridPredictor
 from gnn.predict import EnergyPredictor
 from gnn.serving_correction import ServingCorrection, default_serving_correction
-from llmco2.errors import InvalidRequestError
-from workers.serving import ServingLoad, ServingResult, serve, summarise
+from workers.serving import ServingLoad, ServingResult
 from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
 
 __all__ = ["DEFAULT_MAX_NUM_SEQS", "ServingPrediction", "predict_serving", "step_costs"]
@@ -133,13 +132,8 @@ def predict_serving(
     correction = correction if correction is not None else default_serving_correction()
     InferencePoint(architecture, InferenceRequest(1, 16, 2), setup, precision).validate()
     costs = step_costs(predictor, architecture, setup, precision, max_num_seqs, load.max_context)
-    twin = ServingTwin(costs, max_num_seqs, correction.step)
-    requests, energy = serve(twin, load, twin.clock, twin.energy_j)
-    result = summarise(requests, energy, load.concurrency)
-    if result.per_request_j is None:
-        raise InvalidRequestError(
-            "the load never reached a steady state on this deployment: send more requests"
-        )
+    result = ServingTwin(costs, max_num_seqs, correction.step).replay(load)
+    assert result.per_request_j is not None  # replay() refuses a load without a steady state
     bounds = correction.interval_of(result.per_request_j)
     if bounds is not None:
         return ServingPrediction(result, *bounds, correction.interval_level)

@@ -37,7 +37,7 @@ from featurize.point import GpuSetup
 from featurize.precision import Precision
 from gnn.predict import EnergyPredictor
 from llmco2.errors import ConfigFileError, InvalidRequestError
-from workers.serving import ServingLoad, serve, steady_window, summarise
+from workers.serving import ServingLoad, serve, steady_window
 from workers.serving_twin import ServingTwin, StepCorrection
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "predict_observation",
     "read_observations",
     "replay",
+    "replay_closed_loops",
     "twin_factory",
 ]
 
@@ -337,7 +338,6 @@ class HeldOutPrediction:
 
     observation: ServingObservation
     group: str
-    uncorrected_j: float
     predicted_j: float
     predicted_tokens_per_s: float
 
@@ -351,11 +351,8 @@ def predict_observation(
     make_twin: TwinFactory, observation: ServingObservation, correction: StepCorrection
 ) -> tuple[float, float]:
     """Energy per request and output tokens per second of a load replayed in full."""
-    twin = make_twin(observation, correction, False)
-    requests, energy = serve(twin, observation.load, twin.clock, twin.energy_j)
-    result = summarise(requests, energy, observation.concurrency)
-    if result.per_request_j is None:
-        raise InvalidRequestError(f"{observation.name} has no steady state on the twin")
+    result = make_twin(observation, correction, False).replay(observation.load)
+    assert result.per_request_j is not None  # replay() refuses a load without a steady state
     return result.per_request_j, result.output_tokens_per_s
 
 
@@ -369,8 +366,22 @@ def _group_of(observation: ServingObservation, split: str) -> str:
     raise InvalidRequestError(f"unknown split {split!r}: shape or concurrency")
 
 
+def replay_closed_loops(
+    make_twin: TwinFactory, observations: Sequence[ServingObservation]
+) -> dict[int, ReplayedLoad]:
+    """The closed loops among ``observations``, replayed (:func:`replay`), by their index."""
+    return {
+        index: replay(make_twin, o)
+        for index, o in enumerate(observations)
+        if o.concurrency is not None
+    }
+
+
 def held_out_predictions(
-    make_twin: TwinFactory, observations: Sequence[ServingObservation], split: str
+    make_twin: TwinFactory,
+    observations: Sequence[ServingObservation],
+    split: str,
+    replayed: dict[int, ReplayedLoad] | None = None,
 ) -> list[HeldOutPrediction]:
     """Every load predicted by a correction fitted on the other groups' closed loops.
 
@@ -379,15 +390,13 @@ def held_out_predictions(
         observations: The measured loads.
         split: ``shape`` (leave one shape out) or ``concurrency`` (leave one concurrency out;
             open loops form their own group).
+        replayed: :func:`replay_closed_loops` of ``observations``, if already at hand.
 
     Raises:
         InvalidRequestError: An unknown split, or a group whose complement has no closed loop.
     """
-    replayed = {
-        index: replay(make_twin, o)
-        for index, o in enumerate(observations)
-        if o.concurrency is not None
-    }
+    if replayed is None:
+        replayed = replay_closed_loops(make_twin, observations)
     groups = [_group_of(o, split) for o in observations]
     fitted: dict[str, StepCorrection] = {}
     predictions = []
@@ -397,9 +406,8 @@ def held_out_predictions(
             fitted[group] = fit_step_correction(
                 [r for i, r in replayed.items() if groups[i] != group]
             )
-        uncorrected, _ = predict_observation(make_twin, observation, StepCorrection())
         energy, tokens = predict_observation(make_twin, observation, fitted[group])
-        predictions.append(HeldOutPrediction(observation, group, uncorrected, energy, tokens))
+        predictions.append(HeldOutPrediction(observation, group, energy, tokens))
     return predictions
 
 
@@ -439,14 +447,13 @@ class ServingCorrection:
         Returns:
             The correction and the held-out predictions its interval came from.
         """
-        held_out = held_out_predictions(make_twin, observations, "shape")
+        replayed = replay_closed_loops(make_twin, observations)
+        held_out = held_out_predictions(make_twin, observations, "shape", replayed)
         logs = np.log([p.predicted_j / p.observation.measured_j for p in held_out])
         tail = (1.0 - INTERVAL_LEVEL) / 2.0
         # The interval covers the measurement: measured = predicted × exp(−log error).
         low, high = -np.quantile(logs, 1.0 - tail), -np.quantile(logs, tail)
-        step = fit_step_correction(
-            [replay(make_twin, o) for o in observations if o.concurrency is not None]
-        )
+        step = fit_step_correction(list(replayed.values()))
         summary = {
             "loads": len(observations),
             "shapes": sorted({o.shape for o in observations}),

@@ -37,7 +37,7 @@ from featurize.point import GpuSetup, InferencePoint
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
 from llmco2.errors import InvalidRequestError
-from workers.serving import StepProgress
+from workers.serving import ServingLoad, ServingResult, StepProgress, serve, summarise
 
 #: Sequences per decode step on the grid (up to the engine's ``max_num_seqs``).
 BATCH_GRID = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
@@ -387,6 +387,21 @@ class ServingTwin:
             progress.append(StepProgress(sequence.request_id, sequence.produced, finished))
         self._running = [s for s in decoding + admitted if s.remaining > 0]
         return progress
+
+    def replay(self, load: ServingLoad) -> ServingResult:
+        """Serve ``load`` on this twin's own clock and counter and attribute its energy.
+
+        Raises:
+            InvalidRequestError: A load that never reaches a steady state here.
+            ConfigFileError: An unreadable trace file.
+        """
+        requests, energy = serve(self, load, self.clock, self.energy_j)
+        result = summarise(requests, energy, load.concurrency)
+        if result.per_request_j is None:
+            raise InvalidRequestError(
+                "the load never reached a steady state on this deployment: send more requests"
+            )
+        return result
 
     def has_unfinished(self) -> bool:
         """Whether any request is queued or running."""

@@ -38,8 +38,10 @@ from gnn.serving_correction import (
     held_out_predictions,
     predict_observation,
     read_observations,
+    replay_closed_loops,
     twin_factory,
 )
+from workers.serving_twin import StepCorrection
 
 METHODS = ("uncorrected", "shipped", "held-out shape", "held-out concurrency")
 
@@ -80,11 +82,13 @@ def main() -> None:
     observations = read_observations(args.files)
     make_twin = twin_factory(load_predictor(args.predictor))
     shipped = default_serving_correction()
-    by_shape = held_out_predictions(make_twin, observations, "shape")
-    by_concurrency = held_out_predictions(make_twin, observations, "concurrency")
+    replayed = replay_closed_loops(make_twin, observations)
+    by_shape = held_out_predictions(make_twin, observations, "shape", replayed)
+    by_concurrency = held_out_predictions(make_twin, observations, "concurrency", replayed)
     rows = []
     print(f"{'load':34s} {'measured J':>10s} " + " ".join(f"{m:>11.11s}" for m in METHODS))
     for observation, shape, concurrency in zip(observations, by_shape, by_concurrency, strict=True):
+        uncorrected, _ = predict_observation(make_twin, observation, StepCorrection())
         corrected, tokens = predict_observation(make_twin, observation, shipped.step)
         row: dict[str, Any] = {
             "shape": observation.shape,
@@ -93,7 +97,7 @@ def main() -> None:
             "rate_per_s": observation.rate_per_s,
             "gpu": observation.gpu,
             "measured_j": observation.measured_j,
-            "uncorrected": shape.uncorrected_j,
+            "uncorrected": uncorrected,
             "shipped": corrected,
             "held-out shape": shape.predicted_j,
             "held-out concurrency": concurrency.predicted_j,

@@ -211,3 +211,12 @@ def test_the_simulated_engine_serves_closed_and_open_loops() -> None:
     assert result.ttft_s["p90"] < 1.0
     assert result.window_energy_j is not None and result.window_s is not None
     assert result.window_energy_j > engine.params.idle_power_w * result.window_s
+    # replay() is serve() and summarise() on the twin's own clock and counter...
+    replayed = engine.step_engine(max_num_seqs=16).replay(
+        ServingLoad("conv", 64, concurrency=4, max_context=4096)
+    )
+    assert replayed.per_request_j == pytest.approx(per_request[1])
+    # ...and refuses a load of which no request finishes inside its window: ten arrivals within
+    # microseconds, all still running at the last one.
+    with pytest.raises(InvalidRequestError, match="never reached a steady state"):
+        engine.step_engine().replay(ServingLoad("conv", 10, rate_per_s=1e6))

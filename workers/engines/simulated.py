@@ -380,9 +380,9 @@ class SimulatedEngine(InferenceEngine):
     ) -> ServingTwin:
         """This engine serving continuously batched requests on its modelled costs.
 
-        Drive it on its own clock and counter: ``serve(twin, load, twin.clock, twin.energy_j)``
-        (:mod:`workers.serving`). Costs are the noise-free ones, scaled by this engine
-        instance's factor.
+        Drive it on its own clock and counter: ``twin.replay(load)``, or
+        ``serve(twin, load, twin.clock, twin.energy_j)`` (:mod:`workers.serving`). Costs are the
+        noise-free ones, scaled by this engine instance's factor.
 
         Raises:
             InvalidRequestError: ``max_num_seqs`` or ``max_context`` out of range.
