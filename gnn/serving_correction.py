@@ -25,6 +25,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -491,8 +492,9 @@ class ServingCorrection:
             ) from None
 
 
+@lru_cache(maxsize=1)
 def default_serving_correction() -> ServingCorrection:
-    """The correction shipped with the package (identity if none is shipped)."""
+    """The correction shipped with the package (identity if none is shipped), read once."""
     resource = resources.files("gnn").joinpath("data/serving_correction.json")
     if not resource.is_file():
         return ServingCorrection()
