@@ -14,6 +14,8 @@ the load's shape.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,10 +28,18 @@ from featurize.request import InferenceRequest
 from gnn.hybrid import HybridPredictor
 from gnn.predict import EnergyPredictor
 from gnn.serving_correction import ServingCorrection, default_serving_correction
+from llmco2.errors import InvalidRequestError
 from workers.serving import ServingLoad, ServingResult
 from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
 
-__all__ = ["DEFAULT_MAX_NUM_SEQS", "ServingPrediction", "predict_serving", "step_costs"]
+__all__ = [
+    "DEFAULT_MAX_NUM_SEQS",
+    "LoadPlan",
+    "ServingPrediction",
+    "plan_loads",
+    "predict_serving",
+    "step_costs",
+]
 
 
 def step_costs(
@@ -146,3 +156,97 @@ def predict_serving(
         result.per_request_j * float(np.exp(interval.high[2])),
         interval.level,
     )
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """Which loads to measure a deployment at, and how many requests each needs.
+
+    Attributes:
+        trace: ``conv``, ``code`` or a trace file.
+        concurrency: Closed loops at these concurrencies.
+        rates: Open loops at these arrival rates (per second).
+        rate_fractions: Open loops at these fractions of the throughput predicted at the
+            largest concurrency (one fraction is one utilisation, whatever the shape).
+        requests_per_slot: A closed loop at C serves at least this many times C requests.
+        min_requests: Least requests of a closed loop.
+        min_window_s: Seconds the steady state of a closed loop should last, at the predicted
+            throughput (short requests at low concurrency finish a dozen in under a second).
+        max_requests: Most requests of any loop.
+        open_requests: Least requests of an open loop.
+        open_window_s: Seconds of arrivals of an open loop.
+        max_context: Most prompt plus output tokens of a drawn request.
+        seed: Seed of lengths and arrivals.
+        max_num_seqs: Sequences the engine runs at once.
+    """
+
+    trace: str
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    rates: tuple[float, ...] = ()
+    rate_fractions: tuple[float, ...] = ()
+    requests_per_slot: int = 4
+    min_requests: int = 12
+    min_window_s: float = 5.0
+    max_requests: int = 2000
+    open_requests: int = 40
+    open_window_s: float = 12.0
+    max_context: int = 4096
+    seed: int = 0
+    max_num_seqs: int = DEFAULT_MAX_NUM_SEQS
+
+
+def plan_loads(
+    predictor: EnergyPredictor,
+    architecture: Architecture,
+    setup: GpuSetup,
+    plan: LoadPlan,
+    precision: Precision | None = None,
+) -> list[ServingLoad]:
+    """The loads of ``plan``, sized by what :func:`predict_serving` expects of them.
+
+    A closed loop at C serves enough requests for ``min_window_s`` of steady state at its
+    predicted throughput (its ramp-up and drain are about C requests' worth each), within
+    ``requests_per_slot`` × C and ``max_requests``; where the prediction fails, the least.
+
+    Raises:
+        InvalidRequestError: A load no run can measure (fewer than 2C requests allowed).
+    """
+
+    def throughput(load: ServingLoad) -> float | None:
+        try:
+            prediction = predict_serving(
+                predictor, architecture, setup, load, precision, plan.max_num_seqs
+            )
+        except InvalidRequestError:
+            return None
+        return prediction.result.requests_per_s
+
+    closed: list[ServingLoad] = []
+    for c in plan.concurrency:
+        least = min(max(plan.min_requests, plan.requests_per_slot * c), plan.max_requests)
+        probe = ServingLoad(
+            plan.trace, least, concurrency=c, max_context=plan.max_context, seed=plan.seed
+        )
+        rate = throughput(probe)
+        wanted = least if rate is None else math.ceil(plan.min_window_s * rate) + c
+        closed.append(
+            dataclasses.replace(probe, requests=min(max(least, wanted), plan.max_requests))
+        )
+    rates = list(plan.rates)
+    if plan.rate_fractions and closed:
+        largest = max(range(len(closed)), key=lambda i: plan.concurrency[i])
+        capacity = throughput(closed[largest])
+        if capacity is not None:
+            rates += [round(f * capacity, 2) for f in plan.rate_fractions]
+    opened = [
+        ServingLoad(
+            plan.trace,
+            min(plan.max_requests, max(plan.open_requests, math.ceil(r * plan.open_window_s))),
+            rate_per_s=r,
+            max_context=plan.max_context,
+            seed=plan.seed,
+        )
+        for r in rates
+        if r > 0
+    ]
+    return closed + opened

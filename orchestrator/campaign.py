@@ -40,12 +40,14 @@ from orchestrator.sampling import PointSampler, Sampler, fill_engines
 from orchestrator.strategies import select
 from orchestrator.time_limit import TimeLimit
 from storage import CampaignStatus, CampaignStore, PointSpec, PointStatus, RoundRecord
-from storage.records import StoredPoint
+from storage.records import ServingPointSpec, StoredPoint, StoredServingPoint
 from storage.store import DEFAULT_DRIVER_LEASE_SECONDS
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask, group_timings
+from workers.engines.vllm_engine import MAX_NUM_SEQS_VARIABLE
+from workers.pool import PointTask, ServingTask, Task, group_timings
 from workers.protocol import ProtocolSettings
+from workers.serving import ServingLoad, trace_sha256
 
 #: Long enough for a round's measurements; a restarted driver releases its own leases at once.
 LEASE_SECONDS = 24 * 3600.0
@@ -191,9 +193,13 @@ class LocalTrainer:
 def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int = 3) -> bool:
     """Store one worker result: the measurement, INFEASIBLE (final) or a counted failure.
 
+    A serving point's result (``kind`` ``serving``) goes to the serving points.
+
     Returns:
         Whether the point was measured.
     """
+    if result.kind == "serving":
+        return _store_serving_result(store, result, max_attempts)
     if result.status == PointStatus.COMPLETE and result.record is not None:
         store.record_result(result.point_id, result.record, result.gpu_seconds)
         return True
@@ -205,6 +211,25 @@ def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int =
     else:
         # An engine that cannot load a configuration usually fails the same way every time.
         store.record_failure(
+            result.point_id, result.error_kind or "error", result.error_message or "",
+            retryable=result.retryable, max_attempts=max_attempts,
+            final_if_repeated=result.error_kind == "engine_load_failed",
+            gpu_seconds=result.gpu_seconds,
+        )  # fmt: skip
+    return False
+
+
+def _store_serving_result(store: CampaignStore, result: WorkerResult, max_attempts: int) -> bool:
+    if result.status == PointStatus.COMPLETE and result.serving is not None:
+        store.record_serving_result(result.point_id, result.serving, result.gpu_seconds)
+        return True
+    if result.status == PointStatus.INFEASIBLE:
+        store.record_serving_infeasible(
+            result.point_id, result.error_message or "", result.error_kind or "infeasible",
+            result.gpu_seconds,
+        )  # fmt: skip
+    else:
+        store.record_serving_failure(
             result.point_id, result.error_kind or "error", result.error_message or "",
             retryable=result.retryable, max_attempts=max_attempts,
             final_if_repeated=result.error_kind == "engine_load_failed",
@@ -287,13 +312,15 @@ class CampaignDriver:
         self.measurer: Measurer = measurer or RayMeasurer(
             config.engine, self.settings, workers=workers, uses_gpus=self._uses_gpus(),
             resident_engines=config.sampling.resident_engines,
-            admit=self.time_limit,
+            admit=self.time_limit, actor_env=self._actor_env(),
         )  # fmt: skip
         self.trainer = trainer
         self.judge = judge
         #: Seconds this driver spent per stage (sampling, measuring, storing, featurising,
         #: training, selecting): what the scale benchmark prints.
         self.stage_seconds: dict[str, float] = defaultdict(float)
+        #: Serving loads this driver measured and failed to measure.
+        self.serving_counts: dict[str, int] = {"measured": 0, "failed": 0}
 
     @contextmanager
     def _stage(self, name: str) -> Iterator[None]:
@@ -330,44 +357,114 @@ class CampaignDriver:
         ]  # fmt: skip
 
     def _measure_pending(self, campaign_id: int) -> tuple[int, int, dict[str, float]]:
-        """Measure every PENDING point; (measured, failed, timings)."""
+        """Measure every PENDING point and serving point; (measured, failed, timings).
+
+        The counts are of points; serving points are counted in :attr:`serving_counts`.
+        """
         owner = _owner(self.config)
         running = self.store.get_points(campaign_id, statuses=[PointStatus.RUNNING])
         self.store.release([p.id for p in running if p.lease_owner == owner], owner)
+        serving = self.store.get_serving_points(campaign_id, statuses=[PointStatus.RUNNING])
+        self.store.release_serving([p.id for p in serving if p.lease_owner == owner], owner)
         self.store.requeue_expired(campaign_id, self.config.max_attempts)
+        self.store.requeue_expired_serving(campaign_id, self.config.max_attempts)
         measured = failed = 0
         timings: list[dict[str, float]] = []
-        left: list[int] = []  # claimed, not measured: the time limit had no room for them
+        left: list[Task] = []  # claimed, not measured: the time limit had no room for them
         while not left:
             claimed = self.store.claim(campaign_id, owner, 100_000, lease_seconds=LEASE_SECONDS)
-            if not claimed:
+            loads = self.store.claim_serving(
+                campaign_id, owner, 100_000, lease_seconds=LEASE_SECONDS
+            )
+            if not claimed and not loads:
                 break
-            tasks = [self._task(p) for p in claimed]
+            tasks: list[Task] = [self._task(p) for p in claimed]
+            tasks += [self._serving_task(p) for p in loads]
             # The reference's engine first: a run stopped by its time limit (a device call)
-            # has then measured the reference, whatever else it did not reach.
-            first = {task.config for task, p in zip(tasks, claimed, strict=True)
+            # has then measured the reference, whatever else it did not reach. An engine
+            # measures its points before its serving loads (minutes each).
+            first = {task.config for task, p in zip(tasks, claimed, strict=False)
                      if p.reason == "reference"}  # fmt: skip
-            tasks.sort(key=lambda task: task.config not in first)
+            tasks.sort(key=lambda task: (task.config not in first, task.kind == "serving"))
             if self.on_phase is not None:
-                self.on_phase(f"measuring {len(tasks)} points", len(tasks))
+                what = f"{len(claimed)} points" + (
+                    f" and {len(loads)} serving loads" if loads else ""
+                )
+                self.on_phase(f"measuring {what}", len(tasks))
             waited = time.perf_counter()
-            answered: set[int] = set()
+            answered: set[tuple[str, int]] = set()
             for result in self.measurer.measure(tasks, timings):
                 self.stage_seconds["measuring"] += time.perf_counter() - waited
-                answered.add(result.point_id)
+                answered.add((result.kind, result.point_id))
                 with self._stage("storing"):
-                    if self._record(result):
-                        measured += 1
-                    else:
-                        failed += 1
+                    done = self._record(result)
+                if result.kind == "serving":
+                    self.serving_counts["measured" if done else "failed"] += 1
+                elif done:
+                    measured += 1
+                else:
+                    failed += 1
                 if self.on_result is not None:
                     self.on_result(result)
                 waited = time.perf_counter()
-            left = [p.id for p in claimed if p.id not in answered]
+            left = [t for t in tasks if (t.kind, t.point_id) not in answered]
         if left and self.time_limit is not None:
-            self.store.release(left, owner)  # PENDING again: the next run measures them
+            # PENDING again: the next run measures them.
+            self.store.release([t.point_id for t in left if t.kind == "point"], owner)
+            self.store.release_serving([t.point_id for t in left if t.kind == "serving"], owner)
             raise _TimeLimitError(f"{len(left)} points left for the next run")
         return measured, failed, group_timings(timings)
+
+    def _add_serving(self, campaign_id: int, round_index: int) -> None:
+        """Give the round's engine configurations their serving points (once per engine).
+
+        The first ``serving.engines_per_round`` configurations of the round's points, in the
+        order the points were added, serve every load of the ``serving`` section; a
+        configuration that has serving points already (from an earlier round, or before this
+        driver was restarted) gets none again.
+        """
+        serving = self.config.serving
+        if serving is None:
+            return
+        from gnn.predict import default_predictor
+        from gnn.serving import plan_loads
+
+        had = {p.config_key for p in self.store.get_serving_points(campaign_id)}
+        configs: dict[str, StoredPoint] = {}
+        for stored in self.store.get_points(campaign_id):
+            if stored.round_index == round_index and stored.config_key not in configs:
+                configs[stored.config_key] = stored
+        chosen = list(configs.items())[: serving.engines_per_round]
+        specs: list[ServingPointSpec] = []
+        with self._stage("sampling"):
+            for key, stored in chosen:
+                if key in had:
+                    continue
+                point = stored.inference_point(self.catalog)
+                for trace in serving.traces:
+                    plan = serving.plan(trace, self.config.seed)
+                    digest = trace_sha256(trace)
+                    loads = plan_loads(
+                        default_predictor(), point.architecture, point.setup, plan,
+                        point.precision,
+                    )  # fmt: skip
+                    for load in loads:
+                        spec = ServingPointSpec(
+                            point.architecture, point.precision, point.setup,
+                            point.flash_attention, self.config.engine, trace, load.concurrency,
+                            load.rate_per_s, load.requests, load.max_context, load.seed,
+                            plan.max_num_seqs, digest, round_index,
+                        )  # fmt: skip
+                        specs.append(spec)
+        if specs:
+            with self._stage("storing"):
+                self.store.add_serving_points(campaign_id, specs)
+
+    def _actor_env(self) -> dict[str, str] | None:
+        """The engines' settings: a scheduler as wide as the serving loads need."""
+        if self.config.serving is None:
+            return None
+        return {MAX_NUM_SEQS_VARIABLE: str(self.config.serving.scheduler_seqs())}
 
     def _uses_gpus(self) -> bool:
         from workers.engines import engine_class
@@ -385,6 +482,18 @@ class CampaignDriver:
             self.config.seed,
         )
         return PointTask(stored.id, config, point.request)
+
+    def _serving_task(self, stored: StoredServingPoint) -> ServingTask:
+        architecture, precision, setup = stored.engine_parts(self.catalog)
+        config = EngineConfig(
+            architecture, precision, setup.count, setup.gpu, stored.flash_attention,
+            self.config.seed,
+        )  # fmt: skip
+        load = ServingLoad(
+            stored.trace, stored.requests, stored.concurrency, stored.rate_per_s,
+            stored.max_context, stored.seed,
+        )  # fmt: skip
+        return ServingTask(stored.id, config, load, stored.max_num_seqs)
 
     def _record(self, result: WorkerResult) -> bool:
         return store_result(self.store, result, self.config.max_attempts)
@@ -636,6 +745,7 @@ class CampaignDriver:
         config = self.config
         if self._reference_pending:
             self._add_reference(campaign_id, round_index)
+        self._add_serving(campaign_id, round_index)
         measured, failed, timing = self._measure_pending(campaign_id)
         rows, stored = self._labelled(campaign_id)
         test = np.array([p.split == "test" for p in stored], dtype=bool)

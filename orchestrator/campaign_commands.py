@@ -167,6 +167,9 @@ def run_campaign(
         disconnect()
         store.close()
     _stdout.print(f"campaign {config.name}: {outcome.stop_reason}")
+    served = driver.serving_counts
+    if any(served.values()):
+        _stdout.print(f"serving loads: {served['measured']} measured ({served['failed']} failed)")
     _stdout.print(f"report: {folder / 'report.md'}")
     _stdout.print(f"dataset: {folder / 'dataset'}")
 
@@ -207,6 +210,7 @@ def campaign_status(
     try:
         campaign = store.get_campaign(name)
         counts = store.status_counts(campaign.id)
+        serving = store.serving_status_counts(campaign.id)
         rounds = store.rounds(campaign.id)
     finally:
         store.close()
@@ -215,6 +219,8 @@ def campaign_status(
         f"engine {campaign.config.get('engine')}): "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
+    if any(serving.values()):
+        _stdout.print("serving loads: " + ", ".join(f"{k} {v}" for k, v in serving.items()))
     table = Table()
     for header in ("round", "points", "train", "test", "MAPE %", "EBA10 %", "duty", "GPU-h"):
         table.add_column(header, justify="right")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from gnn.metrics import Scores, first_reaching
+from llmco2.errors import Llmco2Error
 from llmco2.outputs import atomic_directory
 from storage import CampaignStore
 from storage.export import MANIFEST_NAME, export_campaign
@@ -191,6 +192,7 @@ def _write_report(
         )
     manifest = json.loads((export.out_dir / MANIFEST_NAME).read_text("utf-8"))
     lines += _reference_section(manifest.get("reference"))
+    lines += _serving_section(export.out_dir, manifest["counts"])
     predictions = final_test_predictions(store, campaign.id, rounds)
     if predictions is not None:
         scores = Scores.of(predictions.predicted_j, predictions.measured_j)
@@ -240,6 +242,62 @@ def _reference_section(summary: dict[str, Any] | None) -> list[str]:
             f"{'-' if cv is None else f'{cv:.2f}'} |"
         )
     return lines
+
+
+def _serving_section(dataset: Path, counts: dict[str, Any]) -> list[str]:
+    """Every measured serving load beside what the serving prediction expects of it."""
+    from gnn.predict import default_predictor
+    from gnn.serving import predict_serving
+    from storage.export import read_exported_serving
+    from workers.serving import ServingLoad
+
+    loads = read_exported_serving([dataset], include_simulated=True)
+    if not loads:
+        return []
+    lines = [
+        "", "## Serving loads",
+        "",
+        f"{len(loads)} loads measured ({counts.get('serving_failures', 0)} failed or "
+        "infeasible): energy per request at steady state beside the serving prediction "
+        "(`llmco2 predict --concurrency/--rate`, with the shipped serving correction).",
+        "", "| model | GPUs | trace | load | requests | J/request | predicted J | error % | "
+        "req/s | TTFT p50 s | TPOT p50 ms |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]  # fmt: skip
+    predictor = default_predictor()
+    errors = []
+    for served in loads:
+        row = served.row
+        load = ServingLoad(
+            row["trace"], row["requests"], row["concurrency"], row["rate_per_s"],
+            row["max_context"], row["seed"],
+        )  # fmt: skip
+        measured = row["per_request_j"]
+        try:
+            predicted: float | None = predict_serving(
+                predictor, served.architecture, served.setup, load, served.precision,
+                row["engine_max_num_seqs"] or row["max_num_seqs"],
+            ).result.per_request_j  # fmt: skip
+        except Llmco2Error:
+            predicted = None
+        error = "-"
+        if predicted is not None and measured:
+            errors.append(abs(predicted - measured) / measured)
+            error = f"{100 * errors[-1]:.1f}"
+        tpot = row["tpot_p50_s"]
+        lines.append(
+            f"| {row['model_name']} | {row['gpu_count']} × {row['gpu_type']} | {row['trace']} | "
+            f"{load.name} | {row['requests']} | {_number(measured)} | {_number(predicted)} | "
+            f"{error} | {row['requests_per_s']:.3g} | {_number(row['ttft_p50_s'])} | "
+            f"{_number(None if tpot is None else 1000 * tpot)} |"
+        )
+    if errors:
+        lines += ["", f"Serving prediction MAPE on these loads: {100 * np.mean(errors):.2f} %."]
+    return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _comparison(

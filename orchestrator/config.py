@@ -10,7 +10,7 @@ one and turns every problem into one :class:`~llmco2.errors.ConfigFileError` lin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -29,6 +29,9 @@ from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from storage.records import sha256_hex
 from workers.protocol_settings import ProtocolSettings
+
+if TYPE_CHECKING:
+    from gnn.serving import LoadPlan
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegative = Annotated[float, Field(ge=0)]
@@ -214,6 +217,81 @@ class Reference(_Strict):
         return _precision_label(label)
 
 
+def _trace_name(trace: str) -> str:
+    """``conv`` or ``code`` for the shipped traces, else the trace file's path as given."""
+    from workers.serving import TRACE_CLASSES
+
+    named = TRACE_CLASSES.get(trace)
+    if named is not None:
+        return "conv" if named == "conversation" else named
+    if not trace.strip():
+        raise ValueError("a trace is conv, code or a request CSV file")
+    return trace
+
+
+class Serving(_Strict):
+    """Serving points: each engine configuration a round loads also serves these loads.
+
+    A load is a trace served as a closed loop at a concurrency or an open loop at an arrival
+    rate (continuous batching, as a deployment serves); each is measured once per engine
+    configuration, on the engine its points loaded, and stored as a serving point.
+    """
+
+    traces: list[Annotated[str, AfterValidator(_trace_name)]] = Field(
+        default=["conv", "code"], min_length=1
+    )
+    concurrency: list[Annotated[int, Field(ge=1, le=1024)]] = [1, 2, 4, 8, 16, 32, 64]
+    rates: list[Annotated[float, Field(gt=0)]] = []
+    rate_fractions: list[Annotated[float, Field(gt=0, le=2)]] = []
+    requests_per_slot: Annotated[int, Field(ge=2)] = 4
+    min_requests: Annotated[int, Field(ge=2)] = 12
+    min_window_s: Annotated[float, Field(gt=0)] = 5.0
+    max_requests: PositiveInt = 2000
+    open_requests: Annotated[int, Field(ge=10)] = 40
+    open_window_s: Annotated[float, Field(gt=0)] = 12.0
+    max_context: Annotated[int, Field(ge=2)] = 4096
+    #: Sequences the engine's scheduler runs at once (default: the largest concurrency, ≥ 32).
+    max_num_seqs: PositiveInt | None = None
+    #: Most engine configurations of a round that serve the loads (None: every one).
+    engines_per_round: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _has_loads(self) -> Serving:
+        if not self.concurrency and not self.rates and not self.rate_fractions:
+            raise ValueError("give concurrency, rates or rate_fractions")
+        if self.rate_fractions and not self.concurrency:
+            raise ValueError("rate_fractions are of the throughput at the largest concurrency")
+        if self.max_requests < 2 * max(self.concurrency, default=1):
+            raise ValueError(
+                f"max_requests ({self.max_requests}) is below twice the largest concurrency"
+            )
+        return self
+
+    def scheduler_seqs(self) -> int:
+        """Sequences the engine's scheduler runs at once."""
+        return self.max_num_seqs or max([*self.concurrency, 32])
+
+    def plan(self, trace: str, seed: int) -> LoadPlan:
+        """The loads of one trace (sized per engine by :func:`gnn.serving.plan_loads`)."""
+        from gnn.serving import LoadPlan
+
+        return LoadPlan(
+            trace=trace,
+            concurrency=tuple(self.concurrency),
+            rates=tuple(self.rates),
+            rate_fractions=tuple(self.rate_fractions),
+            requests_per_slot=self.requests_per_slot,
+            min_requests=self.min_requests,
+            min_window_s=self.min_window_s,
+            max_requests=self.max_requests,
+            open_requests=self.open_requests,
+            open_window_s=self.open_window_s,
+            max_context=self.max_context,
+            seed=seed,
+            max_num_seqs=self.scheduler_seqs(),
+        )
+
+
 #: The predictor a campaign trains each round: ``llmco2``, the analytical model with the GNN's
 #: correction (what `predict` ships), or ``gnn``, the paper's LLMCO2 GNN alone.
 RoundPredictor = Literal["llmco2", "gnn"]
@@ -258,6 +336,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("sampling", "resident_engines"): 0,
     ("reference",): None,
     ("protocol", "min_periods"): _PROTOCOL.min_periods,
+    ("serving",): None,
 }
 
 
@@ -278,6 +357,7 @@ class CampaignConfig(_Strict):
     protocol: Protocol = Protocol()
     max_attempts: PositiveInt = 3
     reference: Reference | None = None
+    serving: Serving | None = None
 
     @model_validator(mode="after")
     def _strategy_is_known_and_has_what_it_needs(self) -> CampaignConfig:
@@ -368,6 +448,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _trace_file(config_path: Path, trace: str) -> str:
+    """A serving trace as the workers read it: a file's absolute path, checked to be one."""
+    if trace in ("conv", "code"):
+        return trace
+    file = Path(trace)
+    if not file.is_absolute():
+        file = (config_path.parent / file).resolve()
+    if not file.is_file():
+        raise ConfigFileError(f"{str(config_path)!r}: serving trace {str(file)!r} does not exist")
+    from featurize.priors import read_trace
+
+    read_trace(file)  # a malformed file is refused here, not on a GPU
+    return str(file)
+
+
 def load_config(path: Path) -> CampaignConfig:
     """Read and validate a campaign YAML file.
 
@@ -389,6 +484,10 @@ def load_config(path: Path) -> CampaignConfig:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigFileError(f"{str(path)!r} is not valid YAML{where}") from None
     config = parse_config(data, str(path))
+    if config.serving is not None:
+        traces = [_trace_file(path, trace) for trace in config.serving.traces]
+        serving = config.serving.model_copy(update={"traces": traces})
+        config = config.model_copy(update={"serving": serving})
     if config.priors.requests.trace is not None:
         trace = config.priors.requests.trace
         if not trace.is_absolute():

@@ -9,16 +9,19 @@ rules.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from featurize.point import GpuSetup, InferencePoint
+from llmco2.errors import Llmco2Error
 from orchestrator.sampling import EngineKey, engine_key
 from workers.engines import EngineConfig
 from workers.engines.simulated import TwinParameters, engine_start_seconds, twin_costs_of
 from workers.protocol_settings import ProtocolSettings
+from workers.serving import ServingLoad
 
 
 def loaded_engines(configs: Iterable[EngineConfig]) -> frozenset[EngineKey]:
@@ -87,3 +90,30 @@ class GpuCostModel:
         return np.asarray(
             protocol_seconds(prefill + decode, prefill, generated, self.settings) * gpus
         )
+
+    def serving_seconds(self, config: EngineConfig, load: ServingLoad, max_num_seqs: int) -> float:
+        """GPU-seconds of serving ``load`` on the loaded engine of ``config`` (all its GPUs).
+
+        The serving prediction's run length (:func:`gnn.serving.predict_serving`: the default
+        predictor's twin with the shipped serving correction); 0 for an engine without GPUs
+        or a load the prediction cannot replay.
+        """
+        if config.gpu is None:
+            return 0.0
+        return _serving_seconds(config, load, max_num_seqs) * config.tp
+
+
+@functools.lru_cache(maxsize=4096)
+def _serving_seconds(config: EngineConfig, load: ServingLoad, max_num_seqs: int) -> float:
+    from gnn.predict import default_predictor
+    from gnn.serving import predict_serving
+
+    assert config.gpu is not None
+    setup = GpuSetup(config.gpu, config.tp)
+    try:
+        prediction = predict_serving(
+            default_predictor(), config.architecture, setup, load, config.precision, max_num_seqs
+        )
+    except Llmco2Error:
+        return 0.0
+    return prediction.result.total_s

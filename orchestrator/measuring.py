@@ -14,7 +14,7 @@ from typing import Protocol
 
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import Admission, PointTask, ResidentEngines, measure_tasks
+from workers.pool import Admission, ResidentEngines, Task, measure_tasks
 from workers.protocol import ProtocolSettings
 
 
@@ -22,12 +22,12 @@ class Measurer(Protocol):
     """Measures points for the campaign driver."""
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         """One result per task, as they arrive.
 
         Args:
-            tasks: The points, with their engine configurations.
+            tasks: The points and serving points, with their engine configurations.
             timings: Each finished engine's held and in-window seconds are appended here
                 (the round's duty cycle).
         """
@@ -53,6 +53,7 @@ class RayMeasurer:
         resident_engines: Engines kept loaded from one call to the next (0: none).
         num_cpus: CPUs each actor reserves.
         admit: Asked before each engine start and point (a time limit); None: all measured.
+        actor_env: Environment variables of every engine actor (its engine's settings).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class RayMeasurer:
         resident_engines: int = 0,
         num_cpus: float = 0.5,
         admit: Admission | None = None,
+        actor_env: dict[str, str] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -72,9 +74,10 @@ class RayMeasurer:
         self.num_cpus = num_cpus
         self.resident = ResidentEngines(resident_engines) if resident_engines else None
         self.admit = admit
+        self.actor_env = actor_env
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         """Results of ``tasks`` from Ray actors (see :func:`workers.pool.measure_tasks`).
 
@@ -83,7 +86,7 @@ class RayMeasurer:
         return measure_tasks(
             self.engine, tasks, self.settings, num_cpus=self.num_cpus,
             max_actors=self.max_actors, timings=timings, resident=self.resident,
-            admit=self.admit,
+            admit=self.admit, actor_env=self.actor_env,
         )  # fmt: skip
 
     def loaded(self) -> list[EngineConfig]:

@@ -16,10 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from featurize.point import GpuSetup, InferencePoint
+from featurize.request import InferenceRequest
 from llmco2.errors import InvalidRequestError
 from orchestrator.gpu_cost import GpuCostModel
-from workers.pool import PointTask
+from workers.pool import ServingTask, Task
 from workers.protocol_settings import ProtocolSettings
+
+#: How much longer than predicted a serving run may take and still end before the limit (the
+#: prediction is within 10 % on energy, its run length less tested).
+SERVING_MARGIN = 1.5
 
 
 @dataclass
@@ -54,22 +60,30 @@ class TimeLimit:
         """Seconds left before the limit (negative once it has passed)."""
         return self.deadline - self.clock()
 
-    def needs(self, task: PointTask, starts_engine: bool) -> float:
+    def needs(self, task: Task, starts_engine: bool) -> float:
         """Wall seconds ``task`` is expected to take, its engine's start included if it starts.
 
-        A task of an engine without GPUs (no inference point to estimate) needs no time.
+        A serving task takes what the serving prediction expects of its run, with
+        :data:`SERVING_MARGIN` to spare. A task of an engine without GPUs (no inference point
+        to estimate) needs no time.
         """
-        try:
-            point = task.point()
-        except InvalidRequestError:
+        config = task.config
+        if config.gpu is None:
             return 0.0
         costs = GpuCostModel(self.settings)
-        seconds = float(costs.point_seconds([point])[0])
+        if isinstance(task, ServingTask):
+            seconds = SERVING_MARGIN * costs.serving_seconds(config, task.load, task.max_num_seqs)
+        else:
+            seconds = float(costs.point_seconds([task.point()])[0])
         if starts_engine:
-            seconds += costs.start_seconds(point)
-        return seconds / point.setup.count  # GPU-seconds of all its GPUs, in lock-step
+            probe = InferencePoint(
+                config.architecture, InferenceRequest(1, 16, 2), GpuSetup(config.gpu, config.tp),
+                config.precision, config.flash_attention,
+            )  # fmt: skip
+            seconds += costs.start_seconds(probe)
+        return seconds / config.tp  # GPU-seconds of all its GPUs, in lock-step
 
-    def __call__(self, task: PointTask, starts_engine: bool) -> bool:
+    def __call__(self, task: Task, starts_engine: bool) -> bool:
         """Whether ``task`` (and its engine's start) can end before the limit."""
         left = self.left()
         return left > 0 and self.needs(task, starts_engine) <= left

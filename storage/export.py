@@ -7,7 +7,9 @@ spread), failures and infeasible points in a separate file, one row per engine s
 totals — duty cycle, median load, points per GPU-hour — in the manifest), the spread of the
 campaign's reference point over runs and GPUs (:mod:`storage.reference`), and
 ``manifest.json`` (schema version, campaign config, code version, row counts, SHA-256 of every
-file). Simulated rows are
+file), and, for a campaign with serving points, one row per measured serving load in
+``serving`` (the engine, the load, energy per request, token and request rates, latency
+percentiles, each request's timeline). Simulated rows are
 left out unless asked for, so real data never mixes with the digital twin's.
 
 The export is written to a temporary folder beside the target and renamed into place, so an
@@ -44,6 +46,7 @@ from storage.engine_loads import as_columns, engine_loads, load_summary
 from storage.records import MEASUREMENT_COLUMNS, StoredPoint
 from storage.reference import reference_summary
 from storage.store import CampaignStore
+from storage.store.serving import SERVING_RECORD_COLUMNS
 
 MANIFEST_NAME = "manifest.json"
 GRAPHS_NAME = "graphs.pt"
@@ -175,6 +178,49 @@ def _table(
     return pa.table(columns)
 
 
+#: Serving point columns of a dataset, in order (the architecture goes out as ``arch_*``).
+_SERVING_POINT_FIELDS = (
+    "model_name", "family", "weight_bits", "activation_bits", "kv_bits", "expert_weight_bits",
+    "flash_attention", "gpu_type", "gpu_count", "engine", "trace", "trace_sha256",
+    "concurrency", "rate_per_s", "requests", "max_context", "seed", "max_num_seqs",
+    "round_index", "gpu_seconds",
+)  # fmt: skip
+#: Measurement columns of a serving dataset (the percentile dicts go out one column each).
+_SERVING_RESULT_FIELDS = tuple(
+    name
+    for name in SERVING_RECORD_COLUMNS
+    if name not in ("ttft_s", "tpot_s", "max_num_seqs", "requests", "extra")
+)
+
+
+def _serving_table(rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """One row per measured serving load: its engine, its load and what it cost.
+
+    ``engine_max_num_seqs`` is the scheduler the engine really had; ``timeline`` and
+    ``engine_settings`` are JSON text.
+    """
+    columns: dict[str, Any] = {"serving_point_id": [r["id"] for r in rows]}
+    for name in _SERVING_POINT_FIELDS:
+        columns[name] = [r[name] for r in rows]
+    for name in _ARCH_FIELDS:
+        columns[f"arch_{name}"] = [
+            {**LATER_FIELD_DEFAULTS, **r["architecture"]}[name] for r in rows
+        ]
+    columns["engine_max_num_seqs"] = [r["engine_max_num_seqs"] for r in rows]
+    for name in _SERVING_RESULT_FIELDS:
+        values = [r[name] for r in rows]
+        if name in ("gpu_names", "gpu_uuids"):
+            values = [",".join(v) if v else None for v in values]
+        columns[name] = values
+    for name in ("ttft_s", "tpot_s"):
+        for q in ("p50", "p90", "p99"):
+            columns[f"{name.removesuffix('_s')}_{q}_s"] = [
+                (json.loads(r[name]) if isinstance(r[name], str) else r[name] or {}).get(q)
+                for r in rows
+            ]
+    return pa.table(columns)
+
+
 def _write_table(table: pa.Table, folder: Path, stem: str, fmt: ExportFormat) -> Path:
     if fmt is ExportFormat.CSV:
         path = folder / f"{stem}.csv"
@@ -232,6 +278,13 @@ def export_campaign(
         complete = kept
     catalog = gpus if gpus is not None else GpuCatalog.default()
     features, counts = _feature_columns(_point_arrays(complete, architectures, catalog))
+    serving = store.serving_rows(campaign.id, json_as_text=("timeline", "engine_settings"))
+    serving_counts = store.serving_status_counts(campaign.id)
+    excluded_serving = 0
+    if not include_simulated:
+        kept_serving = [r for r in serving if not r["simulated"]]
+        excluded_serving = len(serving) - len(kept_serving)
+        serving = kept_serving
     load_rows = store.engine_load_rows(campaign.id)
     loads, unrecorded = engine_loads(
         r for r in load_rows if include_simulated or not r["simulated"]
@@ -248,18 +301,18 @@ def export_campaign(
             ),
             _write_table(pa.table(as_columns(loads)), staging, "engine_loads", table_format),
         ]
+        if serving:
+            written.append(_write_table(_serving_table(serving), staging, "serving", table_format))
         if fmt is ExportFormat.PYG:
             _write_graphs(complete, counts, staging / GRAPHS_NAME)
             written.append(staging / GRAPHS_NAME)
+        rows_of = {"points": len(complete), "graphs": len(complete), "engine_loads": len(loads),
+                   "failures": len(failed), "serving": len(serving)}  # fmt: skip
         files = {
             path.name: {
                 "sha256": _sha256(path),
                 "bytes": path.stat().st_size,
-                "rows": len(complete)
-                if path.name.startswith(("points", "graphs"))
-                else len(loads)
-                if path.name.startswith("engine_loads")
-                else len(failed),
+                "rows": rows_of[path.name.split(".")[0]],
             }
             for path in written
         }
@@ -284,6 +337,9 @@ def export_campaign(
                 "points": len(complete),
                 "failures": len(failed),
                 "excluded_simulated": excluded,
+                "serving": len(serving),
+                "serving_excluded_simulated": excluded_serving,
+                "serving_failures": serving_counts["FAILED"] + serving_counts["INFEASIBLE"],
             },
             "engine_loads": load_summary(loads, unrecorded),
             "reference": reference_summary(complete, architectures),
@@ -291,6 +347,7 @@ def export_campaign(
             "load": {
                 "parquet": "pyarrow.parquet.read_table('points.parquet')",
                 "pyg": "storage.graph_dataset.ExportedGraphs('<this folder>')",
+                "serving": "pyarrow.parquet.read_table('serving.parquet')",
             },
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
@@ -312,17 +369,7 @@ def read_exported_points(
             if row["simulated"] and not include_simulated:
                 continue
             point = InferencePoint(
-                Architecture(
-                    name=row["model_name"],
-                    # Datasets exported before a field existed lack its column: theirs is the
-                    # value every shape had then.
-                    **{
-                        f: row.get(f"arch_{f}", LATER_FIELD_DEFAULTS[f])
-                        if f in LATER_FIELD_DEFAULTS
-                        else row[f"arch_{f}"]
-                        for f in _ARCH_FIELDS
-                    },
-                ),
+                _architecture(row),
                 InferenceRequest(row["batch_size"], row["prompt_tokens"], row["generated_tokens"]),
                 GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"]),
                 _precision(row),
@@ -330,3 +377,57 @@ def read_exported_points(
             )
             result.append((point, row))
     return result
+
+
+def _architecture(row: dict[str, Any]) -> Architecture:
+    """The architecture of a dataset row (its ``model_name`` and ``arch_*`` columns)."""
+    return Architecture(
+        name=row["model_name"],
+        # Datasets exported before a field existed lack its column: theirs is the value every
+        # shape had then.
+        **{
+            f: row.get(f"arch_{f}", LATER_FIELD_DEFAULTS[f])
+            if f in LATER_FIELD_DEFAULTS
+            else row[f"arch_{f}"]
+            for f in _ARCH_FIELDS
+        },
+    )
+
+
+@dataclass(frozen=True)
+class ExportedServingLoad:
+    """A row of an exported ``serving`` table with the deployment it was measured on.
+
+    Attributes:
+        architecture: The model shape.
+        setup: GPU type and count.
+        precision: Its bit widths.
+        row: Every column of the row (the load: ``trace``, ``concurrency``, ``rate_per_s``,
+            ``requests``, ``max_context``, ``seed``; ``engine_max_num_seqs``; the results).
+    """
+
+    architecture: Architecture
+    setup: GpuSetup
+    precision: Precision
+    row: dict[str, Any]
+
+
+def read_exported_serving(
+    folders: Sequence[Path], gpus: GpuCatalog | None = None, *, include_simulated: bool = False
+) -> list[ExportedServingLoad]:
+    """The serving loads of exported datasets (folders without a ``serving`` table add none).
+
+    Simulated rows are skipped unless asked for.
+    """
+    catalog = gpus if gpus is not None else GpuCatalog.default()
+    loads = []
+    for folder in folders:
+        path = Path(folder) / "serving.parquet"
+        if not path.is_file():
+            continue
+        for row in pq.read_table(path).to_pylist():
+            if row["simulated"] and not include_simulated:
+                continue
+            setup = GpuSetup(catalog.get(row["gpu_type"]), row["gpu_count"])
+            loads.append(ExportedServingLoad(_architecture(row), setup, _precision(row), row))
+    return loads

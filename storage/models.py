@@ -9,6 +9,9 @@ Contract of the tables, enforced by :class:`storage.store.CampaignStore`:
 * A COMPLETE point has exactly one measurement (``measurements.point_id`` is unique).
 * Lease expiry times are seconds since the epoch **on the database server's clock**, so drivers
   on machines with skewed clocks agree on which leases have expired.
+* Serving points (an engine configuration under a load: a trace at a concurrency or an arrival
+  rate) follow the same life in ``serving_points``; a COMPLETE one has exactly one
+  ``serving_measurements`` row.
 
 Any change here needs an Alembic migration in ``storage/migrations/versions``.
 """
@@ -157,6 +160,95 @@ class Measurement(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
     point: Mapped[Point] = relationship(back_populates="measurement")
+
+
+class ServingPoint(Base):
+    """One engine configuration serving one load (continuous batching), to measure."""
+
+    __tablename__ = "serving_points"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "key", name="uq_serving_points_campaign_key"),
+        Index("ix_serving_points_claim", "campaign_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(64))
+    #: The engine configuration's hash, as its points have it: both run on one engine start.
+    config_key: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[dict[str, Any]]
+    model_name: Mapped[str] = mapped_column(String(300))
+    family: Mapped[str] = mapped_column(String(40))
+    weight_bits: Mapped[int]
+    activation_bits: Mapped[int]
+    kv_bits: Mapped[int]
+    expert_weight_bits: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    flash_attention: Mapped[bool] = mapped_column(Boolean)
+    gpu_type: Mapped[str] = mapped_column(String(80))
+    gpu_count: Mapped[int]
+    engine: Mapped[str] = mapped_column(String(40))
+    #: ``conv``, ``code`` or a trace file's path; ``trace_sha256`` is the file's content hash.
+    trace: Mapped[str] = mapped_column(Text)
+    trace_sha256: Mapped[str | None] = mapped_column(String(64))
+    concurrency: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rate_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    requests: Mapped[int]
+    max_context: Mapped[int]
+    seed: Mapped[int]
+    max_num_seqs: Mapped[int]
+    round_index: Mapped[int] = mapped_column(default=0)
+    status: Mapped[str] = mapped_column(String(16), default=PointStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[float | None] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    error_kind: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, server_default=func.now(), onupdate=func.now()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ServingMeasurement(Base):
+    """What a COMPLETE serving point cost: per request at steady state and over the whole run."""
+
+    __tablename__ = "serving_measurements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    serving_point_id: Mapped[int] = mapped_column(
+        ForeignKey("serving_points.id", ondelete="CASCADE"), unique=True
+    )
+    per_request_j: Mapped[float | None] = mapped_column(Float)
+    per_output_token_j: Mapped[float | None] = mapped_column(Float)
+    per_input_token_j: Mapped[float | None] = mapped_column(Float)
+    window_s: Mapped[float | None] = mapped_column(Float)
+    window_requests: Mapped[int]
+    window_energy_j: Mapped[float | None] = mapped_column(Float)
+    total_energy_j: Mapped[float | None] = mapped_column(Float)
+    total_s: Mapped[float] = mapped_column(Float)
+    requests: Mapped[int]
+    output_tokens: Mapped[int]
+    requests_per_s: Mapped[float] = mapped_column(Float)
+    output_tokens_per_s: Mapped[float] = mapped_column(Float)
+    mean_running: Mapped[float | None] = mapped_column(Float)
+    ttft_s: Mapped[dict[str, Any] | None]
+    tpot_s: Mapped[dict[str, Any] | None]
+    #: Per request: prompt and output tokens, arrival, admission, first token and finish (s).
+    timeline: Mapped[list[Any] | None]
+    max_num_seqs: Mapped[int | None] = mapped_column(Integer)
+    gpu_names: Mapped[list[Any] | None]
+    gpu_uuids: Mapped[list[Any] | None]
+    driver_version: Mapped[str | None] = mapped_column(String(40))
+    engine_name: Mapped[str] = mapped_column(String(40))
+    engine_version: Mapped[str | None] = mapped_column(String(80))
+    engine_settings: Mapped[dict[str, Any] | None]
+    simulated: Mapped[bool] = mapped_column(Boolean)
+    extra: Mapped[dict[str, Any] | None]
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, server_default=func.now())
 
 
 class Round(Base):

@@ -57,16 +57,29 @@ def sha256_hex(value: Any) -> str:
     return hashlib.sha256(canonical_json(value).encode()).hexdigest()
 
 
-def engine_config_identity(point: InferencePoint, engine: str) -> dict[str, Any]:
+def engine_identity(
+    architecture: Architecture,
+    precision: Precision,
+    flash_attention: bool,
+    setup: GpuSetup,
+    engine: str,
+) -> dict[str, Any]:
     """What one engine instance serves: architecture, precision, attention, GPUs, engine."""
     return {
-        "architecture": point.architecture.identity(),
-        "precision": point.precision.identity(),
-        "flash_attention": point.flash_attention,
-        "gpu_type": point.setup.gpu.id,
-        "gpu_count": point.setup.count,
+        "architecture": architecture.identity(),
+        "precision": precision.identity(),
+        "flash_attention": flash_attention,
+        "gpu_type": setup.gpu.id,
+        "gpu_count": setup.count,
         "engine": engine,
     }
+
+
+def engine_config_identity(point: InferencePoint, engine: str) -> dict[str, Any]:
+    """The :func:`engine_identity` of the engine that measures ``point``."""
+    return engine_identity(
+        point.architecture, point.precision, point.flash_attention, point.setup, engine
+    )
 
 
 def config_key(point: InferencePoint, engine: str) -> str:
@@ -116,21 +129,10 @@ class PointSpec:
             key = sha256_hex({"point": key, "replicate": self.replicate})
         return {
             "key": key,
-            "config_key": config_key(p, self.engine),
-            "architecture": p.architecture.to_dict(),
-            "model_name": p.architecture.name,
-            "family": p.architecture.family,
-            "weight_bits": p.precision.weight_bits,
-            "activation_bits": p.precision.activation_bits,
-            "kv_bits": p.precision.kv_bits,
-            "expert_weight_bits": p.precision.expert_weight_bits,
-            "flash_attention": p.flash_attention,
+            **_engine_columns(p.architecture, p.precision, p.flash_attention, p.setup, self.engine),
             "batch_size": p.request.batch_size,
             "prompt_tokens": p.request.prompt_tokens,
             "generated_tokens": p.request.generated_tokens,
-            "gpu_type": p.setup.gpu.id,
-            "gpu_count": p.setup.count,
-            "engine": self.engine,
             "round_index": self.round_index,
             "reason": self.reason,
             "parent_point_id": self.parent_point_id,
@@ -184,6 +186,189 @@ class StoredPoint:
             ),
             flash_attention=self.flash_attention,
         )
+
+
+def _engine_columns(
+    architecture: Architecture,
+    precision: Precision,
+    flash_attention: bool,
+    setup: GpuSetup,
+    engine: str,
+) -> dict[str, Any]:
+    """The columns points and serving points share: what their engine is."""
+    return {
+        "config_key": sha256_hex(
+            engine_identity(architecture, precision, flash_attention, setup, engine)
+        ),
+        "architecture": architecture.to_dict(),
+        "model_name": architecture.name,
+        "family": architecture.family,
+        "weight_bits": precision.weight_bits,
+        "activation_bits": precision.activation_bits,
+        "kv_bits": precision.kv_bits,
+        "expert_weight_bits": precision.expert_weight_bits,
+        "flash_attention": flash_attention,
+        "gpu_type": setup.gpu.id,
+        "gpu_count": setup.count,
+        "engine": engine,
+    }
+
+
+@dataclass(frozen=True)
+class ServingPointSpec:
+    """An engine configuration serving one load, to add to a campaign.
+
+    The load is a trace (``conv``, ``code`` or a request file) served as a closed loop at a
+    concurrency or an open loop at an arrival rate (see :class:`workers.serving.ServingLoad`).
+
+    Attributes:
+        architecture: The model shape.
+        precision: Its bit widths.
+        setup: GPU type and count (tensor parallel).
+        flash_attention: Whether attention is fused.
+        engine: Engine name.
+        trace: ``conv``, ``code`` or a trace file's path.
+        concurrency: Requests in flight of a closed loop (None: open loop).
+        rate_per_s: Arrival rate of an open loop (None: closed loop).
+        requests: Requests the run serves.
+        max_context: Most prompt plus output tokens of a drawn request.
+        seed: Seed of the drawn lengths and arrivals.
+        max_num_seqs: Sequences the engine's scheduler runs at once.
+        trace_sha256: Content hash of a trace file (part of the key: an edited file is a new
+            load).
+        round_index: Round of Algorithm 1 whose engines it rides on.
+    """
+
+    architecture: Architecture
+    precision: Precision
+    setup: GpuSetup
+    flash_attention: bool
+    engine: str
+    trace: str
+    concurrency: int | None
+    rate_per_s: float | None
+    requests: int
+    max_context: int
+    seed: int
+    max_num_seqs: int
+    trace_sha256: str | None = None
+    round_index: int = 0
+
+    def row(self) -> dict[str, Any]:
+        """Column values of the ``serving_points`` row."""
+        engine = _engine_columns(
+            self.architecture, self.precision, self.flash_attention, self.setup, self.engine
+        )
+        load = {
+            "trace": self.trace,
+            "trace_sha256": self.trace_sha256,
+            "concurrency": self.concurrency,
+            "rate_per_s": self.rate_per_s,
+            "requests": self.requests,
+            "max_context": self.max_context,
+            "seed": self.seed,
+            "max_num_seqs": self.max_num_seqs,
+        }
+        identity = engine_identity(
+            self.architecture, self.precision, self.flash_attention, self.setup, self.engine
+        )
+        # A trace file is known by its content: where it lies is not what was measured.
+        named = {**load, "trace": self.trace if self.trace_sha256 is None else "file"}
+        return {
+            "key": sha256_hex({**identity, "serving": named}),
+            **engine,
+            **load,
+            "round_index": self.round_index,
+        }
+
+
+@dataclass(frozen=True)
+class StoredServingPoint:
+    """A serving point as read back from the store."""
+
+    id: int
+    campaign_id: int
+    key: str
+    config_key: str
+    architecture: dict[str, Any]
+    model_name: str
+    family: str
+    weight_bits: int
+    activation_bits: int
+    kv_bits: int
+    expert_weight_bits: int | None
+    flash_attention: bool
+    gpu_type: str
+    gpu_count: int
+    engine: str
+    trace: str
+    trace_sha256: str | None
+    concurrency: int | None
+    rate_per_s: float | None
+    requests: int
+    max_context: int
+    seed: int
+    max_num_seqs: int
+    round_index: int
+    status: str
+    attempts: int
+    lease_owner: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+
+    def engine_parts(
+        self, catalog: GpuCatalog | None = None
+    ) -> tuple[Architecture, Precision, GpuSetup]:
+        """The engine's architecture, precision and GPU setup (GPU looked up in ``catalog``)."""
+        gpus = catalog if catalog is not None else GpuCatalog.default()
+        precision = Precision(
+            self.weight_bits, self.activation_bits, self.kv_bits, self.expert_weight_bits
+        )
+        return (
+            Architecture(**self.architecture),
+            precision,
+            GpuSetup(gpus.get(self.gpu_type), self.gpu_count),
+        )
+
+
+@dataclass
+class ServingRecord:
+    """What serving one load cost (see :class:`workers.serving.ServingResult` for the fields).
+
+    Energy fields are None where the engine cannot meter energy (vLLM on a CPU).
+    """
+
+    engine_name: str
+    simulated: bool
+    window_requests: int
+    total_s: float
+    requests: int
+    output_tokens: int
+    requests_per_s: float
+    output_tokens_per_s: float
+    per_request_j: float | None = None
+    per_output_token_j: float | None = None
+    per_input_token_j: float | None = None
+    window_s: float | None = None
+    window_energy_j: float | None = None
+    total_energy_j: float | None = None
+    mean_running: float | None = None
+    ttft_s: dict[str, float] | None = None
+    tpot_s: dict[str, float] | None = None
+    timeline: list[list[float | None]] | None = None
+    max_num_seqs: int | None = None
+    gpu_names: list[str] | None = None
+    gpu_uuids: list[str] | None = None
+    driver_version: str | None = None
+    engine_version: str | None = None
+    engine_settings: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """Column values of the ``serving_measurements`` row."""
+        return dataclasses.asdict(self)
 
 
 @dataclass

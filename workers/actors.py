@@ -28,12 +28,13 @@ from llmco2.errors import (
     NvmlError,
     NvmlNotSupportedError,
 )
-from storage.records import MeasurementRecord, PointStatus
+from storage.records import MeasurementRecord, PointStatus, ServingRecord
 from workers.devices import Clock, RealClock
 from workers.engines import EngineConfig, InferenceEngine, create_engine, engine_uses_gpus
 from workers.engines.vllm_engine import is_infeasible_error
 from workers.meter import EnergyMeter
 from workers.protocol import MeasurementProtocol, ProtocolSettings
+from workers.serving import ServingLoad, measure_load
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ class WorkerResult:
         healthy: Whether the actor can take more points (False: replace it).
         gpu_seconds: GPU time the actor held since its previous result (its engine load
             included), times the GPUs it holds: stored with the point, so a crash loses none.
+        kind: ``point`` (one request) or ``serving`` (a load; ``point_id`` is then a serving
+            point's id).
+        serving: What the load cost, when a serving point is COMPLETE.
     """
 
     point_id: int
@@ -60,6 +64,8 @@ class WorkerResult:
     retryable: bool = False
     healthy: bool = True
     gpu_seconds: float = 0.0
+    kind: str = "point"
+    serving: ServingRecord | None = None
 
 
 @dataclass
@@ -136,8 +142,38 @@ def _ray_node_id() -> str | None:
     return str(ray.get_runtime_context().get_node_id())
 
 
+def _failure(point_id: int, exc: Exception) -> WorkerResult:
+    """The INFEASIBLE or FAILED result of a measurement that raised ``exc``."""
+    if isinstance(exc, InfeasibleConfigError):
+        return WorkerResult(point_id, PointStatus.INFEASIBLE, None, "infeasible", str(exc))
+    if isinstance(exc, MeasurementError):
+        return WorkerResult(
+            point_id, PointStatus.FAILED, None, "measurement", str(exc), retryable=True
+        )
+    if isinstance(exc, NvmlNotSupportedError):
+        # The same GPU will not grow a counter: measuring again cannot succeed.
+        return WorkerResult(
+            point_id, PointStatus.FAILED, None, "meter_unsupported", str(exc),
+            retryable=False, healthy=False,
+        )  # fmt: skip
+    if isinstance(exc, NvmlError):
+        kind = "gpu_lost" if isinstance(exc, GpuLostError) else "nvml"
+        return WorkerResult(
+            point_id, PointStatus.FAILED, None, kind, str(exc), retryable=True, healthy=False
+        )
+    if is_infeasible_error(exc):
+        # An out-of-memory inside a request can leave the engine unusable.
+        return WorkerResult(
+            point_id, PointStatus.INFEASIBLE, None, "oom", _one_line(exc), healthy=False
+        )
+    return WorkerResult(
+        point_id, PointStatus.FAILED, None, "engine_error", _one_line(exc),
+        retryable=True, healthy=False,
+    )  # fmt: skip
+
+
 class EngineWorker:
-    """Loads one engine configuration and measures points on it.
+    """Loads one engine configuration and measures points and serving loads on it.
 
     Args:
         engine_name: ``vllm``, ``transformers`` or ``simulated``.
@@ -304,59 +340,80 @@ class EngineWorker:
 
     def _measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
         if self.load_error is not None:
-            kind, message = self.load_error
-            status = PointStatus.INFEASIBLE if kind == "infeasible" else PointStatus.FAILED
-            return WorkerResult(
-                point_id, status, error_kind=kind, error_message=message, retryable=True,
-                healthy=False,
-            )  # fmt: skip
+            return self._load_failure(point_id)
         assert self.protocol is not None
         before = self.protocol.window_seconds
         try:
             record = self.protocol.measure(request)
-        except InfeasibleConfigError as exc:
-            return WorkerResult(point_id, PointStatus.INFEASIBLE, None, "infeasible", str(exc))
-        except MeasurementError as exc:
-            return WorkerResult(
-                point_id, PointStatus.FAILED, None, "measurement", str(exc), retryable=True
-            )
-        except NvmlNotSupportedError as exc:
-            # The same GPU will not grow a counter: measuring again cannot succeed.
-            return WorkerResult(
-                point_id, PointStatus.FAILED, None, "meter_unsupported", str(exc),
-                retryable=False, healthy=False,
-            )  # fmt: skip
-        except NvmlError as exc:
-            kind = "gpu_lost" if isinstance(exc, GpuLostError) else "nvml"
-            return WorkerResult(
-                point_id, PointStatus.FAILED, None, kind, str(exc), retryable=True, healthy=False
-            )
         except Exception as exc:
-            if is_infeasible_error(exc):
-                # An out-of-memory inside a request can leave the engine unusable.
-                return WorkerResult(
-                    point_id, PointStatus.INFEASIBLE, None, "oom", _one_line(exc), healthy=False
-                )
-            return WorkerResult(
-                point_id, PointStatus.FAILED, None, "engine_error", _one_line(exc),
-                retryable=True, healthy=False,
-            )  # fmt: skip
+            return _failure(point_id, exc)
         finally:
             self.stats.window_seconds += self.protocol.window_seconds - before
         self.stats.measured_points += 1
         record.extra = {
             **(record.extra or {}),
+            **self._engine_extra(),
+            "window_s": self.protocol.window_seconds - before,
+        }
+        return WorkerResult(point_id, PointStatus.COMPLETE, record)
+
+    def _load_failure(self, point_id: int, kind: str = "point") -> WorkerResult:
+        assert self.load_error is not None
+        error, message = self.load_error
+        status = PointStatus.INFEASIBLE if error == "infeasible" else PointStatus.FAILED
+        return WorkerResult(
+            point_id, status, error_kind=error, error_message=message, retryable=True,
+            healthy=False, kind=kind,
+        )  # fmt: skip
+
+    def _engine_extra(self) -> dict[str, Any]:
+        """What every measurement records of the engine start that made it."""
+        extra: dict[str, Any] = {
             "actor_duty_cycle": self.stats.duty_cycle(),
             "engine_load_s": self.stats.load_seconds,
             "engine_instance": self.instance,
             "engine_loaded_at": self.loaded_at.isoformat(),
             "engine_phases": dict(self.load_phases),
-            "window_s": self.protocol.window_seconds - before,
         }
         node = _ray_node_id()
         if node is not None:
-            record.extra["ray_node_id"] = node  # which machine of a cluster measured it
-        return WorkerResult(point_id, PointStatus.COMPLETE, record)
+            extra["ray_node_id"] = node  # which machine of a cluster measured it
+        return extra
+
+    def measure_serving(self, point_id: int, load: ServingLoad, max_num_seqs: int) -> WorkerResult:
+        """Serve one load on this engine; never raises for a per-load problem.
+
+        See :func:`workers.serving.measure_load`. The whole run counts as time inside a
+        measurement window. The result carries the GPU time held since the previous one, as
+        :meth:`measure`'s.
+        """
+        result = self._measure_serving(point_id, load, max_num_seqs)
+        held = self.stats.charge()
+        if result.serving is not None:
+            result.serving.extra = {**(result.serving.extra or {}), "held_s": held}
+        return dataclasses.replace(result, gpu_seconds=held * self.config.tp)
+
+    def _measure_serving(self, point_id: int, load: ServingLoad, max_num_seqs: int) -> WorkerResult:
+        if self.load_error is not None:
+            return self._load_failure(point_id, "serving")
+        assert self.engine is not None
+        clock = self.engine.clock()
+        began = clock.now()
+        try:
+            record = measure_load(self.engine, load, max_num_seqs)
+        except Exception as exc:
+            return dataclasses.replace(_failure(point_id, exc), kind="serving")
+        finally:
+            self.stats.window_seconds += clock.now() - began
+        if record.per_request_j is None and record.window_s is None:
+            return WorkerResult(
+                point_id, PointStatus.FAILED, None, "measurement",
+                f"{load.name} of {load.requests} requests never reached a steady state",
+                retryable=False, kind="serving",
+            )  # fmt: skip
+        self.stats.measured_points += 1
+        record.extra = {**(record.extra or {}), **self._engine_extra()}
+        return WorkerResult(point_id, PointStatus.COMPLETE, kind="serving", serving=record)
 
     def timing(self) -> dict[str, float]:
         """Held time, time inside windows, load time and duty cycle so far."""

@@ -30,9 +30,10 @@ from featurize import GpuSetup, InferencePoint
 from featurize.request import InferenceRequest
 from llmco2.errors import InvalidRequestError
 from storage.records import PointStatus
-from workers.actors import WorkerResult, uses_gpu, worker_actor
+from workers.actors import EngineWorker, WorkerResult, uses_gpu, worker_actor
 from workers.engines import EngineConfig
 from workers.protocol import ProtocolSettings
+from workers.serving import ServingLoad
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,42 @@ class PointTask:
             config.precision, config.flash_attention,
         )  # fmt: skip
 
+    @property
+    def kind(self) -> str:
+        """What the task measures: one request (``point``)."""
+        return "point"
+
+
+@dataclass(frozen=True)
+class ServingTask:
+    """One serving point to measure: the caller's id, its engine configuration and its load.
+
+    Attributes:
+        point_id: The serving point's id (the caller's).
+        config: The engine configuration that serves it.
+        load: What to serve.
+        max_num_seqs: Sequences the scheduler runs at once (where the engine takes it per run).
+    """
+
+    point_id: int
+    config: EngineConfig
+    load: ServingLoad
+    max_num_seqs: int
+
+    @property
+    def kind(self) -> str:
+        """What the task measures: a load (``serving``)."""
+        return "serving"
+
+
+#: Anything the pool measures on an engine.
+Task = PointTask | ServingTask
+
 
 class Admission(Protocol):
     """Whether a task may still be measured (a time limit's rule, for instance)."""
 
-    def __call__(self, task: PointTask, starts_engine: bool) -> bool:
+    def __call__(self, task: Task, starts_engine: bool) -> bool:
         """True to measure ``task``; ``starts_engine``: its engine would be started first."""
         ...
 
@@ -146,10 +178,10 @@ _CUMULATIVE = ("held_s", "window_s", "load_s", "points")
 @dataclass
 class _Group:
     config: EngineConfig
-    pending: deque[PointTask]
+    pending: deque[Task]
     actor: Any = None
     in_flight: Any = None
-    task: PointTask | None = None
+    task: Task | None = None
     restarts: int = 0
     timing: dict[str, float] | None = None
     #: The actor's cumulative timing reported by earlier calls (it was resident).
@@ -160,7 +192,7 @@ class _Group:
 
 def measure_tasks(
     engine_name: str,
-    tasks: Sequence[PointTask],
+    tasks: Sequence[Task],
     settings: ProtocolSettings | None = None,
     *,
     max_actors: int | None = None,
@@ -170,8 +202,12 @@ def measure_tasks(
     timings: list[dict[str, float]] | None = None,
     resident: ResidentEngines | None = None,
     admit: Admission | None = None,
+    actor_env: dict[str, str] | None = None,
 ) -> Generator[WorkerResult, None, None]:
     """Measure ``tasks`` and yield one result per task as results arrive.
+
+    A configuration's tasks run on its engine in the order given: points (one request each) and
+    serving points (a load each, :class:`ServingTask`) alike.
 
     With ``admit``, a task it refuses is not measured and yields no result: an engine whose
     first task is refused is not started, and an engine whose next task is refused measures
@@ -193,6 +229,7 @@ def measure_tasks(
             loaded (None: every engine is shut down when its points are done).
         admit: Asked before each engine start and each further point (see
             :class:`Admission`); None admits everything.
+        actor_env: Environment variables of every actor started (the engine's settings).
     """
     import ray
 
@@ -259,8 +296,12 @@ def measure_tasks(
     def dispatch(group: _Group) -> None:
         task = group.pending.popleft()
         group.task = task
-        group.in_flight = group.actor.measure.remote(task.point_id, task.request)
-        active[group.in_flight] = group
+        if isinstance(task, ServingTask):
+            call = group.actor.measure_serving.remote(task.point_id, task.load, task.max_num_seqs)
+        else:
+            call = group.actor.measure.remote(task.point_id, task.request)
+        group.in_flight = call
+        active[call] = group
 
     def start(group: _Group, fresh: bool = False) -> None:
         kept = resident.take(group.config) if resident is not None else None
@@ -285,7 +326,9 @@ def measure_tasks(
             group.actor.reload.remote(group.config, settings, idle_seconds)
         else:
             group.actor, group.reused = (
-                worker_actor(engine_name, group.config, settings, idle_seconds, num_cpus),
+                worker_actor(
+                    engine_name, group.config, settings, idle_seconds, num_cpus, actor_env
+                ),
                 False,
             )
         started.append(group)
@@ -332,6 +375,7 @@ def measure_tasks(
                             error_message=(
                                 f"TP {needs(group)} needs more GPUs than the {gpu_budget} here"
                             ),
+                            kind=pending.kind,
                         )
                 # Resident engines count as free GPUs here: start() shuts them down for it.
                 chosen = next_group(
@@ -363,6 +407,7 @@ def measure_tasks(
                     error_message=f"worker actor died: {str(exc).splitlines()[0][:300]}",
                     retryable=True,
                     healthy=False,
+                    kind=task.kind,
                 )
             if group.reused and not result.healthy and result.error_kind in _LOAD_FAILURES:
                 # A load that failed in a process of an earlier engine is not the
@@ -384,6 +429,7 @@ def measure_tasks(
                             error_kind=result.error_kind,
                             error_message=result.error_message,
                             retryable=result.retryable,
+                            kind=pending.kind,
                         )
                     continue
                 if group.pending and group.restarts < max_actor_restarts:
@@ -398,6 +444,7 @@ def measure_tasks(
                             error_kind="actor_died",
                             error_message="worker actor kept failing; not tried",
                             retryable=True,
+                            kind=pending.kind,
                         )
                 continue
             if group.pending and (admit is None or admit(group.pending[0], False)):
@@ -440,6 +487,25 @@ def group_timings(results: Sequence[dict[str, float]]) -> dict[str, float]:
     held = sum(r.get("held_s", 0.0) for r in results)
     window = sum(r.get("window_s", 0.0) for r in results)
     return {"held_s": held, "window_s": window, "duty_cycle": window / held if held else 0.0}
+
+
+def measure_on(worker: EngineWorker, task: Task) -> WorkerResult:
+    """Measure ``task`` on a worker of this process, as an actor of the pool measures it."""
+    if isinstance(task, ServingTask):
+        return worker.measure_serving(task.point_id, task.load, task.max_num_seqs)
+    return worker.measure(task.point_id, task.request)
+
+
+def point_tasks(tasks: Sequence[Task]) -> list[PointTask]:
+    """The tasks of a measurer that replays single requests, which all must be.
+
+    Raises:
+        InvalidRequestError: A serving task among them (a campaign with a ``serving`` section).
+    """
+    points = [task for task in tasks if isinstance(task, PointTask)]
+    if len(points) < len(tasks):
+        raise InvalidRequestError("this measurer replays single requests, not serving loads")
+    return points
 
 
 def tasks_by_config(tasks: Sequence[PointTask]) -> dict[EngineConfig, list[PointTask]]:

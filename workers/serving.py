@@ -24,17 +24,23 @@ come alongside, with throughput and time-to-first-token and time-per-output-toke
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from featurize.priors import RequestPrior, read_trace
 from llmco2.errors import ConfigFileError, InvalidRequestError
+from storage.records import ServingRecord
 from workers.devices import Clock
+
+if TYPE_CHECKING:
+    from workers.engines.base import InferenceEngine
 
 #: Traffic classes of the shipped request prior, by the names the CLI takes.
 TRACE_CLASSES = {"conv": "conversation", "conversation": "conversation", "code": "code"}
@@ -95,6 +101,11 @@ class ServingLoad:
     def closed(self) -> bool:
         """Whether the load is a closed loop (fixed concurrency)."""
         return self.concurrency is not None
+
+    @property
+    def name(self) -> str:
+        """``C=4`` for a closed loop, ``λ=2.5/s`` for an open one."""
+        return f"C={self.concurrency}" if self.closed else f"λ={self.rate_per_s:g}/s"
 
     def lengths(self) -> list[tuple[int, int]]:
         """The ``(prompt, generated)`` tokens of every request, in the order they are sent.
@@ -343,6 +354,20 @@ def summarise(
     )
 
 
+def trace_sha256(trace: str) -> str | None:
+    """The content hash of a trace file (None for the shipped traces).
+
+    Raises:
+        ConfigFileError: A file that cannot be read.
+    """
+    if trace in TRACE_CLASSES:
+        return None
+    try:
+        return hashlib.sha256(Path(trace).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read request trace {trace!r}: {exc.strerror}") from None
+
+
 @dataclass(frozen=True)
 class StepProgress:
     """What one scheduler step did to one request: its output tokens so far, whether done."""
@@ -440,3 +465,99 @@ def serve(
                     waiting += 1
     read(always=True)
     return requests, energy
+
+
+@dataclass
+class ServingSession:
+    """A loaded engine ready to serve: its step engine, clock and energy counter.
+
+    Attributes:
+        engine: Runs the scheduler's steps.
+        clock: The time the run is timed on.
+        read_energy_j: Cumulative energy of the engine's GPUs (None: not metered).
+        settle: Called once the run is over: hands the run's time and energy to an engine that
+            models them apart (the twin), so that the engine's own accounting holds them too.
+    """
+
+    engine: StepEngine
+    clock: Clock
+    read_energy_j: Callable[[], float] | None
+    settle: Callable[[], None] = lambda: None
+
+
+def _timeline(requests: Sequence[ServedRequest]) -> list[list[float | None]]:
+    return [
+        [r.prompt_tokens, r.generated_tokens, r.arrival_s, r.admitted_s, r.first_token_s,
+         r.finish_s]
+        for r in requests
+    ]  # fmt: skip
+
+
+def measure_load(engine: InferenceEngine, load: ServingLoad, max_num_seqs: int) -> ServingRecord:
+    """Serve ``load`` on a loaded engine, metered, and attribute its energy (:func:`summarise`).
+
+    Args:
+        engine: The engine, loaded and idle.
+        load: What to serve.
+        max_num_seqs: Sequences its scheduler runs at once where the engine takes it per run (the
+            twin); vLLM's is fixed when it loads, and the record holds the engine's own.
+
+    Raises:
+        InfeasibleConfigError: An engine that does not serve continuously batched requests.
+        ConfigFileError: An unreadable trace file.
+    """
+    session = engine.serving_session(max_num_seqs, load.max_context)
+    began = datetime.now(UTC)
+    requests, energy = serve(session.engine, load, session.clock, session.read_energy_j)
+    session.settle()
+    result = summarise(requests, energy, load.concurrency)
+    counters = engine.counter_source()
+    settings = engine.settings
+    return ServingRecord(
+        engine_name=engine.name,
+        simulated=not engine.uses_gpus,
+        timeline=_timeline(requests),
+        max_num_seqs=int(settings.get("max_num_seqs", max_num_seqs)),
+        gpu_names=counters.names if counters is not None else None,
+        gpu_uuids=counters.uuids if counters is not None else None,
+        driver_version=counters.driver_version if counters is not None else None,
+        engine_version=engine.version,
+        engine_settings=settings or None,
+        started_at=began,
+        finished_at=datetime.now(UTC),
+        **{k: v for k, v in result.to_dict().items()},
+    )
+
+
+def record_result(record: ServingRecord) -> ServingResult:
+    """The :class:`ServingResult` a record holds."""
+    names = ServingResult.__dataclass_fields__
+    values = {name: getattr(record, name) for name in names}
+    values["ttft_s"] = dict(values["ttft_s"] or {})
+    values["tpot_s"] = dict(values["tpot_s"] or {})
+    return ServingResult(**values)
+
+
+def record_row(record: ServingRecord, load: ServingLoad, **fields: Any) -> dict[str, Any]:
+    """One JSON line of a serving dataset (``serving.jsonl``): the load, the result nested.
+
+    ``fields`` (the shape's name, the engine's load time, ...) come first.
+    """
+    return {
+        **fields,
+        "trace": load.trace,
+        "concurrency": load.concurrency,
+        "rate_per_s": load.rate_per_s,
+        "requests": load.requests,
+        "seed": load.seed,
+        "max_context": load.max_context,
+        "max_num_seqs": record.max_num_seqs,
+        "result": record_result(record).to_dict(),
+        "timeline": record.timeline,
+        "engine": record.engine_version,
+        "engine_settings": record.engine_settings,
+        "gpu_names": record.gpu_names,
+        "gpu_uuids": record.gpu_uuids,
+        "driver": record.driver_version,
+        "measured_at": (record.finished_at or datetime.now(UTC)).isoformat(timespec="seconds"),
+    }

@@ -78,7 +78,7 @@ from storage.records import MeasurementRecord
 from workers.actors import EngineWorker, WorkerResult
 from workers.engines import EngineConfig
 from workers.engines.simulated import twin_costs_of
-from workers.pool import PointTask
+from workers.pool import PointTask, Task, point_tasks
 from workers.protocol import ProtocolSettings
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`) and the oracle.
@@ -200,12 +200,13 @@ class TwinMeasurer:
         self.gpu_seconds = 0.0
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         """The twin's labels of every task."""
         del timings  # no engine runs
-        labels = twin_labels([t.point() for t in tasks], self.noise, self.rng)
-        for task, label in zip(tasks, labels, strict=True):
+        points = point_tasks(tasks)
+        labels = twin_labels([t.point() for t in points], self.noise, self.rng)
+        for task, label in zip(points, labels, strict=True):
             self.measured += 1
             record = MeasurementRecord("simulated", **label)
             yield WorkerResult(task.point_id, PointStatus.COMPLETE, record)
@@ -241,11 +242,11 @@ class WorkerTwin:
         return list(self.kept)
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         """Results of every task; adds their GPU-seconds to ``gpu_seconds``."""
         groups: dict[EngineConfig, list[PointTask]] = {}
-        for task in tasks:
+        for task in point_tasks(tasks):
             groups.setdefault(task.config, []).append(task)
         for config in self.kept:  # held while the last round trained
             self.gpu_seconds += self.round_gap_s * config.tp

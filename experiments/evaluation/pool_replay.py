@@ -69,7 +69,7 @@ from storage.records import MEASUREMENT_COLUMNS, MeasurementRecord
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
 from workers.engines.simulated import engine_start_seconds
-from workers.pool import PointTask
+from workers.pool import Task, point_tasks
 
 #: The campaign's strategies (:data:`orchestrator.strategies.STRATEGIES`), replayed on the pool.
 STRATEGIES = tuple(CAMPAIGN_STRATEGIES)
@@ -194,12 +194,12 @@ class PoolMeasurer:
         self.gpu_seconds = 0.0
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         """The recorded measurement of every task."""
         del timings  # no engine runs
         new: list[int] = []
-        for task in tasks:
+        for task in point_tasks(tasks):
             point = task.point()
             index = self.row_of[point]
             self.measured.add(point)

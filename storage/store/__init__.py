@@ -18,7 +18,9 @@ Contract (modelled on Optuna's RDB storage):
 
 The store is one class made of one part per concern: connections and transactions
 (:mod:`storage.store.base`), campaigns and their driver's lease (:mod:`storage.store.campaigns`),
-points and measurements (:mod:`storage.store.points`), rounds and trained models
+points and measurements (:mod:`storage.store.points`), serving points and their
+measurements (:mod:`storage.store.serving`) on the lease both share
+(:mod:`storage.store.leases`), rounds and trained models
 (:mod:`storage.store.rounds`).
 """
 
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 from storage.store.base import server_epoch
 from storage.store.campaigns import DEFAULT_DRIVER_LEASE_SECONDS, CampaignOperations
-from storage.store.points import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, PointOperations
+from storage.store.leases import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS
+from storage.store.points import PointOperations
 from storage.store.rounds import RoundOperations
+from storage.store.serving import ServingOperations
 
 __all__ = [
     "DEFAULT_DRIVER_LEASE_SECONDS",
@@ -38,8 +42,8 @@ __all__ = [
 ]
 
 
-class CampaignStore(CampaignOperations, PointOperations, RoundOperations):
-    """All reads and writes of campaigns, points, measurements, rounds and models.
+class CampaignStore(CampaignOperations, PointOperations, ServingOperations, RoundOperations):
+    """All reads and writes of campaigns, points, serving points, measurements, rounds, models.
 
     Args:
         url: SQLAlchemy URL (``sqlite:///llmco2.db`` by default).

@@ -1,33 +1,32 @@
-"""Points in the store: added once, claimed atomically, leased, finished exactly once."""
+"""Points in the store: added once, claimed atomically, leased, finished exactly once.
+
+The lease and the end of a try are :mod:`storage.store.leases`'s, shared with serving points.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Text, Update, case, cast, func, insert, literal, select, update
+from sqlalchemy import Text, cast, func, literal, select
 
 from llmco2.errors import InvalidRequestError
-from storage.models import Measurement, Point
+from storage.models import Measurement, Point, ServingPoint
 from storage.records import (
     MEASUREMENT_COLUMNS,
-    OPEN_STATUSES,
     DatasetRows,
     MeasurementRecord,
     PointSpec,
     PointStatus,
     StoredPoint,
 )
-from storage.store.base import POINT_COLUMNS, StoreBase, point_columns, server_epoch, stored_point
+from storage.store.base import POINT_COLUMNS, point_columns, server_epoch, stored_point
+from storage.store.leases import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, LeaseOperations
 
-#: Default lease of a claimed point: longer than the slowest measurement of one point.
-DEFAULT_LEASE_SECONDS = 900.0
-#: Default number of tries before a point is FAILED.
-DEFAULT_MAX_ATTEMPTS = 3
 _INSERT_CHUNK = 500
 
 
-class PointOperations(StoreBase):
+class PointOperations(LeaseOperations):
     """Reads and writes of the ``points`` and ``measurements`` tables."""
 
     # Adding and claiming ------------------------------------------------------------------
@@ -85,34 +84,10 @@ class PointOperations(StoreBase):
         Returns:
             The claimed points, lowest id first.
         """
-        if limit < 1:
-            return []
-        conditions = [Point.campaign_id == campaign_id, Point.status == PointStatus.PENDING]
-        if config_key is not None:
-            conditions.append(Point.config_key == config_key)
-        candidates = (
-            select(Point.id)
-            .where(*conditions)
-            .order_by(Point.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite holds the write lock
-            # A CTE is evaluated once. As an IN-subquery PostgreSQL may rescan it per row,
-            # and every rescan skips the rows this statement just locked: LIMIT is exceeded.
-            .cte("claimable")
+        conditions = [] if config_key is None else [Point.config_key == config_key]
+        rows = self._claim_rows(
+            Point, point_columns(), campaign_id, owner, limit, lease_seconds, *conditions
         )
-        statement = (
-            update(Point)
-            .where(Point.id.in_(select(candidates.c.id)), Point.status == PointStatus.PENDING)
-            .values(
-                status=PointStatus.RUNNING,
-                lease_owner=owner,
-                lease_expires_at=server_epoch() + literal(float(lease_seconds)),
-                updated_at=func.now(),
-            )
-            .returning(*point_columns())
-        )
-        with self._transaction() as conn:
-            rows = conn.execute(statement).all()
         return sorted((stored_point(row) for row in rows), key=lambda p: p.id)
 
     def heartbeat(
@@ -120,29 +95,13 @@ class PointOperations(StoreBase):
     ) -> int:
         """Extend the leases ``owner`` holds on ``point_ids``; returns how many were extended."""
         return self._update_owned(
-            point_ids, owner, lease_expires_at=server_epoch() + literal(float(lease_seconds))
-        )
+            Point, point_ids, owner,
+            lease_expires_at=server_epoch() + literal(float(lease_seconds)),
+        )  # fmt: skip
 
     def release(self, point_ids: Sequence[int], owner: str) -> int:
         """Give RUNNING points back to PENDING without counting an attempt (clean shutdown)."""
-        return self._update_owned(
-            point_ids,
-            owner,
-            status=PointStatus.PENDING,
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=func.now(),
-        )
-
-    def _update_owned(self, point_ids: Sequence[int], owner: str, **values: Any) -> int:
-        """Set ``values`` on the RUNNING points among ``point_ids`` that ``owner`` holds."""
-        if not point_ids:
-            return 0
-        with self._transaction() as conn:
-            result = conn.execute(
-                update(Point).where(*_owned_running(point_ids, owner)).values(**values)
-            )
-        return int(result.rowcount)
+        return self._release_rows(Point, point_ids, owner)
 
     def requeue_expired(
         self, campaign_id: int | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -155,35 +114,7 @@ class PointOperations(StoreBase):
         Returns:
             (requeued, failed) counts.
         """
-        exhausted = Point.attempts + 1 >= max_attempts
-        conditions = [
-            Point.status == PointStatus.RUNNING,
-            Point.lease_expires_at < server_epoch(),
-        ]
-        if campaign_id is not None:
-            conditions.append(Point.campaign_id == campaign_id)
-        statement = (
-            update(Point)
-            .where(*conditions)
-            .values(
-                status=case((exhausted, PointStatus.FAILED), else_=PointStatus.PENDING),
-                attempts=Point.attempts + 1,
-                error_kind=case((exhausted, "lease_expired"), else_=Point.error_kind),
-                error_message=case(
-                    (exhausted, f"lease expired {max_attempts} times"),
-                    else_=Point.error_message,
-                ),
-                finished_at=case((exhausted, func.now()), else_=None),
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=func.now(),
-            )
-            .returning(Point.status)
-        )
-        with self._transaction() as conn:
-            statuses = conn.execute(statement).scalars().all()
-        failed = sum(1 for status in statuses if status == PointStatus.FAILED)
-        return len(statuses) - failed, failed
+        return self._requeue_expired_rows(Point, campaign_id, max_attempts)
 
     def record_result(
         self, point_id: int, record: MeasurementRecord, gpu_seconds: float = 0.0
@@ -198,16 +129,8 @@ class PointOperations(StoreBase):
         Returns:
             True if stored; False if the point was already finished (nothing changes).
         """
-        with self._transaction() as conn:
-            moved = conn.execute(
-                _ending_try(
-                    point_id, gpu_seconds, status=PointStatus.COMPLETE, finished_at=func.now()
-                )
-            )
-            if moved.rowcount != 1:
-                return False
-            conn.execute(insert(Measurement).values(point_id=point_id, **record.columns()))
-        return True
+        values = {"point_id": point_id, **record.columns()}
+        return self._complete_row(Point, point_id, gpu_seconds, Measurement, values)
 
     def record_failure(
         self,
@@ -236,42 +159,16 @@ class PointOperations(StoreBase):
         Returns:
             The point's new status, or None if it was already finished (nothing changes).
         """
-        repeated = (Point.error_kind == kind[:40]) & (Point.error_message == message)
-        final = (
-            literal(not retryable)
-            | (Point.attempts + 1 >= max_attempts)
-            | (literal(final_if_repeated) & repeated)
-        )
-        with self._transaction() as conn:
-            status = conn.execute(
-                _ending_try(
-                    point_id,
-                    gpu_seconds,
-                    status=case((final, PointStatus.FAILED), else_=PointStatus.PENDING),
-                    attempts=Point.attempts + 1,
-                    error_kind=kind[:40],
-                    error_message=message,
-                    finished_at=case((final, func.now()), else_=None),
-                ).returning(Point.status)
-            ).scalar_one_or_none()
-        return str(status) if status is not None else None
+        return self._fail_row(
+            Point, point_id, kind, message, retryable=retryable, max_attempts=max_attempts,
+            final_if_repeated=final_if_repeated, gpu_seconds=gpu_seconds,
+        )  # fmt: skip
 
     def record_infeasible(
         self, point_id: int, reason: str, kind: str = "infeasible", gpu_seconds: float = 0.0
     ) -> bool:
         """Mark a point INFEASIBLE (out of memory, unsupported): it is never retried."""
-        with self._transaction() as conn:
-            moved = conn.execute(
-                _ending_try(
-                    point_id,
-                    gpu_seconds,
-                    status=PointStatus.INFEASIBLE,
-                    error_kind=kind[:40],
-                    error_message=reason,
-                    finished_at=func.now(),
-                )
-            )
-        return moved.rowcount == 1
+        return self._infeasible_row(Point, point_id, reason, kind, gpu_seconds)
 
     def get_points(
         self,
@@ -292,26 +189,14 @@ class PointOperations(StoreBase):
         return [stored_point(row) for row in rows]
 
     def gpu_seconds(self, campaign_id: int) -> float:
-        """GPU time every try of the campaign's points took, as stored with their results."""
-        with self._reading() as conn:
-            total = conn.execute(
-                select(func.coalesce(func.sum(Point.gpu_seconds), 0.0)).where(
-                    Point.campaign_id == campaign_id
-                )
-            ).scalar_one()
-        return float(total)
+        """GPU time every try of the campaign's points and serving points took."""
+        return self._gpu_seconds_of(Point, campaign_id) + self._gpu_seconds_of(
+            ServingPoint, campaign_id
+        )
 
     def status_counts(self, campaign_id: int) -> dict[str, int]:
         """Points per status (every status present, zeros included)."""
-        with self._reading() as conn:
-            rows = conn.execute(
-                select(Point.status, func.count())
-                .where(Point.campaign_id == campaign_id)
-                .group_by(Point.status)
-            ).all()
-        counts = {status.value: 0 for status in PointStatus}
-        counts.update({str(status): int(n) for status, n in rows})
-        return counts
+        return self._status_counts_of(Point, campaign_id)
 
     def measurement_count(self, campaign_id: int) -> int:
         """Measurements stored for the campaign."""
@@ -434,30 +319,3 @@ class PointOperations(StoreBase):
                 .order_by(Point.id)
             ).all()  # fmt: skip
         return [dict(row._mapping) for row in rows]
-
-
-def _ending_try(point_id: int, gpu_seconds: float, **values: Any) -> Update:
-    """The UPDATE that ends a try of an open point: its GPU time added, its lease given up.
-
-    It matches nothing once the point is finished, so a result delivered twice changes nothing.
-    """
-    return (
-        update(Point)
-        .where(Point.id == point_id, Point.status.in_(OPEN_STATUSES))
-        .values(
-            gpu_seconds=Point.gpu_seconds + literal(float(gpu_seconds)),
-            lease_owner=None,
-            lease_expires_at=None,
-            updated_at=func.now(),
-            **values,
-        )
-    )
-
-
-def _owned_running(point_ids: Sequence[int], owner: str) -> tuple[Any, ...]:
-    """Conditions selecting the RUNNING points among ``point_ids`` that ``owner`` holds."""
-    return (
-        Point.id.in_(point_ids),
-        Point.status == PointStatus.RUNNING,
-        Point.lease_owner == owner,
-    )

@@ -11,7 +11,7 @@ from orchestrator.config import parse_config
 from storage import CampaignStore
 from workers.actors import EngineWorker, WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask
+from workers.pool import Task, measure_on
 from workers.protocol import ProtocolSettings
 
 PROTOCOL = ProtocolSettings(warmups=0, windows=2, min_window_s=0.5, min_requests=1)
@@ -23,11 +23,11 @@ class InProcessMeasurer:
     def __init__(self) -> None:
         self.workers: dict[EngineConfig, EngineWorker] = {}
         self.calls: list[int] = []
-        self.order: list[PointTask] = []
+        self.order: list[Task] = []
         self.closed = False
 
     def measure(
-        self, tasks: Sequence[PointTask], timings: list[dict[str, float]]
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
     ) -> Iterator[WorkerResult]:
         self.calls.append(len(tasks))
         for task in tasks:
@@ -35,7 +35,7 @@ class InProcessMeasurer:
             worker = self.workers.setdefault(
                 task.config, EngineWorker("simulated", task.config, PROTOCOL)
             )
-            yield worker.measure(task.point_id, task.request)
+            yield measure_on(worker, task)
         timings.extend(worker.timing() for worker in self.workers.values())
 
     def loaded(self) -> list[EngineConfig]:

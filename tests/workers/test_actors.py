@@ -13,7 +13,7 @@ from storage.records import PointStatus
 from tests.conftest import local_ray
 from workers.actors import gpu_actor_cpus
 from workers.engines import EngineConfig
-from workers.pool import PointTask, ResidentEngines, measure_tasks
+from workers.pool import PointTask, ResidentEngines, Task, measure_tasks
 from workers.protocol import ProtocolSettings
 
 FAST = ProtocolSettings(windows=2, min_window_s=2.0)
@@ -229,7 +229,7 @@ def test_tasks_the_admission_refuses_are_left_unmeasured(ray_cluster: None) -> N
     work = tasks(kept, 0, [64, 128, 256, 512]) + tasks(refused, 100, [64, 128])
     asked: list[tuple[int, bool]] = []
 
-    def admit(task: PointTask, starts_engine: bool) -> bool:
+    def admit(task: Task, starts_engine: bool) -> bool:
         asked.append((task.point_id, starts_engine))
         return task.config == kept and task.point_id < 2
 

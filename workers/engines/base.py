@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -17,7 +17,11 @@ from featurize.architecture import Architecture
 from featurize.gpus import Gpu
 from featurize.precision import Precision
 from featurize.request import InferenceRequest
+from llmco2.errors import InfeasibleConfigError
 from workers.devices import Clock, CounterSource, RealClock
+
+if TYPE_CHECKING:
+    from workers.serving import ServingSession
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,20 @@ class InferenceEngine(ABC):
 
     def close(self) -> None:  # noqa: B027 (engines without devices have nothing to release)
         """Release the engine's devices."""
+
+    def serving_session(self, max_num_seqs: int, max_context: int) -> ServingSession:
+        """This loaded engine serving continuously batched requests (:mod:`workers.serving`).
+
+        Args:
+            max_num_seqs: Sequences its scheduler runs at once, where the engine takes it now.
+            max_context: Most prompt plus output tokens of a request it will be sent.
+
+        Raises:
+            InfeasibleConfigError: The engine has no continuous batching.
+        """
+        raise InfeasibleConfigError(
+            f"the {self.name} engine does not serve continuously batched requests"
+        )
 
     def prompt_token_ids(self, request: InferenceRequest) -> list[list[int]]:
         """Random prompts: ``batch`` lists of ``prompt`` token ids (ids ≥ 100, off specials)."""

@@ -55,7 +55,7 @@ from llmco2.errors import InvalidRequestError
 from storage.records import config_key
 from workers.devices import DeviceState
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
-from workers.serving import DEFAULT_MAX_CONTEXT
+from workers.serving import DEFAULT_MAX_CONTEXT, ServingSession
 from workers.serving_twin import DEFAULT_MAX_NUM_SEQS, ServingTwin, StepCosts
 
 _NETWORK = np.array([k in NETWORK_KERNELS for k in KERNEL_TYPES])
@@ -405,6 +405,21 @@ class SimulatedEngine(InferenceEngine):
             max_context,
         )
         return ServingTwin(table, max_num_seqs)
+
+    def serving_session(self, max_num_seqs: int, max_context: int) -> ServingSession:
+        """:meth:`step_engine` on its own clock and counter, settled into this engine's.
+
+        Once the run is over its seconds and joules are spent on this engine's virtual clock
+        and counter, so that the worker's held time and GPU-seconds count them.
+        """
+        twin = self.step_engine(max_num_seqs, max_context)
+        counter = self._counter
+        assert counter is not None
+
+        def settle() -> None:
+            counter.busy(twin.clock.seconds, twin.joules / self.config.tp)
+
+        return ServingSession(twin, twin.clock, twin.energy_j, settle)
 
     @property
     def version(self) -> str:

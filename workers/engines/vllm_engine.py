@@ -45,7 +45,7 @@ from llmco2.errors import EngineNotInstalledError, InfeasibleConfigError, Invali
 from workers.devices import NvmlCounterSource
 from workers.engines.base import EngineConfig, InferenceEngine, RunResult
 from workers.engines.vllm_extension import EXTENSION
-from workers.serving import StepProgress
+from workers.serving import ServingSession, StepProgress
 
 #: Errors whose text means the configuration cannot run (→ INFEASIBLE, never retried).
 _INFEASIBLE_MARKERS = (
@@ -61,6 +61,10 @@ _INFEASIBLE_MARKERS = (
     "larger than the maximum",
     "exceeds",
 )
+
+
+#: The environment variable that sizes vLLM's scheduler (sequences at once) on a GPU.
+MAX_NUM_SEQS_VARIABLE = "LLMCO2_MAX_NUM_SEQS"
 
 
 def is_infeasible_error(exc: BaseException) -> bool:
@@ -264,7 +268,7 @@ class VllmEngine(InferenceEngine):
     @property
     def max_num_seqs(self) -> int:
         """Most sequences vLLM runs at once here (``LLMCO2_MAX_NUM_SEQS``, default 32)."""
-        return 8 if self.on_cpu else int(os.environ.get("LLMCO2_MAX_NUM_SEQS", "32"))
+        return 8 if self.on_cpu else int(os.environ.get(MAX_NUM_SEQS_VARIABLE, "32"))
 
     @property
     def on_cpu(self) -> bool:
@@ -417,6 +421,20 @@ class VllmEngine(InferenceEngine):
         if self._llm is None:
             raise RuntimeError("load() the engine first")
         return VllmStepEngine(self)
+
+    def serving_session(self, max_num_seqs: int, max_context: int) -> ServingSession:
+        """:meth:`step_engine` on the wall clock, metered by this engine's GPU counters.
+
+        vLLM's scheduler was sized when the engine loaded (:attr:`max_num_seqs`), so
+        ``max_num_seqs`` is not applied here: the record names the engine's own.
+        """
+        counters = self.counter_source()
+
+        def joules() -> float:
+            assert counters is not None
+            return float(sum(counters.energy_mj())) / 1000.0
+
+        return ServingSession(self.step_engine(), self.clock(), joules if counters else None)
 
     def close(self) -> None:
         """Shut vLLM down and remove the model directory."""
