@@ -28,11 +28,12 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from featurize import resolve_architecture
+from featurize.architecture import Architecture
 from featurize.gpus import GpuCatalog
 from featurize.point import GpuSetup
 from featurize.precision import Precision
@@ -40,6 +41,9 @@ from gnn.predict import EnergyPredictor
 from llmco2.errors import ConfigFileError, InvalidRequestError
 from workers.serving import ServingLoad, serve, steady_window
 from workers.serving_twin import ServingTwin, StepCorrection
+
+if TYPE_CHECKING:
+    from storage.export import ExportedServingLoad
 
 __all__ = [
     "INTERVAL_LEVEL",
@@ -93,6 +97,9 @@ class ServingObservation:
         gpu_count: GPUs of the engine.
         measured_j: Energy per request at steady state (J).
         measured_tokens_per_s: Output tokens per second at steady state.
+        architecture: The model shape itself, where ``shape`` only names it (a campaign's
+            serving point: any shape, perturbed ones too); None to resolve ``shape``.
+        precision: Its bit widths, where known (None: the caller's, bf16 by default).
     """
 
     shape: str
@@ -107,6 +114,31 @@ class ServingObservation:
     gpu_count: int
     measured_j: float
     measured_tokens_per_s: float
+    architecture: Architecture | None = None
+    precision: Precision | None = None
+
+    @classmethod
+    def from_export(cls, served: ExportedServingLoad) -> ServingObservation | None:
+        """One row of a campaign's exported ``serving`` table (None without a steady state)."""
+        row = served.row
+        if row["per_request_j"] is None:
+            return None
+        return cls(
+            shape=str(row["model_name"]),
+            trace=str(row["trace"]),
+            concurrency=row["concurrency"],
+            rate_per_s=row["rate_per_s"],
+            requests=int(row["requests"]),
+            seed=int(row["seed"]),
+            max_context=int(row["max_context"]),
+            max_num_seqs=int(row["engine_max_num_seqs"] or row["max_num_seqs"]),
+            gpu=str(row["gpu_type"]),
+            gpu_count=int(row["gpu_count"]),
+            measured_j=float(row["per_request_j"]),
+            measured_tokens_per_s=float(row["output_tokens_per_s"]),
+            architecture=served.architecture,
+            precision=served.precision,
+        )
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> ServingObservation | None:
@@ -153,17 +185,28 @@ class ServingObservation:
 
 
 def read_observations(paths: Iterable[Path]) -> list[ServingObservation]:
-    """Every load of serving sweep files (JSON lines) that had a steady state.
+    """Every load with a steady state in serving sweep files and exported campaign datasets.
 
-    A load that never reached one has no energy per request to fit or to compare with: it is
-    left out.
+    Sweep files are JSON lines; datasets are export folders with a ``serving`` table. A load
+    that never reached one has no energy per request to fit or to compare with: it is
+    left out. Simulated rows of a dataset are left out too.
 
     Raises:
         ConfigFileError: A missing or unreadable file, or a line that is not a sweep row (with
             its file and line number).
     """
+    from storage.export import read_exported_serving
+
     observations = []
     for path in paths:
+        if path.is_dir():
+            if not (path / "serving.parquet").is_file():
+                raise ConfigFileError(f"no serving.parquet in the dataset {str(path)!r}")
+            for served in read_exported_serving([path]):
+                observation = ServingObservation.from_export(served)
+                if observation is not None:
+                    observations.append(observation)
+            continue
         try:
             lines = path.read_text().splitlines()
         except (OSError, UnicodeDecodeError) as error:
@@ -228,28 +271,21 @@ def twin_factory(predictor: EnergyPredictor, precision: Precision | None = None)
     from gnn.serving import step_costs
 
     catalog = GpuCatalog.default()
-    cache: dict[tuple[str, str, int, int, int], Any] = {}
+    cache: dict[tuple[Architecture, Precision, str, int, int, int], Any] = {}
 
     def make(
         observation: ServingObservation, correction: StepCorrection, record: bool
     ) -> ServingTwin:
         setup = _setup_of(observation, catalog)
-        key = (
-            observation.shape,
-            setup.gpu.id,
-            setup.count,
-            observation.max_num_seqs,
-            observation.max_context,
-        )
+        architecture = observation.architecture or resolve_architecture(observation.shape)
+        bits = observation.precision or precision or Precision()
+        key = (architecture, bits, setup.gpu.id, setup.count, observation.max_num_seqs,
+               observation.max_context)  # fmt: skip
         if key not in cache:
             cache[key] = step_costs(
-                predictor,
-                resolve_architecture(observation.shape),
-                setup,
-                precision if precision is not None else Precision(),
-                observation.max_num_seqs,
+                predictor, architecture, setup, bits, observation.max_num_seqs,
                 observation.max_context,
-            )
+            )  # fmt: skip
         return ServingTwin(cache[key], observation.max_num_seqs, correction, record)
 
     return make
@@ -360,11 +396,13 @@ def predict_observation(
 def _group_of(observation: ServingObservation, split: str) -> str:
     if split == "shape":
         return observation.shape
+    if split == "gpu":
+        return GpuCatalog.default().get(observation.gpu).id
     if split == "concurrency":
         return (
             f"C={observation.concurrency}" if observation.concurrency is not None else "open loop"
         )
-    raise InvalidRequestError(f"unknown split {split!r}: shape or concurrency")
+    raise InvalidRequestError(f"unknown split {split!r}: shape, concurrency or gpu")
 
 
 def replay_closed_loops(
@@ -389,8 +427,8 @@ def held_out_predictions(
     Args:
         make_twin: Twins on the predictor's costs (:func:`twin_factory`).
         observations: The measured loads.
-        split: ``shape`` (leave one shape out) or ``concurrency`` (leave one concurrency out;
-            open loops form their own group).
+        split: ``shape`` (leave one shape out), ``concurrency`` (leave one concurrency out;
+            open loops form their own group) or ``gpu`` (leave one GPU type out).
         replayed: :func:`replay_closed_loops` of ``observations``, if already at hand.
 
     Raises:
@@ -458,7 +496,7 @@ class ServingCorrection:
         summary = {
             "loads": len(observations),
             "shapes": sorted({o.shape for o in observations}),
-            "gpus": sorted({o.gpu for o in observations}),
+            "gpus": sorted({GpuCatalog.default().get(o.gpu).id for o in observations}),
             "fitted_at": datetime.now(UTC).isoformat(timespec="seconds"),
             **provenance,
         }

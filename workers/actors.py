@@ -405,11 +405,12 @@ class EngineWorker:
             return dataclasses.replace(_failure(point_id, exc), kind="serving")
         finally:
             self.stats.window_seconds += clock.now() - began
-        if record.per_request_j is None and record.window_s is None:
+        if record.window_requests == 0:
+            # The same load replays the same way: another try would not do better.
             return WorkerResult(
                 point_id, PointStatus.FAILED, None, "measurement",
-                f"{load.name} of {load.requests} requests never reached a steady state",
-                retryable=False, kind="serving",
+                f"{load.name} of {load.requests} requests had no steady state to attribute "
+                "energy in: send more requests", retryable=False, kind="serving",
             )  # fmt: skip
         self.stats.measured_points += 1
         record.extra = {**(record.extra or {}), **self._engine_extra()}

@@ -1,9 +1,11 @@
 """How far the serving prediction is from real serving measurements.
 
     .venv/bin/python experiments/evaluation/serving_accuracy.py \
-        experiments/data/serving-h200/serving.jsonl --out experiments/reports/serving-h200
+        experiments/data/serving-h200/serving.jsonl experiments/data/serving-h100/sweep.jsonl \
+        experiments/data/serving-h100 --out experiments/reports/serving
 
-Every measured load (written by ``experiments/gpu/serving_sweep.py``) is replayed with the same
+Every measured load (written by ``experiments/gpu/serving_sweep.py``, or a campaign's exported
+``serving`` table) is replayed with the same
 load (trace, concurrency or rate, requests, seed, context limit: the same request lengths) on the
 twin of the same GPU with the engine's ``max_num_seqs`` (:mod:`gnn.serving_correction`), and its
 predicted energy per request at steady state is compared with the measured one, four ways:
@@ -12,7 +14,9 @@ predicted energy per request at steady state is compared with the measured one, 
 - ``shipped``: with the shipped correction (``gnn/data/serving_correction.json``; fitted on
   these loads if they are the shipped ones, so in-sample);
 - ``held-out shape``: with a correction fitted on the other shapes' loads;
-- ``held-out concurrency``: with a correction fitted on the other concurrencies' loads.
+- ``held-out concurrency``: with a correction fitted on the other concurrencies' loads;
+- ``held-out GPU``: with a correction fitted on the other GPU types' loads (with loads of one GPU
+  type only, as the shipped one).
 
 The predictor is the shipped default (``--predictor`` for another); no serving measurement is in
 its training data. The held-out-shape interval is cross-conformal: each shape's interval comes
@@ -31,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from featurize.gpus import GpuCatalog
 from gnn.predict import load_predictor
 from gnn.serving_correction import (
     INTERVAL_LEVEL,
@@ -43,7 +48,7 @@ from gnn.serving_correction import (
 )
 from workers.serving_twin import StepCorrection
 
-METHODS = ("uncorrected", "shipped", "held-out shape", "held-out concurrency")
+METHODS = ("uncorrected", "shipped", "held-out shape", "held-out concurrency", "held-out GPU")
 
 
 def _monotone(rows: list[dict[str, Any]], method: str) -> bool:
@@ -85,9 +90,18 @@ def main() -> None:
     replayed = replay_closed_loops(make_twin, observations)
     by_shape = held_out_predictions(make_twin, observations, "shape", replayed)
     by_concurrency = held_out_predictions(make_twin, observations, "concurrency", replayed)
+    catalog = GpuCatalog.default()
+    gpus = {catalog.get(o.gpu).id for o in observations}
+    by_gpu = (
+        held_out_predictions(make_twin, observations, "gpu", replayed)
+        if len(gpus) > 1
+        else by_shape
+    )
     rows = []
     print(f"{'load':34s} {'measured J':>10s} " + " ".join(f"{m:>11.11s}" for m in METHODS))
-    for observation, shape, concurrency in zip(observations, by_shape, by_concurrency, strict=True):
+    for observation, shape, concurrency, gpu in zip(
+        observations, by_shape, by_concurrency, by_gpu, strict=True
+    ):
         uncorrected, _ = predict_observation(make_twin, observation, StepCorrection())
         corrected, tokens = predict_observation(make_twin, observation, shipped.step)
         row: dict[str, Any] = {
@@ -95,12 +109,13 @@ def main() -> None:
             "trace": observation.trace,
             "concurrency": observation.concurrency,
             "rate_per_s": observation.rate_per_s,
-            "gpu": observation.gpu,
+            "gpu": catalog.get(observation.gpu).id,
             "measured_j": observation.measured_j,
             "uncorrected": uncorrected,
             "shipped": corrected,
             "held-out shape": shape.predicted_j,
             "held-out concurrency": concurrency.predicted_j,
+            "held-out GPU": gpu.predicted_j,
             "measured_tokens_per_s": observation.measured_tokens_per_s,
             "shipped_tokens_per_s": tokens,
         }
@@ -110,7 +125,11 @@ def main() -> None:
             f"{observation.name:34s} {observation.measured_j:10.1f} "
             + " ".join(f"{row['error_pct'][m]:+10.1f}%" for m in METHODS)
         )
-    summary: dict[str, Any] = {"loads": len(rows), "shapes": sorted({r["shape"] for r in rows})}
+    summary: dict[str, Any] = {
+        "loads": len(rows),
+        "shapes": sorted({r["shape"] for r in rows}),
+        "gpus": sorted(gpus),
+    }
     for method in METHODS:
         errors = np.abs([r["error_pct"][method] for r in rows])
         summary[method] = {
@@ -121,6 +140,10 @@ def main() -> None:
             "mape_by_shape": {
                 s: float(np.mean([abs(r["error_pct"][method]) for r in rows if r["shape"] == s]))
                 for s in summary["shapes"]
+            },
+            "mape_by_gpu": {
+                g: float(np.mean([abs(r["error_pct"][method]) for r in rows if r["gpu"] == g]))
+                for g in summary["gpus"]
             },
         }
     summary["held-out shape"]["interval_coverage"] = float(100 * np.mean(_cross_conformal(rows)))

@@ -130,3 +130,28 @@ def test_a_deployment_without_room_for_a_sequence_is_refused(setup: GpuSetup) ->
             ServingLoad("conv", 8, concurrency=2),
             max_num_seqs=0,
         )
+
+
+def test_planned_closed_loops_last_long_enough_and_open_loops_follow_the_capacity(
+    setup: GpuSetup,
+) -> None:
+    from gnn.serving import LoadPlan, plan_loads
+
+    predictor = default_predictor()
+    architecture = resolve_architecture("llama3.1-8b")
+    plan = LoadPlan("code", concurrency=(1, 16), rates=(2.0,), rate_fractions=(0.5,),
+                    min_window_s=4.0, max_num_seqs=32)  # fmt: skip
+    loads = plan_loads(predictor, architecture, setup, plan)
+    assert [(ld.concurrency, ld.rate_per_s) for ld in loads[:3]] == [(1, None), (16, None),
+                                                                       (None, 2.0)]  # fmt: skip
+    for load in loads[:2]:
+        assert load.concurrency is not None
+        assert load.requests >= max(plan.min_requests, plan.requests_per_slot * load.concurrency)
+        result = predict_serving(predictor, architecture, setup, load, max_num_seqs=32).result
+        assert result.window_s is not None and result.window_s >= 0.8 * plan.min_window_s
+    capacity = predict_serving(predictor, architecture, setup, loads[1], max_num_seqs=32)
+    assert loads[3].rate_per_s == pytest.approx(0.5 * capacity.result.requests_per_s, abs=0.01)
+    # Never more than max_requests, however long the window asked for.
+    long = LoadPlan("code", concurrency=(4,), min_window_s=600.0, max_requests=50)
+    capped = plan_loads(predictor, architecture, setup, long)
+    assert [ld.requests for ld in capped] == [50]

@@ -165,7 +165,15 @@ def test_a_held_out_shapes_prediction_does_not_see_its_own_measurements(
     by_concurrency = held_out_predictions(make_twin, synthetic, "concurrency")
     assert {p.group for p in by_concurrency} == {"C=1", "C=4", "C=16"}
     with pytest.raises(InvalidRequestError, match="unknown split"):
-        held_out_predictions(make_twin, synthetic, "gpu")
+        held_out_predictions(make_twin, synthetic, "vendor")
+    # By GPU type: a GPU's NVML name and its catalog id are one group.
+    mixed = [
+        dataclasses.replace(o, gpu="H100-SXM" if n % 2 else "NVIDIA H100 80GB HBM3")
+        if o.shape == "qwen3-8b" else o
+        for n, o in enumerate(synthetic)
+    ]  # fmt: skip
+    by_gpu = held_out_predictions(make_twin, mixed, "gpu")
+    assert {p.group for p in by_gpu} == {"H200", "H100-SXM"}
 
 
 def test_the_shipped_form_round_trips_and_brackets_its_prediction(
@@ -257,3 +265,45 @@ def test_the_kv_share_of_a_decode_step_grows_with_its_contexts_and_the_kv_heads(
     # Phi-3-mini keeps a key and a value for each of its 32 heads, Llama-3.2-3B for 8 of 24.
     assert mha.kv_share(64_000) > gqa.kv_share(64_000)
     assert gqa.kv_bytes_per_token == pytest.approx(28 * 2 * 8 * 128 * 2)
+
+
+def test_a_campaigns_exported_serving_loads_are_observations_of_their_own_shapes(
+    tmp_path: Path, make_twin: TwinFactory
+) -> None:
+    from orchestrator.campaign import CampaignDriver, LocalTrainer
+    from orchestrator.config import parse_config
+    from storage import CampaignStore
+    from storage.export import export_campaign
+    from tests.orchestrator.test_campaign_in_process import SERVING_CAMPAIGN, InProcessMeasurer
+
+    config = parse_config({**SERVING_CAMPAIGN, "serving": {
+        "traces": ["code"], "concurrency": [2], "engines_per_round": 1}})  # fmt: skip
+    store = CampaignStore(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        CampaignDriver(
+            config, store, gpus=[GpuCatalog.default().get("H100-SXM")],
+            measurer=InProcessMeasurer(), trainer=LocalTrainer(config.training),
+        ).run()  # fmt: skip
+        export_campaign(store, "serving", "parquet", tmp_path / "out", include_simulated=True)
+        (stored,) = store.get_serving_points(store.get_campaign("serving").id)
+        record = store.get_serving_measurement(stored.id)
+    finally:
+        store.close()
+    # Simulated rows are never observations of real serving.
+    with pytest.raises(ConfigFileError, match="no serving measurements"):
+        read_observations([tmp_path / "out"])
+    with pytest.raises(ConfigFileError, match=r"no serving\.parquet"):
+        read_observations([tmp_path])
+    from storage.export import read_exported_serving
+
+    (served,) = read_exported_serving([tmp_path / "out"], include_simulated=True)
+    observation = ServingObservation.from_export(served)
+    assert observation is not None and record is not None
+    architecture, precision, _ = stored.engine_parts()
+    assert (observation.architecture, observation.precision) == (architecture, precision)
+    assert (observation.gpu, observation.gpu_count) == ("H100-SXM", 1)
+    assert observation.load == ServingLoad("code", stored.requests, 2, None, 4096, config.seed)
+    assert observation.measured_j == record.per_request_j
+    # Its twin is its own shape's, not a catalog model's of that name.
+    energy, _ = predict_observation(make_twin, observation, StepCorrection())
+    assert energy > 0

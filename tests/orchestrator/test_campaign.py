@@ -533,3 +533,41 @@ def test_a_time_limit_that_is_not_positive_is_refused(sqlite_url: str) -> None:
             CampaignDriver(small(), store, gpus=[get_gpu("H100-SXM")], time_limit_s=0)
     finally:
         store.close()
+
+
+def test_serving_points_are_measured_and_exported_on_every_database(
+    ray_cluster: None, db_url: str, tmp_path: Path
+) -> None:
+    from storage.export import export_campaign, read_exported_serving
+    from storage.models import Point
+
+    config = small(
+        "random", name="serving", budget={"rounds": 2},
+        serving={"traces": ["conv"], "concurrency": [2, 4], "rates": [5.0],
+                 "engines_per_round": 1},
+    )  # fmt: skip
+    outcome = run(config, db_url)
+    store = CampaignStore(db_url)
+    try:
+        campaign = store.get_campaign("serving")
+        points = store.get_points(campaign.id)
+        serving = store.get_serving_points(campaign.id)
+        spent = store.gpu_seconds(campaign.id)
+        points_spent = store._gpu_seconds_of(Point, campaign.id)
+        export_campaign(store, "serving", "parquet", tmp_path / "out", include_simulated=True)
+    finally:
+        store.close()
+    assert [r.round_index for r in outcome.rounds] == [0, 1]
+    # Each round's first engine configuration serves the loads, once per configuration.
+    firsts: dict[int, str] = {}
+    for p in points:
+        firsts.setdefault(p.round_index, p.config_key)
+    assert {p.config_key for p in serving} == set(firsts.values())
+    assert len(serving) == 3 * len(set(firsts.values()))
+    assert all(p.status == "COMPLETE" for p in serving)
+    exported = read_exported_serving([tmp_path / "out"], include_simulated=True)
+    # The campaign's GPU time is its points' and its serving loads'.
+    serving_spent = sum(e.row["gpu_seconds"] for e in exported)
+    assert serving_spent > 0 and spent == pytest.approx(points_spent + serving_spent)
+    assert sorted(e.row["serving_point_id"] for e in exported) == sorted(p.id for p in serving)
+    assert read_exported_serving([tmp_path / "out"]) == []  # simulated rows left out by default

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import pytest
+
 from featurize import get_gpu
 from orchestrator.campaign import CampaignDriver, LocalTrainer
 from orchestrator.config import parse_config
@@ -127,3 +129,89 @@ def test_a_run_measures_the_reference_engine_before_the_rounds_other_engines(
     same = sum(config == first for config in engines)
     assert engines[:same] == [first] * same  # the reference engine's points, all of them first
     assert len(set(engines)) > 1
+
+
+SERVING_CAMPAIGN = {
+    "name": "serving", "engine": "simulated", "strategy": "random",
+    "priors": {"architectures": {"models": ["qwen2-0.5b", "qwen2-1.5b", "bloom-560m"]},
+               "requests": {"batch": [1, 2], "max_generated": 64},
+               "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},
+    "sampling": {"initial": 14, "points_per_engine": 2},
+    "budget": {"rounds": 1},
+    "training": {"epochs": 2, "patience": 2, "correction_epochs": 2, "ensemble": 1},
+    "serving": {"traces": ["conv", "code"], "concurrency": [1, 4], "rates": [3.0],
+                "engines_per_round": 2},
+}  # fmt: skip
+
+
+class CrashingMeasurer(InProcessMeasurer):
+    """Measures like its parent until ``after`` serving loads are done, then dies."""
+
+    def __init__(self, after: int) -> None:
+        super().__init__()
+        self.after = after
+
+    def measure(
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        served = 0
+        for result in super().measure(tasks, timings):
+            if served == self.after:
+                raise RuntimeError("the driver's machine went away")
+            served += result.kind == "serving"
+            yield result
+
+
+def test_serving_loads_run_after_their_engines_points_and_survive_a_crash(
+    sqlite_url: str,
+) -> None:
+    config = parse_config(SERVING_CAMPAIGN)
+    store = CampaignStore(sqlite_url)
+    crashed = CrashingMeasurer(after=4)
+    try:
+        driver = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], measurer=crashed,
+            trainer=LocalTrainer(config.training),
+        )  # fmt: skip
+        with pytest.raises(RuntimeError, match="went away"):
+            driver.run()
+        campaign = store.get_campaign("serving")
+        before = store.serving_status_counts(campaign.id)
+        stored = {p.id for p in store.get_serving_points(campaign.id, statuses=["COMPLETE"])}
+        again = InProcessMeasurer()
+        rerun = CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], measurer=again,
+            trainer=LocalTrainer(config.training),
+        )  # fmt: skip
+        rerun.run()
+        points = store.get_points(campaign.id)
+        serving = store.get_serving_points(campaign.id)
+        measured = {p.id: store.get_serving_measurement(p.id) for p in serving}
+    finally:
+        store.close()
+    assert before["COMPLETE"] == 4 and before["RUNNING"] > 0  # the crash left claimed loads
+    # The first two engine configurations of the round serve every load: 2 traces × 3 loads.
+    configs = list(dict.fromkeys(p.config_key for p in points))
+    assert {p.config_key for p in serving} == set(configs[:2])
+    assert len(serving) == 2 * 2 * 3
+    assert all(p.status == "COMPLETE" for p in serving)
+    # A stored load is never measured again; the rerun released what the dead driver held
+    # (the load it was measuring too, whose result was lost) and measured it.
+    served = sorted(t.point_id for t in again.order if t.kind == "serving")
+    assert served == sorted(p.id for p in serving if p.id not in stored)
+    assert rerun.serving_counts == {"measured": len(serving) - 4, "failed": 0}
+    # On each engine its points first, then its loads.
+    for order in (crashed.order, again.order):
+        for engine in {t.config for t in order}:
+            kinds = [t.kind for t in order if t.config == engine]
+            assert kinds == sorted(kinds, key=lambda k: k == "serving")
+    # Twin loads: per request the closed loop at C = 4 costs less than at C = 1.
+    for config_key in configs[:2]:
+        for trace in ("conv", "code"):
+            energy: dict[int, float] = {}
+            for p in serving:
+                record = measured[p.id]
+                if p.config_key == config_key and p.trace == trace and p.concurrency:
+                    assert record is not None and record.per_request_j is not None
+                    energy[p.concurrency] = record.per_request_j
+            assert 0 < energy[4] < energy[1]

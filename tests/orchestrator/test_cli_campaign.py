@@ -258,3 +258,31 @@ def test_a_gpu_engine_on_a_cluster_without_the_gpus_is_one_line(tmp_path: Path) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "has no GPUs for engine 'vllm'" in lines[0], result.stderr
+
+
+def test_a_campaign_with_serving_loads_runs_reports_exports_and_shows_them(
+    tmp_path: Path,
+) -> None:
+    import pyarrow.parquet as pq
+
+    serving = {"traces": ["conv", "code"], "concurrency": [1, 8], "rate_fractions": [0.5],
+               "engines_per_round": 1}  # fmt: skip
+    path = write_config(tmp_path, budget={"rounds": 1}, serving=serving)
+    report = tmp_path / "report"
+    result = llmco2("campaign", "run", str(path), "--workers", "2", "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    # One engine configuration serves 2 traces × (2 closed loops + 1 open loop).
+    assert "serving loads: 6 measured (0 failed)" in result.stdout
+    table = pq.read_table(report / "dataset" / "serving.parquet").to_pylist()
+    assert len(table) == 6 and all(row["simulated"] for row in table)
+    assert {(row["trace"], row["concurrency"]) for row in table} == {
+        (trace, c) for trace in ("conv", "code") for c in (1, 8, None)
+    }
+    assert all(row["per_request_j"] > 0 and row["ttft_p50_s"] > 0 for row in table)
+    text = (report / "report.md").read_text()
+    assert "## Serving loads" in text and "Serving prediction MAPE on these loads" in text
+    status = llmco2("campaign", "status", "tiny", "--db", f"sqlite:///{tmp_path / 'campaign.db'}")
+    assert status.returncode == 0
+    assert "serving loads: PENDING 0, RUNNING 0, COMPLETE 6, FAILED 0, INFEASIBLE 0" in (
+        status.stdout
+    )

@@ -188,3 +188,65 @@ def test_counter_updates_per_window_are_checked_and_leave_older_fingerprints_unc
     assert shorter.config_hash() != config.config_hash()
     with pytest.raises(ConfigFileError, match="min_periods"):
         parse_config({**MINIMAL, "protocol": {"min_periods": 0}})
+
+
+def test_a_serving_section_names_traces_loads_and_the_scheduler(tmp_path: Path) -> None:
+    before = parse_config(MINIMAL)
+    serving = {"traces": ["conversation", "code"], "concurrency": [1, 8], "rates": [2.5]}
+    config = parse_config({**MINIMAL, "serving": serving})
+    assert config.fingerprint()["serving"]["traces"] == ["conv", "code"]
+    assert before.serving is None and "serving" not in before.fingerprint()
+    assert config.config_hash() != before.config_hash()
+    assert config.serving is not None
+    assert config.serving.scheduler_seqs() == 32  # at least 32, or the largest concurrency
+    wide = parse_config({**MINIMAL, "serving": {"concurrency": [1, 64]}}).serving
+    assert wide is not None and wide.scheduler_seqs() == 64
+    plan = config.serving.plan("code", seed=7)
+    assert (plan.trace, plan.concurrency, plan.rates, plan.seed) == ("code", (1, 8), (2.5,), 7)
+    # A trace file is read where the config lies, checked at once, and stored by its full path.
+    trace = tmp_path / "requests.csv"
+    trace.write_text("prompt_tokens,generated_tokens\n100,20\n300,5\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "serving": {"traces": ["requests.csv"]}}))
+    loaded = load_config(path).serving
+    assert loaded is not None and loaded.traces == [str(trace.resolve())]
+
+
+@pytest.mark.parametrize(
+    ("serving", "message"),
+    [
+        ({"traces": []}, "serving.traces: List should have at least 1 item"),
+        ({"concurrency": [0]}, "serving.concurrency.0: Input should be greater than or equal to 1"),
+        ({"concurrency": [], "rate_fractions": [0.5]}, "rate_fractions are of the throughput"),
+        ({"concurrency": []}, "give concurrency, rates or rate_fractions"),
+        ({"concurrency": [64], "max_requests": 100}, "max_requests (100) is below twice"),
+        ({"requests_per_slot": 1}, "serving.requests_per_slot"),
+        ({"rates": [-1.0]}, "serving.rates.0: Input should be greater than 0"),
+        ({"engines_per_round": True}, "engines_per_round must be a number or a name"),
+        ({"window": 3}, "unknown key 'serving.window'"),
+    ],
+)
+def test_bad_serving_sections_are_one_line(serving: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigFileError) as error:
+        parse_config({**MINIMAL, "serving": serving})
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "serving trace"),
+        ("prompt,answer\n1,2\n", "needs columns ContextTokens and GeneratedTokens"),
+        ("prompt_tokens,generated_tokens\n100,-3\n", "line 2: lengths must be ≥ 1 token"),
+    ],
+)
+def test_bad_serving_trace_files_are_refused_when_the_config_loads(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
+    if content is not None:
+        (tmp_path / "t.csv").write_text(content)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "serving": {"traces": ["t.csv"]}}))
+    with pytest.raises(ConfigFileError) as error:
+        load_config(path)
+    assert message in str(error.value) and "\n" not in str(error.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from featurize import InferenceRequest, Precision, get_gpu, resolve_architecture
+from featurize import GpuSetup, InferenceRequest, Precision, get_gpu, resolve_architecture
 from llmco2.errors import InvalidRequestError
 from orchestrator.gpu_cost import GpuCostModel
 from orchestrator.time_limit import TimeLimit
@@ -73,3 +73,30 @@ def test_a_task_without_gpus_runs_until_the_limit_passes() -> None:
     clock.now = limit.deadline
     assert limit.left() == 0.0
     assert not limit(cpu, starts_engine=False)
+
+
+def test_a_serving_load_is_admitted_only_if_its_predicted_run_fits_with_a_margin() -> None:
+    from gnn.predict import default_predictor
+    from gnn.serving import predict_serving
+    from orchestrator.time_limit import SERVING_MARGIN
+    from workers.pool import ServingTask
+    from workers.serving import ServingLoad
+
+    clock = FakeClock()
+    config = task().config
+    load = ServingLoad("conv", 64, concurrency=16, seed=1)
+    serving = ServingTask(3, config, load, 64)
+    assert config.gpu is not None
+    expected = predict_serving(
+        default_predictor(), config.architecture, GpuSetup(config.gpu, 1), load, max_num_seqs=64
+    ).result.total_s
+    limit = TimeLimit(600.0, SETTINGS, clock=clock)
+    assert limit.needs(serving, False) == pytest.approx(SERVING_MARGIN * expected)
+    assert limit.needs(serving, True) > limit.needs(serving, False)  # plus its engine's start
+    clock.now += 600.0 - 0.99 * SERVING_MARGIN * expected
+    assert not limit(serving, False)
+    clock.now -= 0.02 * SERVING_MARGIN * expected
+    assert limit(serving, False)
+    # An engine without GPUs (vLLM on a CPU) is not limited.
+    cpu = ServingTask(4, task(gpu=None).config, load, 8)
+    assert limit.needs(cpu, True) == 0.0

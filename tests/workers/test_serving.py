@@ -220,3 +220,57 @@ def test_the_simulated_engine_serves_closed_and_open_loops() -> None:
     # microseconds, all still running at the last one.
     with pytest.raises(InvalidRequestError, match="never reached a steady state"):
         engine.step_engine().replay(ServingLoad("conv", 10, rate_per_s=1e6))
+
+
+def test_a_worker_serves_loads_on_its_engine_and_charges_their_time() -> None:
+    from featurize import Precision, resolve_architecture
+    from featurize.gpus import GpuCatalog
+    from storage.records import PointStatus
+    from workers.actors import EngineWorker
+    from workers.engines import EngineConfig
+
+    config = EngineConfig(
+        resolve_architecture("qwen2-0.5b"), Precision(), 1, GpuCatalog.default().get("H100-SXM")
+    )
+    worker = EngineWorker("simulated", config, idle_seconds=0.0)
+    held = worker.stats.held_seconds()
+    load = ServingLoad("code", 24, concurrency=4, max_context=2048, seed=5)
+    result = worker.measure_serving(11, load, 16)
+    assert (result.kind, result.point_id, result.status) == ("serving", 11, PointStatus.COMPLETE)
+    record = result.serving
+    assert record is not None and record.simulated and record.per_request_j is not None
+    assert record.max_num_seqs == 16 and record.timeline is not None
+    assert [row[:2] for row in record.timeline] == [list(pair) for pair in load.lengths()]
+    # The run's time is the engine's: it counts in the actor's held time and window time.
+    assert result.gpu_seconds == pytest.approx(record.total_s + (held - 0.0), rel=0.05)
+    assert worker.stats.window_seconds == pytest.approx(record.total_s, rel=0.01)
+    assert record.extra is not None and record.extra["engine_instance"] == worker.instance
+    # A load of which no request finishes inside its window is a final failure of the load, and
+    # the engine serves on.
+    burst = worker.measure_serving(12, ServingLoad("conv", 10, rate_per_s=1e6), 16)
+    assert (burst.status, burst.error_kind, burst.retryable) == (
+        PointStatus.FAILED, "measurement", False
+    )  # fmt: skip
+    assert "no steady state" in (burst.error_message or "") and burst.healthy
+    again = worker.measure_serving(13, load, 16)
+    assert again.serving is not None
+    assert again.serving.per_request_j == pytest.approx(record.per_request_j, rel=0.02)
+
+
+def test_an_engine_without_continuous_batching_cannot_serve() -> None:
+    from featurize import Architecture, Precision
+    from storage.records import PointStatus
+    from workers.actors import EngineWorker
+    from workers.engines import EngineConfig
+
+    pytest.importorskip("transformers")
+    tiny = Architecture(
+        name="tiny-llama", family="llama", hidden_size=128, intermediate_size=256, num_layers=2,
+        num_heads=4, num_kv_heads=2, head_dim=32, vocab_size=512,
+    )  # fmt: skip
+    config = EngineConfig(tiny, Precision(), 1, None)
+    worker = EngineWorker("transformers", config, idle_seconds=0.0)
+    result = worker.measure_serving(1, ServingLoad("conv", 8, concurrency=2), 8)
+    assert (result.kind, result.status) == ("serving", PointStatus.INFEASIBLE)
+    assert "does not serve continuously batched requests" in (result.error_message or "")
+    worker.shutdown()

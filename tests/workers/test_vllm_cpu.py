@@ -15,7 +15,7 @@ from featurize import Architecture, InferenceRequest, Precision
 from storage.records import PointStatus
 from tests.workers.test_actors import ray_cluster  # noqa: F401 (shared Ray fixture)
 from workers.engines import EngineConfig
-from workers.pool import PointTask, ServingTask, measure_tasks
+from workers.pool import PointTask, ServingTask, Task, measure_tasks
 from workers.protocol import ProtocolSettings
 from workers.serving import ServingLoad
 
@@ -261,7 +261,7 @@ def test_vllm_serves_loads_on_the_engine_its_points_loaded(ray_cluster: None) ->
     settings = ProtocolSettings(warmups=0, windows=1, min_window_s=0.2, min_requests=1)
     closed = ServingLoad("conv", 12, concurrency=4, max_context=256, seed=3)
     opened = ServingLoad("code", 12, rate_per_s=40.0, max_context=256, seed=3)
-    work = [
+    work: list[Task] = [
         PointTask(0, config, InferenceRequest(1, 32, 4)),
         ServingTask(0, config, closed, 8),
         ServingTask(1, config, opened, 8),
@@ -284,7 +284,7 @@ def test_vllm_serves_loads_on_the_engine_its_points_loaded(ray_cluster: None) ->
         for (prompt, generated, arrival, admitted, first, finish), asked in zip(
             record.timeline, drawn, strict=True
         ):
-            assert (prompt, generated) == asked
+            assert [prompt, generated] == list(asked)
             assert arrival is not None and admitted is not None
             assert first is not None and finish is not None
             assert arrival <= admitted <= first <= finish
