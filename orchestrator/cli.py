@@ -340,8 +340,9 @@ def export(
         if result.excluded_simulated
         else ""
     )
+    served = f", {result.serving} serving loads" if result.serving else ""
     _stdout.print(
-        f"exported {result.points} points and {result.failures} failures of {campaign!r} "
+        f"exported {result.points} points{served} and {result.failures} failures of {campaign!r} "
         f"to {result.out_dir}{note}"
     )
 

@@ -76,6 +76,8 @@ class ExportResult:
     failures: int
     excluded_simulated: int
     files: dict[str, dict[str, Any]]
+    #: Serving loads written (``serving.*``).
+    serving: int = 0
 
 
 def _precision(row: dict[str, Any]) -> Precision:
@@ -351,7 +353,7 @@ def export_campaign(
             },
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    return ExportResult(out_dir, len(complete), len(failed), excluded, files)
+    return ExportResult(out_dir, len(complete), len(failed), excluded, files, len(serving))
 
 
 def read_exported_points(
