@@ -198,38 +198,23 @@ def store_result(store: CampaignStore, result: WorkerResult, max_attempts: int =
     Returns:
         Whether the point was measured.
     """
-    if result.kind == "serving":
-        return _store_serving_result(store, result, max_attempts)
-    if result.status == PointStatus.COMPLETE and result.record is not None:
+    serving = result.kind == "serving"
+    if result.status == PointStatus.COMPLETE and serving and result.serving is not None:
+        store.record_serving_result(result.point_id, result.serving, result.gpu_seconds)
+        return True
+    if result.status == PointStatus.COMPLETE and not serving and result.record is not None:
         store.record_result(result.point_id, result.record, result.gpu_seconds)
         return True
+    infeasible = store.record_serving_infeasible if serving else store.record_infeasible
+    failure = store.record_serving_failure if serving else store.record_failure
     if result.status == PointStatus.INFEASIBLE:
-        store.record_infeasible(
+        infeasible(
             result.point_id, result.error_message or "", result.error_kind or "infeasible",
             result.gpu_seconds,
         )  # fmt: skip
     else:
         # An engine that cannot load a configuration usually fails the same way every time.
-        store.record_failure(
-            result.point_id, result.error_kind or "error", result.error_message or "",
-            retryable=result.retryable, max_attempts=max_attempts,
-            final_if_repeated=result.error_kind == "engine_load_failed",
-            gpu_seconds=result.gpu_seconds,
-        )  # fmt: skip
-    return False
-
-
-def _store_serving_result(store: CampaignStore, result: WorkerResult, max_attempts: int) -> bool:
-    if result.status == PointStatus.COMPLETE and result.serving is not None:
-        store.record_serving_result(result.point_id, result.serving, result.gpu_seconds)
-        return True
-    if result.status == PointStatus.INFEASIBLE:
-        store.record_serving_infeasible(
-            result.point_id, result.error_message or "", result.error_kind or "infeasible",
-            result.gpu_seconds,
-        )  # fmt: skip
-    else:
-        store.record_serving_failure(
+        failure(
             result.point_id, result.error_kind or "error", result.error_message or "",
             retryable=result.retryable, max_attempts=max_attempts,
             final_if_repeated=result.error_kind == "engine_load_failed",

@@ -29,20 +29,21 @@ from featurize import Precision, resolve_architecture
 from featurize.gpus import GpuCatalog
 from featurize.point import GpuSetup
 from gnn.predict import default_predictor
-from gnn.serving import LoadPlan, plan_loads
+from gnn.serving import plan_loads
+from orchestrator.config import Serving
 from workers.devices import RealClock, detect_gpu_names
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import MAX_NUM_SEQS_VARIABLE, VllmEngine
 from workers.serving import ServingLoad, measure_load, record_row, serve
 
 
-def _plan(args: argparse.Namespace, trace: str) -> LoadPlan:
-    """The sweep's loads of one trace (sized per shape by :func:`gnn.serving.plan_loads`)."""
-    return LoadPlan(
-        trace=trace,
-        concurrency=tuple(args.concurrency),
-        rates=tuple(args.rate),
-        rate_fractions=tuple(args.rate_fraction),
+def _serving(args: argparse.Namespace) -> Serving:
+    """The sweep's loads as a campaign's ``serving`` section names them (checked the same way)."""
+    return Serving(
+        traces=args.traces.split(","),
+        concurrency=args.concurrency,
+        rates=args.rate,
+        rate_fractions=args.rate_fraction,
         requests_per_slot=args.requests_per_slot,
         min_requests=args.min_requests,
         min_window_s=args.min_window_s,
@@ -50,8 +51,7 @@ def _plan(args: argparse.Namespace, trace: str) -> LoadPlan:
         open_requests=args.open_requests,
         open_window_s=args.open_window_s,
         max_context=args.max_context,
-        seed=args.seed,
-        max_num_seqs=args.max_num_seqs,
+        max_num_seqs=args.max_num_seqs or None,
     )
 
 
@@ -92,7 +92,8 @@ def main() -> None:
     if not names:
         raise SystemExit("no NVIDIA GPU here: this script meters GPU energy")
     # The scheduler admits up to the largest concurrency, as a deployment sized for it would.
-    args.max_num_seqs = args.max_num_seqs or max([*args.concurrency, 32])
+    serving = _serving(args)
+    args.max_num_seqs = serving.scheduler_seqs()
     os.environ[MAX_NUM_SEQS_VARIABLE] = str(args.max_num_seqs)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "serving.jsonl"
@@ -108,8 +109,8 @@ def main() -> None:
             raise SystemExit("the engine has no energy counters")
         serve(engine.step_engine(), ServingLoad("conv", 8, concurrency=4, seed=99), RealClock())
         architecture = resolve_architecture(shape)
-        for trace in args.traces.split(","):
-            plan = _plan(args, trace)
+        for trace in serving.traces:
+            plan = serving.plan(trace, args.seed)
             for load in plan_loads(default_predictor(), architecture, GpuSetup(gpu, 1), plan):
                 if time.monotonic() - began > args.time_limit:
                     print("time limit: no further loads", flush=True)

@@ -26,8 +26,37 @@ DEFAULT_LEASE_SECONDS = 900.0
 DEFAULT_MAX_ATTEMPTS = 3
 
 
+#: Rows inserted per statement.
+_INSERT_CHUNK = 500
+
+
 class LeaseOperations(StoreBase):
     """Claims, leases and the end of a try, on the table each call names."""
+
+    def _add_rows(
+        self, table: LeasedTable, campaign_id: int, rows: Sequence[dict[str, Any]]
+    ) -> list[int]:
+        """Insert PENDING rows, skipping keys the campaign has; the ids of all, in order."""
+        if not rows:
+            return []
+        ids: dict[str, int] = {}
+        with self._transaction() as conn:
+            for start in range(0, len(rows), _INSERT_CHUNK):
+                chunk = rows[start : start + _INSERT_CHUNK]
+                fresh = {"campaign_id": campaign_id, "status": PointStatus.PENDING, "attempts": 0}
+                conn.execute(
+                    self._insert(table)
+                    .values([{**row, **fresh} for row in chunk])
+                    .on_conflict_do_nothing(index_elements=["campaign_id", "key"])
+                )
+                found = conn.execute(
+                    select(table.key, table.id).where(
+                        table.campaign_id == campaign_id,
+                        table.key.in_([row["key"] for row in chunk]),
+                    )
+                ).all()
+                ids.update({key: row_id for key, row_id in found})
+        return [ids[row["key"]] for row in rows]
 
     def _claim_rows(
         self,

@@ -23,8 +23,6 @@ from storage.records import (
 from storage.store.base import POINT_COLUMNS, point_columns, server_epoch, stored_point
 from storage.store.leases import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, LeaseOperations
 
-_INSERT_CHUNK = 500
-
 
 class PointOperations(LeaseOperations):
     """Reads and writes of the ``points`` and ``measurements`` tables."""
@@ -40,28 +38,8 @@ class PointOperations(LeaseOperations):
         for spec in specs:
             if spec.split not in ("train", "test"):
                 raise InvalidRequestError(f"split must be 'train' or 'test', got {spec.split!r}")
-            rows.append({**spec.row(), "campaign_id": campaign_id})
-        if not rows:
-            return []
-        ids: dict[str, int] = {}
-        with self._transaction() as conn:
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                conn.execute(
-                    self._insert(Point)
-                    .values(
-                        [{**row, "status": PointStatus.PENDING, "attempts": 0} for row in chunk]
-                    )
-                    .on_conflict_do_nothing(index_elements=["campaign_id", "key"])
-                )
-                keys = [row["key"] for row in chunk]
-                found = conn.execute(
-                    select(Point.key, Point.id).where(
-                        Point.campaign_id == campaign_id, Point.key.in_(keys)
-                    )
-                ).all()
-                ids.update({key: point_id for key, point_id in found})
-        return [ids[row["key"]] for row in rows]
+            rows.append(spec.row())
+        return self._add_rows(Point, campaign_id, rows)
 
     def claim(
         self,

@@ -19,7 +19,6 @@ from storage.store.leases import DEFAULT_LEASE_SECONDS, DEFAULT_MAX_ATTEMPTS, Le
 SERVING_POINT_COLUMNS = tuple(StoredServingPoint.__dataclass_fields__)
 #: The ``serving_measurements`` columns a :class:`ServingRecord` holds, in its field order.
 SERVING_RECORD_COLUMNS = tuple(ServingRecord.__dataclass_fields__)
-_INSERT_CHUNK = 500
 #: Measurement columns named apart from the serving point's of the same name.
 _RENAMED = {"max_num_seqs": "engine_max_num_seqs", "requests": "served_requests"}
 
@@ -37,26 +36,7 @@ class ServingOperations(LeaseOperations):
 
     def add_serving_points(self, campaign_id: int, specs: Iterable[ServingPointSpec]) -> list[int]:
         """Insert serving points, skipping keys the campaign has; the ids in order."""
-        rows = [{**spec.row(), "campaign_id": campaign_id} for spec in specs]
-        if not rows:
-            return []
-        ids: dict[str, int] = {}
-        with self._transaction() as conn:
-            for start in range(0, len(rows), _INSERT_CHUNK):
-                chunk = rows[start : start + _INSERT_CHUNK]
-                conn.execute(
-                    self._insert(ServingPoint)
-                    .values([{**row, "status": "PENDING", "attempts": 0} for row in chunk])
-                    .on_conflict_do_nothing(index_elements=["campaign_id", "key"])
-                )
-                found = conn.execute(
-                    select(ServingPoint.key, ServingPoint.id).where(
-                        ServingPoint.campaign_id == campaign_id,
-                        ServingPoint.key.in_([row["key"] for row in chunk]),
-                    )
-                ).all()
-                ids.update({key: row_id for key, row_id in found})
-        return [ids[row["key"]] for row in rows]
+        return self._add_rows(ServingPoint, campaign_id, [spec.row() for spec in specs])
 
     def claim_serving(
         self,
