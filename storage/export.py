@@ -287,6 +287,16 @@ def export_campaign(
         kept_serving = [r for r in serving if not r["simulated"]]
         excluded_serving = len(serving) - len(kept_serving)
         serving = kept_serving
+    # Counted where the campaign has serving points at all.
+    serving_summary = (
+        {
+            "serving": len(serving),
+            "serving_excluded_simulated": excluded_serving,
+            "serving_failures": serving_counts["FAILED"] + serving_counts["INFEASIBLE"],
+        }
+        if any(serving_counts.values())
+        else {}
+    )
     load_rows = store.engine_load_rows(campaign.id)
     loads, unrecorded = engine_loads(
         r for r in load_rows if include_simulated or not r["simulated"]
@@ -339,9 +349,7 @@ def export_campaign(
                 "points": len(complete),
                 "failures": len(failed),
                 "excluded_simulated": excluded,
-                "serving": len(serving),
-                "serving_excluded_simulated": excluded_serving,
-                "serving_failures": serving_counts["FAILED"] + serving_counts["INFEASIBLE"],
+                **serving_summary,
             },
             "engine_loads": load_summary(loads, unrecorded),
             "reference": reference_summary(complete, architectures),
