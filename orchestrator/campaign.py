@@ -364,12 +364,12 @@ class CampaignDriver:
             if not claimed and not loads:
                 break
             tasks: list[Task] = [self._task(p) for p in claimed]
-            tasks += [self._serving_task(p) for p in loads]
             # The reference's engine first: a run stopped by its time limit (a device call)
             # has then measured the reference, whatever else it did not reach. An engine
             # measures its points before its serving loads (minutes each).
-            first = {task.config for task, p in zip(tasks, claimed, strict=False)
+            first = {task.config for task, p in zip(tasks, claimed, strict=True)
                      if p.reason == "reference"}  # fmt: skip
+            tasks += [self._serving_task(p) for p in loads]
             tasks.sort(key=lambda task: (task.config not in first, task.kind == "serving"))
             if self.on_phase is not None:
                 what = f"{len(claimed)} points" + (

@@ -234,7 +234,9 @@ class Serving(_Strict):
 
     A load is a trace served as a closed loop at a concurrency or an open loop at an arrival
     rate (continuous batching, as a deployment serves); each is measured once per engine
-    configuration, on the engine its points loaded, and stored as a serving point.
+    configuration, on the engine its points loaded, and stored as a serving point. A trace file
+    is read by the workers at its absolute path: on a cluster of several machines it must lie
+    at that path on each.
     """
 
     traces: list[Annotated[str, AfterValidator(_trace_name)]] = Field(

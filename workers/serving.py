@@ -20,6 +20,9 @@ from the arrival of the first request after the ramp-up share (:data:`OPEN_LOOP_
 last arrival. Energy per request is the window's energy over the requests that finished in it;
 per output token and per input token views divide it by their tokens; the whole run's figures
 come alongside, with throughput and time-to-first-token and time-per-output-token percentiles.
+:func:`measure_load` does all of it on a loaded engine (vLLM, or the simulated twin on its own
+clock) and returns the :class:`~storage.records.ServingRecord` a campaign's serving point stores
+and the serving sweep writes.
 """
 
 from __future__ import annotations
@@ -525,7 +528,7 @@ def measure_load(engine: InferenceEngine, load: ServingLoad, max_num_seqs: int) 
         engine_settings=settings or None,
         started_at=began,
         finished_at=datetime.now(UTC),
-        **{k: v for k, v in result.to_dict().items()},
+        **result.to_dict(),
     )
 
 
