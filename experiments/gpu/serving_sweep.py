@@ -12,8 +12,10 @@ between scheduler steps, every 20 ms at most). Loads are sized as a campaign's
 (:func:`gnn.serving.plan_loads`): each closed loop serves at least ``max(--min-requests,
 --requests-per-slot × C)`` requests, more where the serving prediction expects its steady state
 to last less than ``--min-window-s``. Prints a table and appends one JSON line per load to
-``serving.jsonl`` under ``--out`` as it goes (a device call cut short keeps what it measured);
-stops starting new loads after ``--time-limit`` seconds from its start (engine starts included).
+``serving.jsonl`` under ``--out`` as it goes (a device call cut short keeps what it measured).
+Within ``--time-limit`` seconds from its start it begins only what a campaign's time limit would
+(:class:`orchestrator.time_limit.TimeLimit`): an engine whose start and first load fit, a load
+whose predicted run fits with a margin.
 A campaign with a ``serving`` section measures the same loads through Ray, resumably.
 """
 
@@ -31,9 +33,12 @@ from featurize.point import GpuSetup
 from gnn.predict import default_predictor
 from gnn.serving import plan_loads
 from orchestrator.config import Serving
+from orchestrator.time_limit import TimeLimit
 from workers.devices import RealClock, detect_gpu_names
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import MAX_NUM_SEQS_VARIABLE, VllmEngine
+from workers.pool import ServingTask
+from workers.protocol_settings import ProtocolSettings
 from workers.serving import ServingLoad, measure_load, record_row, serve
 
 
@@ -87,7 +92,7 @@ def main() -> None:
     args.concurrency = [int(c) for c in args.concurrency.split(",") if c]
     args.rate = [float(r) for r in args.rate.split(",") if r]
     args.rate_fraction = [float(f) for f in args.rate_fraction.split(",") if f]
-    began = time.monotonic()
+    limit = TimeLimit(args.time_limit, ProtocolSettings())
     names = detect_gpu_names()
     if not names:
         raise SystemExit("no NVIDIA GPU here: this script meters GPU energy")
@@ -101,35 +106,44 @@ def main() -> None:
     print(f"{'shape':14s} {'trace':5s} {'load':>7s} {'n':>4s} {'J/req':>8s} {'mJ/tok':>7s}"
           f" {'req/s':>6s} {'run':>5s} {'TTFT50':>7s} {'TPOT50':>7s}", flush=True)  # fmt: skip
     for shape in args.shapes.split(","):
-        engine = VllmEngine(EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True))
+        config = EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True)
+        setup = GpuSetup(gpu, 1)
+        loads = [
+            (trace, load)
+            for trace in serving.traces
+            for load in plan_loads(
+                default_predictor(), config.architecture, setup, serving.plan(trace, args.seed)
+            )
+        ]
+        # A campaign's rule: start the engine only if its start and first load fit the limit.
+        if not loads or not limit(ServingTask(0, config, loads[0][1], args.max_num_seqs), True):
+            print(f"time limit: {shape} not started", flush=True)
+            continue
+        engine = VllmEngine(config)
         start = time.monotonic()
         engine.load()
         load_s = time.monotonic() - start
         if engine.counter_source() is None:
             raise SystemExit("the engine has no energy counters")
         serve(engine.step_engine(), ServingLoad("conv", 8, concurrency=4, seed=99), RealClock())
-        architecture = resolve_architecture(shape)
-        for trace in serving.traces:
-            plan = serving.plan(trace, args.seed)
-            for load in plan_loads(default_predictor(), architecture, GpuSetup(gpu, 1), plan):
-                if time.monotonic() - began > args.time_limit:
-                    print("time limit: no further loads", flush=True)
-                    engine.close()
-                    return
-                record = measure_load(engine, load, args.max_num_seqs)
-                row = record_row(record, load, shape=shape, engine_load_s=load_s)
-                with log.open("a") as handle:
-                    handle.write(json.dumps(row) + "\n")
-                per_request = record.per_request_j or float("nan")
-                per_token = 1000 * (record.per_output_token_j or float("nan"))
-                ttft = (record.ttft_s or {}).get("p50", 0.0)
-                tpot = (record.tpot_s or {}).get("p50", 0.0)
-                print(
-                    f"{shape:14s} {trace:5s} {load.name:>7s} {load.requests:4d} {per_request:8.1f}"
-                    f" {per_token:7.1f} {record.requests_per_s:6.2f}"
-                    f" {record.mean_running or 0:5.1f} {ttft:7.3f} {tpot:7.4f}",
-                    flush=True,
-                )
+        for trace, load in loads:
+            if not limit(ServingTask(0, config, load, args.max_num_seqs), False):
+                print(f"time limit: no time for {shape} {trace} {load.name}", flush=True)
+                continue
+            record = measure_load(engine, load, args.max_num_seqs)
+            row = record_row(record, load, shape=shape, engine_load_s=load_s)
+            with log.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            per_request = record.per_request_j or float("nan")
+            per_token = 1000 * (record.per_output_token_j or float("nan"))
+            ttft = (record.ttft_s or {}).get("p50", 0.0)
+            tpot = (record.tpot_s or {}).get("p50", 0.0)
+            print(
+                f"{shape:14s} {trace:5s} {load.name:>7s} {load.requests:4d} {per_request:8.1f}"
+                f" {per_token:7.1f} {record.requests_per_s:6.2f}"
+                f" {record.mean_running or 0:5.1f} {ttft:7.3f} {tpot:7.4f}",
+                flush=True,
+            )
         engine.close()
 
 
