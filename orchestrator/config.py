@@ -277,21 +277,10 @@ class Serving(_Strict):
         """The loads of one trace (sized per engine by :func:`gnn.serving.plan_loads`)."""
         from gnn.serving import LoadPlan
 
-        return LoadPlan(
-            trace=trace,
-            concurrency=tuple(self.concurrency),
-            rates=tuple(self.rates),
-            rate_fractions=tuple(self.rate_fractions),
-            requests_per_slot=self.requests_per_slot,
-            min_requests=self.min_requests,
-            min_window_s=self.min_window_s,
-            max_requests=self.max_requests,
-            open_requests=self.open_requests,
-            open_window_s=self.open_window_s,
-            max_context=self.max_context,
-            seed=seed,
-            max_num_seqs=self.scheduler_seqs(),
-        )
+        # The section's own knobs are the plan's, by name; lists go in as tuples.
+        knobs = self.model_dump(exclude={"traces", "max_num_seqs", "engines_per_round"})
+        knobs = {k: tuple(v) if isinstance(v, list) else v for k, v in knobs.items()}
+        return LoadPlan(trace=trace, seed=seed, max_num_seqs=self.scheduler_seqs(), **knobs)
 
 
 #: The predictor a campaign trains each round: ``llmco2``, the analytical model with the GNN's

@@ -332,10 +332,14 @@ class EngineWorker:
 
         The result carries the GPU time held since the previous one (:class:`WorkerResult`).
         """
-        result = self._measure(point_id, request)
+        return self._charged(self._measure(point_id, request))
+
+    def _charged(self, result: WorkerResult) -> WorkerResult:
+        """``result`` with the GPU time held since the previous one, in its record too."""
         held = self.stats.charge()
-        if result.record is not None:
-            result.record.extra = {**(result.record.extra or {}), "held_s": held}
+        for record in (result.record, result.serving):
+            if record is not None:
+                record.extra = {**(record.extra or {}), "held_s": held}
         return dataclasses.replace(result, gpu_seconds=held * self.config.tp)
 
     def _measure(self, point_id: int, request: InferenceRequest) -> WorkerResult:
@@ -387,11 +391,7 @@ class EngineWorker:
         measurement window. The result carries the GPU time held since the previous one, as
         :meth:`measure`'s.
         """
-        result = self._measure_serving(point_id, load, max_num_seqs)
-        held = self.stats.charge()
-        if result.serving is not None:
-            result.serving.extra = {**(result.serving.extra or {}), "held_s": held}
-        return dataclasses.replace(result, gpu_seconds=held * self.config.tp)
+        return self._charged(self._measure_serving(point_id, load, max_num_seqs))
 
     def _measure_serving(self, point_id: int, load: ServingLoad, max_num_seqs: int) -> WorkerResult:
         if self.load_error is not None:
