@@ -21,7 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -104,6 +104,26 @@ class Trainer(Protocol):
 #: Judges a round's ensemble by a yardstick of the caller's (its round index and members): a
 #: stop reason, or None to go on.
 Judge = Callable[[int, list[Any]], str | None]
+
+
+def trainable_split(specs: Sequence[PointSpec]) -> list[PointSpec]:
+    """Round 0's random split, moved just enough to train and test on it.
+
+    A random split of a small round 0 can leave fewer than
+    :data:`~gnn.names.MIN_TRAINING_ROWS` training points or no test point, which the round only
+    finds out after measuring them all. Test points go back to training, the last first, until
+    training has enough (one test point stays); with no test point the last becomes one. A split
+    that already trains and tests is kept as drawn.
+    """
+    specs = list(specs)
+    tests = [i for i, spec in enumerate(specs) if spec.split == "test"]
+    if not tests and len(specs) > MIN_TRAINING_ROWS:
+        tests = [len(specs) - 1]
+        specs[-1] = replace(specs[-1], split="test")
+    while len(tests) > 1 and len(specs) - len(tests) < MIN_TRAINING_ROWS:
+        last = tests.pop()
+        specs[last] = replace(specs[last], split="train")
+    return specs
 
 
 def _owner(config: CampaignConfig) -> str:
@@ -659,12 +679,18 @@ class CampaignDriver:
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
             fill = self._fill_engines(initial, 0, set(), self._budget_left(len(initial)))
-            with self._stage("storing"):
-                self.store.add_points(
-                    campaign_id,
-                    self._specs(initial, 0, "initial")
-                    + self._specs(fill, 0, "engine_fill", offset=len(initial)),
+            specs = self._specs(initial, 0, "initial") + self._specs(
+                fill, 0, "engine_fill", offset=len(initial)
+            )
+            if len(specs) <= MIN_TRAINING_ROWS:
+                raise InvalidRequestError(
+                    f"round 0 would measure {len(specs)} points ({len(initial)} sampled, "
+                    f"{len(fill)} filling their engines) and cannot be trained: training needs "
+                    f"{MIN_TRAINING_ROWS} and testing 1; raise sampling.initial (then run with "
+                    "--force)"
                 )
+            with self._stage("storing"):
+                self.store.add_points(campaign_id, trainable_split(specs))
         elif not self.store.rounds(campaign_id):
             self._top_up_round_zero(campaign_id, stored)
         while True:

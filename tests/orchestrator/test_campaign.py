@@ -226,19 +226,44 @@ def test_an_error_raised_in_a_ray_task_reaches_the_cli_as_its_own_message(
     assert _message_of(caught.value) == "campaign has 8 points with energy labels"
 
 
-def test_a_round_zero_too_small_to_train_continues_once_initial_is_raised_with_force(
+def test_a_round_zero_too_small_to_train_is_refused_before_a_point_is_stored(
     ray_cluster: None, sqlite_url: str
 ) -> None:
     from llmco2.errors import InvalidRequestError
 
     few = small(name="stuck", sampling={"initial": 4, "neighbours": 4})
-    with pytest.raises(InvalidRequestError, match=r"raise sampling\.initial"):
+    with pytest.raises(InvalidRequestError, match=r"round 0 would measure 4 points .*raise "
+                       r"sampling\.initial \(then run with --force\)"):  # fmt: skip
         run(few, sqlite_url)
     store = CampaignStore(sqlite_url)
     campaign = store.get_campaign("stuck")
-    first = {p.id for p in store.get_points(campaign.id)}
-    assert len(first) == 4 and not store.rounds(campaign.id)
+    assert store.get_points(campaign.id) == [] and store.measurement_count(campaign.id) == 0
     more = small(name="stuck", budget={"rounds": 1})  # initial 30
+    driver = CampaignDriver(more, store, gpus=[get_gpu("H100-SXM")], workers=2,
+                            replace_config=True)  # fmt: skip
+    outcome = driver.run()
+    assert [r.round_index for r in outcome.rounds] == [0]
+    assert outcome.complete_points == 30
+    store.close()
+
+
+def test_an_untrained_round_zero_is_topped_up_to_a_raised_initial_keeping_its_points(
+    ray_cluster: None, sqlite_url: str
+) -> None:
+    import numpy as np
+
+    from orchestrator.sampling import PointSampler
+    from storage import PointSpec
+
+    # What a campaign stopped in round 0 leaves: its first points stored, no round trained.
+    stopped = small(name="stopped", sampling={"initial": 12, "neighbours": 4})
+    store = CampaignStore(sqlite_url)
+    campaign = store.create_campaign("stopped", stopped.fingerprint())
+    sampler = PointSampler(stopped, [get_gpu("H100-SXM")])
+    drawn = sampler.sample(12, np.random.default_rng([stopped.seed, 0]))
+    store.add_points(campaign.id, [PointSpec(p, "simulated", split="train") for p in drawn[:4]])
+    first = {p.id for p in store.get_points(campaign.id)}
+    more = small(name="stopped", budget={"rounds": 1})  # initial 30
     driver = CampaignDriver(more, store, gpus=[get_gpu("H100-SXM")], workers=2,
                             replace_config=True)  # fmt: skip
     outcome = driver.run()
@@ -571,3 +596,34 @@ def test_serving_points_are_measured_and_exported_on_every_database(
     assert serving_spent > 0 and spent == pytest.approx(points_spent + serving_spent)
     assert sorted(e.row["serving_point_id"] for e in exported) == sorted(p.id for p in serving)
     assert read_exported_serving([tmp_path / "out"]) == []  # simulated rows left out by default
+
+
+@pytest.mark.parametrize(
+    ("tests_at", "expected"),
+    [
+        ([0, 3, 5, 7, 11], [0, 3]),  # five tests of 12 leave 7 to train: the last three go back
+        ([], [11]),  # no test point: the last one tests
+        ([4], [4]),  # already trains on 11 and tests on 1: as drawn
+        ([2, 9], [2, 9]),  # 10 and 2: as drawn
+    ],
+)
+def test_round_zero_split_trains_on_enough_points_and_tests_on_one(
+    tests_at: list[int], expected: list[int]
+) -> None:
+    import numpy as np
+
+    from gnn.names import MIN_TRAINING_ROWS
+    from orchestrator.campaign import trainable_split
+    from orchestrator.sampling import PointSampler
+    from storage import PointSpec
+
+    config = small()
+    drawn = PointSampler(config, [get_gpu("H100-SXM")]).sample(12, np.random.default_rng(0))
+    specs = [
+        PointSpec(p, "simulated", split="test" if i in tests_at else "train")
+        for i, p in enumerate(drawn)
+    ]
+    split = trainable_split(specs)
+    assert [i for i, spec in enumerate(split) if spec.split == "test"] == expected
+    assert sum(spec.split == "train" for spec in split) >= MIN_TRAINING_ROWS
+    assert [spec.point for spec in split] == drawn
