@@ -106,21 +106,29 @@ class Trainer(Protocol):
 Judge = Callable[[int, list[Any]], str | None]
 
 
-def trainable_split(specs: Sequence[PointSpec]) -> list[PointSpec]:
-    """Round 0's random split, moved just enough to train and test on it.
+def trainable_split(
+    specs: Sequence[PointSpec], stored_train: int = 0, stored_test: int = 0
+) -> list[PointSpec]:
+    """Round 0's random split of new points, moved just enough to train and test on the round.
 
     A random split of a small round 0 can leave fewer than
     :data:`~gnn.names.MIN_TRAINING_ROWS` training points or no test point, which the round only
-    finds out after measuring them all. Test points go back to training, the last first, until
-    training has enough (one test point stays); with no test point the last becomes one. A split
-    that already trains and tests is kept as drawn.
+    finds out after measuring them all. Among ``specs`` (the round's points already stored,
+    ``stored_train`` and ``stored_test`` of them, keep theirs), test points go back to training,
+    the last first, until training has enough while one test point stays; with no test point
+    the last new one becomes one. A split that already trains and tests is kept as drawn.
     """
     specs = list(specs)
     tests = [i for i, spec in enumerate(specs) if spec.split == "test"]
-    if not tests and len(specs) > MIN_TRAINING_ROWS:
+    total = len(specs) + stored_train + stored_test
+    if specs and not tests and not stored_test and total > MIN_TRAINING_ROWS:
         tests = [len(specs) - 1]
         specs[-1] = replace(specs[-1], split="test")
-    while len(tests) > 1 and len(specs) - len(tests) < MIN_TRAINING_ROWS:
+    while (
+        tests
+        and len(tests) + stored_test > 1
+        and total - len(tests) - stored_test < MIN_TRAINING_ROWS
+    ):
         last = tests.pop()
         specs[last] = replace(specs[last], split="train")
     return specs
@@ -679,18 +687,12 @@ class CampaignDriver:
             if not initial:
                 raise InvalidRequestError("the priors produced no point that fits its GPUs")
             fill = self._fill_engines(initial, 0, set(), self._budget_left(len(initial)))
-            specs = self._specs(initial, 0, "initial") + self._specs(
-                fill, 0, "engine_fill", offset=len(initial)
+            self._store_round_zero(
+                campaign_id,
+                self._specs(initial, 0, "initial")
+                + self._specs(fill, 0, "engine_fill", offset=len(initial)),
+                [],
             )
-            if len(specs) <= MIN_TRAINING_ROWS:
-                raise InvalidRequestError(
-                    f"round 0 would measure {len(specs)} points ({len(initial)} sampled, "
-                    f"{len(fill)} filling their engines) and cannot be trained: training needs "
-                    f"{MIN_TRAINING_ROWS} and testing 1; raise sampling.initial (then run with "
-                    "--force)"
-                )
-            with self._stage("storing"):
-                self.store.add_points(campaign_id, trainable_split(specs))
         elif not self.store.rounds(campaign_id):
             self._top_up_round_zero(campaign_id, stored)
         while True:
@@ -748,8 +750,30 @@ class CampaignDriver:
             wanted = self.sampler.sample(self.config.sampling.initial, self._rng(0))
         specs = [spec for spec in self._specs(wanted, 0, "initial") if spec.point not in have]
         if specs:
-            with self._stage("storing"):
-                self.store.add_points(campaign_id, specs[:missing])
+            self._store_round_zero(
+                campaign_id, specs[:missing], [p for p in stored if p.round_index == 0]
+            )
+
+    def _store_round_zero(
+        self, campaign_id: int, specs: list[PointSpec], stored: list[StoredPoint]
+    ) -> None:
+        """Store round 0's new points, refused if the round could not be trained.
+
+        Raises:
+            InvalidRequestError: The round would hold too few points to train and test on.
+        """
+        total = len(specs) + len(stored)
+        if total <= MIN_TRAINING_ROWS:
+            raise InvalidRequestError(
+                f"round 0 would measure {total} points and cannot be trained: training needs "
+                f"{MIN_TRAINING_ROWS} and testing 1; raise sampling.initial (then run with "
+                "--force)"
+            )
+        stored_test = sum(p.split == "test" for p in stored)
+        with self._stage("storing"):
+            self.store.add_points(
+                campaign_id, trainable_split(specs, len(stored) - stored_test, stored_test)
+            )
 
     def _round(self, campaign_id: int, round_index: int, done: list[RoundRecord]) -> RoundReport:
         """Measure, train, test, store the round, and select the next one's points."""

@@ -627,3 +627,21 @@ def test_round_zero_split_trains_on_enough_points_and_tests_on_one(
     assert [i for i, spec in enumerate(split) if spec.split == "test"] == expected
     assert sum(spec.split == "train" for spec in split) >= MIN_TRAINING_ROWS
     assert [spec.point for spec in split] == drawn
+
+
+def test_a_topped_up_round_zero_split_counts_the_points_already_stored() -> None:
+    import numpy as np
+
+    from orchestrator.campaign import trainable_split
+    from orchestrator.sampling import PointSampler
+    from storage import PointSpec
+
+    drawn = PointSampler(small(), [get_gpu("H100-SXM")]).sample(4, np.random.default_rng(0))
+    new = [PointSpec(p, "simulated", split="test") for p in drawn]
+    # 6 stored for training and 1 for testing: the 4 new ones all train (10 and 1).
+    assert [s.split for s in trainable_split(new, 6, 1)] == ["train"] * 4
+    # 7 stored for training, none for testing: one new one tests, three train (10 and 1).
+    assert [s.split for s in trainable_split(new, 7, 0)] == ["test", "train", "train", "train"]
+    # No stored test point and new ones that all train: the last new one tests.
+    trains = [PointSpec(p, "simulated") for p in drawn]
+    assert [s.split for s in trainable_split(trains, 7, 0)][-1] == "test"
