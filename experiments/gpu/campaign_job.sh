@@ -24,6 +24,12 @@ mkdir -p "$state" "$out"
 if [[ ! -f $state/campaign.db && -f campaign-state/campaign.db ]]; then
     cp campaign-state/campaign.db "$state/campaign.db"
 fi
+# A database carried in from an older release (a data folder's campaign.db) is refused by the
+# driver until it is migrated: migrate it here rather than lose a device call to the refusal.
+if [[ -f $state/campaign.db ]]; then
+    PYTHONPATH=/tmp/site:$PWD python -m orchestrator db upgrade --db "sqlite:///$state/campaign.db" \
+        || exit 1
+fi
 # `ray job submit` needs the dashboard's HTTP server, i.e. ray[default]'s extra packages, which the
 # ../shared/gpu bundle leaves out: carried as .gpu-bundle/extras/ray-default.tgz (site/...).
 if [[ -f .gpu-bundle/extras/ray-default.tgz && ! -d /tmp/site/aiohttp_cors ]]; then
