@@ -626,9 +626,13 @@ class CampaignDriver:
         references = [p for p in stored if p.reason == "reference"]
         if any(p.status in (PointStatus.PENDING, PointStatus.RUNNING) for p in references):
             return
+        settings = self.config.reference
+        assert settings is not None
+        wanted = None if settings.fill is None else settings.fill + 1
         fill = self._fill_engines(
             [self.reference], round_index,
             {p.inference_point(self.catalog) for p in stored}, self._budget_left(len(stored) + 1),
+            wanted=wanted,
         )  # fmt: skip
         reference = PointSpec(
             self.reference, self.config.engine, round_index=round_index, reason="reference",
@@ -651,13 +655,16 @@ class CampaignDriver:
         round_index: int,
         exclude: set[InferencePoint],
         room: int | None = None,
+        wanted: int | None = None,
     ) -> list[InferencePoint]:
-        """The engine fill of a round's ``points`` (:func:`~orchestrator.sampling.fill_engines`)."""
+        """The engine fill of a round's ``points`` (:func:`~orchestrator.sampling.fill_engines`).
+
+        ``wanted`` points per engine where given, else ``sampling.points_per_engine``.
+        """
         rng = np.random.default_rng([self.config.seed, round_index, _FILL_STREAM])
+        per_engine = self.config.sampling.points_per_engine if wanted is None else wanted
         with self._stage("sampling"):
-            return fill_engines(
-                self.sampler, points, self.config.sampling.points_per_engine, rng, exclude, room
-            )
+            return fill_engines(self.sampler, points, per_engine, rng, exclude, room)
 
     def run(self) -> CampaignOutcome:
         """Run (or continue) the campaign until the target or a budget stops it."""

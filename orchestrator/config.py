@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from gnn.serving import LoadPlan
 
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 
 
@@ -201,7 +202,9 @@ class Reference(_Strict):
     Each driver run (each ``campaign run``, on a real campaign often a new device call on
     another machine) starts the reference's engine and measures its request: the spread of its
     energy across runs and GPU UUIDs is what no predictor can beat. The engine fill
-    (``sampling.points_per_engine``) fills its engine like any other.
+    (``sampling.points_per_engine``) fills its engine like any other, unless ``fill`` says how
+    many other requests its engine measures: a campaign whose every run starts the reference's
+    engine would otherwise spend most of its points on that one shape.
     """
 
     model: str = Field(min_length=1, description="catalog model or architecture config file")
@@ -210,6 +213,11 @@ class Reference(_Strict):
     batch: PositiveInt = 1
     prompt_tokens: PositiveInt = 1024
     generated_tokens: PositiveInt = 128
+    fill: NonNegativeInt | None = Field(
+        default=None,
+        description="requests its engine measures besides the reference (default: the engine "
+        "fill, sampling.points_per_engine)",
+    )
 
     @field_validator("precision")
     @classmethod
@@ -326,6 +334,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("sampling", "points_per_engine"): None,
     ("sampling", "resident_engines"): 0,
     ("reference",): None,
+    ("reference", "fill"): None,
     ("protocol", "min_periods"): _PROTOCOL.min_periods,
     ("serving",): None,
 }
@@ -383,10 +392,10 @@ class CampaignConfig(_Strict):
         """
         data = self.model_dump(mode="json", exclude={"database"})
         for (*parents, key), default in ADDED_LATER.items():
-            section = data
+            section: Any = data
             for parent in parents:
-                section = section[parent]
-            if section.get(key) == default:
+                section = section.get(parent) if isinstance(section, dict) else None
+            if isinstance(section, dict) and key in section and section[key] == default:
                 del section[key]
         return data
 

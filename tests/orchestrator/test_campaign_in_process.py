@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -129,6 +130,49 @@ def test_a_run_measures_the_reference_engine_before_the_rounds_other_engines(
     same = sum(config == first for config in engines)
     assert engines[:same] == [first] * same  # the reference engine's points, all of them first
     assert len(set(engines)) > 1
+
+
+@pytest.mark.parametrize(("fill", "reference_engine_points"), [(None, 3), (0, 1), (1, 2)])
+def test_the_reference_engine_measures_its_own_fill_or_the_engine_fill(
+    sqlite_url: str, fill: int | None, reference_engine_points: int
+) -> None:
+    from orchestrator.sampling import engine_key
+
+    reference: dict[str, Any] = {"model": "qwen2-0.5b", "prompt_tokens": 512, "generated_tokens": 8}
+    if fill is not None:
+        reference["fill"] = fill
+    config = parse_config(
+        {
+            "name": "reference-fill", "engine": "simulated", "strategy": "random",
+            "priors": {"architectures": {"models": ["qwen2-1.5b", "bloom-560m"]},
+                       "requests": {"batch": [1, 2], "max_generated": 64},
+                       "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},
+            "sampling": {"initial": 12, "points_per_engine": 3},
+            "budget": {"rounds": 1},
+            "training": {"epochs": 2, "patience": 2, "correction_epochs": 2, "ensemble": 1},
+            "reference": reference,
+        }
+    )  # fmt: skip
+    store = CampaignStore(sqlite_url)
+    try:
+        CampaignDriver(
+            config, store, gpus=[get_gpu("H100-SXM")], measurer=InProcessMeasurer(),
+            trainer=LocalTrainer(config.training),
+        ).run()  # fmt: skip
+        points = store.get_points(store.get_campaign("reference-fill").id)
+    finally:
+        store.close()
+    key = engine_key(next(p for p in points if p.reason == "reference").inference_point())
+    on_reference_engine = [p for p in points if engine_key(p.inference_point()) == key]
+    assert len(on_reference_engine) == reference_engine_points
+    assert all(p.status == "COMPLETE" for p in on_reference_engine)
+    assert (
+        sum(p.reason == "engine_fill" for p in on_reference_engine) == reference_engine_points - 1
+    )
+    # The round's own engines keep the engine fill.
+    per_engine = Counter(engine_key(p.inference_point()) for p in points)
+    del per_engine[key]
+    assert per_engine and min(per_engine.values()) >= 3
 
 
 SERVING_CAMPAIGN = {
