@@ -8,8 +8,11 @@ engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``, the ``uni`` e
 request, closes it as a campaign's actor does, then tries one further clean-up after another and
 reads the GPU's memory after each: NVML's memory in use (every process) and torch's allocator
 (this process: allocated, reserved). Where memory is still allocated, the largest CUDA tensors
-still alive are listed with the types of what holds them. Prints a table and writes
-``inprocess_release.json`` under ``--out``.
+still alive are listed with the types of what holds them. Then the question a campaign's actor
+asks: can this process load another engine after all (``--reloads`` more, alternating
+``--next-shape`` and ``--shape``), how long does each take, and does what a closed engine leaves
+grow with every engine or stay put? Prints a table and writes ``inprocess_release.json`` under
+``--out``.
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ def _live_cuda_tensors(limit: int = 5) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", default="qwen2-0.5b")
+    parser.add_argument("--next-shape", default="qwen2-1.5b")
+    parser.add_argument("--reloads", type=int, default=3)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
@@ -110,9 +115,12 @@ def main() -> None:
         # Written after every step: a device call cut short still returns what it found.
         (args.out / "inprocess_release.json").write_text(json.dumps(report, indent=1, default=str))
 
-    config = EngineConfig(
-        resolve_architecture(args.shape), Precision(), 1, GpuCatalog.default().get(names[0]), True
-    )
+    gpu = GpuCatalog.default().get(names[0])
+
+    def config_of(shape: str) -> EngineConfig:
+        return EngineConfig(resolve_architecture(shape), Precision(), 1, gpu, True)
+
+    config = config_of(args.shape)
     engine = VllmEngine(config)
     began = time.monotonic()
     engine.load()
@@ -157,6 +165,31 @@ def main() -> None:
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
     step("cuBLAS workspaces cleared", live=True)
+
+    report["reloads"] = []
+    for index in range(args.reloads):
+        shape = args.next_shape if index % 2 == 0 else args.shape
+        row: dict[str, Any] = {"shape": shape}
+        report["reloads"].append(row)
+        began = time.monotonic()
+        again = VllmEngine(config_of(shape))
+        try:
+            again.load()
+            row["load_s"] = time.monotonic() - began
+            started = time.monotonic()
+            again.run(InferenceRequest(1, 1024, 128))
+            row["request_s"] = time.monotonic() - started
+            row["loaded"] = _memory(again.counter_source())
+        except Exception as exc:  # what a reload in this process meets is the finding
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            print(f"reload {index + 1} ({shape}) failed: {row['error']}", flush=True)
+            save()
+            break
+        finally:
+            again.close()
+        print(f"reload {index + 1} ({shape}): loaded in {row['load_s']:.1f} s, 1x1024->128 in "
+              f"{row['request_s']:.3f} s", flush=True)  # fmt: skip
+        step(f"reload {index + 1} ({shape}) closed")
 
 
 if __name__ == "__main__":
