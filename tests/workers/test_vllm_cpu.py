@@ -291,3 +291,32 @@ def test_vllm_serves_loads_on_the_engine_its_points_loaded(ray_cluster: None) ->
         assert record.window_requests > 0 and record.requests_per_s > 0
         assert record.max_num_seqs == 8  # vLLM's own scheduler on a CPU, not the task's
         assert result.gpu_seconds > 0  # the run's held time is charged to the load
+
+
+def test_a_closed_in_process_engine_frees_its_cuda_graphs_then_the_caches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No GPU here: the CUDA calls are recorded instead of made, to check what is freed, in
+    # which order (the graphs hold the memory the caches would otherwise keep).
+    import torch
+    from vllm.compilation.cuda_graph import CUDAGraphWrapper
+    from vllm.platforms import current_platform
+
+    from workers.engines.vllm_engine import release_cuda_graphs
+
+    calls: list[str] = []
+    platform = type(current_platform)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    release_cuda_graphs()  # a process that never used CUDA: nothing to free
+    assert calls == []
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(CUDAGraphWrapper, "clear_all_graphs", lambda: calls.append("graphs"))
+    monkeypatch.setattr(platform, "_global_graph_pool", object(), raising=False)
+    monkeypatch.setattr(
+        torch._C, "_cuda_clearCublasWorkspaces", lambda: calls.append("cublas"), raising=False
+    )
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: calls.append("synchronize"))
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: calls.append("empty_cache"))
+    release_cuda_graphs()
+    assert calls == ["graphs", "cublas", "synchronize", "empty_cache"]
+    assert platform._global_graph_pool is None

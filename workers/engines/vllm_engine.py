@@ -468,9 +468,41 @@ class VllmEngine(InferenceEngine):
                     from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
                     cleanup_dist_env_and_memory()
+                    release_cuda_graphs()
         if self._model_dir is not None:
             shutil.rmtree(self._model_dir, ignore_errors=True)
             self._model_dir = None
+
+
+def release_cuda_graphs() -> None:
+    """Free what a closed in-process engine's CUDA graphs and cuBLAS keep in this process.
+
+    The captured graphs keep the model's buffers (its weights among them) and their memory
+    pool alive after the engine is closed, and cuBLAS keeps its workspaces: on an H100 a closed
+    Qwen2-0.5B engine left 2,657 MiB in use, 1,541 MiB after these clean-ups (the CUDA context's
+    share), under :data:`workers.actors.RELEASED_GPU_MEMORY_MIB`, so the actor loads its next
+    engine in place (26-28 s there, against 52-58 s in a new actor:
+    ``experiments/gpu/inprocess_release.py``). Does nothing in a process that never used CUDA.
+    """
+    import torch
+
+    if not torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        return
+    try:
+        from vllm.compilation.cuda_graph import CUDAGraphWrapper
+        from vllm.platforms import current_platform
+    except ImportError:  # a vLLM without these has nothing of them to free
+        pass
+    else:
+        CUDAGraphWrapper.clear_all_graphs()
+        # The pool every captured graph shares; the next engine makes its own.
+        type(current_platform)._global_graph_pool = None
+    gc.collect()
+    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear_workspaces is not None:  # private to torch: gone in a later release, skipped
+        clear_workspaces()
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
 
 
 class VllmStepEngine:
