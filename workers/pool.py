@@ -93,8 +93,12 @@ Task = PointTask | ServingTask
 class Admission(Protocol):
     """Whether a task may still be measured (a time limit's rule, for instance)."""
 
-    def __call__(self, task: Task, starts_engine: bool) -> bool:
-        """True to measure ``task``; ``starts_engine``: its engine would be started first."""
+    def __call__(self, task: Task, starts_engine: bool, engine_tasks: Sequence[Task] = ()) -> bool:
+        """True to measure ``task``; ``starts_engine``: its engine would be started first.
+
+        ``engine_tasks``: where the engine would start, every task it has to measure (``task``
+        first), so that a rule may weigh the whole engine and not only its first task.
+        """
         ...
 
 
@@ -386,7 +390,7 @@ def measure_tasks(
                 group = waiting[chosen]
                 del waiting[chosen]
                 loads = resident is None or group.config not in resident.configs()
-                if admit is not None and not admit(group.pending[0], loads):
+                if admit is not None and not admit(group.pending[0], loads, tuple(group.pending)):
                     continue  # no time for it: its tasks are left unmeasured
                 start(group)
             if not active:

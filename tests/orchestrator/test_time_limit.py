@@ -100,3 +100,24 @@ def test_a_serving_load_is_admitted_only_if_its_predicted_run_fits_with_a_margin
     # An engine without GPUs (vLLM on a CPU) is not limited.
     cpu = ServingTask(4, task(gpu=None).config, load, 8)
     assert limit.needs(cpu, True) == 0.0
+
+
+def test_an_engine_starts_only_if_all_its_points_fit_unless_no_run_could_hold_them() -> None:
+    clock = FakeClock()
+    limit = TimeLimit(600.0, SETTINGS, clock)
+    work = [task() for _ in range(5)]
+    whole = limit.needs(work[0], starts_engine=True) + sum(
+        limit.needs(t, starts_engine=False) for t in work[1:]
+    )
+    assert whole < limit.seconds
+    clock.now = limit.deadline - whole - 1.0
+    assert limit(work[0], starts_engine=True, engine_tasks=work)
+    clock.now += 2.0  # its first point still fits, its last no more: the engine waits
+    assert limit(work[0], starts_engine=True)
+    assert not limit(work[0], starts_engine=True, engine_tasks=work)
+    assert limit(work[0], starts_engine=False, engine_tasks=work)  # a loaded one goes on
+    # An engine with more points than a whole run holds starts once its first point fits.
+    many = [task() for _ in range(int(limit.seconds / limit.needs(work[1], False)) + 2)]
+    assert limit(many[0], starts_engine=True, engine_tasks=many)
+    clock.now = limit.deadline - limit.needs(many[0], starts_engine=True) + 1.0
+    assert not limit(many[0], starts_engine=True, engine_tasks=many)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -228,9 +228,12 @@ def test_tasks_the_admission_refuses_are_left_unmeasured(ray_cluster: None) -> N
     kept, refused = config("qwen2-0.5b"), config("qwen2-1.5b")
     work = tasks(kept, 0, [64, 128, 256, 512]) + tasks(refused, 100, [64, 128])
     asked: list[tuple[int, bool]] = []
+    engines: list[list[int]] = []
 
-    def admit(task: Task, starts_engine: bool) -> bool:
+    def admit(task: Task, starts_engine: bool, engine_tasks: Sequence[Task] = ()) -> bool:
         asked.append((task.point_id, starts_engine))
+        if starts_engine:
+            engines.append([t.point_id for t in engine_tasks])
         return task.config == kept and task.point_id < 2
 
     timings: list[dict[str, float]] = []
@@ -241,6 +244,8 @@ def test_tasks_the_admission_refuses_are_left_unmeasured(ray_cluster: None) -> N
     assert all(r.status == PointStatus.COMPLETE for r in results)
     # Asked before each engine start and each further point; nothing after a refusal.
     assert sorted(asked) == [(0, True), (1, False), (2, False), (100, True)]
+    # An engine's start is asked with every task the engine would measure, its first first.
+    assert sorted(engines) == [[0, 1, 2, 3], [100, 101]]
     assert len(timings) == 1  # the refused engine never started; the other one was shut down
 
 
