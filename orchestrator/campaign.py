@@ -626,9 +626,9 @@ class CampaignDriver:
         references = [p for p in stored if p.reason == "reference"]
         if any(p.status in (PointStatus.PENDING, PointStatus.RUNNING) for p in references):
             return
-        settings = self.config.reference
-        assert settings is not None
-        wanted = None if settings.fill is None else settings.fill + 1
+        reference_config = self.config.reference
+        assert reference_config is not None
+        wanted = None if reference_config.fill is None else reference_config.fill + 1
         fill = self._fill_engines(
             [self.reference], round_index,
             {p.inference_point(self.catalog) for p in stored}, self._budget_left(len(stored) + 1),

@@ -94,11 +94,11 @@ class TimeLimit:
         its start and first task are enough.
         """
         left = self.left()
-        if left <= 0 or self.needs(task, starts_engine) > left:
+        first = self.needs(task, starts_engine)
+        if left <= 0 or first > left:
             return False
         if not starts_engine or len(engine_tasks) < 2:
             return True
-        whole = self.needs(engine_tasks[0], True) + sum(
-            self.needs(other, False) for other in engine_tasks[1:]
-        )
+        # ``task`` is the engine's first task: its start and point are counted already.
+        whole = first + sum(self.needs(other, False) for other in engine_tasks[1:])
         return whole <= left or whole > self.seconds
