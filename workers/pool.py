@@ -14,13 +14,15 @@ fresh one before its points are given up.
 
 Engines can outlive a call: given :class:`ResidentEngines`, an actor whose points are done stays
 loaded, and the next call (the next round of a campaign) measures the points of its configuration
-on it without a new engine start; resident engines the next call has no work for, or whose GPUs
-(or actor slots) another configuration needs, are shut down.
+on it without a new engine start; a resident engine the next call has no work for, or whose GPUs
+(or actor slots) another configuration needs, is closed, and its actor loads a configuration of as
+many GPUs in place where one waits (else it is shut down).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import defaultdict, deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -100,6 +102,9 @@ class Admission(Protocol):
         first), so that a rule may weigh the whole engine and not only its first task.
         """
         ...
+
+
+_LOG = logging.getLogger(__name__)
 
 
 class ResidentEngines:
@@ -241,10 +246,6 @@ def measure_tasks(
     for task in tasks:
         group = groups.setdefault(task.config, _Group(task.config, deque()))
         group.pending.append(task)
-    if resident is not None:
-        for config in resident.configs():
-            if config not in groups:  # no work for it here: its GPUs go to what has
-                resident.evict(config)
     # Widest first; a loaded engine before the others of its width (it starts at once).
     loaded = set(resident.configs()) if resident is not None else set()
     waiting = deque(sorted(groups.values(), key=lambda g: (-g.config.tp, g.config not in loaded)))
@@ -258,6 +259,40 @@ def measure_tasks(
 
     def needs(group: _Group) -> int:
         return group.config.tp if uses_gpu(engine_name, group.config) else 0
+
+    def released(actor: Any) -> bool:
+        """Close the actor's engine; whether its GPUs came back, so it can load another.
+
+        A refusal is logged with what the engine left (the job's log is where a campaign's
+        operator sees why its engine starts pay for a new process).
+        """
+        try:
+            if ray.get(actor.release.remote(), timeout=180):
+                return True
+            left = ray.get(actor.release_report.remote(), timeout=30)
+        except Exception as exc:  # a dead or stuck actor loads nothing more
+            left = {"error": type(exc).__name__}
+        _LOG.warning("a closed engine's actor is replaced, not reused: %s", left)
+        return False
+
+    def retire(config: EngineConfig, width: int | None) -> bool:
+        """Stop keeping the resident engine of ``config``; True if its actor went idle.
+
+        A GPU actor whose engine closes cleanly is kept idle, to load a configuration of
+        ``width`` GPUs in place (the actor's start and vLLM's imports are 20-30 s of an engine
+        start); any other is shut down.
+        """
+        assert resident is not None
+        gpus = config.tp if uses_gpu(engine_name, config) else 0
+        if width is None or not gpus or gpus != width:
+            resident.evict(config)
+            return False
+        actor = resident.release(config)
+        if released(actor):
+            idle.append((gpus, actor))
+            return True
+        _shut_down(actor)
+        return False
 
     def gpus_in_use() -> int:
         return sum(needs(g) for g in active.values())
@@ -284,10 +319,15 @@ def measure_tasks(
             index = next(i for i, (gpus, _) in enumerate(idle) if gpus)
             _shut_down(idle.pop(index)[1])
 
-    def make_room(group: _Group) -> None:
-        """Shut resident engines down, oldest first, until ``group`` can start beside them."""
+    def make_room(group: _Group, reuse: bool) -> Any:
+        """Retire resident engines, oldest first, until ``group`` can start beside them.
+
+        Returns:
+            With ``reuse``, an actor of a resident engine of as many GPUs that closed to make
+            room, for ``group`` to load in place (None if there was none).
+        """
         if resident is None:
-            return
+            return None
         for config in resident.configs():
             if needs(group):
                 short = needs(group) > gpu_budget - gpus_in_use() - resident_gpus()
@@ -295,7 +335,9 @@ def measure_tasks(
                 short = len(active) + len(resident) >= limit
             if not short:
                 break
-            resident.evict(config)
+            if retire(config, needs(group) if reuse else None):
+                return take_idle(needs(group))
+        return None
 
     def dispatch(group: _Group) -> None:
         task = group.pending.popleft()
@@ -321,7 +363,9 @@ def measure_tasks(
         reusable = None if fresh else take_idle(needs(group))
         if reusable is None:
             free_idle_gpus(group)
-        make_room(group)
+            reusable = make_room(group, reuse=not fresh)
+        else:
+            make_room(group, reuse=False)
         if reusable is not None:
             # An actor whose engine closed loads the next configuration in place: a new Ray
             # worker process costs its start and imports (for vLLM 20-30 s of a GPU's time),
@@ -353,7 +397,7 @@ def measure_tasks(
                 if (
                     reusable
                     and any(needs(g) == needs(group) for g in waiting)
-                    and (not needs(group) or ray.get(group.actor.release.remote(), timeout=180))
+                    and (not needs(group) or released(group.actor))
                 ):
                     idle.append((needs(group), group.actor))
                     group.actor = None
@@ -364,6 +408,11 @@ def measure_tasks(
             ray.kill(group.actor)
             group.actor = None
 
+    if resident is not None:
+        widths = {needs(g) for g in waiting}
+        for config in resident.configs():
+            if config not in groups:  # no work for it here: its GPUs go to what has
+                retire(config, config.tp if config.tp in widths else None)
     try:
         while waiting or active:
             while len(active) < limit:

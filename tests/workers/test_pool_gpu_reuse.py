@@ -3,6 +3,7 @@ declares one GPU (the engines are plug-ins of the twin that hold GPUs like vLLM 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ from storage.records import PointStatus
 from tests.conftest import local_ray
 from workers.actors import WorkerResult
 from workers.engines import EngineConfig
-from workers.pool import PointTask, measure_tasks
+from workers.pool import PointTask, ResidentEngines, measure_tasks
 from workers.protocol import ProtocolSettings
 
 FAST = ProtocolSettings(windows=2, min_window_s=2.0)
@@ -65,12 +66,47 @@ def test_a_gpu_actor_loads_the_next_configuration_in_its_process(one_gpu_cluster
         assert reused[10 + point_id] == pytest.approx(energy, rel=1e-9)
 
 
-def test_an_actor_whose_gpus_cannot_be_shown_free_is_replaced(one_gpu_cluster: None) -> None:
+def test_a_resident_gpu_engine_that_must_make_room_loads_the_next_in_place(
+    one_gpu_cluster: None,
+) -> None:
+    import ray
+
+    resident = ResidentEngines(capacity=2)
+    tasks = work(["qwen2-0.5b", "bloom-560m", "qwen2-1.5b"])
+    first_timings: list[dict[str, float]] = []
+    # One call with two configurations: the first stays loaded until the second needs its GPU.
+    first = list(measure_tasks(HELD, tasks[:4], FAST, timings=first_timings, resident=resident))
+    # The next call (a campaign's next round) has no work for the engine left loaded.
+    timings: list[dict[str, float]] = []
+    second = list(measure_tasks(HELD, tasks[4:], FAST, timings=timings, resident=resident))
+    assert {r.status for r in [*first, *second]} == {PointStatus.COMPLETE}
+    assert len({t["pid"] for t in [*first_timings, *timings]}) == 1  # one process, 3 engines
+    phases = {
+        r.point_id: r.record.extra["engine_phases"]["actor_start_s"]
+        for r in [*first, *second]
+        if r.record is not None and r.record.extra
+    }
+    assert phases[0] > 0.0 and phases[10] == phases[20] == 0.0
+    assert len(resident) == 1
+    resident.close()
+    deadline = time.monotonic() + 30  # the last engine shut down: the GPU is free again
+    while ray.available_resources().get("GPU", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("GPU", 0) == 1
+
+
+def test_an_actor_whose_gpus_cannot_be_shown_free_is_replaced(
+    one_gpu_cluster: None, caplog: pytest.LogCaptureFixture
+) -> None:
     timings: list[dict[str, float]] = []
     engine = "tests.workers.gpu_held:UnreadableMemoryEngine"
-    results = list(measure_tasks(engine, work(["qwen2-0.5b", "bloom-560m"]), FAST, timings=timings))
+    with caplog.at_level(logging.WARNING, logger="workers.pool"):
+        results = list(
+            measure_tasks(engine, work(["qwen2-0.5b", "bloom-560m"]), FAST, timings=timings)
+        )
     assert {r.status for r in results} == {PointStatus.COMPLETE}
     assert len({t["pid"] for t in timings}) == 2  # a new process for the second engine
+    assert "replaced, not reused" in caplog.text  # and the job's log says why
 
 
 def test_a_configuration_that_fails_in_a_reused_process_is_tried_in_a_fresh_one(
