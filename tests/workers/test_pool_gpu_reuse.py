@@ -45,6 +45,16 @@ def energies(results: list[WorkerResult]) -> dict[int, float]:
     }
 
 
+def assert_gpu_freed() -> None:
+    """The cluster's GPU is free again within 30 s (no actor holds it)."""
+    import ray
+
+    deadline = time.monotonic() + 30
+    while ray.available_resources().get("GPU", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ray.available_resources().get("GPU", 0) == 1
+
+
 def test_a_gpu_actor_loads_the_next_configuration_in_its_process(one_gpu_cluster: None) -> None:
     models = ["qwen2-0.5b", "bloom-560m", "qwen2-1.5b"]
     timings: list[dict[str, float]] = []
@@ -69,7 +79,6 @@ def test_a_gpu_actor_loads_the_next_configuration_in_its_process(one_gpu_cluster
 def test_a_resident_gpu_engine_that_must_make_room_loads_the_next_in_place(
     one_gpu_cluster: None,
 ) -> None:
-    import ray
 
     resident = ResidentEngines(capacity=2)
     tasks = work(["qwen2-0.5b", "bloom-560m", "qwen2-1.5b"])
@@ -89,10 +98,7 @@ def test_a_resident_gpu_engine_that_must_make_room_loads_the_next_in_place(
     assert phases[0] > 0.0 and phases[10] == phases[20] == 0.0
     assert len(resident) == 1
     resident.close()
-    deadline = time.monotonic() + 30  # the last engine shut down: the GPU is free again
-    while ray.available_resources().get("GPU", 0) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("GPU", 0) == 1
+    assert_gpu_freed()  # the last engine shut down
 
 
 def test_an_actor_whose_gpus_cannot_be_shown_free_is_replaced(
@@ -112,7 +118,6 @@ def test_an_actor_whose_gpus_cannot_be_shown_free_is_replaced(
 def test_a_configuration_that_fails_in_a_reused_process_is_tried_in_a_fresh_one(
     one_gpu_cluster: None,
 ) -> None:
-    import ray
 
     timings: list[dict[str, float]] = []
     engine = "tests.workers.gpu_held:FailsWhenReusedEngine"
@@ -121,7 +126,4 @@ def test_a_configuration_that_fails_in_a_reused_process_is_tried_in_a_fresh_one(
     assert sorted(r.point_id for r in results) == [0, 1, 10, 11]
     assert {r.status for r in results} == {PointStatus.COMPLETE}
     assert len({t["pid"] for t in timings}) == 2
-    deadline = time.monotonic() + 30  # every actor gone: the GPU is free again
-    while ray.available_resources().get("GPU", 0) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert ray.available_resources().get("GPU", 0) == 1
+    assert_gpu_freed()  # every actor gone
