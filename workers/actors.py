@@ -277,7 +277,8 @@ class EngineWorker:
         memory and be metered beside it, so the caller replaces the actor instead. An engine
         whose core ran in this process has no process to end: what its close did not free stays,
         so it gets :data:`IN_PROCESS_RELEASE_WAIT_S`. An engine without GPU memory readings (the
-        twin) is always released. :meth:`release_report` tells what a refused release left.
+        twin) is always released. :meth:`release_report` tells what a refused release left, and
+        what of the engine is still alive in this process and what holds it.
         """
         engine = self.engine
         in_process = engine is not None and engine.settings.get("engine_core") == "in-process"
@@ -302,6 +303,7 @@ class EngineWorker:
                     "waited_s": time.monotonic() - began,
                     "engine_core_in_process": in_process,
                     **torch_memory_mib(),
+                    **(engine.leftovers() if engine is not None else {}),
                 }
                 return False
             time.sleep(0.5)
@@ -310,7 +312,10 @@ class EngineWorker:
         """What the last refused :meth:`release` found (empty if it released the GPUs).
 
         GPU memory still in use, the seconds waited, whether the engine core ran in this
-        process, and this process's own share in torch's allocator (allocated, reserved).
+        process, this process's own share in torch's allocator (allocated, reserved), and the
+        engine's :meth:`~workers.engines.base.InferenceEngine.leftovers` (for vLLM's in-process
+        core: whether the closed engine is still alive, what holds it, the largest CUDA tensors
+        left and their holders).
         """
         return dict(self.last_release)
 

@@ -32,68 +32,11 @@ from workers.actors import torch_memory_mib
 from workers.devices import detect_gpu_names
 from workers.engines import EngineConfig
 from workers.engines.vllm_engine import VllmEngine
+from workers.leftovers import live_cuda_tensors
 
 
 def _memory(counters: Any) -> dict[str, float]:
     return {"gpu_used_mib": max(counters.memory_used_mib()), **torch_memory_mib()}
-
-
-def _holders(tensor: Any, depth: int = 3) -> list[str]:
-    """Type names along the first referrer chain of ``tensor`` (frames and lists skipped)."""
-    chain, current = [], tensor
-    for _ in range(depth):
-        referrers = [
-            r
-            for r in gc.get_referrers(current)
-            if not isinstance(r, list) and type(r).__name__ != "frame"
-        ]
-        if not referrers:
-            break
-        held, current = current, referrers[0]
-        if isinstance(current, dict):
-            owners = [r for r in gc.get_referrers(current) if hasattr(r, "__dict__")]
-            name = type(owners[0]).__qualname__ + ".__dict__" if owners else "dict"
-            chain.append(name + f"[{next((k for k, v in current.items() if v is held), '?')!s}]")
-        else:
-            chain.append(type(current).__qualname__)
-    return chain
-
-
-def _live_cuda_tensors(limit: int = 5) -> dict[str, Any]:
-    """Real CUDA tensors still alive (largest first), and how many fake ones torch.compile kept.
-
-    The graphs torch.compile traced keep *fake* tensors (shapes and devices, no memory) as their
-    nodes' example values: on an H200, 3,808 of them after a closed Qwen2-0.5B engine, which
-    hid the real ones from a listing by size.
-    """
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensor
-
-    tensors, fake = [], 0
-    for obj in gc.get_objects():
-        try:
-            if isinstance(obj, FakeTensor):
-                fake += 1
-            elif isinstance(obj, torch.Tensor) and obj.is_cuda:
-                tensors.append(obj)
-        except Exception:  # objects whose isinstance check fails are no tensors
-            continue
-    sizes = [int(t.untyped_storage().nbytes()) for t in tensors]
-    order = sorted(range(len(tensors)), key=lambda i: sizes[i], reverse=True)
-    return {
-        "count": len(tensors),
-        "fake_count": fake,
-        "storage_mib": sum(sizes) / 2**20,
-        "largest": [
-            {
-                "shape": [int(d) for d in tensors[i].shape],
-                "dtype": str(tensors[i].dtype),
-                "mib": sizes[i] / 2**20,
-                "held_by": _holders(tensors[i]),
-            }
-            for i in order[:limit]
-        ],
-    }
 
 
 def main() -> None:
@@ -132,7 +75,7 @@ def main() -> None:
     def step(name: str, live: bool = False) -> None:
         row: dict[str, Any] = {"step": name, **_memory(counters)}
         if live:
-            row["live"] = _live_cuda_tensors()
+            row["live"] = live_cuda_tensors()
         report["steps"].append(row)
         save()
         print(

@@ -7,10 +7,12 @@ say they use GPUs, so their actors reserve them and the pool schedules them as v
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any, ClassVar
 
 from workers.devices import DeviceState
 from workers.engines.simulated import SimulatedEngine, VirtualCounter
+from workers.leftovers import referrer_chain
 
 #: Engines loaded in this process so far (a reused actor has loaded one before).
 _LOADS_HERE = [0]
@@ -74,12 +76,31 @@ class NeverFreeEngine(_ScriptedMemoryEngine):
     readings = (70_000.0,)
 
 
+#: What closed in-process engines left referenced in this process (their "model").
+PARKED: list[Any] = []
+
+
 class NeverFreeInProcessEngine(NeverFreeEngine):
-    """As :class:`NeverFreeEngine`, its engine core in the actor's own process."""
+    """As :class:`NeverFreeEngine`, its engine core in the actor's own process, where its close
+    leaves its model referenced from :data:`PARKED`."""
 
     @property
     def settings(self) -> dict[str, Any]:
         return {**super().settings, "engine_core": "in-process"}
+
+    def close(self) -> None:
+        model = _Model()
+        PARKED.append(model)
+        self._model = weakref.ref(model)
+        super().close()
+
+    def leftovers(self) -> dict[str, Any]:
+        model = self._model()
+        return {"model_held_by": referrer_chain(model) if model is not None else []}
+
+
+class _Model:
+    """Stands for a model's weights (any object the collector tracks)."""
 
 
 class FailsWhenReusedEngine(GpuHeldEngine):

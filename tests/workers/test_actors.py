@@ -276,5 +276,7 @@ def test_a_closed_engine_releases_its_gpus_only_once_their_memory_is_back(
     if engine.startswith("NeverFree"):  # what a refused release left, for the log
         assert report["gpu_memory_used_mib"] == 70_000.0
         assert report["engine_core_in_process"] is engine.endswith("InProcessEngine")
+        if engine.endswith("InProcessEngine"):  # and what of it is alive here, held by what
+            assert report["model_held_by"][:2] == ["builtins.list", "builtins.dict['PARKED']"]
     else:
         assert report == {}

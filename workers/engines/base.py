@@ -111,6 +111,14 @@ class InferenceEngine(ABC):
     def close(self) -> None:  # noqa: B027 (engines without devices have nothing to release)
         """Release the engine's devices."""
 
+    def leftovers(self) -> dict[str, Any]:
+        """What of this closed engine is still alive in this process, and what holds it.
+
+        Asked when a closed engine's GPUs did not come back; empty for an engine that leaves
+        nothing in the caller's process.
+        """
+        return {}
+
     def serving_session(self, max_num_seqs: int, max_context: int) -> ServingSession:
         """This loaded engine serving continuously batched requests (:mod:`workers.serving`).
 

@@ -34,6 +34,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,8 @@ class VllmEngine(InferenceEngine):
         self._tokens_prompt: Any = None
         self._model_dir: Path | None = None
         self._settings: dict[str, Any] = {}
+        #: The last closed vLLM engine, weakly: whether it was freed (:meth:`leftovers`).
+        self._closed_llm: weakref.ref[Any] | None = None
 
     @classmethod
     def check_environment(cls) -> None:
@@ -451,6 +454,7 @@ class VllmEngine(InferenceEngine):
                         shutdown()
                         break
             finally:
+                self._closed_llm = weakref.ref(llm)
                 del llm
                 in_process = self._settings.get("engine_core") == "in-process"
                 if in_process:
@@ -472,6 +476,25 @@ class VllmEngine(InferenceEngine):
         if self._model_dir is not None:
             shutil.rmtree(self._model_dir, ignore_errors=True)
             self._model_dir = None
+
+    def leftovers(self) -> dict[str, Any]:
+        """Whether the closed vLLM engine is still alive here, what holds it, and live tensors.
+
+        Only an engine whose core ran in this process leaves anything here; one in processes
+        of its own ended with them.
+        """
+        if self._settings.get("engine_core") != "in-process" or self._closed_llm is None:
+            return {}
+        from workers.leftovers import live_cuda_tensors, referrer_chain
+
+        gc.collect()
+        llm = self._closed_llm()
+        found: dict[str, Any] = {"llm_alive": llm is not None}
+        if llm is not None:
+            found["llm_held_by"] = referrer_chain(llm)
+            del llm
+        found["live_cuda_tensors"] = live_cuda_tensors()
+        return found
 
 
 def release_cuda_graphs() -> None:
