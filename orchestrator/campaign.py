@@ -17,6 +17,7 @@ moment reads where the campaign stands and continues —
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -48,6 +49,8 @@ from workers.engines.vllm_engine import MAX_NUM_SEQS_VARIABLE
 from workers.pool import PointTask, ServingTask, Task, group_timings
 from workers.protocol import ProtocolSettings
 from workers.serving import ServingLoad, trace_sha256
+
+_LOG = logging.getLogger(__name__)
 
 #: Long enough for a round's measurements; a restarted driver releases its own leases at once.
 LEASE_SECONDS = 24 * 3600.0
@@ -312,6 +315,8 @@ class CampaignDriver:
         #: Measured once per run, before the run's first round (None: the campaign has none).
         self.reference = self.sampler.reference_point()
         self._reference_pending = self.reference is not None
+        #: The GPUs of a run that skipped the reference (``reference.every: gpu``), else None.
+        self.reference_skipped_on: tuple[str, ...] | None = None
         self.on_round = on_round
         self.on_result = on_result
         self.on_phase = on_phase
@@ -628,6 +633,12 @@ class CampaignDriver:
             return
         reference_config = self.config.reference
         assert reference_config is not None
+        if reference_config.every == "gpu":
+            here = set(self.measurer.gpu_uuids())
+            if here and here <= self._reference_gpus(references):
+                self.reference_skipped_on = tuple(sorted(here))
+                _LOG.info("the reference point has been measured on every GPU here: %s", here)
+                return
         wanted = None if reference_config.fill is None else reference_config.fill + 1
         fill = self._fill_engines(
             [self.reference], round_index,
@@ -644,6 +655,16 @@ class CampaignDriver:
             self.store.add_points(
                 campaign_id, [reference, *self._specs(fill, round_index, "engine_fill", rng=rng)]
             )
+
+    def _reference_gpus(self, references: Sequence[StoredPoint]) -> set[str]:
+        """The GPUs (NVML UUIDs) the campaign's measured reference points ran on."""
+        gpus: set[str] = set()
+        for point in references:
+            if point.status == PointStatus.COMPLETE:
+                record = self.store.get_measurement(point.id)
+                if record is not None and record.gpu_uuids:
+                    gpus.update(record.gpu_uuids)
+        return gpus
 
     def _costs(self) -> GpuCostModel:
         """GPU-seconds of starts and points; no start for the engines kept loaded."""

@@ -204,7 +204,10 @@ class Reference(_Strict):
     energy across runs and GPU UUIDs is what no predictor can beat. The engine fill
     (``sampling.points_per_engine``) fills its engine like any other, unless ``fill`` says how
     many other requests its engine measures: a campaign whose every run starts the reference's
-    engine would otherwise spend most of its points on that one shape.
+    engine would otherwise spend most of its points on that one shape. With ``every: gpu`` a run
+    measures it only where some GPU of its cluster has no reference measurement yet: the
+    device calls of one session on one machine (minutes apart) pay for its engine once, a new
+    machine still gets its own.
     """
 
     model: str = Field(min_length=1, description="catalog model or architecture config file")
@@ -217,6 +220,11 @@ class Reference(_Strict):
         default=None,
         description="requests its engine measures besides the reference (default: the engine "
         "fill, sampling.points_per_engine)",
+    )
+    every: Literal["run", "gpu"] = Field(
+        default="run",
+        description="measure it every run, or once per physical GPU: a run whose cluster's "
+        "GPUs (NVML UUIDs) all have a reference measurement already skips it",
     )
 
     @field_validator("precision")
@@ -335,6 +343,7 @@ ADDED_LATER: dict[tuple[str, ...], Any] = {
     ("sampling", "resident_engines"): 0,
     ("reference",): None,
     ("reference", "fill"): None,
+    ("reference", "every"): "run",
     ("protocol", "min_periods"): _PROTOCOL.min_periods,
     ("serving",): None,
 }

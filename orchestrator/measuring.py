@@ -37,6 +37,10 @@ class Measurer(Protocol):
         """The engines still loaded from earlier calls (they need no start)."""
         ...
 
+    def gpu_uuids(self) -> list[str]:
+        """The physical GPUs (NVML UUIDs) its engines run on; empty where unknown."""
+        ...
+
     def close(self) -> None:
         """Shut down every engine still loaded."""
         ...
@@ -75,6 +79,7 @@ class RayMeasurer:
         self.resident = ResidentEngines(resident_engines) if resident_engines else None
         self.admit = admit
         self.actor_env = actor_env
+        self.uses_gpus = uses_gpus
 
     def measure(
         self, tasks: Sequence[Task], timings: list[dict[str, float]]
@@ -92,6 +97,23 @@ class RayMeasurer:
     def loaded(self) -> list[EngineConfig]:
         """The resident engines, oldest first."""
         return self.resident.configs() if self.resident is not None else []
+
+    def gpu_uuids(self) -> list[str]:
+        """Every GPU of the Ray cluster (:func:`workers.cluster.cluster_gpu_uuids`).
+
+        None for an engine without GPUs, and none where the nodes do not answer (the
+        campaign's reference point is then measured, as in every run).
+        """
+        if not self.uses_gpus:
+            return []
+        from ray.exceptions import RayError
+
+        from workers.cluster import cluster_gpu_uuids
+
+        try:
+            return cluster_gpu_uuids()
+        except RayError:
+            return []
 
     def close(self) -> None:
         """Shut the resident engines down."""

@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from llmco2.errors import ClusterUnreachableError, EngineNotInstalledError, EngineUnavailableError
-from workers.devices import detect_gpu_names
+from workers.devices import detect_gpu_names, detect_gpu_uuids
 
 
 def _probe(target: str, timeout_s: float = 5.0) -> None:
@@ -105,3 +105,26 @@ def disconnect() -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def cluster_gpu_uuids(timeout_s: float = 60.0) -> list[str]:
+    """NVML UUIDs of every GPU of the connected Ray cluster, sorted (empty: none found).
+
+    One task per node that offers GPUs, pinned to it and reserving nothing (so it runs beside
+    engines that hold every GPU), lists what NVML sees there.
+
+    Args:
+        timeout_s: How long to wait for the nodes' answers.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0]
+    listing = ray.remote(num_cpus=0)(detect_gpu_uuids)
+    answers = [
+        listing.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+        ).remote()
+        for n in nodes
+    ]
+    return sorted(uuid for found in ray.get(answers, timeout=timeout_s) for uuid in found)

@@ -268,3 +268,22 @@ def detect_gpu_names() -> list[str]:
         return NvmlCounterSource().names
     except EngineUnavailableError:
         return []
+
+
+def detect_gpu_uuids() -> list[str]:
+    """NVML UUIDs of every GPU of this machine, whatever this process may use of them.
+
+    ``CUDA_VISIBLE_DEVICES`` is not applied: Ray hides every GPU from a task that reserves
+    none, and the question here is which physical GPUs the machine has. Empty when there are
+    none or no driver.
+    """
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        return [_text(pynvml.nvmlDeviceGetUUID(h)) for h in handles]
+    except pynvml.NVMLError:
+        return []

@@ -215,6 +215,10 @@ class TwinMeasurer:
         """No engine is ever loaded."""
         return []
 
+    def gpu_uuids(self) -> list[str]:
+        """No physical GPU: the campaign's reference point is measured every run."""
+        return []
+
     def close(self) -> None:
         """Nothing to shut down."""
 
@@ -240,6 +244,10 @@ class WorkerTwin:
     def loaded(self) -> list[EngineConfig]:
         """The engines kept loaded, oldest first."""
         return list(self.kept)
+
+    def gpu_uuids(self) -> list[str]:
+        """No physical GPU: the campaign's reference point is measured every run."""
+        return []
 
     def measure(
         self, tasks: Sequence[Task], timings: list[dict[str, float]]

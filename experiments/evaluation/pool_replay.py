@@ -214,6 +214,10 @@ class PoolMeasurer:
         """No engine stays loaded between rounds."""
         return []
 
+    def gpu_uuids(self) -> list[str]:
+        """No physical GPU: the campaign's reference point is measured every run."""
+        return []
+
     def close(self) -> None:
         """Nothing to shut down."""
 

@@ -44,6 +44,9 @@ class InProcessMeasurer:
     def loaded(self) -> list[EngineConfig]:
         return list(self.workers)
 
+    def gpu_uuids(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         for worker in self.workers.values():
             worker.shutdown()
@@ -130,6 +133,85 @@ def test_a_run_measures_the_reference_engine_before_the_rounds_other_engines(
     same = sum(config == first for config in engines)
     assert engines[:same] == [first] * same  # the reference engine's points, all of them first
     assert len(set(engines)) > 1
+
+
+class OnMachine(InProcessMeasurer):
+    """The twin on a machine of ``uuids``, which its records name; dies after ``points``."""
+
+    def __init__(self, uuids: list[str], points: int | None = None) -> None:
+        super().__init__()
+        self.uuids = uuids
+        self.points = points
+
+    def gpu_uuids(self) -> list[str]:
+        return list(self.uuids)
+
+    def measure(
+        self, tasks: Sequence[Task], timings: list[dict[str, float]]
+    ) -> Iterator[WorkerResult]:
+        for measured, result in enumerate(super().measure(tasks, timings)):
+            if measured == self.points:
+                raise RuntimeError("the device call ended")
+            if result.record is not None:
+                result.record.gpu_uuids = list(self.uuids)
+            yield result
+
+
+@pytest.mark.parametrize("every", ["run", "gpu"])
+def test_a_reference_measured_once_per_gpu_is_measured_again_only_on_a_new_gpu(
+    sqlite_url: str, every: str
+) -> None:
+    config = parse_config(
+        {
+            "name": "reference-every", "engine": "simulated", "strategy": "random",
+            "priors": {"architectures": {"models": ["qwen2-0.5b", "bloom-560m"]},
+                       "requests": {"batch": [1, 2], "max_generated": 64},
+                       "gpus": {"types": ["H100-SXM"], "tp": [1, 1]}},
+            "sampling": {"initial": 12, "points_per_engine": 3},
+            "budget": {"rounds": 1},
+            "training": {"epochs": 2, "patience": 2, "correction_epochs": 2, "ensemble": 1},
+            "reference": {"model": "qwen2-1.5b", "prompt_tokens": 512, "generated_tokens": 8,
+                          "fill": 0, "every": every},
+        }
+    )  # fmt: skip
+    # Two runs on one machine, each ended by its device call; a third on another machine.
+    runs = [OnMachine(["GPU-a"], points=3), OnMachine(["GPU-a"], points=3), OnMachine(["GPU-b"])]
+    skipped = []
+    store = CampaignStore(sqlite_url)
+    try:
+        for measurer in runs:
+            driver = CampaignDriver(
+                config, store, gpus=[get_gpu("H100-SXM")], measurer=measurer,
+                trainer=LocalTrainer(config.training),
+            )  # fmt: skip
+            if measurer.points is None:
+                driver.run()
+            else:
+                with pytest.raises(RuntimeError, match="device call ended"):
+                    driver.run()
+            skipped.append(driver.reference_skipped_on)
+        campaign = store.get_campaign("reference-every")
+        references = [p for p in store.get_points(campaign.id) if p.reason == "reference"]
+        measured_on = [
+            record.gpu_uuids
+            for record in (store.get_measurement(p.id) for p in references)
+            if record is not None
+        ]
+        status = campaign.status
+    finally:
+        store.close()
+    assert status == "COMPLETE"
+    assert all(p.status == "COMPLETE" for p in references)
+    if every == "run":
+        assert measured_on == [["GPU-a"], ["GPU-a"], ["GPU-b"]]
+        assert skipped == [None, None, None]
+    else:  # the second run found GPU-a measured; the third, on GPU-b, measured it there
+        assert measured_on == [["GPU-a"], ["GPU-b"]]
+        assert skipped == [None, ("GPU-a",), None]
+    # Each run measured the reference first, where it measured one.
+    for measurer, skipped_on in zip(runs, skipped, strict=True):
+        first = measurer.order[0].point_id
+        assert (first in {p.id for p in references}) is (skipped_on is None)
 
 
 @pytest.mark.parametrize(("fill", "reference_engine_points"), [(None, 3), (0, 1), (1, 2)])

@@ -89,6 +89,7 @@ def test_the_config_hash_is_the_one_the_store_records(tmp_path: Path) -> None:
         ({"reference": {"model": "x", "prompt_tokens": 0}}, "reference.prompt_tokens"),
         ({"reference": {"batch": 1}}, "missing key 'reference.model'"),
         ({"reference": {"model": "x", "fill": -1}}, "reference.fill"),
+        ({"reference": {"model": "x", "every": "session"}}, "reference.every"),
     ],
 )
 def test_bad_values_are_one_line(change: dict[str, object], message: str) -> None:
@@ -166,9 +167,14 @@ def test_a_reference_point_defaults_to_one_1024_128_request_and_leaves_fingerpri
     assert reference is not None
     assert (reference.batch, reference.prompt_tokens, reference.generated_tokens) == (1, 1024, 128)
     assert (reference.precision, reference.tp, reference.fill) == ("w16a16kv16", 1, None)
+    assert reference.every == "run"
     assert referenced.config_hash() != config.config_hash()
-    # A campaign stored before the reference's own fill existed keeps its fingerprint.
-    assert "fill" not in referenced.fingerprint()["reference"]
+    # A campaign stored before the reference's own fill (or its every) existed keeps its
+    # fingerprint.
+    assert {"fill", "every"}.isdisjoint(referenced.fingerprint()["reference"])
+    per_gpu = parse_config({**MINIMAL, "reference": {"model": "llama-3.1-8b", "every": "gpu"}})
+    assert per_gpu.fingerprint()["reference"]["every"] == "gpu"
+    assert per_gpu.config_hash() != referenced.config_hash()
     filled = parse_config({**MINIMAL, "reference": {"model": "llama-3.1-8b", "fill": 3}})
     assert filled.fingerprint()["reference"]["fill"] == 3
     assert filled.config_hash() != referenced.config_hash()

@@ -127,3 +127,23 @@ def test_a_configuration_that_fails_in_a_reused_process_is_tried_in_a_fresh_one(
     assert {r.status for r in results} == {PointStatus.COMPLETE}
     assert len({t["pid"] for t in timings}) == 2
     assert_gpu_freed()  # every actor gone
+
+
+def test_the_clusters_gpus_are_listed_while_an_engine_holds_every_one(
+    one_gpu_cluster: None,
+) -> None:
+    import ray
+
+    from workers.actors import worker_actor
+    from workers.cluster import cluster_gpu_uuids
+    from workers.devices import detect_gpu_uuids
+
+    engine = worker_actor(HELD, work(["qwen2-0.5b"])[0].config, FAST, 0.0)
+    try:
+        assert ray.get(engine.info.remote(), timeout=60)["load_error"] is None
+        # The listing reserves nothing: it runs beside the engine that holds the one GPU (a
+        # task that asked for the GPU would wait past the timeout), and names what NVML sees
+        # on this machine (nothing on one without a driver).
+        assert cluster_gpu_uuids(timeout_s=30) == sorted(detect_gpu_uuids())
+    finally:
+        ray.kill(engine)
