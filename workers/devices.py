@@ -176,11 +176,7 @@ class NvmlCounterSource:
             raise GpuUnavailableError(f"no NVIDIA driver or GPU found ({exc})") from exc
         self._nvml = pynvml
         with nvml_errors("listing the GPUs"):
-            total = pynvml.nvmlDeviceGetCount()
-            all_uuids = [
-                _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i)))
-                for i in range(total)
-            ]
+            all_uuids = _nvml_uuids(pynvml)
         indices = map_visible_to_nvml(visible_device_ids(), all_uuids)
         if count is not None:
             if count > len(indices):
@@ -262,6 +258,14 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _nvml_uuids(pynvml: Any) -> list[str]:
+    """Every GPU's UUID in NVML's order (raises NVML's errors)."""
+    count = pynvml.nvmlDeviceGetCount()
+    return [
+        _text(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(i))) for i in range(count)
+    ]
+
+
 def detect_gpu_names() -> list[str]:
     """NVML names of the GPUs this process sees; empty when there are none or no driver."""
     try:
@@ -283,7 +287,6 @@ def detect_gpu_uuids() -> list[str]:
         return []
     try:
         pynvml.nvmlInit()
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        return [_text(pynvml.nvmlDeviceGetUUID(h)) for h in handles]
+        return _nvml_uuids(pynvml)
     except pynvml.NVMLError:
         return []

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from llmco2.errors import GpuLostError, NvmlError, NvmlNotSupportedError
-from workers.devices import NvmlCounterSource, nvml_errors
+from workers.devices import NvmlCounterSource, detect_gpu_uuids, nvml_errors
 
 pynvml = pytest.importorskip("pynvml")
 
@@ -95,3 +95,35 @@ def test_a_worker_fails_a_point_by_the_kind_of_nvml_error(monkeypatch: pytest.Mo
         assert result.retryable is retryable and result.healthy is False
         assert result.error_message == str(error)
     worker.shutdown()
+
+
+def _machine_of_three_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stand NVML's listing calls in for a machine of three H100s (UUIDs as bytes)."""
+    uuids = [b"GPU-aaa", b"GPU-bbb", b"GPU-ccc"]
+    for name, call in {
+        "nvmlInit": lambda: None,
+        "nvmlDeviceGetCount": lambda: len(uuids),
+        "nvmlDeviceGetHandleByIndex": lambda i: ("handle", i),
+        "nvmlDeviceGetUUID": lambda h: uuids[h[1]],
+        "nvmlDeviceGetName": lambda h: b"NVIDIA H100 80GB HBM3",
+        "nvmlSystemGetDriverVersion": lambda: b"580.159.04",
+    }.items():
+        monkeypatch.setattr(pynvml, name, call)
+
+
+def test_the_counter_source_meters_the_visible_gpus_and_the_listing_names_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _machine_of_three_gpus(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-ccc,1")
+    source = NvmlCounterSource()
+    assert source.uuids == ["GPU-ccc", "GPU-bbb"]
+    assert source.nvml_indices == [2, 1]
+    assert source.names == ["NVIDIA H100 80GB HBM3"] * 2
+    assert NvmlCounterSource(count=1).uuids == ["GPU-ccc"]
+    # The machine's GPUs, whatever this process may use of them.
+    assert detect_gpu_uuids() == ["GPU-aaa", "GPU-bbb", "GPU-ccc"]
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", _raising(pynvml.NVML_ERROR_UNKNOWN))
+    assert detect_gpu_uuids() == []
+    with pytest.raises(NvmlError, match="listing the GPUs"):
+        NvmlCounterSource()
