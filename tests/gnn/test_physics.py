@@ -80,8 +80,8 @@ def _synthetic(
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 0.4e-12)
-A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 0.7e-12)
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 0.4e-12, 30.0)
+A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 0.7e-12, 20.0)
 
 
 def test_the_fit_recovers_known_coefficients_per_gpu_type() -> None:
@@ -207,11 +207,11 @@ def test_coefficients_written_before_the_later_terms_still_load() -> None:
     for gpu in blob["gpus"].values():
         for name in later_time:
             del gpu["time"][name]
-        for name in ("expert_w", "per_flop_8bit_j"):
+        for name in ("expert_w", "per_flop_8bit_j", "linked_w"):
             del gpu["energy"][name]
     for name in later_time:
         del blob["prior_time"][name]
-    for name in ("expert", "flop_8bit"):
+    for name in ("expert", "flop_8bit", "linked"):
         del blob["prior_energy"][name]
     # Files of the per-routed-expert overhead hold a term this model no longer has.
     for gpu in blob["gpus"].values():
@@ -221,12 +221,12 @@ def test_coefficients_written_before_the_later_terms_still_load() -> None:
     # Such a model had no such terms: they read as zero, not as today's priors, and it ran
     # 8-bit compute at its 16-bit efficiencies and energy per operation.
     for gpu in old.gpus.values():
-        assert gpu.time.expert == 0 and gpu.energy.expert_w == 0
+        assert gpu.time.expert == 0 and gpu.energy.expert_w == 0 and gpu.energy.linked_w == 0
         assert gpu.time.sequence_s == 0
         assert gpu.time.compute_8bit == gpu.time.compute
         assert gpu.time.memory_8bit == gpu.time.memory
         assert gpu.energy.per_flop_8bit_j == gpu.energy.per_flop_j
-    assert old.prior_energy.expert == 0
+    assert old.prior_energy.expert == 0 and old.prior_energy.linked == 0
     assert old.prior_energy.flop_8bit == old.prior_energy.flop
     assert old.prior_time.compute_8bit == old.prior_time.compute
     energy, _ = old.predict(inputs)
@@ -281,3 +281,29 @@ def test_q_and_k_norms_are_two_more_launches_per_layer_and_pass() -> None:
     layers = np.array([p.architecture.num_layers for p in points], dtype=float)
     np.testing.assert_allclose(extra[:2], 2 * layers[:2, None] * np.array([1.0, 10.0]))
     np.testing.assert_allclose(extra[2], 0.0)
+
+
+def test_a_group_of_several_gpus_draws_the_linked_power_on_each() -> None:
+    arch = resolve_architecture("llama3.1-8b")
+    request = InferenceRequest(1, 512, 64)
+    one, two = (InferencePoint(arch, request, GpuSetup(get_gpu("H100-SXM"), tp)) for tp in (1, 2))
+    inputs = PhysicsInputs.of_points([one, two])
+    seconds = phase_seconds(inputs, TIME)
+    unlinked = dataclasses.replace(H100, linked_w=0.0)
+    extra = _energy_design(inputs, TIME) @ (H100.as_array() - unlinked.as_array())
+    assert extra[0].tolist() == [0.0, 0.0]  # one GPU: no link to draw on
+    np.testing.assert_allclose(extra[1], 2 * H100.linked_w * seconds[1])
+
+
+def test_the_linked_power_stays_at_its_prior_without_rows_of_both_kinds() -> None:
+    """Rows of multi-GPU groups alone cannot tell the linked power from the static power."""
+    points = [p for p in _with_moe(120, seed=3) if p.setup.count > 1]
+    inputs, joules, seconds = _synthetic(points, {"H100-SXM": H100, "A100-80GB": A100})
+    model = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
+    for gpu in ("H100-SXM", "A100-80GB"):
+        prior = inputs.scale_of(gpu).to_si(model.prior_energy)
+        assert model.gpus[gpu].energy.linked_w == pytest.approx(prior.linked_w)
+        # The rest of the energy is fitted around it: the multi-GPU rows come out right.
+        rows = np.flatnonzero(inputs.gpu_type == gpu)
+        energy, _ = model.predict(inputs.subset(rows))
+        np.testing.assert_allclose(energy.sum(axis=1), joules[rows].sum(axis=1), rtol=0.05)
