@@ -117,8 +117,6 @@ _EXPERT_KERNELS = frozenset(
 SMOOTH_MAX_POWER = 16.0
 
 _NETWORK = np.array([k in NETWORK_KERNELS for k in KERNEL_TYPES])
-#: Index of the linked power ``P_l`` among the energy coefficients.
-_LINKED = 7
 _EXPERT = np.array([k in _EXPERT_KERNELS for k in KERNEL_TYPES])
 
 
@@ -182,6 +180,10 @@ class EnergyCoefficients:
     def as_array(self) -> np.ndarray:
         """The coefficients in field order."""
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
+
+
+#: Index of the linked power ``P_l`` among the energy coefficients.
+_LINKED = [f.name for f in fields(EnergyCoefficients)].index("linked_w")
 
 
 @dataclass(frozen=True)
