@@ -59,13 +59,14 @@ device-memory traffic ``M`` (weights, activations, KV cache), ``e_n`` per byte s
 GPUs ``I``, ``E_0`` a fixed energy per request, and ``P_l`` the power each GPU of a group of
 several draws beyond a lone GPU's while the request runs (the links and the collectives' waits,
 whatever the bytes sent). Without ``P_l``, fitted on single-GPU rows, TP 2 and TP 4 requests came
-out 6-7 % low with their time right; fitted on the 998 real points it is 34-36 W per GPU (H100,
-H200). Rows of one kind alone (all on one GPU, or all on groups) cannot tell ``P_l`` from ``P_s``:
-a type's fit keeps ``P_l`` at its prior unless it has rows of both. The analytical model alone went
-from 13.7 to 9.7 % MAPE on a held-out TP degree (TP 1 14.3 → 10.2, TP 2 6.5 → 5.0, TP 4 8.4 → 5.6),
-11.9 % on a held-out GPU type (12.7), 6.3 % on held-out shapes (6.3), 6.4 % on held-out families
-(6.5), 5.7 % on the random split (5.8), and 8.7 % in size extrapolation (8.2: from the larger
-shapes down 7.4 → 8.0). (An energy per kernel call was tried and left
+out 6-7 % low with their time right. ``P_l`` is not fitted: it stays at its datasheet share (5 %
+of TDP, 35 W on an H100 or H200), which a fit on all 1,077 real points matches (34-36 W), while a
+fit on part of them trades it against ``P_s`` along model size (the multi-GPU rows are mostly the
+larger models: 32 W from the shapes up to 9B, 59 W from the larger ones on the H200). On those
+1,077 points the analytical model alone, without ``P_l`` → fitted → at its datasheet share, MAPE
+%: held-out TP degree 13.7 → 9.8 → 9.7, GPU type 12.3 → 11.5 → 11.5, shape 6.3 → 6.2 → 6.1,
+family 6.5 → 6.4 → 6.2, random split 5.8 → 5.7 → 5.7, size extrapolation 8.3 → 8.7 → 8.4
+(the one split it costs). (An energy per kernel call was tried and left
 out: fitted on real H200 data it made held-out shapes worse, 7.0 % against 6.8 %, trading one small
 model's bias for another's.)
 
@@ -624,12 +625,10 @@ def _fit_energy(
     design = _energy_design(inputs, time)
     total = energy_j.sum(axis=1)
     prior_values = prior.as_array()
-    # The linked power is told apart from the static power only by rows of both kinds, single
-    # and multi-GPU: on rows of one kind it stays at its prior (a TP 1 prediction from TP 2 and
-    # 4 rows alone would otherwise get whatever share of the two the pull happened to leave).
-    multi = inputs.gpus > 1
+    # The linked power stays at its prior: a fit trades it against the static power along model
+    # size, since the multi-GPU rows are mostly the larger models (the module's docstring).
     free = np.ones(len(prior_values), dtype=bool)
-    free[_LINKED] = bool(multi.any() and not multi.all())
+    free[_LINKED] = False
     fixed = design[..., ~free] @ prior_values[~free]
     rows = [design.sum(axis=1)[:, free] / total[:, None], design[:, 0, free] / energy_j[:, [0]]]
     targets = [1.0 - fixed.sum(axis=1) / total, 1.0 - fixed[:, 0] / energy_j[:, 0]]

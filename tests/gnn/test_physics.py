@@ -16,6 +16,7 @@ from featurize import (
 )
 from featurize.kernels import kernel_counts
 from gnn.physics import (
+    DATASHEET_PRIOR,
     DatasheetScale,
     EnergyCoefficients,
     NormalisedEnergy,
@@ -80,7 +81,8 @@ def _synthetic(
     return inputs, joules, seconds
 
 
-H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 0.4e-12, 30.0)
+# Linked powers at the datasheet prior's 5 % of TDP (700 and 400 W): a fit keeps them there.
+H100 = EnergyCoefficients(150.0, 400.0, 0.6e-12, 90e-12, 1.5e-9, 0.3, 0.4e-12, 35.0)
 A100 = EnergyCoefficients(110.0, 250.0, 1.1e-12, 120e-12, 2.0e-9, 0.2, 0.7e-12, 20.0)
 
 
@@ -295,15 +297,19 @@ def test_a_group_of_several_gpus_draws_the_linked_power_on_each() -> None:
     np.testing.assert_allclose(extra[1], 2 * H100.linked_w * seconds[1])
 
 
-def test_the_linked_power_stays_at_its_prior_without_rows_of_both_kinds() -> None:
-    """Rows of multi-GPU groups alone cannot tell the linked power from the static power."""
-    points = [p for p in _with_moe(120, seed=3) if p.setup.count > 1]
-    inputs, joules, seconds = _synthetic(points, {"H100-SXM": H100, "A100-80GB": A100})
+@pytest.mark.parametrize("multi_gpu_only", [False, True])
+def test_the_linked_power_stays_at_its_datasheet_share(multi_gpu_only: bool) -> None:
+    """A fit never moves the linked power, with or without single-GPU rows beside the groups."""
+    points = _with_moe(120, seed=3)
+    if multi_gpu_only:
+        points = [p for p in points if p.setup.count > 1]
+    truth = {"H100-SXM": dataclasses.replace(H100, linked_w=60.0), "A100-80GB": A100}
+    inputs, joules, seconds = _synthetic(points, truth)
     model = PhysicsModel.fit(inputs, joules, seconds, prior_strength=1e-9)
-    for gpu in ("H100-SXM", "A100-80GB"):
-        prior = inputs.scale_of(gpu).to_si(model.prior_energy)
-        assert model.gpus[gpu].energy.linked_w == pytest.approx(prior.linked_w)
-        # The rest of the energy is fitted around it: the multi-GPU rows come out right.
+    assert model.prior_energy.linked == pytest.approx(DATASHEET_PRIOR[1].linked)
+    for gpu, tdp_w in (("H100-SXM", 700.0), ("A100-80GB", 400.0)):
+        assert model.gpus[gpu].energy.linked_w == pytest.approx(0.05 * tdp_w)
+        # The rest of the energy is fitted around it: the rows still come out close.
         rows = np.flatnonzero(inputs.gpu_type == gpu)
         energy, _ = model.predict(inputs.subset(rows))
-        np.testing.assert_allclose(energy.sum(axis=1), joules[rows].sum(axis=1), rtol=0.05)
+        np.testing.assert_allclose(energy.sum(axis=1), joules[rows].sum(axis=1), rtol=0.1)
