@@ -183,8 +183,9 @@ class EnergyCoefficients:
         return np.array([getattr(self, f.name) for f in fields(self)], dtype=np.float64)
 
 
-#: Index of the linked power ``P_l`` among the energy coefficients.
-_LINKED = [f.name for f in fields(EnergyCoefficients)].index("linked_w")
+#: The energy coefficients a fit moves: all but the linked power ``P_l``, which stays at its prior
+#: (a fit trades it against the static power along model size: the module's docstring).
+_FITTED = np.array([f.name != "linked_w" for f in fields(EnergyCoefficients)])
 
 
 @dataclass(frozen=True)
@@ -625,22 +626,21 @@ def _fit_energy(
     design = _energy_design(inputs, time)
     total = energy_j.sum(axis=1)
     prior_values = prior.as_array()
-    # The linked power stays at its prior: a fit trades it against the static power along model
-    # size, since the multi-GPU rows are mostly the larger models (the module's docstring).
-    free = np.ones(len(prior_values), dtype=bool)
-    free[_LINKED] = False
-    fixed = design[..., ~free] @ prior_values[~free]
-    rows = [design.sum(axis=1)[:, free] / total[:, None], design[:, 0, free] / energy_j[:, [0]]]
+    fixed = design[..., ~_FITTED] @ prior_values[~_FITTED]
+    rows = [
+        design.sum(axis=1)[:, _FITTED] / total[:, None],
+        design[:, 0, _FITTED] / energy_j[:, [0]],
+    ]
     targets = [1.0 - fixed.sum(axis=1) / total, 1.0 - fixed[:, 0] / energy_j[:, 0]]
     # The pull towards the prior is relative, (β_j − prior_j) / prior_j: priors are positive.
     weight = np.sqrt(strength * len(inputs))
-    matrix = np.concatenate([*rows, weight * np.diag(1.0 / prior_values[free])])
-    target = np.concatenate([*targets, np.full(int(free.sum()), weight)])
+    matrix = np.concatenate([*rows, weight * np.diag(1.0 / prior_values[_FITTED])])
+    target = np.concatenate([*targets, np.full(int(_FITTED.sum()), weight)])
     norms = np.sqrt((matrix**2).sum(axis=0))
     norms = np.where(norms > 0, norms, 1.0)
     solution = lsq_linear(matrix / norms, target, bounds=(0.0, np.inf), method="bvls")
     values = prior_values.copy()
-    values[free] = solution.x / norms
+    values[_FITTED] = solution.x / norms
     return EnergyCoefficients(*values)
 
 
