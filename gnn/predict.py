@@ -140,7 +140,12 @@ def predict_energy(
         detailed = predictor.predict_detailed(points)
         energies = detailed.energy_j
         latencies = [float(v) for v in detailed.latency_s.sum(axis=1)]
-        source = "measured latencies (analytical time × learned correction)"
+        sources = [
+            "measured latencies (analytical time × learned correction)"
+            if predictor.gpu_measured(p.setup.gpu.id)
+            else "analytical time (no measurements of this GPU type: datasheet-prior efficiencies)"
+            for p in points
+        ]
         if predictor.interval is not None:
             low = [float(v) for v in detailed.low_j[:, 2]]
             high = [float(v) for v in detailed.high_j[:, 2]]
@@ -148,7 +153,7 @@ def predict_energy(
     else:
         energies = predictor.predict_points(points)
         latencies = twin_latency_s(points)
-        source = "simulated twin"
+        sources = ["simulated twin"] * len(points)
     results = []
     for index, (point, (prefill, decode, total), latency) in enumerate(
         zip(points, energies, latencies, strict=True)
@@ -168,7 +173,7 @@ def predict_energy(
                 total_low_j=low[index],
                 total_high_j=high[index],
                 interval_level=level,
-                latency_source=source,
+                latency_source=sources[index],
             )
         )
     return results

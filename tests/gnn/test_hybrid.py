@@ -157,15 +157,22 @@ def test_files_that_are_not_hybrid_predictors_are_refused(
 def test_an_unmeasured_gpu_type_falls_back_on_the_datasheet_prior(
     hybrid: HybridPredictor,
 ) -> None:
-    point = InferencePoint(
-        resolve_architecture("llama3.1-8b"), InferenceRequest(1, 512, 64), GpuSetup(get_gpu("L4"))
-    )
+    points = [
+        InferencePoint(resolve_architecture("llama3.1-8b"), InferenceRequest(1, 512, 64),
+                       GpuSetup(get_gpu(gpu)))
+        for gpu in ("L4", "H100-SXM")
+    ]  # fmt: skip
     assert not hybrid.gpu_measured("L4") and hybrid.gpu_measured("H100-SXM")
-    inputs = PhysicsInputs.of_points([point])
+    inputs = PhysicsInputs.of_points(points)
     prior = hybrid.physics.coefficients("L4", inputs.scale_of("L4"))
     assert prior.measured_points == 0
-    energy = hybrid.predict_points([point])
-    assert np.isfinite(energy).all() and energy[0, 2] > 0
+    out = hybrid.predict_detailed(points)
+    assert np.isfinite(out.energy_j).all() and (out.energy_j[:, 2] > 0).all()
+    physics_energy, physics_seconds = hybrid.physics.predict(inputs)
+    # No correction on the type the networks never saw; the measured type keeps its own.
+    np.testing.assert_allclose(out.energy_j[0, :2], physics_energy[0], rtol=1e-12)
+    np.testing.assert_allclose(out.latency_s[0], physics_seconds[0], rtol=1e-12)
+    assert abs(out.energy_j[1, 2] / physics_energy[1].sum() - 1) > 1e-4
 
 
 def test_the_interval_widens_until_it_covers_held_out_groups() -> None:

@@ -47,9 +47,12 @@ def test_predict_sweep_json_with_carbon() -> None:
 def test_another_gpu_type_is_flagged_as_extrapolated() -> None:
     result = llmco2("predict", "llama3.1-8b", "--gpu", "A100-80GB", "--json")
     assert result.returncode == 0, result.stderr
-    row = json.loads(result.stdout)["predictions"][0]
-    # No A100 was measured: the analytical model's prior scaled by the A100's datasheet.
+    data = json.loads(result.stdout)
+    row = data["predictions"][0]
+    # No A100 was measured: the analytical model's prior scaled by the A100's datasheet, and no
+    # correction learnt on other GPU types.
     assert row["extrapolated"] and row["total_j"] > 0
+    assert data["assumptions"]["latency"].startswith("analytical time (no measurements")
 
 
 @pytest.mark.parametrize(
