@@ -264,8 +264,8 @@ class HybridPredictor:
         A GPU type the networks never saw measured gets the analytical answer alone: what they
         learnt corrects the residuals of the measured types, and carried to another type it made
         things worse. On all 1,077 real points, with the correction applied to the held-out type
-        as well, llmco2 was 11.5 % off on the H100 trained on the H200s alone and 13.1 % on the
-        H200s trained on the H100 alone, against 9.8 and 12.7 % for the analytical model, and
+        as well, llmco2 was 11.5 % off on the H100 trained on the H200s alone and 12.9 % on the
+        H200s trained on the H100 alone, against 9.8 and 12.6 % for the analytical model, and
         11.3 against 10.7 % on the H100 rows of the held-out TP degree (no H100 row trained).
         """
         physics_energy, physics_seconds = self.physics.predict(inputs)
