@@ -101,7 +101,8 @@ term; GPU types without measurements get the prior scaled by their datasheet):
 ```
 
 Outside these GPU setups and model families, or on a GPU type without fitted coefficients, the
-predictor extrapolates: `llmco2 predict` says so.
+predictor extrapolates: `llmco2 predict` says so. A GPU type without fitted coefficients gets the
+analytical model alone (the prior scaled by its datasheet), no correction.
 """
     )
     print(f"{len(data)} points; leave-one-shape-out {s}; coverage {shape.coverage:.1f} %")
