@@ -270,8 +270,7 @@ class HybridPredictor:
         """
         physics_energy, physics_seconds = self.physics.predict(inputs)
         corrections = self.corrections(points, graphs)
-        unseen = ~np.array([self.physics.measured(str(g)) for g in inputs.gpu_type], dtype=bool)
-        corrections[unseen] = 0.0
+        corrections[~np.isin(inputs.gpu_type, list(self.physics.gpus))] = 0.0
         energy, latency = combine(physics_energy, physics_seconds, corrections)
         low = np.full_like(energy, np.nan)
         high = np.full_like(energy, np.nan)
