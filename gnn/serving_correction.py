@@ -70,12 +70,12 @@ THROUGHPUT_WEIGHT = 0.5
 RIDGE = 0.05
 #: Bounds of the fitted parameters, in :data:`_PARAMETER_UNITS` (log scales; ms; µs).
 _BOUNDS = (
-    np.array([-1.0, -0.3, -1.0, -1.0, 0.0, 0.0]),
-    np.array([1.0, 0.3, 1.0, 1.0, 20.0, 200.0]),
+    np.array([-1.0, -0.3, -1.0, -1.0, -1.0, 0.0, 0.0]),
+    np.array([1.0, 0.3, 1.0, 1.0, 1.0, 20.0, 200.0]),
 )
-_PARAMETER_UNITS = np.array([1.0, 1.0, 1.0, 1.0, 1e-3, 1e-6])
+_PARAMETER_UNITS = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 1e-3, 1e-6])
 #: Log-scale parameters, which the ridge pulls towards zero.
-_LOG_SCALES = 4
+_LOG_SCALES = 5
 #: Host time per step (ms) and per sequence (µs) the fit starts from.
 _HOST_STARTS = ((0.5, 1.0), (2.0, 1.0), (4.0, 1.0), (8.0, 1.0), (1.0, 40.0), (4.0, 40.0))
 
@@ -239,8 +239,9 @@ class ReplayedLoad:
 
     Attributes:
         observation: The measured load.
-        steps: ``(N, 7)`` per step: decode s, decode J, prefill s, prefill J, sequences
-            decoding, sequences in the step, KV share of the decode's reads (uncorrected).
+        steps: ``(N, 9)`` per step: decode s, decode J, prefill s, prefill J, sequences
+            decoding, sequences in the step, KV share of the decode's reads, and the seconds and
+            joules of the prefill that joining prompts take (uncorrected).
         in_window: ``(N,)`` whether each step ends inside the steady-state window.
         window_requests: Requests that finished in the window.
         window_tokens: Their output tokens.
@@ -258,8 +259,9 @@ class ReplayedLoad:
         """Energy per request (J) and output tokens per second under ``correction``."""
         s = self.steps[self.in_window]
         seconds, joules = correction.apply(
-            s[:, 0], s[:, 1], s[:, 2], s[:, 3], s[:, 4], s[:, 5], s[:, 6], self.idle_w
-        )
+            s[:, 0], s[:, 1], s[:, 2], s[:, 3], s[:, 4], s[:, 5], s[:, 6], self.idle_w,
+            joining_s=s[:, 7], joining_j=s[:, 8],
+        )  # fmt: skip
         return float(joules.sum()) / self.window_requests, self.window_tokens / float(seconds.sum())
 
 
@@ -309,7 +311,17 @@ def replay(make_twin: TwinFactory, observation: ServingObservation) -> ReplayedL
     inside = [r for r in requests if r.finish_s is not None and start < r.finish_s <= end]
     steps = np.array(
         [
-            (s.decode_s, s.decode_j, s.prefill_s, s.prefill_j, s.decoding, s.sequences, s.kv_share)
+            (
+                s.decode_s,
+                s.decode_j,
+                s.prefill_s,
+                s.prefill_j,
+                s.decoding,
+                s.sequences,
+                s.kv_share,
+                s.joining_s,
+                s.joining_j,
+            )
             for s in twin.steps
         ],
         dtype=np.float64,
@@ -360,9 +372,9 @@ def fit_step_correction(replayed: Sequence[ReplayedLoad]) -> StepCorrection:
     fits = [
         least_squares(
             residuals,
-            np.array([0.0, 0.0, 0.0, 0.0, host_ms, per_sequence_us]),
+            np.array([0.0, 0.0, 0.0, 0.0, 0.0, host_ms, per_sequence_us]),
             bounds=_BOUNDS,
-            x_scale=[0.1, 0.05, 0.1, 0.1, 1.0, 10.0],
+            x_scale=[0.1, 0.05, 0.1, 0.1, 0.1, 1.0, 10.0],
         )
         for host_ms, per_sequence_us in _HOST_STARTS
     ]

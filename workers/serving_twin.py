@@ -201,7 +201,9 @@ class StepCorrection:
     ``exp(decode_log_scale + decode_batch_slope · ln b + decode_kv_slope · k)`` times as long and
     as costly (``b`` sequences decoding, ``k`` the KV cache's share of the bytes the step reads:
     attention over many long contexts reads less efficiently than the weights do), its prefill
-    part ``exp(prefill_log_scale)`` times, and lasts at least the host's
+    part ``exp(prefill_log_scale)`` times, the prefills that join another in the same pass
+    ``exp(prefill_join_log_scale)`` times more (the twin prices each from a two-sequence prefill;
+    a pass of many prompts runs larger, more efficient kernels), and lasts at least the host's
     ``host_s + host_per_sequence_s · n`` for its ``n`` sequences, the GPUs drawing their static
     power while they wait for it.
 
@@ -210,6 +212,7 @@ class StepCorrection:
         decode_batch_slope: Its change per unit of log decode batch size.
         decode_kv_slope: Its change per unit of KV-cache share of the step's reads.
         prefill_log_scale: Log multiplier of prefill time and energy.
+        prefill_join_log_scale: Further log multiplier of the prefills joining another in a pass.
         host_s: Host time of a step whatever its size (s).
         host_per_sequence_s: Host time per sequence in the step (s).
     """
@@ -218,6 +221,7 @@ class StepCorrection:
     decode_batch_slope: float = 0.0
     decode_kv_slope: float = 0.0
     prefill_log_scale: float = 0.0
+    prefill_join_log_scale: float = 0.0
     host_s: float = 0.0
     host_per_sequence_s: float = 0.0
 
@@ -231,6 +235,8 @@ class StepCorrection:
         sequences: npt.ArrayLike,
         kv_share: npt.ArrayLike,
         idle_w: float,
+        joining_s: npt.ArrayLike = 0.0,
+        joining_j: npt.ArrayLike = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Seconds and joules of steps (arrays of one value per step, or scalars).
 
@@ -243,19 +249,24 @@ class StepCorrection:
             sequences: Sequences in each step, decoding or prefilling.
             kv_share: KV cache's share of the bytes each decode part reads (0 to 1).
             idle_w: Power of the GPUs while they wait (W, all GPUs).
+            joining_s: The part of ``prefill_s`` that prefills joining another in the pass take.
+            joining_j: Their joules.
         """
         decode_s, decode_j, prefill_s, prefill_j, decoding, sequences, kv_share = (
             np.asarray(v, dtype=np.float64)
             for v in (decode_s, decode_j, prefill_s, prefill_j, decoding, sequences, kv_share)
         )
+        joining_s, joining_j = np.asarray(joining_s, np.float64), np.asarray(joining_j, np.float64)
         decode_scale = np.exp(
             self.decode_log_scale
             + self.decode_batch_slope * np.log(np.maximum(decoding, 1))
             + self.decode_kv_slope * kv_share
         )
         prefill_scale = np.exp(self.prefill_log_scale)
+        joining_more = np.expm1(self.prefill_join_log_scale)
         dec_s, dec_j = decode_s * decode_scale, decode_j * decode_scale
-        pre_s, pre_j = prefill_s * prefill_scale, prefill_j * prefill_scale
+        pre_s = (prefill_s + joining_more * joining_s) * prefill_scale
+        pre_j = (prefill_j + joining_more * joining_j) * prefill_scale
         # One forward pass runs the prefills and the decode step together: the shorter of the two
         # hides under the longer, and the GPUs' static power is paid once over that time.
         overlap = np.minimum(dec_s, pre_s)
@@ -280,6 +291,8 @@ class StepRecord:
     decoding: int
     sequences: int
     kv_share: float
+    joining_s: float
+    joining_j: float
     end_s: float
 
 
@@ -351,7 +364,7 @@ class ServingTwin:
 
     def step(self) -> list[StepProgress]:
         """One step: a decode token for every running sequence, a prefill for every admission."""
-        decode_s = decode_j = prefill_s = prefill_j = 0.0
+        decode_s = decode_j = prefill_s = prefill_j = joining_s = joining_j = 0.0
         decoding = list(self._running)
         context = sum(s.context for s in decoding)
         if decoding:
@@ -364,6 +377,9 @@ class ServingTwin:
             seconds, joules = self.costs.prefill(sequence.context, joining=index > 0)
             prefill_s += seconds
             prefill_j += joules
+            if index > 0:
+                joining_s += seconds
+                joining_j += joules
         parts = (
             decode_s,
             decode_j,
@@ -373,11 +389,13 @@ class ServingTwin:
             len(decoding) + len(admitted),
             self.costs.kv_share(context),
         )
-        step_s, step_j = self.correction.apply(*parts, self.costs.idle_w)
+        step_s, step_j = self.correction.apply(
+            *parts, self.costs.idle_w, joining_s=joining_s, joining_j=joining_j
+        )
         self.clock.seconds += float(step_s)
         self.joules += float(step_j)
         if self.record:
-            self.steps.append(StepRecord(*parts, self.clock.seconds))
+            self.steps.append(StepRecord(*parts, joining_s, joining_j, self.clock.seconds))
         progress = []
         for sequence in decoding + admitted:
             sequence.produced += 1

@@ -36,6 +36,7 @@ TRUTH = StepCorrection(
     decode_batch_slope=-0.03,
     decode_kv_slope=0.3,
     prefill_log_scale=-0.1,
+    prefill_join_log_scale=-0.15,
     host_s=0.004,
 )
 
@@ -104,6 +105,33 @@ def test_scales_apply_to_decode_by_batch_size_and_kv_share_and_to_prefill() -> N
     decode = np.exp(0.1 + 0.05 * np.log(16) + 0.4 * 0.5)
     assert seconds == pytest.approx([0.01 * decode, 0.02 * np.exp(-0.2)])
     assert joules == pytest.approx([4.0 * decode, 9.0 * np.exp(-0.2)])
+
+
+def test_prefills_joining_another_in_the_pass_take_their_own_scale_on_top() -> None:
+    scaled = StepCorrection(prefill_log_scale=-0.1, prefill_join_log_scale=-0.3)
+    # 20 ms and 9 J of prefill, of which 8 ms and 4 J are prompts joining the first.
+    seconds, joules = scaled.apply(
+        0.0, 0.0, 0.02, 9.0, 0, 3, 0.0, 100.0, joining_s=0.008, joining_j=4.0
+    )
+    assert float(seconds) == pytest.approx((0.012 + 0.008 * np.exp(-0.3)) * np.exp(-0.1))
+    assert float(joules) == pytest.approx((5.0 + 4.0 * np.exp(-0.3)) * np.exp(-0.1))
+    # A pass of one prompt has nothing joining it: only the prefill scale applies.
+    alone = scaled.apply(0.0, 0.0, 0.02, 9.0, 0, 1, 0.0, 100.0)
+    assert float(alone[1]) == pytest.approx(9.0 * np.exp(-0.1))
+
+
+def test_the_twin_records_what_joining_prompts_cost(make_twin: TwinFactory) -> None:
+    twin = make_twin(_observation("llama3.1-8b", "code", 4), StepCorrection(), True)
+    for request in range(3):
+        twin.add(request, 1000, 4)
+    twin.step()
+    (step,) = twin.steps
+    first_s, first_j = twin.costs.prefill(1000)
+    joining_s, joining_j = twin.costs.prefill(1000, joining=True)
+    assert (step.prefill_s, step.prefill_j) == pytest.approx(
+        (first_s + 2 * joining_s, first_j + 2 * joining_j)
+    )
+    assert (step.joining_s, step.joining_j) == pytest.approx((2 * joining_s, 2 * joining_j))
 
 
 def test_a_replayed_load_gives_what_the_full_replay_gives(make_twin: TwinFactory) -> None:
@@ -195,6 +223,11 @@ def test_the_shipped_form_round_trips_and_brackets_its_prediction(
     path.write_text(json.dumps({"step": {"host_s": 1}}))
     with pytest.raises(ConfigFileError, match="not a serving correction"):
         ServingCorrection.load(path)
+    # A file written before joining prefills had a scale of their own: they had none.
+    older = json.loads(json.dumps(dataclasses.asdict(correction)))
+    del older["step"]["prefill_join_log_scale"]
+    path.write_text(json.dumps(older))
+    assert ServingCorrection.load(path).step.prefill_join_log_scale == 0.0
 
 
 def test_predict_serving_applies_the_correction_it_is_given() -> None:
