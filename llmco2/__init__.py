@@ -1,14 +1,28 @@
 """llmco2: energy and carbon of LLM inference requests, predicted before they run.
 
-This core package holds what every other package shares: the version and the typed error
-hierarchy that the CLI maps to exit codes. The product itself lives in the sibling packages
-``featurize``, ``workers``, ``storage``, ``gnn`` and ``orchestrator``.
+    import llmco2
+    llmco2.predict("llama3.1-8b", gpu="H100-SXM", prompt=1024, gen=128, region="FRA")
+
+This core package holds the Python API (:mod:`llmco2.api`: :func:`predict`, :func:`predict_many`,
+:class:`Predictor`, the catalogs), the version and the typed error hierarchy that the CLI maps to
+exit codes. The product itself lives in the sibling packages ``featurize``, ``workers``,
+``storage``, ``gnn`` and ``orchestrator``, imported only when a function needs them.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from llmco2.api import (
+    DeploymentPrediction,
+    Prediction,
+    Predictor,
+    gpus,
+    models,
+    predict,
+    predict_many,
+    regions,
+)
 from llmco2.errors import (
     CampaignBusyError,
     CampaignConflictError,
@@ -50,6 +64,7 @@ __all__ = [
     "ConfigFileError",
     "DatabaseError",
     "DatabaseUnreachableError",
+    "DeploymentPrediction",
     "EngineNotInstalledError",
     "EngineUnavailableError",
     "EnvironmentProblemError",
@@ -63,6 +78,8 @@ __all__ = [
     "MissingDependencyError",
     "NvmlError",
     "NvmlNotSupportedError",
+    "Prediction",
+    "Predictor",
     "SchemaVersionError",
     "UnknownCampaignError",
     "UnknownGpuError",
@@ -71,4 +88,9 @@ __all__ = [
     "UnknownRegionError",
     "UnsupportedArchitectureError",
     "__version__",
+    "gpus",
+    "models",
+    "predict",
+    "predict_many",
+    "regions",
 ]

@@ -552,17 +552,10 @@ def predict(
     """
     import dataclasses
 
-    from featurize import (
-        GpuSetup,
-        InferencePoint,
-        InferenceRequest,
-        Precision,
-        check_fits,
-        resolve_model,
-    )
-    from gnn.carbon import CarbonIntensity, check_pue, lookup_intensity
+    from featurize import InferenceRequest, Precision, resolve_model
     from gnn.embodied import EmbodiedAssumptions
     from gnn.predict import load_predictor, predict_energy
+    from llmco2.api import carbon_grid, request_points
     from llmco2.errors import InfeasibleConfigError, InvalidRequestError
     from orchestrator.serving_commands import ServingRequestSpec, serving_loads
     from workers.serving import DEFAULT_MAX_CONTEXT
@@ -590,16 +583,7 @@ def predict(
             raise InvalidRequestError(f"--plot {str(plot)!r}: the plot is a PNG, name it *.png")
         if not plot.expanduser().absolute().parent.is_dir():
             raise InvalidRequestError(f"folder of --plot {str(plot)!r} does not exist")
-    if region is not None and intensity is not None:
-        raise InvalidRequestError("give --region or --intensity, not both")
-    check_pue(pue)
-    grid = (
-        lookup_intensity(region)
-        if region is not None
-        else CarbonIntensity(intensity, "given")
-        if intensity is not None
-        else None
-    )
+    grid = carbon_grid(region, intensity, pue)
     request = InferenceRequest(batch, prompt, gen)
     precision = Precision(wbits, abits, kvbits, expert_wbits)
     architecture, window = resolve_model(model)
@@ -612,11 +596,6 @@ def predict(
             grid, pue, embodied, plot, as_json,
         )  # fmt: skip
         return
-    if window is not None and prompt + gen > window:
-        raise InvalidRequestError(
-            f"prompt {prompt:,} + {gen:,} generated tokens exceed the context window of "
-            f"{architecture.name} ({window:,} tokens)"
-        )
     target = _gpu_catalog(gpu_file).get(gpu)
     try:
         counts = [int(c) for c in sweep_gpus.split(",")] if sweep_gpus else [tp]
@@ -624,17 +603,12 @@ def predict(
         raise InvalidRequestError(
             f"--sweep-gpus takes counts like 1,2,4, got {sweep_gpus!r}"
         ) from None
-    points, skipped = [], []
-    for count in counts:
-        point = InferencePoint(architecture, request, GpuSetup(target, count), precision)
-        try:
-            check_fits(point)
-        except InfeasibleConfigError as exc:
-            if not sweep_gpus:
-                raise
-            skipped.append({"gpus": count, "reason": str(exc)})
-            continue
-        points.append(point)
+    points, unfit = request_points(
+        architecture, window, target, counts, batch, prompt, gen, precision
+    )
+    if unfit and not sweep_gpus:
+        raise InfeasibleConfigError(unfit[0][1])
+    skipped = [{"gpus": count, "reason": reason} for count, reason in unfit]
     if not points:
         raise InfeasibleConfigError(f"no GPU count of {counts} can run {architecture.name}")
     predictor = load_predictor(model_path)
