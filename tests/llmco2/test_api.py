@@ -46,6 +46,7 @@ def test_predict_answers_what_the_cli_answers() -> None:
     assert p.total_low_j is not None and p.total_high_j is not None
     assert p.total_low_j < p.total_j < p.total_high_j
     assert p.carbon_intensity_source is not None and "France" in p.carbon_intensity_source
+    assert p.carbon_intensity_g_per_kwh is not None
     assert p.operational_g == pytest.approx(p.total_j / 3.6e6 * 1.2 * p.carbon_intensity_g_per_kwh)
     assert json.loads(json.dumps(p.to_dict()))["total_j"] == p.total_j
 
@@ -82,14 +83,14 @@ def test_predict_many_is_predict_row_by_row_in_one_call() -> None:
     )
     table = llmco2.predict_many(log, gpu="H200", region="DEU")
     assert list(table["prompt"]) == [120, 2048, 700] and list(table["tp"]) == [1, 2, 1]
-    for row, request in zip(table.itertuples(), log.itertuples(), strict=True):
+    for row, request in zip(table.to_dict("records"), log.to_dict("records"), strict=True):
         single = llmco2.predict(
-            request.model, gpu="H200", tp=request.tp, prompt=request.ContextTokens,
-            gen=request.GeneratedTokens, region="DEU",
+            str(request["model"]), gpu="H200", tp=int(request["tp"]),
+            prompt=int(request["ContextTokens"]), gen=int(request["GeneratedTokens"]), region="DEU",
         )  # fmt: skip
         # One batch through the network or one row: float32 sums in another order.
-        assert row.total_j == pytest.approx(single.total_j, rel=1e-6)
-        assert row.operational_g == pytest.approx(single.operational_g, rel=1e-6)
+        assert row["total_j"] == pytest.approx(single.total_j, rel=1e-6)
+        assert row["operational_g"] == pytest.approx(single.operational_g, rel=1e-6)
     # Rows of mappings and a mapping of columns are tables too.
     rows = llmco2.predict_many(
         [{"prompt": 100, "gen": 10}, {"prompt": 200, "gen": 20, "batch": 2}],
@@ -138,7 +139,7 @@ def test_predict_many_refuses_a_bad_table_before_predicting(
     requests: list[dict[str, object]], kwargs: dict[str, str], error: str, match: str
 ) -> None:
     with pytest.raises(getattr(llmco2, error), match=match):
-        llmco2.predict_many(requests, **kwargs)
+        llmco2.predict_many(requests, model=kwargs.get("model"), gpu=kwargs.get("gpu"))
 
 
 @pytest.mark.parametrize(
