@@ -28,6 +28,9 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "matplotlib": "predictor",
     "sklearn": "predictor",
     "scipy": "dev",
+    "fastapi": "service",
+    "uvicorn": "service",
+    "prometheus_client": "service",
 }
 
 

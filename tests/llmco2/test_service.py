@@ -1,0 +1,168 @@
+"""The prediction service: `llmco2 serve` started for real on loopback, called over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+import llmco2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[httpx.Client]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                _, err = process.communicate(timeout=5)
+                pytest.fail(f"the service did not start: {err[-2000:]}")
+            time.sleep(0.2)
+        yield client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_it_answers_what_the_api_answers(service: httpx.Client) -> None:
+    body = {"model": "llama3.1-8b", "gpu": "H200", "tp": 2, "prompt": 1024, "gen": 128,
+            "region": "FRA"}  # fmt: skip
+    response = service.post("/v1/predict", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    expected = llmco2.predict("llama3.1-8b", gpu="H200", tp=2, prompt=1024, gen=128, region="FRA")
+    assert answer["total_j"] == pytest.approx(expected.total_j, rel=1e-9)
+    assert answer["operational_g"] == pytest.approx(expected.operational_g, rel=1e-9)
+    assert answer["gpus"] == 2 and answer["model"] == "meta-llama/Llama-3.1-8B"
+
+
+def test_many_requests_in_one_body_come_back_in_their_order(service: httpx.Client) -> None:
+    requests: list[dict[str, str | int | float | None]] = [
+        {"model": "qwen3-8b", "gpu": "H200", "prompt": 100, "gen": 10, "intensity": None},
+        {"model": "llama3.1-8b", "gpu": "H100-SXM", "prompt": 2000, "gen": 50, "intensity": 300},
+        {"model": "qwen3-8b", "gpu": "H200", "prompt": 800, "gen": 300, "intensity": None},
+    ]
+    response = service.post("/v1/predict", json={"requests": requests})
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert [a["prompt"] for a in answers] == [100, 2000, 800]
+    for request, answer in zip(requests, answers, strict=True):
+        intensity = request["intensity"]
+        single = llmco2.predict(
+            str(request["model"]), gpu=str(request["gpu"]), prompt=int(str(request["prompt"])),
+            gen=int(str(request["gen"])), intensity=None if intensity is None else float(intensity),
+        )  # fmt: skip
+        assert answer["total_j"] == pytest.approx(single.total_j, rel=1e-6)
+        assert answer["gpus"] == 1
+    assert answers[1]["operational_g"] is not None and answers[0]["operational_g"] is None
+
+
+def test_a_deployment_at_its_load(service: httpx.Client) -> None:
+    body = {"model": "qwen3-8b", "gpu": "H200", "concurrency": 8, "trace": "code"}
+    response = service.post("/v1/predict", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["concurrency"] == 8 and answer["per_request_j"] > 0
+    assert answer["ttft_s"]["p50"] > 0
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"gpu": "H200"}, "model"),
+        ({"model": "qwen3-8b", "prompt": -4}, "prompt"),
+        ({"model": "qwen3-8b", "pue": 0.5}, "pue"),
+        ({"model": "qwen3-8b", "tokens": 5}, "tokens"),
+        ({"model": "qwen3-8b", "trace": "/etc/passwd", "concurrency": 2}, "trace"),
+        ({"model": "qwen3-8b", "concurrency": 2, "rate": 1.0}, "not both"),
+        ({"requests": []}, "requests"),
+        ({"model": "nope"}, "unknown model 'nope'"),
+        ({"model": "qwen3-8b", "gpu": "Z9000"}, "Z9000"),
+        ({"model": "llama3.1-70b", "gpu": "H100-SXM"}, "GB per GPU"),
+        ({"model": "qwen3-8b", "region": "FRA", "intensity": 3}, "not both"),
+    ],
+)
+def test_bad_requests_are_422_naming_the_field_or_the_reason(
+    service: httpx.Client, body: dict[str, object], named: str
+) -> None:
+    response = service.post("/v1/predict", json=body)
+    assert response.status_code == 422
+    assert named in response.text
+    assert "Traceback" not in response.text
+
+
+def test_catalogs_health_and_docs(service: httpx.Client) -> None:
+    models = service.get("/v1/models").json()
+    assert any("llama3.1-8b" in m["aliases"] for m in models)
+    assert {"H200", "H100-SXM"} <= {g["id"] for g in service.get("/v1/gpus").json()}
+    health = service.get("/healthz").json()
+    assert health["status"] == "ok" and "1xH200" in health["predictor_trained_on"]
+    assert "/v1/predict" in service.get("/openapi.json").json()["paths"]
+    assert service.get("/docs").status_code == 200
+
+
+def test_metrics_count_what_was_served(service: httpx.Client) -> None:
+    def counter(text: str, name: str, model: str) -> float:
+        for line in text.splitlines():
+            if line.startswith(name) and f'model="{model}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = service.get("/metrics").text
+    answer = service.post(
+        "/v1/predict", json={"model": "gemma-2-9b", "gpu": "H200", "intensity": 400}
+    ).json()
+    after = service.get("/metrics").text
+    model = "google/gemma-2-9b"
+    assert counter(after, "llmco2_predictions_total", model) == (
+        counter(before, "llmco2_predictions_total", model) + 1
+    )
+    assert counter(after, "llmco2_predicted_joules_total", model) == pytest.approx(
+        counter(before, "llmco2_predicted_joules_total", model) + answer["total_j"]
+    )
+    assert counter(after, "llmco2_predicted_grams_total", model) == pytest.approx(
+        counter(before, "llmco2_predicted_grams_total", model) + answer["operational_g"]
+    )
+    assert "llmco2_prediction_seconds_bucket" in after
+
+
+def test_a_port_out_of_range_is_refused_before_starting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "serve", "--port", "70000"],
+        check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "llmco2: error: --port must be 1-65535, got 70000"
+    ]
