@@ -52,6 +52,16 @@ from llmco2.errors import (
     UnsupportedArchitectureError,
 )
 
+
+def __getattr__(name: str) -> object:
+    # predict_log needs NumPy and pandas at import: loaded on first use, not with the package.
+    if name == "predict_log":
+        from llmco2.request_log import predict_log
+
+        return predict_log
+    raise AttributeError(f"module 'llmco2' has no attribute {name!r}")
+
+
 try:
     __version__ = version("llmco2")
 except PackageNotFoundError:  # running from a source tree that was never installed (the GPU box)
@@ -91,6 +101,7 @@ __all__ = [
     "gpus",
     "models",
     "predict",
+    "predict_log",
     "predict_many",
     "regions",
 ]

@@ -203,7 +203,8 @@ class Predictor:
         return list(self.model.metadata.get("setups", []))
 
 
-def _predictor(predictor: Predictor | str | Path | None) -> Predictor:
+def as_predictor(predictor: Predictor | str | Path | None) -> Predictor:
+    """A :class:`Predictor` from one, a checkpoint's path, or None (the shipped one)."""
     if predictor is None:
         return Predictor.default()
     if isinstance(predictor, Predictor):
@@ -229,7 +230,8 @@ def carbon_grid(region: str | None, intensity: float | None, pue: float) -> Carb
     return CarbonIntensity(float(intensity), "given") if intensity is not None else None
 
 
-def _precision(precision: Precision | str | None) -> Precision:
+def as_precision(precision: Precision | str | None) -> Precision:
+    """Bit widths from a :class:`~featurize.precision.Precision`, its label, or None (bf16)."""
     from featurize.precision import Precision
 
     if precision is None:
@@ -400,10 +402,10 @@ def predict(
 
     grid = carbon_grid(region, intensity, pue)
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
-    bits = _precision(precision)
+    bits = as_precision(precision)
     architecture, window = resolve_model(model)
     target = GpuCatalog.default().get(gpu)
-    chosen = _predictor(predictor)
+    chosen = as_predictor(predictor)
     if concurrency is not None or rate is not None:
         if batch != 1:
             raise InvalidRequestError(
@@ -416,16 +418,17 @@ def predict(
     points, skipped = request_points(architecture, window, target, [tp], batch, prompt, gen, bits)
     if skipped:
         raise InfeasibleConfigError(skipped[0][1])
-    return _predictions(chosen, points, grid, pue, embodied)[0]
+    return price_points(chosen, points, grid, pue, embodied)[0]
 
 
-def _predictions(
+def price_points(
     predictor: Predictor,
     points: list[InferencePoint],
     grid: CarbonIntensity | None,
     pue: float,
     embodied: Any,
 ) -> list[Prediction]:
+    """One :class:`Prediction` per inference point, all through the predictor at once."""
     from gnn.predict import predict_energy
 
     results = predict_energy(predictor.model, points, grid, pue, embodied)
@@ -553,7 +556,7 @@ def predict_many(
             raise InvalidRequestError(f"give {key}= or a {key!r} column")
     grid = carbon_grid(region, intensity, pue)
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
-    bits = _precision(precision)
+    bits = as_precision(precision)
     catalog = GpuCatalog.default()
     resolved: dict[str, tuple[Architecture, int | None]] = {}
     points: list[InferencePoint] = []
@@ -580,7 +583,7 @@ def predict_many(
         if skipped:
             raise InfeasibleConfigError(f"request row {index}: {skipped[0][1]}")
         points.extend(found)
-    predictions = _predictions(_predictor(predictor), points, grid, pue, embodied)
+    predictions = price_points(as_predictor(predictor), points, grid, pue, embodied)
     out = pd.DataFrame([p.to_dict() for p in predictions])
     return out.rename(columns={"gpus": "tp"})
 

@@ -918,4 +918,5 @@ def main() -> None:
 
 # Commands defined in their own modules register on `app` when imported.
 import orchestrator.campaign_commands  # noqa: E402
+import orchestrator.log_commands  # noqa: E402
 import orchestrator.predictor_commands  # noqa: E402, F401
