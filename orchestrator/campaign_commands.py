@@ -8,6 +8,7 @@ job it joins the job's cluster, elsewhere it starts a local loopback-only Ray (o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,7 +25,7 @@ from rich.table import Table
 
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
-from orchestrator.cli import DbOption, _stdout, app, invocation
+from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
 campaign_app = typer.Typer(
     help="Active-learning measurement campaigns (the paper's Algorithm 1).",
@@ -175,26 +176,41 @@ def run_campaign(
 
 
 @campaign_app.command("list")
-def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL) -> None:
+def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL, as_json: JsonFlag = False) -> None:
     """Every campaign in the database with its points and its latest test MAPE."""
     from storage import CampaignStore
 
     store = CampaignStore(db, create=False)
     try:
-        table = Table(title=f"campaigns in {store.url}")
-        for header in ("name", "status", "points", "complete", "rounds", "last MAPE %"):
-            table.add_column(header, justify="left" if header in ("name", "status") else "right")
+        listed: list[dict[str, Any]] = []
         for campaign in store.list_campaigns():
             counts = store.status_counts(campaign.id)
             rounds = store.rounds(campaign.id)
-            mape = rounds[-1].mape if rounds else None
-            table.add_row(
-                campaign.name, campaign.status, str(sum(counts.values())),
-                str(counts["COMPLETE"]), str(len(rounds)),
-                f"{mape:.2f}" if mape is not None else "-",
-            )  # fmt: skip
+            listed.append(
+                {
+                    "name": campaign.name,
+                    "status": campaign.status,
+                    "points": sum(counts.values()),
+                    "complete": counts["COMPLETE"],
+                    "rounds": len(rounds),
+                    "last_mape": rounds[-1].mape if rounds else None,
+                }
+            )
+        url = store.url
     finally:
         store.close()
+    if as_json:
+        _stdout.print_json(json.dumps({"database": url, "campaigns": listed}))
+        return
+    table = Table(title=f"campaigns in {url}")
+    for header in ("name", "status", "points", "complete", "rounds", "last MAPE %"):
+        table.add_column(header, justify="left" if header in ("name", "status") else "right")
+    for row in listed:
+        mape = row["last_mape"]
+        table.add_row(
+            row["name"], row["status"], str(row["points"]), str(row["complete"]),
+            str(row["rounds"]), f"{mape:.2f}" if mape is not None else "-",
+        )  # fmt: skip
     _stdout.print(table)
 
 
@@ -202,6 +218,7 @@ def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL) -> None:
 def campaign_status(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     db: DbOption = DEFAULT_DATABASE_URL,
+    as_json: JsonFlag = False,
 ) -> None:
     """One campaign: points per status and every round's metrics."""
     from storage import CampaignStore
@@ -214,6 +231,33 @@ def campaign_status(
         rounds = store.rounds(campaign.id)
     finally:
         store.close()
+    if as_json:
+        _stdout.print_json(
+            json.dumps(
+                {
+                    "name": name,
+                    "status": campaign.status,
+                    "strategy": campaign.config.get("strategy"),
+                    "engine": campaign.config.get("engine"),
+                    "points": counts,
+                    "serving_loads": serving,
+                    "rounds": [
+                        {
+                            "round": r.round_index,
+                            "points": r.points_selected,
+                            "train": r.train_points,
+                            "test": r.test_points,
+                            "mape": r.mape,
+                            "eba10": r.eba10,
+                            "duty_cycle": r.duty_cycle,
+                            "gpu_hours": r.gpu_hours,
+                        }
+                        for r in rounds
+                    ],
+                }
+            )
+        )
+        return
     _stdout.print(
         f"campaign {name} ({campaign.status}, strategy {campaign.config.get('strategy')}, "
         f"engine {campaign.config.get('engine')}): "

@@ -842,19 +842,51 @@ def regions(
     search: Annotated[
         str | None, typer.Argument(help="Show only names or places containing this text.")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """List the countries and cloud regions whose grid carbon intensity --region knows."""
     from gnn.carbon import lookup_intensity, region_names
 
-    table = Table(title="grid carbon intensity (gCO2eq/kWh) for --region")
-    for header in ("region", "gCO2eq/kWh", "source"):
-        table.add_column(header, justify="right" if header == "gCO2eq/kWh" else "left")
     needle = (search or "").lower()
+    found = []
     for name in region_names():
         intensity = lookup_intensity(name)
         if needle in name.lower() or needle in intensity.source.lower():
-            table.add_row(name, f"{intensity.g_per_kwh:g}", intensity.source)
+            found.append((name, intensity))
+    if as_json:
+        _stdout.print_json(
+            json.dumps(
+                [{"region": n, "g_per_kwh": i.g_per_kwh, "source": i.source} for n, i in found]
+            )
+        )
+        return
+    table = Table(title="grid carbon intensity (gCO2eq/kWh) for --region")
+    for header in ("region", "gCO2eq/kWh", "source"):
+        table.add_column(header, justify="right" if header == "gCO2eq/kWh" else "left")
+    for name, intensity in found:
+        table.add_row(name, f"{intensity.g_per_kwh:g}", intensity.source)
     _stdout.print(table)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        _stdout.print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the llmco2 version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Energy and carbon of LLM inference requests, predicted before they run."""
 
 
 @app.command()

@@ -25,8 +25,23 @@ def llmco2(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command_with_one_line() -> None:
     result = llmco2("--help")
     assert result.returncode == 0
-    for command in ("featurize", "models", "gpus", "version"):
+    for command in ("featurize", "models", "gpus", "version", "serve", "predict-trace"):
         assert command in result.stdout
+
+
+def test_version_flag_and_command_agree() -> None:
+    flag, command = llmco2("--version"), llmco2("version")
+    assert flag.returncode == command.returncode == 0
+    assert flag.stdout == command.stdout and flag.stdout.strip()
+
+
+def test_regions_json_lists_what_region_takes() -> None:
+    result = llmco2("regions", "france", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    france = next(r for r in rows if r["region"] == "FRA")
+    assert france["g_per_kwh"] > 0 and "France" in france["source"]
+    assert all("france" in (r["region"] + r["source"]).lower() for r in rows)
 
 
 def test_featurize_json_has_phase_totals() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,6 +74,13 @@ def test_run_list_status_and_a_rerun_that_adds_nothing(tmp_path: Path) -> None:
     assert listing.returncode == 0 and "tiny" in listing.stdout
     status = llmco2("campaign", "status", "tiny", "--db", db)
     assert status.returncode == 0 and "campaign tiny (COMPLETE," in status.stdout  # finished
+    listed = json.loads(llmco2("campaign", "list", "--db", db, "--json").stdout)
+    (entry,) = listed["campaigns"]
+    assert (entry["name"], entry["status"], entry["rounds"]) == ("tiny", "COMPLETE", 2)
+    assert entry["last_mape"] == pytest.approx(last.mape)
+    detail = json.loads(llmco2("campaign", "status", "tiny", "--db", db, "--json").stdout)
+    assert [r["round"] for r in detail["rounds"]] == [0, 1]
+    assert detail["points"]["COMPLETE"] == entry["complete"] and detail["strategy"] == "focused"
 
 
 def test_a_run_under_a_time_limit_stops_itself_and_the_same_command_continues(
