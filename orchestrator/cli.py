@@ -41,6 +41,11 @@ PromptOption = Annotated[int, typer.Option(help="Prompt tokens per sequence.")]
 GenOption = Annotated[int, typer.Option(help="Generated tokens per sequence.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 GpuOption = Annotated[str, typer.Option(help="GPU type: catalog id, alias or NVML name.")]
+RegionOption = Annotated[
+    str | None, typer.Option(help="Country (ISO alpha-3, e.g. FRA) or cloud region.")
+]
+IntensityOption = Annotated[float | None, typer.Option(help="Grid carbon intensity in gCO2eq/kWh.")]
+PueOption = Annotated[float, typer.Option(help="Data-centre power usage effectiveness (≥ 1).")]
 GpuFileOption = Annotated[Path | None, typer.Option(help="YAML/JSON file with extra GPU entries.")]
 ExpertBitsOption = Annotated[
     int | None,
@@ -499,13 +504,9 @@ def predict(
     batch: BatchOption = 1,
     prompt: PromptOption = 1024,
     gen: GenOption = 128,
-    region: Annotated[
-        str | None, typer.Option(help="Country (ISO alpha-3, e.g. FRA) or cloud region.")
-    ] = None,
-    intensity: Annotated[
-        float | None, typer.Option(help="Grid carbon intensity in gCO2eq/kWh.")
-    ] = None,
-    pue: Annotated[float, typer.Option(help="Data-centre power usage effectiveness (≥ 1).")] = 1.0,
+    region: RegionOption = None,
+    intensity: IntensityOption = None,
+    pue: PueOption = 1.0,
     model_path: Annotated[
         Path | None, typer.Option("--model", help="Predictor checkpoint (default: shipped).")
     ] = None,

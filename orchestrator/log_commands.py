@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from orchestrator.cli import GpuOption, JsonFlag, TpOption, _stdout, app
+from orchestrator.cli import (
+    GpuOption,
+    IntensityOption,
+    JsonFlag,
+    PueOption,
+    RegionOption,
+    TpOption,
+    _stdout,
+    app,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,13 +76,9 @@ def predict_trace(
     precision: Annotated[
         str | None, typer.Option(help="Bit widths, e.g. w8a8kv8 (bf16 by default).")
     ] = None,
-    region: Annotated[
-        str | None, typer.Option(help="Country (ISO alpha-3, e.g. FRA) or cloud region.")
-    ] = None,
-    intensity: Annotated[
-        float | None, typer.Option(help="Grid carbon intensity in gCO2eq/kWh.")
-    ] = None,
-    pue: Annotated[float, typer.Option(help="Data-centre power usage effectiveness (≥ 1).")] = 1.0,
+    region: RegionOption = None,
+    intensity: IntensityOption = None,
+    pue: PueOption = 1.0,
     predictor_path: Annotated[
         Path | None, typer.Option("--predictor", help="Predictor checkpoint (default: shipped).")
     ] = None,
