@@ -2,9 +2,10 @@
 
 A log holds many requests of one deployment (a model on a GPU setup), each with its prompt and
 generated tokens. Their energy is a smooth function of the two lengths, so the predictor is asked
-on a grid (log-spaced lengths spanning the log's, ``GRID_POINTS`` a side: prefill energy on the
-prompt axis, decode energy, latency and the interval's bounds on both) and every row is read off
-it by linear interpolation in log lengths and log values. A log with fewer distinct
+on a grid (log-spaced lengths spanning the log's, ``GRID_POINTS`` a side; prefill and decode
+energy, latency and the interval's bounds each on both axes, since the learned correction of one
+phase sees the other's length) and every row is read off it by linear interpolation in log lengths
+and log values. A log with fewer distinct
 (prompt, generated) pairs than the grid has points is priced exactly instead. On the 2-core
 machine a million rows take a few seconds (``experiments/benchmarks/predict_log_speed.py``); the
 interpolation's error against exact predictions is measured by the same benchmark and bounded by
