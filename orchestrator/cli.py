@@ -830,6 +830,16 @@ def serve(
 
     if not 0 < port < 65536:
         raise InvalidRequestError(f"--port must be 1-65535, got {port}")
+    import socket
+
+    from llmco2.errors import EnvironmentProblemError
+
+    # Refused here, in one line, rather than by uvicorn's log after the predictor is loaded.
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise EnvironmentProblemError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     predictor = Predictor.load(model_path) if model_path is not None else Predictor.default()
     application = create_app(predictor)
     import uvicorn

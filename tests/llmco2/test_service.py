@@ -166,3 +166,15 @@ def test_a_port_out_of_range_is_refused_before_starting() -> None:
     assert result.stderr.strip().splitlines() == [
         "llmco2: error: --port must be 1-65535, got 70000"
     ]
+
+
+def test_a_port_in_use_is_an_environment_problem_in_one_line() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+            check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 3
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"llmco2: error: cannot listen on 127.0.0.1:{port}")
