@@ -57,10 +57,14 @@ DEFAULT_PROMPT = 1024
 DEFAULT_GEN = 128
 #: Years of hardware life that embodied carbon is spread over.
 DEFAULT_LIFETIME_YEARS = 5.0
-#: Columns of a request log that :func:`predict_many` reads, with the names it also accepts.
+#: Names a request table's prompt and generated-token columns go by (the Azure trace's among
+#: them): :func:`predict_many` and :func:`llmco2.request_log.predict_log` read the same ones.
+PROMPT_COLUMNS = ("prompt", "prompt_tokens", "ContextTokens", "context_tokens", "input_tokens")
+GEN_COLUMNS = ("gen", "generated_tokens", "GeneratedTokens", "output_tokens", "completion_tokens")
+#: Columns of a request table that :func:`predict_many` reads, with the names it also accepts.
 _COLUMNS: dict[str, tuple[str, ...]] = {
-    "prompt": ("prompt", "prompt_tokens", "ContextTokens", "context_tokens", "input_tokens"),
-    "gen": ("gen", "generated_tokens", "GeneratedTokens", "output_tokens", "completion_tokens"),
+    "prompt": PROMPT_COLUMNS,
+    "gen": GEN_COLUMNS,
     "batch": ("batch", "batch_size"),
     "model": ("model",),
     "gpu": ("gpu",),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmco2.api import GEN_COLUMNS, PROMPT_COLUMNS
 from llmco2.errors import ConfigFileError, InfeasibleConfigError, InvalidRequestError
 
 if TYPE_CHECKING:
@@ -31,9 +32,6 @@ __all__ = ["GRID_POINTS", "LogSummary", "predict_log", "read_log", "summarise_lo
 
 #: Grid points along each length axis.
 GRID_POINTS = 48
-#: Names a log's prompt and generated-token columns go by (the Azure trace's among them).
-PROMPT_COLUMNS = ("prompt", "prompt_tokens", "ContextTokens", "context_tokens", "input_tokens")
-GEN_COLUMNS = ("gen", "generated_tokens", "GeneratedTokens", "output_tokens", "completion_tokens")
 #: The columns of results a priced log gains.
 RESULT_COLUMNS = (
     "prefill_j", "decode_j", "total_j", "total_low_j", "total_high_j", "latency_s",
