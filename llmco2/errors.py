@@ -31,6 +31,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "fastapi": "service",
     "uvicorn": "service",
     "prometheus_client": "service",
+    "litellm": "litellm",
 }
 
 

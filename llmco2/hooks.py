@@ -17,12 +17,13 @@ returned untouched.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llmco2.api import DeploymentPrediction, Predictor, as_predictor, predict
+from llmco2.api import DeploymentPrediction, Predictor, as_predictor, predict, predict_many
 
 __all__ = ["Deployment", "Impact", "annotate_openai"]
 
@@ -121,6 +122,39 @@ class Deployment:
             alone.latency_s, alone.operational_g, alone.embodied_g, "request",
         )  # fmt: skip
 
+    def impacts(
+        self, prompt_tokens: Sequence[int], completion_tokens: Sequence[int]
+    ) -> list[Impact]:
+        """The predicted costs of many completions, through the predictor at once.
+
+        Raises:
+            Llmco2Error: As :meth:`impact`, for the first completion that cannot be priced.
+            ValueError: Not as many completion token counts as prompt token counts.
+        """
+        pairs = list(zip(prompt_tokens, completion_tokens, strict=True))
+        if self.concurrency is not None or not pairs:
+            return [self.impact(p, c) for p, c in pairs]
+        table = predict_many(
+            {"prompt": [max(p, 1) for p in prompt_tokens],
+             "gen": [max(c, 1) for c in completion_tokens]},
+            model=self.model, gpu=self.gpu, tp=self.tp, precision=self.precision,
+            region=self.region, intensity=self.intensity, pue=self.pue, predictor=self._predictor(),
+        )  # fmt: skip
+        column = {
+            name: table[name].to_numpy(dtype=float)
+            for name in ("total_j", "total_low_j", "total_high_j", "latency_s", "operational_g",
+                         "embodied_g")
+        }  # fmt: skip
+        return [
+            Impact(
+                int(prompt), int(completion), float(column["total_j"][i]),
+                _optional(column["total_low_j"][i]), _optional(column["total_high_j"][i]),
+                float(column["latency_s"][i]), _optional(column["operational_g"][i]),
+                float(column["embodied_g"][i]), "request",
+            )
+            for i, (prompt, completion) in enumerate(pairs)
+        ]  # fmt: skip
+
     def _predictor(self) -> Predictor:
         return _cached_predictor(self.predictor)
 
@@ -130,6 +164,11 @@ class Deployment:
         if load.per_output_token_j:
             return load.per_request_j / load.per_output_token_j
         return 1.0
+
+
+def _optional(value: float) -> float | None:
+    """A float of a results table, None where it holds none (NaN)."""
+    return None if math.isnan(value) else float(value)
 
 
 @functools.lru_cache(maxsize=8)
