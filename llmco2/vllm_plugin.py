@@ -232,6 +232,8 @@ class PredictedEnergyLogger(StatLoggerBase):  # type: ignore[misc]
             "model_name": str(model_config.served_model_name), "engine": str(engine_index)
         }  # fmt: skip
         self._metrics = _shared_metrics()
+        for counter in (self._metrics.priced, self._metrics.unpriced, self._metrics.energy):
+            counter.labels(**self._labels)  # a series from the start, at 0
         self._metrics.deployment.labels(**self._labels).info(
             {"model": str(self.deployment.model), "gpu": settings.gpu, "tp": str(tp),
              "precision": settings.precision or "bf16", "basis": check.basis,
