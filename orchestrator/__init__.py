@@ -1,3 +1,3 @@
-"""Orchestrator: the command line and the Algorithm 1 campaign driver."""
+"""Orchestrator: the Algorithm 1 campaign driver, its configuration, sampling and strategies."""
 
 from __future__ import annotations

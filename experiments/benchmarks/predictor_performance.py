@@ -58,7 +58,7 @@ def requests(count: int, seed: int = 0) -> list[InferencePoint]:
 
 
 def startup_seconds(runs: int = 5) -> float:
-    command = [sys.executable, "-m", "orchestrator", "predict", "llama3.1-8b", "--gpu", "H200",
+    command = [sys.executable, "-m", "llmco2", "predict", "llama3.1-8b", "--gpu", "H200",
                "--prompt", "1500", "--gen", "129", "--region", "FRA", "--json"]  # fmt: skip
     times = []
     for _ in range(runs):

@@ -53,7 +53,7 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+        [sys.executable, "-m", "llmco2", "serve", "--port", str(port)],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

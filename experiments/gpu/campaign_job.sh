@@ -4,7 +4,7 @@
 #   bash experiments/gpu/campaign_job.sh CONFIG [SECONDS] [CAMPAIGN RUN OPTIONS...]
 #
 # Starts a loopback-only Ray head holding every GPU, submits
-# `python -m orchestrator campaign run CONFIG --time-limit ...` as a Ray job, follows it, and stops
+# `python -m llmco2 campaign run CONFIG --time-limit ...` as a Ray job, follows it, and stops
 # it before SECONDS (default 540) so that a device call with a 600 s limit returns cleanly (the
 # driver's own time limit, 40 s less, ends it first without cutting off an engine start or a
 # point: see orchestrator/time_limit.py; the stop is what catches a round's training); the campaign
@@ -27,7 +27,7 @@ fi
 # A database carried in from an older release (a data folder's campaign.db) is refused by the
 # driver until it is migrated: migrate it here rather than lose a device call to the refusal.
 if [[ -f $state/campaign.db ]]; then
-    PYTHONPATH=/tmp/site:$PWD python -m orchestrator db upgrade --db "sqlite:///$state/campaign.db" \
+    PYTHONPATH=/tmp/site:$PWD python -m llmco2 db upgrade --db "sqlite:///$state/campaign.db" \
         || exit 1
 fi
 # `ray job submit` needs the dashboard's HTTP server, i.e. ray[default]'s extra packages, which the
@@ -66,7 +66,7 @@ job=""
 for _ in $(seq 30); do  # the job agent comes up some seconds after the head
     ray job submit --address $address --no-wait --working-dir . \
         --runtime-env-json '{"excludes": [".gpu-bundle", ".git", "campaign-state"]}' \
-        -- python -m orchestrator campaign run "$config" --db "sqlite:///$state/campaign.db" \
+        -- python -m llmco2 campaign run "$config" --db "sqlite:///$state/campaign.db" \
         --report "$state/report" --time-limit $(( seconds - 40 - ($(date +%s) - begin) )) "$@" \
         > "$out/submit.log" 2>&1
     job=$(grep -o "raysubmit_[A-Za-z0-9]*" "$out/submit.log" | head -1)

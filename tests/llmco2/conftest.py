@@ -37,7 +37,7 @@ def service() -> Iterator[httpx.Client]:
     """`llmco2 serve` on a free loopback port, and an HTTP client of it."""
     port = _free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+        [sys.executable, "-m", "llmco2", "serve", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -15,7 +15,7 @@ import pytest
 
 import llmco2
 from llmco2.api import Predictor
-from tests.orchestrator.test_cli import llmco2 as run_cli
+from tests.llmco2.cli.test_cli import llmco2 as run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -104,7 +104,7 @@ def test_the_request_log_example(tmp_path: Path) -> None:
         + "".join(f"2023-11-16 18:15:{i:02d},{100 + 37 * i},{5 + 11 * i}\n" for i in range(40))
     )
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator", *argv[1:]], check=False, cwd=tmp_path,
+        [sys.executable, "-m", "llmco2", *argv[1:]], check=False, cwd=tmp_path,
         capture_output=True,
         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip

@@ -119,7 +119,7 @@ def test_metrics_count_what_was_served(service: httpx.Client) -> None:
 
 def test_a_port_out_of_range_is_refused_before_starting() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "serve", "--port", "70000"],
+        [sys.executable, "-m", "llmco2", "serve", "--port", "70000"],
         check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 2
@@ -132,7 +132,7 @@ def test_a_port_in_use_is_an_environment_problem_in_one_line() -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "orchestrator", "serve", "--port", str(port)],
+            [sys.executable, "-m", "llmco2", "serve", "--port", str(port)],
             check=False, cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert result.returncode == 3

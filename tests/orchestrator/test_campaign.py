@@ -214,8 +214,8 @@ def test_an_error_raised_in_a_ray_task_reaches_the_cli_as_its_own_message(
 ) -> None:
     import ray
 
+    from llmco2.cli.main import _message_of
     from llmco2.errors import InvalidRequestError
-    from orchestrator.cli import _message_of
 
     def train() -> None:
         raise InvalidRequestError("campaign has 8 points with energy labels")

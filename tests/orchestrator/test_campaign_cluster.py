@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from storage import CampaignStore
-from tests.orchestrator.test_cli_campaign import write_config
+from tests.llmco2.cli.test_cli_campaign import write_config
 from workers.cluster import LOCAL_RAY_ENVIRONMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,7 +50,7 @@ def test_every_point_is_measured_on_the_node_that_has_the_cpus(
     (worker,) = [node for node, count in cpus.items() if count > 0]
     config = write_config(tmp_path, name="two-nodes")
     run = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "campaign", "run", str(config), "--ray-address",
+        [sys.executable, "-m", "llmco2", "campaign", "run", str(config), "--ray-address",
          address, "--workers", "2", "--report", str(tmp_path / "report")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from storage import CampaignStore
-from tests.orchestrator.test_cli_campaign import write_config
+from tests.llmco2.cli.test_cli_campaign import write_config
 from tests.workers.test_cluster import is_loopback, listening_addresses
 from workers.cluster import LOCAL_RAY_ENVIRONMENT
 
@@ -111,7 +111,7 @@ def test_a_submitted_campaign_runs_and_a_resubmission_continues_it(
     address, env, _ = ray_head
     config = write_config(tmp_path, name="job")
     submit = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(ROOT),
-              "--", "python", "-m", "orchestrator", "campaign", "run", str(config),
+              "--", "python", "-m", "llmco2", "campaign", "run", str(config),
               "--workers", "2", "--report", str(tmp_path / "report")]  # fmt: skip
     first = _submit(submit, env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 
 
 def _in(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The CLI run from ``folder`` (to see that it writes nothing there)."""
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        [sys.executable, "-m", "llmco2", *args],
         capture_output=True, text=True, timeout=120, check=False, cwd=folder,
     )  # fmt: skip
 

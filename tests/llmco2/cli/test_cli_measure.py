@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llmco2.errors import EngineUnavailableError
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 from workers import local
 
 

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from storage import CampaignStore
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def write_config(folder: Path, name: str = "tiny", **changes: Any) -> Path:
@@ -181,7 +181,7 @@ def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
     path = write_config(tmp_path, sampling={"initial": initial, "neighbours": 3,
                                             "high_error": {"value": 0.25}})  # fmt: skip
     db = f"sqlite:///{tmp_path / 'campaign.db'}"
-    command = [sys.executable, "-m", "orchestrator", "campaign", "run", str(path),
+    command = [sys.executable, "-m", "llmco2", "campaign", "run", str(path),
                "--workers", "2", "--report", str(tmp_path / "r")]  # fmt: skip
     driver = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -223,7 +223,7 @@ def test_a_killed_driver_is_continued_with_exact_counts(tmp_path: Path) -> None:
 def test_a_second_driver_of_a_running_campaign_is_refused_at_once(tmp_path: Path) -> None:
     path = write_config(tmp_path, sampling={"initial": 60, "neighbours": 3,
                                             "high_error": {"value": 0.25}})  # fmt: skip
-    command = [sys.executable, "-m", "orchestrator", "campaign", "run", str(path),
+    command = [sys.executable, "-m", "llmco2", "campaign", "run", str(path),
                "--workers", "2", "--report", str(tmp_path / "r")]  # fmt: skip
     first = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip

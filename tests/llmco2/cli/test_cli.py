@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import run
+from llmco2.cli.main import run
 
 
 def llmco2(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
+        [sys.executable, "-m", "llmco2", *args],
         capture_output=True,
         text=True,
         timeout=120,

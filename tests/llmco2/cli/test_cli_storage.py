@@ -10,10 +10,10 @@ import pytest
 
 from storage import CampaignStore
 from storage.database import head_revision
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 from tests.storage.test_export import fill
 
-ASSET = Path(__file__).parents[1] / "storage" / "assets" / "schema_v1.sqlite"
+ASSET = Path(__file__).parents[2] / "storage" / "assets" / "schema_v1.sqlite"
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], message: str, code: int = 2) -> None:

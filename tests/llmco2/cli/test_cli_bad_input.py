@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import run
+from llmco2.cli.main import run
 from storage import CampaignStore
 from tests.featurize.test_gpus import USER_GPU
 
 #: A small real dataset of the repository (the evaluate cases need one to get past reading).
-DATA = Path(__file__).resolve().parents[2] / "experiments" / "data" / "real-h200-moe"
+DATA = Path(__file__).resolve().parents[3] / "experiments" / "data" / "real-h200-moe"
 
 CONFIG = """name: bad
 database: sqlite:///campaign.db

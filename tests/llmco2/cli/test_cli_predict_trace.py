@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 
 
 def _azure_log(path: Path, rows: int = 300) -> pd.DataFrame:

@@ -21,9 +21,11 @@ from gnn.names import (
     REAL_DATA_PATIENCE,
     SPLIT_NAMES,
 )
+from llmco2.cli.options import DbOption, JsonFlag, invocation, stdout
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
-from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
+
+app = typer.Typer()
 
 if TYPE_CHECKING:
     from gnn.dataset import LabelledData
@@ -76,7 +78,7 @@ def _progress(quiet: bool = False) -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         # With --json, stdout carries the document alone.
-        console=Console(stderr=True) if quiet else _stdout,
+        console=Console(stderr=True) if quiet else stdout,
         transient=quiet or not sys.stdout.isatty(),
         disable=quiet and not sys.stderr.isatty(),
     )
@@ -174,10 +176,10 @@ def evaluate(
         table.add_row(
             r.split, r.method, f"{s.mape:.1f}", f"{s.eba5:.0f}", f"{s.eba10:.0f}", f"{s.eba30:.0f}"
         )
-    _stdout.print(table)
+    stdout.print(table)
     for split, why in result.skipped.items():
-        _stdout.print(f"split {split} not run: {why}")
-    _stdout.print(f"report: {folder / 'report.md'}")
+        stdout.print(f"split {split} not run: {why}")
+    stdout.print(f"report: {folder / 'report.md'}")
 
 
 def _check_checkpoint_target(path: Path) -> Path:
@@ -337,4 +339,4 @@ def train(
                         f"{fitted.energy.static_w:.0f} W, {fitted.energy.per_byte_j * 1e12:.0f} "
                         f"pJ/byte, step floor {fitted.time.step_floor_s * 1e3:.2f} ms")  # fmt: skip
     summary.add_row("checkpoint", str(target))
-    _stdout.print(summary)
+    stdout.print(summary)

@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from orchestrator.cli import (
+from llmco2.cli.options import (
     GpuOption,
     IntensityOption,
     JsonFlag,
     PueOption,
     RegionOption,
     TpOption,
-    _stdout,
-    app,
+    stdout,
 )
+
+app = typer.Typer()
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,7 +126,7 @@ def predict_trace(
     if plot is not None:
         _plot_histogram(priced, plot.expanduser(), title)
     if as_json:
-        _stdout.print_json(
+        stdout.print_json(
             json.dumps(
                 {
                     **how,
@@ -149,7 +150,7 @@ def predict_trace(
         f"{summary.operational_kg:.4g} kg" if summary.operational_kg is not None else "-",
     )
     result.add_row("embodied CO2eq", f"{summary.embodied_kg:.4g} kg")
-    _stdout.print(result)
+    stdout.print(result)
     method = (
         f"read off a {how['grid'][0]}×{how['grid'][1]} grid of predictions"
         if how["method"] == "grid"
@@ -162,8 +163,8 @@ def predict_trace(
         else "no --region or --intensity: operational CO2eq not computed"
     )
     extrapolated = " (extrapolated: outside the predictor's measurements)"
-    _stdout.print(f"{method}{extrapolated if how['extrapolated'] else ''}; {carbon}")
+    stdout.print(f"{method}{extrapolated if how['extrapolated'] else ''}; {carbon}")
     if target is not None:
-        _stdout.print(f"wrote {target}")
+        stdout.print(f"wrote {target}")
     if plot is not None:
-        _stdout.print(f"plot: {plot}")
+        stdout.print(f"plot: {plot}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 
 
 def test_predict_sweep_json_with_carbon() -> None:

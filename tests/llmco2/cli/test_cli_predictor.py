@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.orchestrator.test_cli import llmco2
+from tests.llmco2.cli.test_cli import llmco2
 
 QUICK = ["--epochs", "6", "--patience", "6", "--correction-epochs", "6"]
 

@@ -1,7 +1,7 @@
 """``llmco2 campaign run | list | status``: the Algorithm 1 campaign from the command line.
 
 ``campaign run CONFIG`` is also what ``ray job submit`` runs
-(``ray job submit --working-dir . -- python -m orchestrator campaign run CONFIG``): inside a Ray
+(``ray job submit --working-dir . -- python -m llmco2 campaign run CONFIG``): inside a Ray
 job it joins the job's cluster, elsewhere it starts a local loopback-only Ray (or joins
 ``--ray-address``). Rerunning the same command continues the campaign where it stopped.
 """
@@ -23,15 +23,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from llmco2.cli.options import DbOption, JsonFlag, invocation, stdout
 from llmco2.defaults import DEFAULT_DATABASE_URL
 from llmco2.redact import command_line
-from orchestrator.cli import DbOption, JsonFlag, _stdout, app, invocation
 
-campaign_app = typer.Typer(
+app = typer.Typer(
     help="Active-learning measurement campaigns (the paper's Algorithm 1).",
     no_args_is_help=True,
 )
-app.add_typer(campaign_app, name="campaign")
 
 
 def _cluster_gpus(config: Any, uses_gpus: bool) -> list[Any]:
@@ -65,7 +64,7 @@ def _cluster_gpus(config: Any, uses_gpus: bool) -> list[Any]:
     return wanted
 
 
-@campaign_app.command("run")
+@app.command("run")
 def run_campaign(
     config_path: Annotated[Path, typer.Argument(help="Campaign YAML file.", metavar="CONFIG")],
     new_name: Annotated[
@@ -130,7 +129,7 @@ def run_campaign(
         gpus = _cluster_gpus(config, uses_gpus)
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            MofNCompleteColumn(), TimeElapsedColumn(), console=_stdout, transient=True,
+            MofNCompleteColumn(), TimeElapsedColumn(), console=stdout, transient=True,
         ) as progress:  # fmt: skip
             task = progress.add_task("measuring", total=None)
 
@@ -143,7 +142,7 @@ def run_campaign(
             def on_round(r: RoundReport) -> None:
                 duty = f"{100 * r.duty_cycle:.0f} %" if r.duty_cycle is not None else "-"
                 scores = r.scores
-                _stdout.print(
+                stdout.print(
                     f"round {r.round_index}: {r.measured} measured ({r.failed} failed), "
                     f"train {r.train_points} / test {r.test_points}, "
                     f"MAPE {scores.mape:.2f} %, EBA10 {scores.eba10:.0f} %, duty cycle {duty}, "
@@ -167,15 +166,15 @@ def run_campaign(
     finally:
         disconnect()
         store.close()
-    _stdout.print(f"campaign {config.name}: {outcome.stop_reason}")
+    stdout.print(f"campaign {config.name}: {outcome.stop_reason}")
     served = driver.serving_counts
     if any(served.values()):
-        _stdout.print(f"serving loads: {served['measured']} measured ({served['failed']} failed)")
-    _stdout.print(f"report: {folder / 'report.md'}")
-    _stdout.print(f"dataset: {folder / 'dataset'}")
+        stdout.print(f"serving loads: {served['measured']} measured ({served['failed']} failed)")
+    stdout.print(f"report: {folder / 'report.md'}")
+    stdout.print(f"dataset: {folder / 'dataset'}")
 
 
-@campaign_app.command("list")
+@app.command("list")
 def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL, as_json: JsonFlag = False) -> None:
     """Every campaign in the database with its points and its latest test MAPE."""
     from storage import CampaignStore
@@ -200,7 +199,7 @@ def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL, as_json: JsonFlag = Fals
     finally:
         store.close()
     if as_json:
-        _stdout.print_json(json.dumps({"database": url, "campaigns": listed}))
+        stdout.print_json(json.dumps({"database": url, "campaigns": listed}))
         return
     table = Table(title=f"campaigns in {url}")
     for header in ("name", "status", "points", "complete", "rounds", "last MAPE %"):
@@ -211,10 +210,10 @@ def list_campaigns(db: DbOption = DEFAULT_DATABASE_URL, as_json: JsonFlag = Fals
             row["name"], row["status"], str(row["points"]), str(row["complete"]),
             str(row["rounds"]), f"{mape:.2f}" if mape is not None else "-",
         )  # fmt: skip
-    _stdout.print(table)
+    stdout.print(table)
 
 
-@campaign_app.command("status")
+@app.command("status")
 def campaign_status(
     name: Annotated[str, typer.Argument(help="Campaign name.")],
     db: DbOption = DEFAULT_DATABASE_URL,
@@ -232,7 +231,7 @@ def campaign_status(
     finally:
         store.close()
     if as_json:
-        _stdout.print_json(
+        stdout.print_json(
             json.dumps(
                 {
                     "name": name,
@@ -258,13 +257,13 @@ def campaign_status(
             )
         )
         return
-    _stdout.print(
+    stdout.print(
         f"campaign {name} ({campaign.status}, strategy {campaign.config.get('strategy')}, "
         f"engine {campaign.config.get('engine')}): "
         + ", ".join(f"{k} {v}" for k, v in counts.items())
     )
     if any(serving.values()):
-        _stdout.print("serving loads: " + ", ".join(f"{k} {v}" for k, v in serving.items()))
+        stdout.print("serving loads: " + ", ".join(f"{k} {v}" for k, v in serving.items()))
     table = Table()
     for header in ("round", "points", "train", "test", "MAPE %", "EBA10 %", "duty", "GPU-h"):
         table.add_column(header, justify="right")
@@ -276,4 +275,4 @@ def campaign_status(
             f"{100 * r.duty_cycle:.0f} %" if r.duty_cycle is not None else "-",
             f"{r.gpu_hours or 0:.3f}",
         )  # fmt: skip
-    _stdout.print(table)
+    stdout.print(table)
