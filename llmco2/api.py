@@ -19,7 +19,9 @@ it is called.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from featurize.precision import Precision
     from gnn.carbon import CarbonIntensity
     from gnn.predict import EnergyPredictor
+    from llmco2.price_grid import PriceGrid
 
 __all__ = [
     "DeploymentPrediction",
@@ -57,6 +60,11 @@ DEFAULT_PROMPT = 1024
 DEFAULT_GEN = 128
 #: Years of hardware life that embodied carbon is spread over.
 DEFAULT_LIFETIME_YEARS = 5.0
+#: Points a side of a deployment's grid (``predict_many(..., grid=True)``), the longest request
+#: of a model without a context window, and the grids a predictor keeps.
+DEPLOYMENT_GRID_POINTS = 64
+DEPLOYMENT_GRID_LENGTH = 131_072
+DEPLOYMENT_GRIDS_KEPT = 64
 #: Names a request table's prompt and generated-token columns go by (the Azure trace's among
 #: them): :func:`predict_many` and :func:`llmco2.request_log.predict_log` read the same ones.
 PROMPT_COLUMNS = ("prompt", "prompt_tokens", "ContextTokens", "context_tokens", "input_tokens")
@@ -125,7 +133,11 @@ class Prediction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields."""
-        return dataclasses.asdict(self)
+        # Every field is a number, a string, a flag or None: no deep copy needed.
+        return {f.name: getattr(self, f.name) for f in _PREDICTION_FIELDS}
+
+
+_PREDICTION_FIELDS = dataclasses.fields(Prediction)
 
 
 @dataclass(frozen=True)
@@ -182,13 +194,13 @@ class Predictor:
 
     def __init__(self, model: EnergyPredictor) -> None:
         self.model = model
+        self._grids: dict[tuple[Any, ...], PriceGrid] = {}
+        self._grids_lock = threading.Lock()
 
     @classmethod
     def default(cls) -> Predictor:
-        """The predictor shipped with the package."""
-        from gnn.predict import default_predictor
-
-        return cls(default_predictor())
+        """The predictor shipped with the package (one instance, its grids shared by callers)."""
+        return _shipped_predictor()
 
     @classmethod
     def load(cls, path: str | Path) -> Predictor:
@@ -201,10 +213,45 @@ class Predictor:
 
         return cls(load_predictor(Path(path).expanduser()))
 
+    def price_grid(
+        self,
+        architecture: Architecture,
+        window: int | None,
+        gpu: Gpu,
+        tp: int,
+        batch: int,
+        precision: Precision,
+    ) -> PriceGrid:
+        """This predictor's grid of one deployment over every length it serves, built once.
+
+        The axes run from 1 to the context window (``DEPLOYMENT_GRID_LENGTH`` without one), with
+        ``DEPLOYMENT_GRID_POINTS`` a side; the latest ``DEPLOYMENT_GRIDS_KEPT`` grids are kept.
+        """
+        from llmco2.price_grid import PriceGrid, grid_axis
+
+        key = (architecture, window, gpu.id, tp, batch, precision.label)
+        with self._grids_lock:
+            if key in self._grids:
+                self._grids[key] = self._grids.pop(key)  # most recently used last
+                return self._grids[key]
+            axis = grid_axis(1, (window or DEPLOYMENT_GRID_LENGTH) - 1, DEPLOYMENT_GRID_POINTS)
+            built = PriceGrid.build(self, architecture, gpu, tp, batch, precision, axis, axis)
+            self._grids[key] = built
+            while len(self._grids) > DEPLOYMENT_GRIDS_KEPT:
+                self._grids.pop(next(iter(self._grids)))
+            return built
+
     @property
     def trained_on(self) -> list[str]:
         """The GPU setups of its training data (``"1xH200"``, ...)."""
         return list(self.model.metadata.get("setups", []))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped_predictor() -> Predictor:
+    from gnn.predict import default_predictor
+
+    return Predictor(default_predictor())
 
 
 def as_predictor(predictor: Predictor | str | Path | None) -> Predictor:
@@ -300,6 +347,7 @@ def predict(
     requests: int | None = ...,
     max_num_seqs: int | None = ...,
     predictor: Predictor | str | Path | None = ...,
+    grid: bool = ...,
 ) -> Prediction: ...
 
 
@@ -323,6 +371,7 @@ def predict(
     requests: int | None = ...,
     max_num_seqs: int | None = ...,
     predictor: Predictor | str | Path | None = ...,
+    grid: bool = ...,
 ) -> DeploymentPrediction: ...
 
 
@@ -346,6 +395,7 @@ def predict(
     requests: int | None = ...,
     max_num_seqs: int | None = ...,
     predictor: Predictor | str | Path | None = ...,
+    grid: bool = ...,
 ) -> DeploymentPrediction: ...
 
 
@@ -368,6 +418,7 @@ def predict(
     requests: int | None = None,
     max_num_seqs: int | None = None,
     predictor: Predictor | str | Path | None = None,
+    grid: bool = False,
 ) -> Prediction | DeploymentPrediction:
     """Energy, latency and CO2eq of a request, or of a deployment's requests at a load.
 
@@ -393,6 +444,9 @@ def predict(
         requests: Serving: requests replayed (default max(200, 8 × C); 400 at a rate).
         max_num_seqs: Serving: sequences the engine runs at once (vLLM's default, 256).
         predictor: A :class:`Predictor` or a checkpoint's path; the shipped one by default.
+        grid: A single request read off its deployment's grid of predictions
+            (:meth:`Predictor.price_grid`, as ``predict_many(..., grid=True)``), for callers
+            asking many questions of few deployments.
 
     Raises:
         UnknownModelError, UnknownGpuError, UnknownRegionError: Names nothing here knows.
@@ -404,7 +458,7 @@ def predict(
     from featurize.gpus import GpuCatalog
     from gnn.embodied import EmbodiedAssumptions
 
-    grid = carbon_grid(region, intensity, pue)
+    carbon = carbon_grid(region, intensity, pue)
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
     bits = as_precision(precision)
     architecture, window = resolve_model(model)
@@ -417,12 +471,63 @@ def predict(
             )
         return _predict_deployment(
             chosen, architecture, window, target, tp, bits, concurrency, rate, trace, requests,
-            max_num_seqs, grid, pue, embodied,
+            max_num_seqs, carbon, pue, embodied,
         )  # fmt: skip
     points, skipped = request_points(architecture, window, target, [tp], batch, prompt, gen, bits)
     if skipped:
         raise InfeasibleConfigError(skipped[0][1])
-    return price_points(chosen, points, grid, pue, embodied)[0]
+    if grid:
+        return _grid_prediction(chosen, points[0], window, carbon, pue, embodied)
+    return price_points(chosen, points, carbon, pue, embodied)[0]
+
+
+def _grid_prediction(
+    predictor: Predictor,
+    point: InferencePoint,
+    window: int | None,
+    carbon: CarbonIntensity | None,
+    pue: float,
+    embodied: Any,
+) -> Prediction:
+    """One request (already checked) read off its deployment's grid, exactly if it cannot be."""
+    import numpy as np
+
+    from gnn.carbon import operational_co2_g
+    from gnn.embodied import embodied_co2_g
+    from llmco2.price_grid import price_lengths
+
+    request, setup = point.request, point.setup
+    architecture, batch, bits = point.architecture, request.batch_size, point.precision
+    price_grid = predictor.price_grid(architecture, window, setup.gpu, setup.count, batch, bits)
+    priced = price_lengths(
+        predictor, architecture, setup.gpu, setup.count, batch, bits,
+        np.array([request.prompt_tokens]), np.array([request.generated_tokens]), price_grid,
+    )  # fmt: skip
+    prefill, decode, latency, low, high = (float(v) for v in priced.values[0])
+    total = prefill + decode
+    return Prediction(
+        model=point.architecture.name,
+        gpu=setup.gpu.id,
+        gpus=setup.count,
+        batch=request.batch_size,
+        prompt=request.prompt_tokens,
+        gen=request.generated_tokens,
+        precision=point.precision.label,
+        prefill_j=prefill,
+        decode_j=decode,
+        total_j=total,
+        total_low_j=None if math.isnan(low) else low,
+        total_high_j=None if math.isnan(high) else high,
+        interval_level=priced.interval_level,
+        latency_s=latency,
+        latency_source=priced.latency_source,
+        operational_g=operational_co2_g(total, carbon, pue) if carbon is not None else None,
+        embodied_g=embodied_co2_g(setup.gpu, setup.count, latency, embodied),
+        extrapolated=priced.extrapolated,
+        carbon_intensity_g_per_kwh=carbon.g_per_kwh if carbon is not None else None,
+        carbon_intensity_source=carbon.source if carbon is not None else None,
+        pue=pue,
+    )
 
 
 def price_points(
@@ -515,6 +620,7 @@ def predict_many(
     pue: float = 1.0,
     lifetime_years: float = DEFAULT_LIFETIME_YEARS,
     predictor: Predictor | str | Path | None = None,
+    grid: bool = False,
 ) -> pd.DataFrame:
     """Predict every request of a table at once: one row of results per row of requests.
 
@@ -524,6 +630,13 @@ def predict_many(
     ``GeneratedTokens``) and optionally ``batch``, ``model``, ``gpu`` and ``tp``; the keyword
     arguments fill what the rows leave out. Every row is checked before any is predicted, and
     all of them go through the predictor in one call.
+
+    With ``grid=True`` each deployment (model, GPU setup, batch, precision) is asked once on a
+    grid of request lengths spanning its context window (:meth:`Predictor.price_grid`: about a
+    second the first time, kept by the predictor) and its rows are read off it by interpolation,
+    tens of thousands a second, within a fraction of a percent of the exact answer
+    (``experiments/benchmarks/service_benchmark.py`` measures it); rows the grid cannot answer
+    are predicted exactly.
 
     Returns:
         The requests' columns (model, gpu, tp, batch, prompt, gen) and :class:`Prediction`'s
@@ -558,13 +671,19 @@ def predict_many(
     for key, given in (("model", model), ("gpu", gpu)):
         if columns[key] is None and given is None:
             raise InvalidRequestError(f"give {key}= or a {key!r} column")
-    grid = carbon_grid(region, intensity, pue)
+    carbon = carbon_grid(region, intensity, pue)
     embodied = EmbodiedAssumptions(lifetime_years=lifetime_years)
     bits = as_precision(precision)
     catalog = GpuCatalog.default()
     resolved: dict[str, tuple[Architecture, int | None]] = {}
     points: list[InferencePoint] = []
     defaults = {"model": model, "gpu": gpu, "tp": 1 if tp is None else tp, "batch": 1}
+    if grid:
+        gridded = _predict_on_grids(
+            table, columns, defaults, bits, carbon, pue, embodied, as_predictor(predictor)
+        )
+        if gridded is not None:
+            return gridded
     for index, values in enumerate(table.to_dict("records")):
         row = {
             key: defaults.get(key) if column is None or _empty(values[column]) else values[column]
@@ -587,9 +706,108 @@ def predict_many(
         if skipped:
             raise InfeasibleConfigError(f"request row {index}: {skipped[0][1]}")
         points.extend(found)
-    predictions = price_points(as_predictor(predictor), points, grid, pue, embodied)
+    predictions = price_points(as_predictor(predictor), points, carbon, pue, embodied)
     out = pd.DataFrame([p.to_dict() for p in predictions])
     return out.rename(columns={"gpus": "tp"})
+
+
+def _predict_on_grids(
+    table: pd.DataFrame,
+    columns: dict[str, str | None],
+    defaults: dict[str, Any],
+    bits: Precision,
+    carbon: CarbonIntensity | None,
+    pue: float,
+    embodied: Any,
+    predictor: Predictor,
+) -> pd.DataFrame | None:
+    """:func:`predict_many`'s rows read off their deployments' grids.
+
+    None where a row needs the exact path's checks (a value out of range, past the context window
+    or not fitting): the exact path then names the row.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from featurize import resolve_model
+    from featurize.gpus import GpuCatalog
+    from gnn.carbon import operational_co2_g
+    from gnn.embodied import embodied_co2_g
+    from llmco2.price_grid import price_lengths
+
+    n = len(table)
+    given = {
+        key: (
+            pd.Series([defaults[key]] * n)
+            if column is None
+            else table[column]
+            .reset_index(drop=True)
+            .where(table[column].reset_index(drop=True).notna(), defaults.get(key))
+        )
+        for key, column in columns.items()
+    }
+    numbers = {}
+    for key in ("tp", "batch", "prompt", "gen"):
+        values = pd.to_numeric(given[key], errors="coerce").to_numpy(dtype=np.float64)
+        if not (np.isfinite(values) & (values >= 1) & (values == np.round(values))).all():
+            return None
+        numbers[key] = values.astype(np.int64)
+    if given["model"].isna().any() or given["gpu"].isna().any():
+        return None
+    keys = pd.DataFrame(
+        {"model": given["model"].astype(str), "gpu": given["gpu"].astype(str),
+         "tp": numbers["tp"], "batch": numbers["batch"]}
+    )  # fmt: skip
+    catalog = GpuCatalog.default()
+    prompts, gens = numbers["prompt"], numbers["gen"]
+    values = np.full((n, 5), np.nan)
+    text: dict[str, np.ndarray] = {
+        k: np.empty(n, dtype=object) for k in ("model", "gpu", "latency_source")
+    }
+    extrapolated = np.zeros(n, dtype=bool)
+    level = np.full(n, np.nan)
+    per_second = np.zeros(n)
+    groups: dict[Any, Any] = keys.groupby(["model", "gpu", "tp", "batch"], sort=False).indices
+    for group, rows in groups.items():
+        name, gpu_name, count, batch = str(group[0]), str(group[1]), int(group[2]), int(group[3])
+        architecture, window = resolve_model(name)
+        target = catalog.get(gpu_name)
+        p, g = prompts[rows], gens[rows]
+        if window is not None and bool((p + g > window).any()):
+            return None
+        count, batch = int(count), int(batch)
+        price_grid = predictor.price_grid(architecture, window, target, count, batch, bits)
+        priced = price_lengths(
+            predictor, architecture, target, count, batch, bits, p, g, price_grid
+        )
+        if np.isnan(priced.values[:, 0]).any():
+            return None
+        values[rows] = priced.values
+        text["model"][rows], text["gpu"][rows] = architecture.name, target.id
+        text["latency_source"][rows] = priced.latency_source
+        extrapolated[rows] = priced.extrapolated
+        level[rows] = np.nan if priced.interval_level is None else priced.interval_level
+        per_second[rows] = embodied_co2_g(target, count, 1.0, embodied)
+    total = values[:, 0] + values[:, 1]
+    operational = total * operational_co2_g(1.0, carbon, pue) if carbon is not None else None
+    out = pd.DataFrame(
+        {
+            "model": text["model"], "gpu": text["gpu"], "tp": numbers["tp"],
+            "batch": numbers["batch"], "prompt": prompts, "gen": gens, "precision": bits.label,
+            "prefill_j": values[:, 0], "decode_j": values[:, 1], "total_j": total,
+            "total_low_j": values[:, 3], "total_high_j": values[:, 4], "interval_level": level,
+            "latency_s": values[:, 2], "latency_source": text["latency_source"],
+            "operational_g": operational, "embodied_g": per_second * values[:, 2],
+            "extrapolated": extrapolated,
+            "carbon_intensity_g_per_kwh": None if carbon is None else carbon.g_per_kwh,
+            "carbon_intensity_source": None if carbon is None else carbon.source,
+            "pue": pue,
+        }
+    )  # fmt: skip
+    for column in ("total_low_j", "total_high_j", "interval_level", "operational_g"):
+        if out[column].isna().all():  # as the exact path: None where a prediction has none
+            out[column] = pd.Series([None] * n, dtype=object)
+    return out
 
 
 def _empty(value: Any) -> bool:

@@ -30,6 +30,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "scipy": "dev",
     "fastapi": "service",
     "uvicorn": "service",
+    "orjson": "service",
     "prometheus_client": "service",
     "litellm": "litellm",
 }

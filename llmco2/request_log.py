@@ -1,15 +1,12 @@
 """Every request of a log priced at once: millions of rows in seconds.
 
 A log holds many requests of one deployment (a model on a GPU setup), each with its prompt and
-generated tokens. Their energy is a smooth function of the two lengths, so the predictor is asked
-on a grid (log-spaced lengths spanning the log's, ``GRID_POINTS`` a side; prefill and decode
-energy, latency and the interval's bounds each on both axes, since the learned correction of one
-phase sees the other's length) and every row is read off it by linear interpolation in log lengths
-and log values. A log with fewer distinct
-(prompt, generated) pairs than the grid has points is priced exactly instead. On the 2-core
-machine a million rows take a few seconds (``experiments/benchmarks/predict_log_speed.py``); the
-interpolation's error against exact predictions is measured by the same benchmark and bounded by
-the tests.
+generated tokens. Their energy is a smooth function of the two lengths, so a log with more
+distinct (prompt, generated) pairs than a grid has points is read off a
+:class:`~llmco2.price_grid.PriceGrid` spanning the log's lengths; a smaller log is priced exactly.
+On the 2-core machine a million rows take a few seconds
+(``experiments/benchmarks/predict_log_speed.py``); the interpolation's error against exact
+predictions is measured by the same benchmark and bounded by the tests.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import numpy as np
 
 from llmco2.api import GEN_COLUMNS, PROMPT_COLUMNS
 from llmco2.errors import ConfigFileError, InfeasibleConfigError, InvalidRequestError
+from llmco2.price_grid import GRID_POINTS, VALUE_COLUMNS, PriceGrid, grid_axis, price_lengths
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,8 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GRID_POINTS", "LogSummary", "predict_log", "read_log", "summarise_log"]
 
-#: Grid points along each length axis.
-GRID_POINTS = 48
 #: The columns of results a priced log gains.
 RESULT_COLUMNS = (
     "prefill_j", "decode_j", "total_j", "total_low_j", "total_high_j", "latency_s",
@@ -71,28 +67,6 @@ def _lengths(table: pd.DataFrame, names: tuple[str, ...], what: str) -> np.ndarr
             f"row {row} of the log: {column} must be a whole number ≥ 1, got {value!r}"
         )
     return values.astype(np.int64)
-
-
-def _axis(values: np.ndarray) -> np.ndarray:
-    """Log-spaced grid lengths spanning ``values`` (its ends exact)."""
-    low, high = int(values.min()), int(values.max())
-    if low == high:
-        return np.array([low], dtype=np.int64)
-    grid = np.unique(np.round(np.geomspace(low, high, GRID_POINTS)).astype(np.int64))
-    grid[0], grid[-1] = low, high
-    return np.unique(grid)
-
-
-def _interpolate(axis: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each value: its lower grid index, upper index and weight of the upper one."""
-    if len(axis) == 1:
-        zeros = np.zeros(len(values), dtype=np.int64)
-        return zeros, zeros, np.zeros(len(values))
-    logs = np.log(axis.astype(np.float64))
-    upper = np.clip(np.searchsorted(axis, values), 1, len(axis) - 1)
-    lower = upper - 1
-    weight = (np.log(values) - logs[lower]) / (logs[upper] - logs[lower])
-    return lower, upper, np.clip(weight, 0.0, 1.0)
 
 
 def predict_log(
@@ -136,13 +110,13 @@ def predict_log(
     """
     from featurize import resolve_model
     from featurize.gpus import GpuCatalog
+    from gnn.carbon import operational_co2_g
     from gnn.embodied import EmbodiedAssumptions, embodied_co2_g
     from llmco2.api import (
         DEFAULT_LIFETIME_YEARS,
         as_precision,
         as_predictor,
         carbon_grid,
-        price_points,
         request_points,
     )
 
@@ -166,55 +140,31 @@ def predict_log(
     )
     if unfit:
         raise InfeasibleConfigError(f"row {longest} of the log: {unfit[0][1]}")
-    pairs = np.unique(np.stack([prompts, gens], axis=1), axis=0)
-    prompt_axis, gen_axis = _axis(prompts), _axis(gens)
-    gridded = not exact and len(pairs) > len(prompt_axis) * len(gen_axis)
-    if gridded:
-        asked = np.array([(p, g) for p in prompt_axis for g in gen_axis], dtype=np.int64)
-    else:
-        asked = pairs
-    points = [
-        p
-        for prompt, gen in asked
-        for p in request_points(architecture, None, target, [tp], 1, int(prompt), int(gen), bits)[0]
-    ]
     chosen = as_predictor(predictor)
-    answers = price_points(chosen, points, None, pue, None)
-    values = np.array(
-        [
-            (a.prefill_j, a.decode_j, a.latency_s,
-             a.total_low_j if a.total_low_j is not None else np.nan,
-             a.total_high_j if a.total_high_j is not None else np.nan)
-            for a in answers
-        ]
-    )  # fmt: skip
-    if gridded:
-        shape = (len(prompt_axis), len(gen_axis))
-        p0, p1, wp = _interpolate(prompt_axis, prompts)
-        g0, g1, wg = _interpolate(gen_axis, gens)
-
-        def read(column: int) -> np.ndarray:
-            logs = np.log(np.maximum(values[:, column], 1e-30)).reshape(shape)
-            low = (1 - wg) * logs[p0, g0] + wg * logs[p0, g1]
-            high = (1 - wg) * logs[p1, g0] + wg * logs[p1, g1]
-            return np.asarray(np.exp((1 - wp) * low + wp * high))
-
-        prefill, decode, latency, low, high = (read(c) for c in range(5))
-    else:
-        index = {(int(p), int(g)): i for i, (p, g) in enumerate(pairs)}
-        rows = np.array([index[(int(p), int(g))] for p, g in zip(prompts, gens, strict=True)])
-        prefill, decode, latency, low, high = (values[rows, c] for c in range(5))
+    pairs = np.unique(np.stack([prompts, gens], axis=1), axis=0)
+    prompt_axis = grid_axis(int(prompts.min()), int(prompts.max()))
+    gen_axis = grid_axis(int(gens.min()), int(gens.max()))
+    gridded = not exact and len(pairs) > len(prompt_axis) * len(gen_axis)
+    price_grid = (
+        PriceGrid.build(chosen, architecture, target, tp, 1, bits, prompt_axis, gen_axis)
+        if gridded
+        else None
+    )
+    # Every request fits (the longest does), but two lengths of different requests may not
+    # together: rows next to such a cell are priced exactly.
+    priced = price_lengths(chosen, architecture, target, tp, 1, bits, prompts, gens, price_grid)
+    values, has_interval = priced.values, priced.interval_level is not None
+    prefill, decode, latency, low, high = (values[:, c] for c in range(len(VALUE_COLUMNS)))
     total = prefill + decode
     years = DEFAULT_LIFETIME_YEARS if lifetime_years is None else lifetime_years
     per_second = embodied_co2_g(target, tp, 1.0, EmbodiedAssumptions(lifetime_years=years))
     out = table.copy()
     out["prefill_j"], out["decode_j"], out["total_j"] = prefill, decode, total
-    has_interval = answers[0].total_low_j is not None
     out["total_low_j"] = low if has_interval else np.nan
     out["total_high_j"] = high if has_interval else np.nan
     out["latency_s"] = latency
     out["operational_g"] = (
-        total / 3.6e6 * pue * grid.g_per_kwh if grid is not None else np.full(len(out), np.nan)
+        total * operational_co2_g(1.0, grid, pue) if grid is not None else np.full(len(out), np.nan)
     )
     out["embodied_g"] = per_second * latency
     out.attrs["llmco2"] = {
@@ -224,7 +174,7 @@ def predict_log(
         "precision": bits.label,
         "method": "grid" if gridded else "exact",
         "grid": [len(prompt_axis), len(gen_axis)] if gridded else None,
-        "extrapolated": bool(answers[0].extrapolated),
+        "extrapolated": priced.extrapolated,
         "carbon_intensity_g_per_kwh": grid.g_per_kwh if grid is not None else None,
         "carbon_intensity_source": grid.source if grid is not None else None,
         "pue": pue,

@@ -5,6 +5,8 @@
 - ``POST /v1/predict``: one request (the fields of :func:`llmco2.predict`) or ``{"requests":
   [...]}`` of many, priced in one predictor call (:func:`llmco2.predict_many`); a request with
   ``concurrency`` or ``rate`` is a deployment at its load.
+- ``POST /v1/predict/columns``: many requests of one deployment as columns (``"prompt": [...],
+  "gen": [...]``), answered as columns: the bulk format, up to a million requests a body.
 - ``GET /v1/models``, ``GET /v1/gpus``: the catalogs. ``GET /healthz``: liveness.
 - ``GET /metrics``: Prometheus counters of predictions served and of the predicted joules and
   grams by model, and a histogram of the time each prediction call took.
@@ -12,13 +14,16 @@
 A body that does not fit the schema, and a request the predictor refuses (an unknown model or
 GPU, a model that does not fit its GPUs, a prompt longer than the context window), is answered 422
 with the field or the reason named; anything else is a 500 that says only that, never a
-traceback. The service reads the predictor once, at start.
+traceback. The service reads the predictor once, at start. By default (``grid=True``) requests
+are read off their deployment's grid of predictions (:meth:`llmco2.Predictor.price_grid`, built
+on a deployment's first request and kept), within a fraction of a percent of the exact answer;
+``grid=False`` (``llmco2 serve --exact``) predicts every request exactly.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,7 +38,7 @@ from llmco2.api import (
 )
 from llmco2.errors import Llmco2Error
 
-__all__ = ["PredictRequest", "PredictRequests", "create_app"]
+__all__ = ["PredictColumns", "PredictRequest", "PredictRequests", "create_app"]
 
 
 class PredictRequest(BaseModel):
@@ -67,6 +72,42 @@ class PredictRequest(BaseModel):
         return self.concurrency is not None or self.rate is not None
 
 
+class PredictColumns(BaseModel):
+    """Many requests of one deployment, as columns of prompt and generated tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(min_length=1, description="Catalog name or alias (GET /v1/models).")
+    gpu: str = Field("H100-SXM", min_length=1, description="GPU catalog id (GET /v1/gpus).")
+    tp: int = Field(1, ge=1, description="GPUs of the tensor-parallel group.")
+    batch: int = Field(1, ge=1, description="Sequences of each request.")
+    precision: str | None = Field(None, description="Bit widths, e.g. w16a16kv16 or w8a8kv8.")
+    region: str | None = Field(None, description="Country (ISO alpha-3) or cloud region.")
+    intensity: float | None = Field(None, ge=0, description="Grid intensity, gCO2eq/kWh.")
+    pue: float = Field(1.0, ge=1.0, description="Power usage effectiveness of the data centre.")
+    prompt: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, max_length=1_000_000, description="Prompt tokens of each request."
+    )
+    gen: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1, max_length=1_000_000, description="Generated tokens of each request."
+    )
+
+    @model_validator(mode="after")
+    def _same_length(self) -> PredictColumns:
+        if len(self.prompt) != len(self.gen):
+            raise ValueError(
+                f"prompt has {len(self.prompt)} values and gen {len(self.gen)}: one per request"
+            )
+        return self
+
+
+#: Columns of a columnar answer that hold one value for the whole deployment.
+_DEPLOYMENT_COLUMNS = (
+    "model", "gpu", "tp", "batch", "precision", "interval_level", "latency_source",
+    "extrapolated", "carbon_intensity_g_per_kwh", "carbon_intensity_source", "pue",
+)  # fmt: skip
+
+
 class PredictRequests(BaseModel):
     """Many single requests, priced in one predictor call."""
 
@@ -75,15 +116,20 @@ class PredictRequests(BaseModel):
     requests: list[PredictRequest] = Field(min_length=1, max_length=100_000)
 
 
-def create_app(predictor: Predictor | None = None) -> Any:
+def create_app(predictor: Predictor | None = None, *, grid: bool = True) -> Any:
     """The ASGI application serving ``predictor`` (the shipped one by default).
 
+    Args:
+        predictor: The predictor to serve.
+        grid: Read requests off their deployments' grids of predictions (False: exactly).
+
     Raises:
-        MissingDependencyError: FastAPI or prometheus-client is not installed.
+        MissingDependencyError: FastAPI, orjson or prometheus-client is not installed.
     """
     try:
+        import orjson
         from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse, PlainTextResponse
+        from fastapi.responses import JSONResponse, PlainTextResponse, Response
         from prometheus_client import (
             CONTENT_TYPE_LATEST,
             CollectorRegistry,
@@ -155,7 +201,7 @@ def create_app(predictor: Predictor | None = None) -> Any:
             _record(deployment.model, "deployment", deployment.per_request_j,
                     deployment.operational_g)  # fmt: skip
             return deployment.to_dict()
-        single: Prediction = predict(body.model, **common, batch=body.batch)
+        single: Prediction = predict(body.model, **common, batch=body.batch, grid=grid)
         seconds.observe(time.perf_counter() - start)
         _record(single.model, "request", single.total_j, single.operational_g)
         return single.to_dict()
@@ -182,7 +228,7 @@ def create_app(predictor: Predictor | None = None) -> Any:
                 [{k: r[k] for k in ("model", "gpu", "tp", "batch", "prompt", "gen")}
                  for _, r in chosen_rows],
                 precision=precision, region=region, intensity=intensity, pue=pue,
-                predictor=chosen,
+                predictor=chosen, grid=grid,
             )  # fmt: skip
             records: list[dict[str, Any]] = table.to_dict("records")  # type: ignore[assignment]
             for (i, _), record in zip(chosen_rows, records, strict=True):
@@ -194,6 +240,36 @@ def create_app(predictor: Predictor | None = None) -> Any:
             del answer["index"]
             answer["gpus"] = answer.pop("tp")
         return answers
+
+    @app.post("/v1/predict/columns", response_class=Response)
+    def predict_columns_endpoint(body: PredictColumns) -> Any:
+        """Price many requests of one deployment given as columns; answer as columns."""
+        start = time.perf_counter()
+        table = predict_many(
+            {"prompt": body.prompt, "gen": body.gen}, model=body.model, gpu=body.gpu,
+            tp=body.tp, precision=body.precision, region=body.region, intensity=body.intensity,
+            pue=body.pue, predictor=chosen, grid=grid,
+        )  # fmt: skip
+        seconds.observe(time.perf_counter() - start)
+        answer: dict[str, Any] = {
+            name: table[name].iloc[0].item() if hasattr(table[name].iloc[0], "item")
+            else table[name].iloc[0]
+            for name in _DEPLOYMENT_COLUMNS
+        }  # fmt: skip
+        for name in table.columns:
+            if name not in answer:
+                column = table[name]
+                answer[name] = None if column.isna().all() else column.to_numpy(dtype=float)
+        answer["prompt"] = table["prompt"].to_numpy()
+        answer["gen"] = table["gen"].to_numpy()
+        served.labels(model=answer["model"], kind="request").inc(len(table))
+        joules.labels(model=answer["model"]).inc(float(table["total_j"].sum()))
+        if answer["operational_g"] is not None:
+            grams.labels(model=answer["model"]).inc(float(table["operational_g"].sum()))
+        return Response(
+            orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY),
+            media_type="application/json",
+        )
 
     @app.get("/v1/models")
     def models_endpoint() -> list[dict[str, Any]]:

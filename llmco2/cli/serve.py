@@ -20,6 +20,13 @@ def serve(
     model_path: Annotated[
         Path | None, typer.Option("--model", help="Predictor checkpoint (default: shipped).")
     ] = None,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact",
+            help="Predict every request exactly instead of reading it off its deployment's grid.",
+        ),
+    ] = False,
 ) -> None:
     """Serve predictions over HTTP: POST /v1/predict, /v1/models, /v1/gpus, /metrics, /docs."""
     from llmco2.api import Predictor
@@ -39,7 +46,7 @@ def serve(
     except OSError as exc:
         raise EnvironmentProblemError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     predictor = Predictor.load(model_path) if model_path is not None else Predictor.default()
-    application = create_app(predictor)
+    application = create_app(predictor, grid=not exact)
     import uvicorn
 
     print(f"llmco2 service on http://{host}:{port} (OpenAPI docs at /docs)", file=sys.stderr)

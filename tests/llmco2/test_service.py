@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import llmco2
+from tests.llmco2.service_server import running_service
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,10 +22,63 @@ def test_it_answers_what_the_api_answers(service: httpx.Client) -> None:
     response = service.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    expected = llmco2.predict("llama3.1-8b", gpu="H200", tp=2, prompt=1024, gen=128, region="FRA")
+    asked = {"gpu": "H200", "tp": 2, "prompt": 1024, "gen": 128, "region": "FRA"}
+    expected = llmco2.predict("llama3.1-8b", **asked, grid=True)  # as the service reads it
     assert answer["total_j"] == pytest.approx(expected.total_j, rel=1e-9)
     assert answer["operational_g"] == pytest.approx(expected.operational_g, rel=1e-9)
     assert answer["gpus"] == 2 and answer["model"] == "meta-llama/Llama-3.1-8B"
+    exact = llmco2.predict("llama3.1-8b", **asked)
+    assert answer["total_j"] == pytest.approx(exact.total_j, rel=5e-3)
+
+
+def test_with_exact_every_request_is_predicted_exactly() -> None:
+    with running_service("--exact") as exact_service:
+        body = {"model": "qwen3-8b", "gpu": "H200", "prompt": 777, "gen": 33}
+        single = exact_service.post("/v1/predict", json=body).json()
+        columns = exact_service.post(
+            "/v1/predict/columns", json={**body, "prompt": [777], "gen": [33]}
+        ).json()
+    expected = llmco2.predict("qwen3-8b", gpu="H200", prompt=777, gen=33)
+    assert single["total_j"] == pytest.approx(expected.total_j, rel=1e-9)
+    assert columns["total_j"] == [pytest.approx(expected.total_j, rel=1e-9)]
+
+
+def test_columns_of_one_deployment_come_back_as_columns(service: httpx.Client) -> None:
+    prompts, gens = [100, 2000, 800, 100], [10, 50, 300, 10]
+    body = {"model": "qwen3-8b", "gpu": "H200", "region": "FRA", "prompt": prompts, "gen": gens}
+    response = service.post("/v1/predict/columns", json=body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["model"] == "Qwen/Qwen3-8B" and answer["tp"] == 1 and answer["pue"] == 1.0
+    assert answer["prompt"] == prompts and answer["gen"] == gens
+    table = llmco2.predict_many(
+        {"prompt": prompts, "gen": gens}, model="qwen3-8b", gpu="H200", region="FRA", grid=True
+    )
+    assert answer["total_j"] == pytest.approx(table["total_j"].tolist(), rel=1e-9)
+    assert answer["operational_g"] == pytest.approx(table["operational_g"].tolist(), rel=1e-9)
+    assert answer["total_j"][0] == answer["total_j"][3]
+    without_carbon = service.post(
+        "/v1/predict/columns", json={"model": "qwen3-8b", "prompt": [5], "gen": [5]}
+    ).json()
+    assert without_carbon["operational_g"] is None and without_carbon["gpu"] == "H100-SXM"
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"model": "qwen3-8b", "prompt": [1, 2], "gen": [1]}, "one per request"),
+        ({"model": "qwen3-8b", "prompt": [0], "gen": [1]}, "prompt"),
+        ({"model": "qwen3-8b", "prompt": [], "gen": []}, "prompt"),
+        ({"model": "qwen3-8b", "prompt": [100_000], "gen": [100_000]}, "context window"),
+        ({"model": "llama3.1-70b", "gpu": "H100-SXM", "prompt": [5], "gen": [5]}, "GB per GPU"),
+    ],
+)
+def test_bad_columns_are_422_naming_the_field_or_the_reason(
+    service: httpx.Client, body: dict[str, object], named: str
+) -> None:
+    response = service.post("/v1/predict/columns", json=body)
+    assert response.status_code == 422
+    assert named in response.text and "Traceback" not in response.text
 
 
 def test_many_requests_in_one_body_come_back_in_their_order(service: httpx.Client) -> None:
@@ -42,6 +96,7 @@ def test_many_requests_in_one_body_come_back_in_their_order(service: httpx.Clien
         single = llmco2.predict(
             str(request["model"]), gpu=str(request["gpu"]), prompt=int(str(request["prompt"])),
             gen=int(str(request["gen"])), intensity=None if intensity is None else float(intensity),
+            grid=True,
         )  # fmt: skip
         assert answer["total_j"] == pytest.approx(single.total_j, rel=1e-6)
         assert answer["gpus"] == 1
