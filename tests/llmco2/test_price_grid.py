@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from featurize.gpus import GpuCatalog
 from llmco2.api import as_precision
 from llmco2.errors import InfeasibleConfigError, InvalidRequestError
 from llmco2.price_grid import PriceGrid, grid_axis
+from llmco2.request_log import predict_log
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +22,7 @@ def predictor() -> llmco2.Predictor:
     return llmco2.Predictor.load("gnn/data/default_predictor.npz")
 
 
-def _requests(count: int, longest: int, seed: int = 3) -> dict[str, np.ndarray]:
+def _requests(count: int, longest: int, seed: int = 3) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     prompts = np.exp(rng.uniform(0, np.log(longest), count)).astype(np.int64) + 1
     gens = np.exp(rng.uniform(0, np.log(longest // 4), count)).astype(np.int64) + 1
@@ -68,7 +71,9 @@ def test_requests_next_to_cells_that_do_not_fit_are_priced_exactly(
     predictor: llmco2.Predictor,
 ) -> None:
     # Sixteen sequences of Llama-3.1-8B on an H100: 16,000 + 100 tokens fit, 16,000 + 16,000 not.
-    asked = {"prompt": [16_000, 100, 15_000, 300], "gen": [100, 16_000, 900, 40], "batch": 16}
+    asked: dict[str, Any] = {
+        "prompt": [16_000, 100, 15_000, 300], "gen": [100, 16_000, 900, 40], "batch": [16] * 4
+    }  # fmt: skip
     exact = llmco2.predict_many(asked, model="llama3.1-8b", gpu="H100-SXM", predictor=predictor)
     read = llmco2.predict_many(
         asked, model="llama3.1-8b", gpu="H100-SXM", predictor=predictor, grid=True
@@ -76,7 +81,7 @@ def test_requests_next_to_cells_that_do_not_fit_are_priced_exactly(
     np.testing.assert_allclose(read["total_j"], exact["total_j"], rtol=5e-3)
     with pytest.raises(InfeasibleConfigError, match="request row 1"):
         llmco2.predict_many(
-            {"prompt": [100, 16_000], "gen": [100, 16_000], "batch": 16},
+            {"prompt": [100, 16_000], "gen": [100, 16_000], "batch": [16, 16]},
             model="llama3.1-8b", gpu="H100-SXM", predictor=predictor, grid=True,
         )  # fmt: skip
     with pytest.raises(InfeasibleConfigError):
@@ -110,7 +115,7 @@ def test_a_log_whose_longest_lengths_do_not_fit_together_is_priced(
                       24_000 - prompts)  # fmt: skip
     gens[:2], prompts[:2] = [23_000, 10], [10, 23_000]
     log = pd.DataFrame({"prompt": prompts, "gen": gens})
-    priced = llmco2.predict_log(log, model="llama3.1-8b", gpu="L4", predictor=predictor)
+    priced = predict_log(log, model="llama3.1-8b", gpu="L4", predictor=predictor)
     assert priced.attrs["llmco2"]["method"] == "grid"
     assert np.isfinite(priced["total_j"]).all()
     sample = log.iloc[:40]

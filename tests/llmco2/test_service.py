@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ def test_it_answers_what_the_api_answers(service: httpx.Client) -> None:
     response = service.post("/v1/predict", json=body)
     assert response.status_code == 200, response.text
     answer = response.json()
-    asked = {"gpu": "H200", "tp": 2, "prompt": 1024, "gen": 128, "region": "FRA"}
+    asked: dict[str, Any] = {"gpu": "H200", "tp": 2, "prompt": 1024, "gen": 128, "region": "FRA"}
     expected = llmco2.predict("llama3.1-8b", **asked, grid=True)  # as the service reads it
     assert answer["total_j"] == pytest.approx(expected.total_j, rel=1e-9)
     assert answer["operational_g"] == pytest.approx(expected.operational_g, rel=1e-9)
