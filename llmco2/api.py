@@ -494,16 +494,18 @@ def _grid_prediction(
 
     from gnn.carbon import operational_co2_g
     from gnn.embodied import embodied_co2_g
-    from llmco2.price_grid import price_lengths
+    from llmco2.price_grid import price_exactly
 
     request, setup = point.request, point.setup
     architecture, batch, bits = point.architecture, request.batch_size, point.precision
     price_grid = predictor.price_grid(architecture, window, setup.gpu, setup.count, batch, bits)
-    priced = price_lengths(
-        predictor, architecture, setup.gpu, setup.count, batch, bits,
-        np.array([request.prompt_tokens]), np.array([request.generated_tokens]), price_grid,
-    )  # fmt: skip
-    prefill, decode, latency, low, high = (float(v) for v in priced.values[0])
+    values = price_grid.read_one(request.prompt_tokens, request.generated_tokens)
+    if values is None:  # next to a length pair that does not fit: asked exactly
+        values = price_exactly(
+            predictor, architecture, setup.gpu, setup.count, batch, bits,
+            np.array([request.prompt_tokens]), np.array([request.generated_tokens]),
+        ).values[0]  # fmt: skip
+    prefill, decode, latency, low, high = (float(v) for v in values)
     total = prefill + decode
     return Prediction(
         model=point.architecture.name,
@@ -518,12 +520,12 @@ def _grid_prediction(
         total_j=total,
         total_low_j=None if math.isnan(low) else low,
         total_high_j=None if math.isnan(high) else high,
-        interval_level=priced.interval_level,
+        interval_level=price_grid.interval_level,
         latency_s=latency,
-        latency_source=priced.latency_source,
+        latency_source=price_grid.latency_source,
         operational_g=operational_co2_g(total, carbon, pue) if carbon is not None else None,
         embodied_g=embodied_co2_g(setup.gpu, setup.count, latency, embodied),
-        extrapolated=priced.extrapolated,
+        extrapolated=price_grid.extrapolated,
         carbon_intensity_g_per_kwh=carbon.g_per_kwh if carbon is not None else None,
         carbon_intensity_source=carbon.source if carbon is not None else None,
         pue=pue,

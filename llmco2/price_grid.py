@@ -12,7 +12,9 @@ interpolation's error against exact predictions; the tests bound it.
 
 from __future__ import annotations
 
+import bisect
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -53,6 +55,16 @@ def _bracket(axis: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lower = upper - 1
     weight = (np.log(values) - logs[lower]) / (logs[upper] - logs[lower])
     return lower, upper, np.clip(weight, 0.0, 1.0)
+
+
+def _bracket_one(axis: list[int], logs: list[float], value: int) -> tuple[int, int, float]:
+    """:func:`_bracket` of one value."""
+    if len(axis) == 1:
+        return 0, 0, 0.0
+    upper = min(max(bisect.bisect_left(axis, value), 1), len(axis) - 1)
+    lower = upper - 1
+    weight = (math.log(value) - logs[lower]) / (logs[upper] - logs[lower])
+    return lower, upper, min(max(weight, 0.0), 1.0)
 
 
 @dataclass(frozen=True)
@@ -189,6 +201,27 @@ class PriceGrid:
         """The logarithms of :attr:`values` (interpolation runs in log values)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.asarray(np.log(np.maximum(self.values, 1e-300)))
+
+    @functools.cached_property
+    def _axes(self) -> tuple[list[int], list[float], list[int], list[float]]:
+        """Both axes and their logarithms as Python lists (one request's read-off)."""
+        prompts, gens = self.prompt_axis.tolist(), self.gen_axis.tolist()
+        return prompts, [math.log(v) for v in prompts], gens, [math.log(v) for v in gens]
+
+    def read_one(self, prompt: int, gen: int) -> np.ndarray | None:
+        """One request's interpolated values (as :meth:`read`), None where the grid cannot."""
+        prompts, prompt_logs, gens, gen_logs = self._axes
+        if not (prompts[0] <= prompt <= prompts[-1] and gens[0] <= gen <= gens[-1]):
+            return None
+        i0, i1, wp = _bracket_one(prompts, prompt_logs, prompt)
+        j0, j1, wg = _bracket_one(gens, gen_logs, gen)
+        logs = self.log_values
+        c00, c01, c10, c11 = logs[i0, j0], logs[i0, j1], logs[i1, j0], logs[i1, j1]
+        if not np.isfinite(np.concatenate([c00[:3], c01[:3], c10[:3], c11[:3]])).all():
+            return None
+        low = (1 - wg) * c00 + wg * c01
+        high = (1 - wg) * c10 + wg * c11
+        return np.asarray(np.exp((1 - wp) * low + wp * high))
 
     def read(self, prompts: np.ndarray, gens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Interpolated values of requests, and which requests the grid answers.

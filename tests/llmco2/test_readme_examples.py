@@ -91,7 +91,8 @@ def test_the_service_examples(service: Any) -> None:
         line for line in block.splitlines() if not line.startswith("llmco2 serve")
     ).replace("localhost:8000", f"127.0.0.1:{service.base_url.port}")
     out = subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout
-    assert out.count('"total_j"') == 3 and out.count('"per_request_j"') == 1, out
+    assert out.count('"total_j"') == 4 and out.count('"per_request_j"') == 1, out
+    assert re.search(r'"total_j":\[[\d.e+-]+,[\d.e+-]+,[\d.e+-]+\]', out), out
 
 
 def test_the_request_log_example(tmp_path: Path) -> None:
