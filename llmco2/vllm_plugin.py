@@ -16,7 +16,8 @@ loop, in batches, once a second) and counted on the server's ``/metrics``:
 - ``llmco2_predicted_operational_co2_grams_total`` (with a region or intensity) and
   ``llmco2_predicted_embodied_co2_grams_total``;
 - ``llmco2_measured_energy_joules_total``: on NVIDIA GPUs, what NVML's energy counters of the
-  server's tensor-parallel group measured since the plugin started, so that
+  server's tensor-parallel group measured since the plugin started (not with data parallelism),
+  so that
   ``rate(llmco2_predicted_energy_joules_total[5m]) / rate(llmco2_measured_energy_joules_total[5m])``
   compares prediction and measurement over the same interval (the measurement includes the
   GPUs' idle power between requests; the prediction does not);
@@ -240,11 +241,15 @@ class PredictedEnergyLogger(StatLoggerBase):  # type: ignore[misc]
              "concurrency": str(settings.concurrency or ""),
              "carbon": "yes" if check.operational_g is not None else "no"}
         )  # fmt: skip
-        try:
-            self._gpu_energy: _GpuEnergy | None = _GpuEnergy(tp)
-        except Llmco2Error as exc:
-            logger.info("llmco2: no measured energy beside the predicted (%s)", exc)
-            self._gpu_energy = None
+        self._gpu_energy: _GpuEnergy | None = None
+        if int(getattr(vllm_config.parallel_config, "data_parallel_size", 1)) > 1:
+            # Which GPUs are an engine's own is the data-parallel launcher's business.
+            logger.info("llmco2: no measured energy with data parallelism, predicted only")
+        else:
+            try:
+                self._gpu_energy = _GpuEnergy(tp)
+            except Llmco2Error as exc:
+                logger.info("llmco2: no measured energy beside the predicted (%s)", exc)
         self._thread = threading.Thread(target=self._run, name="llmco2-pricing", daemon=True)
         self._thread.start()
 
