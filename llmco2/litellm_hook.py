@@ -11,9 +11,10 @@
     callback.totals.total_j      # every completion, synchronous ones included, adds to the totals
 
 A router or proxy serving several models gets a mapping from model name (LiteLLM's model group,
-or the model a call asks for, with or without its ``provider/`` prefix) to :class:`Deployment`;
-completions of models it does not name are counted as unpriced. Each completion is priced from
-its own token counts (``usage``), as the OpenAI-client hook (:mod:`llmco2.hooks`) prices them.
+or the model a call asks for, with or without its ``provider/`` prefix; ``"*"`` for any other) to
+:class:`Deployment`; completions of models it does not name are counted as unpriced. Each
+completion is priced from its own token counts (``usage``), as the OpenAI-client hook
+(:mod:`llmco2.hooks`) prices them.
 Behind the LiteLLM proxy (``litellm_settings: callbacks: [your_module.callback]``) responses also
 carry the headers ``x-llmco2-energy-j`` and, with a carbon intensity, ``x-llmco2-co2-g``.
 LiteLLM calls a synchronous completion's callbacks from its logging thread after the completion
@@ -92,9 +93,11 @@ class Llmco2Callback(CustomLogger):
             return self._totals
 
     def deployment_for(self, details: Mapping[str, Any]) -> Deployment | None:
-        """The deployment of a call (LiteLLM's call details or request data), None if unnamed."""
-        if "*" in self._deployments:
-            return self._deployments["*"]
+        """The deployment of a call (LiteLLM's call details or request data).
+
+        The mapping's entry for the call's model group, else for the model it asks for (with or
+        without its ``provider/`` prefix), else its ``"*"`` entry; None without any.
+        """
         params = details.get("litellm_params") or {}
         metadata = {**(params.get("metadata") or {}), **(details.get("metadata") or {})}
         for name in (metadata.get("model_group"), details.get("model")):
@@ -103,7 +106,7 @@ class Llmco2Callback(CustomLogger):
             for key in (str(name), str(name).split("/", 1)[-1]):
                 if key in self._deployments:
                     return self._deployments[key]
-        return None
+        return self._deployments.get("*")
 
     def impact_of(self, details: Mapping[str, Any], response: Any) -> Impact | None:
         """The predicted cost of a completion, None where it cannot be priced."""

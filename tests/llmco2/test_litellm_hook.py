@@ -141,3 +141,17 @@ def test_the_proxy_s_headers_carry_energy_and_co2(vllm_server: Server) -> None:
         (expected.operational_g or 0.0) + expected.embodied_g, rel=1e-5
     )
     assert asyncio.run(callback.async_post_call_response_headers_hook({}, None, None)) is None
+
+
+def test_a_mapping_names_models_and_groups_and_may_fall_back_on_a_star() -> None:
+    h100, h200 = Deployment("qwen3-8b", gpu="H100-SXM"), Deployment("qwen3-8b", gpu="H200")
+    named = Llmco2Callback({"tiny": h100, "org/big": h200})
+    assert named.deployment_for({"model": "hosted_vllm/tiny"}) is h100
+    assert named.deployment_for({"model": "org/big"}) is h200
+    group = {"model": "x", "litellm_params": {"metadata": {"model_group": "tiny"}}}
+    assert named.deployment_for(group) is h100
+    assert named.deployment_for({"model": "other"}) is None
+    fallback = Llmco2Callback({"tiny": h100, "*": h200})
+    assert fallback.deployment_for({"model": "tiny"}) is h100
+    assert fallback.deployment_for({"model": "other"}) is h200
+    assert Llmco2Callback(h200).deployment_for({}) is h200
