@@ -738,16 +738,13 @@ def _predict_on_grids(
     from llmco2.price_grid import price_lengths
 
     n = len(table)
-    given = {
-        key: (
-            pd.Series([defaults[key]] * n)
-            if column is None
-            else table[column]
-            .reset_index(drop=True)
-            .where(table[column].reset_index(drop=True).notna(), defaults.get(key))
-        )
-        for key, column in columns.items()
-    }
+    given = {}
+    for key, column in columns.items():
+        if column is None:
+            given[key] = pd.Series([defaults[key]] * n)
+        else:
+            cells = table[column].reset_index(drop=True)
+            given[key] = cells.where(cells.notna(), defaults.get(key))
     numbers = {}
     for key in ("tp", "batch", "prompt", "gen"):
         values = pd.to_numeric(given[key], errors="coerce").to_numpy(dtype=np.float64)
@@ -777,7 +774,6 @@ def _predict_on_grids(
         p, g = prompts[rows], gens[rows]
         if window is not None and bool((p + g > window).any()):
             return None
-        count, batch = int(count), int(batch)
         price_grid = predictor.price_grid(architecture, window, target, count, batch, bits)
         priced = price_lengths(
             predictor, architecture, target, count, batch, bits, p, g, price_grid

@@ -16,7 +16,7 @@ import bisect
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -55,6 +55,15 @@ def _bracket(axis: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarr
     lower = upper - 1
     weight = (np.log(values) - logs[lower]) / (logs[upper] - logs[lower])
     return lower, upper, np.clip(weight, 0.0, 1.0)
+
+
+def _blend(
+    c00: np.ndarray, c01: np.ndarray, c10: np.ndarray, c11: np.ndarray, wp: Any, wg: Any
+) -> np.ndarray:
+    """Bilinear interpolation of log values between four grid corners, back to values."""
+    low = (1 - wg) * c00 + wg * c01
+    high = (1 - wg) * c10 + wg * c11
+    return np.asarray(np.exp((1 - wp) * low + wp * high))
 
 
 def _bracket_one(axis: list[int], logs: list[float], value: int) -> tuple[int, int, float]:
@@ -219,9 +228,7 @@ class PriceGrid:
         c00, c01, c10, c11 = logs[i0, j0], logs[i0, j1], logs[i1, j0], logs[i1, j1]
         if not np.isfinite(np.concatenate([c00[:3], c01[:3], c10[:3], c11[:3]])).all():
             return None
-        low = (1 - wg) * c00 + wg * c01
-        high = (1 - wg) * c10 + wg * c11
-        return np.asarray(np.exp((1 - wp) * low + wp * high))
+        return _blend(c00, c01, c10, c11, wp, wg)
 
     def read(self, prompts: np.ndarray, gens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Interpolated values of requests, and which requests the grid answers.
@@ -244,8 +251,6 @@ class PriceGrid:
         corners = [logs[p0, g0], logs[p0, g1], logs[p1, g0], logs[p1, g1]]
         energy = slice(0, 3)  # the interval's bounds may be NaN throughout
         answered = inside & np.all([np.isfinite(c[:, energy]).all(axis=1) for c in corners], axis=0)
-        low = (1 - wg)[:, None] * corners[0] + wg[:, None] * corners[1]
-        high = (1 - wg)[:, None] * corners[2] + wg[:, None] * corners[3]
-        values = np.exp((1 - wp)[:, None] * low + wp[:, None] * high)
+        values = _blend(corners[0], corners[1], corners[2], corners[3], wp[:, None], wg[:, None])
         values[~answered] = np.nan
         return values, answered

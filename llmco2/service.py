@@ -41,21 +41,26 @@ from llmco2.errors import Llmco2Error
 __all__ = ["PredictColumns", "PredictRequest", "PredictRequests", "create_app"]
 
 
-class PredictRequest(BaseModel):
-    """One request to price: the keyword arguments of :func:`llmco2.predict`."""
+class _Deployment(BaseModel):
+    """What the request bodies share: the deployment and the carbon accounting."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(min_length=1, description="Catalog name or alias (GET /v1/models).")
     gpu: str = Field("H100-SXM", min_length=1, description="GPU catalog id (GET /v1/gpus).")
     tp: int = Field(1, ge=1, description="GPUs of the tensor-parallel group.")
-    batch: int = Field(1, ge=1, description="Sequences of the request.")
-    prompt: int = Field(1024, ge=1, description="Prompt tokens of each sequence.")
-    gen: int = Field(128, ge=1, description="Generated tokens of each sequence.")
+    batch: int = Field(1, ge=1, description="Sequences of each request.")
     precision: str | None = Field(None, description="Bit widths, e.g. w16a16kv16 or w8a8kv8.")
     region: str | None = Field(None, description="Country (ISO alpha-3) or cloud region.")
     intensity: float | None = Field(None, ge=0, description="Grid intensity, gCO2eq/kWh.")
     pue: float = Field(1.0, ge=1.0, description="Power usage effectiveness of the data centre.")
+
+
+class PredictRequest(_Deployment):
+    """One request to price: the keyword arguments of :func:`llmco2.predict`."""
+
+    prompt: int = Field(1024, ge=1, description="Prompt tokens of each sequence.")
+    gen: int = Field(128, ge=1, description="Generated tokens of each sequence.")
     concurrency: int | None = Field(None, ge=1, description="Serving: requests in flight.")
     rate: float | None = Field(None, gt=0, description="Serving: Poisson arrivals per second.")
     trace: Literal["conv", "code"] = Field("conv", description="Serving: request lengths.")
@@ -72,19 +77,9 @@ class PredictRequest(BaseModel):
         return self.concurrency is not None or self.rate is not None
 
 
-class PredictColumns(BaseModel):
+class PredictColumns(_Deployment):
     """Many requests of one deployment, as columns of prompt and generated tokens."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    model: str = Field(min_length=1, description="Catalog name or alias (GET /v1/models).")
-    gpu: str = Field("H100-SXM", min_length=1, description="GPU catalog id (GET /v1/gpus).")
-    tp: int = Field(1, ge=1, description="GPUs of the tensor-parallel group.")
-    batch: int = Field(1, ge=1, description="Sequences of each request.")
-    precision: str | None = Field(None, description="Bit widths, e.g. w16a16kv16 or w8a8kv8.")
-    region: str | None = Field(None, description="Country (ISO alpha-3) or cloud region.")
-    intensity: float | None = Field(None, ge=0, description="Grid intensity, gCO2eq/kWh.")
-    pue: float = Field(1.0, ge=1.0, description="Power usage effectiveness of the data centre.")
     prompt: list[Annotated[int, Field(ge=1)]] = Field(
         min_length=1, max_length=1_000_000, description="Prompt tokens of each request."
     )
@@ -264,12 +259,11 @@ def create_app(predictor: Predictor | None = None, *, grid: bool = True) -> Any:
             else table[name].iloc[0]
             for name in _DEPLOYMENT_COLUMNS
         }  # fmt: skip
+        answer["prompt"], answer["gen"] = table["prompt"].to_numpy(), table["gen"].to_numpy()
         for name in table.columns:
             if name not in answer:
                 column = table[name]
                 answer[name] = None if column.isna().all() else column.to_numpy(dtype=float)
-        answer["prompt"] = table["prompt"].to_numpy()
-        answer["gen"] = table["gen"].to_numpy()
         served.labels(model=answer["model"], kind="request").inc(len(table))
         joules.labels(model=answer["model"]).inc(float(table["total_j"].sum()))
         if answer["operational_g"] is not None:
