@@ -8,6 +8,12 @@ Prints a table and writes ``plugin_check.json`` (and the server's log) under ``$
 
     PYTHONPATH=/tmp/site:$PWD OUT=/tmp/out python experiments/gpu/vllm_plugin_check.py [MODEL]
 
+It needs vLLM but neither Ray nor the MoE kernels, so the bundle it runs on is the small one
+(``../shared/gpu/build_bundle.sh .gpu-lite --extra "sqlalchemy==2.1.9 alembic==1.20.1
+mako==1.3.10"``, 156 MB: six 26 MiB parts, each carried beside the working tree within a call's
+64 MiB) rather than the campaigns' (281 MB with Ray and ``MOE=1``, eleven parts): fewer calls
+that must follow one another before the machine is given back.
+
 llmco2 runs from the working tree here rather than installed, so the script gives it the entry
 point vLLM looks plugins up by (a ``.dist-info`` folder next to the bundle's packages).
 """
